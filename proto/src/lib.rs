@@ -1,0 +1,24 @@
+//! `veil-proto`: Veil's pure protocol. No I/O, no tokio, no clock: everything here is a
+//! function of its inputs, so the daemon and the simulator run the same code and a test
+//! can replay any run.
+//!
+//! # Layout
+//! - [`keys`]: routing keys, data keys and node keys, and their text form.
+//! - [`block`]: CHK blocks: convergent encryption, verification, decryption.
+//! - [`uri`]: `veil:CHK@...` URIs.
+//! - [`ring`]: locations on the ring and the distance between them.
+//! - [`message`]: the wire messages nodes exchange, with hostile-input decoding.
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod keys;
+pub mod message;
+pub mod ring;
+pub mod uri;
+
+pub use block::{Block, BlockError, ChkKeys, BLOCK_LEN, MAX_PAYLOAD};
+pub use keys::{DataKey, KeyParseError, NodeKey, RoutingKey};
+pub use message::{Hello, Htl, Message, MessageError, PeerAddress, PeerAddressError, RequestId};
+pub use ring::{Distance, Location};
+pub use uri::{Uri, UriError};

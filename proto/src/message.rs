@@ -1,0 +1,475 @@
+//! Wire messages: the postcard-encoded enum that nodes speak inside Noise transport
+//! messages.
+//!
+//! A message carries no originator: requests name a key, a hops-to-live and a random
+//! request id, nothing about where they started. [`Message::decode`] treats its input as
+//! hostile: it bounds the frame size before anything else, every collection is bounded
+//! before it is allocated, and any bytes at all give a value or an error, never a panic.
+
+use crate::block::Block;
+use crate::keys::{KeyParseError, NodeKey, RoutingKey};
+use crate::ring::Location;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// The protocol version spoken in [`Hello`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest plaintext a Noise transport message can carry (65,535 minus the 16-byte tag).
+pub const MAX_MESSAGE_LEN: usize = 65_535 - 16;
+
+/// Most peer addresses one [`Message::PeerInfo`] may carry.
+pub const MAX_PEER_INFO: usize = 64;
+
+/// A random request id. Loops are detected by it; it says nothing about the originator.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "req:{:016x}", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Hops-to-live: how many more nodes a request or insert may visit.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Htl(pub u8);
+
+impl Htl {
+    /// The default maximum.
+    pub const DEFAULT_MAX: Htl = Htl(18);
+}
+
+/// The first message on every link, each way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// The sender's ring location.
+    pub location: Location,
+    /// The TCP port the sender listens on (0 if it does not listen).
+    pub listen_port: u16,
+}
+
+/// A node's address: its static key and where it listens, as `--peer` takes it.
+///
+/// Text form: `<key>@<ip>:<port>`, the key in base64url (as Lightning writes
+/// `pubkey@host:port`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct PeerAddress {
+    /// The node's static X25519 public key.
+    pub key: NodeKey,
+    /// The node's listening socket address.
+    pub addr: SocketAddr,
+}
+
+/// Why a peer address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerAddressError {
+    /// No `@` between key and socket address.
+    #[error("a peer address is <key>@<ip>:<port>; no '@' found")]
+    MissingAt,
+    /// The key part is malformed.
+    #[error("bad node key: {0}")]
+    BadKey(KeyParseError),
+    /// The socket address part is malformed.
+    #[error("bad socket address {0:?}: expected <ip>:<port>")]
+    BadSocketAddr(String),
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.key, self.addr)
+    }
+}
+
+impl FromStr for PeerAddress {
+    type Err = PeerAddressError;
+    fn from_str(s: &str) -> Result<PeerAddress, PeerAddressError> {
+        let (key, addr) = s
+            .trim()
+            .split_once('@')
+            .ok_or(PeerAddressError::MissingAt)?;
+        Ok(PeerAddress {
+            key: key.parse().map_err(PeerAddressError::BadKey)?,
+            addr: addr
+                .parse()
+                .map_err(|_| PeerAddressError::BadSocketAddr(addr.to_string()))?,
+        })
+    }
+}
+
+/// A list that refuses, while decoding, to grow past `N` entries.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct BoundedVec<T, const N: usize>(Vec<T>);
+
+impl<T, const N: usize> BoundedVec<T, N> {
+    /// Wraps `items`, or gives them back if there are more than `N`.
+    pub fn new(items: Vec<T>) -> Result<Self, Vec<T>> {
+        if items.len() > N {
+            Err(items)
+        } else {
+            Ok(BoundedVec(items))
+        }
+    }
+
+    /// The entries.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+
+    /// The entries, owned.
+    pub fn into_inner(self) -> Vec<T> {
+        self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for BoundedVec<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for V<T, N> {
+            type Value = BoundedVec<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "at most {N} entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                if seq.size_hint().is_some_and(|n| n > N) {
+                    return Err(serde::de::Error::invalid_length(
+                        seq.size_hint().unwrap_or(0),
+                        &self,
+                    ));
+                }
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    if out.len() == N {
+                        return Err(serde::de::Error::invalid_length(N + 1, &self));
+                    }
+                    out.push(item);
+                }
+                Ok(BoundedVec(out))
+            }
+        }
+        d.deserialize_seq(V::<T, N>(std::marker::PhantomData))
+    }
+}
+
+/// Everything nodes say to each other.
+///
+/// Variant order is part of the wire format (postcard encodes the index): append only.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// First message each way on a link.
+    Hello(Hello),
+    /// Asks for the block under `key`.
+    Request {
+        /// Random id, for loop detection and matching replies.
+        id: RequestId,
+        /// The block wanted.
+        key: RoutingKey,
+        /// Hops left.
+        htl: Htl,
+    },
+    /// Carries a block towards the nodes closest to its key.
+    Insert {
+        /// Random id.
+        id: RequestId,
+        /// The block's routing key (the receiver verifies the block against it).
+        key: RoutingKey,
+        /// Hops left.
+        htl: Htl,
+        /// The block.
+        block: Block,
+    },
+    /// The answer to a request: the block, travelling back along the request's path.
+    Data {
+        /// The request answered.
+        id: RequestId,
+        /// The block (verified by every node against the key it asked for).
+        block: Block,
+    },
+    /// The request ran out of hops without finding the block. Ends the request.
+    DataNotFound {
+        /// The request.
+        id: RequestId,
+    },
+    /// The sender ran out of peers to try with hops left; the receiver may try another.
+    RouteNotFound {
+        /// The request or insert.
+        id: RequestId,
+        /// Hops still left when the sender gave up.
+        htl: Htl,
+    },
+    /// The sender is already handling this id: the request has looped.
+    RejectedLoop {
+        /// The request or insert.
+        id: RequestId,
+    },
+    /// The sender is too busy; back off and try another peer.
+    RejectedOverload {
+        /// The request or insert.
+        id: RequestId,
+    },
+    /// The insert has run its course and the block is stored.
+    InsertReply {
+        /// The insert.
+        id: RequestId,
+    },
+    /// Keepalive probe.
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Keepalive answer.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// Addresses of other nodes, for finding peers.
+    PeerInfo {
+        /// At most [`MAX_PEER_INFO`] entries.
+        peers: BoundedVec<PeerAddress, MAX_PEER_INFO>,
+    },
+}
+
+/// Why a message could not be decoded or encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Frame larger than [`MAX_MESSAGE_LEN`].
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_LEN}-byte limit")]
+    TooLarge(usize),
+    /// The bytes are not a valid message.
+    #[error("undecodable message: {0}")]
+    Malformed(String),
+    /// Valid message followed by extra bytes.
+    #[error("{0} trailing bytes after message")]
+    Trailing(usize),
+}
+
+impl Message {
+    /// Encodes the message into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    /// Appends the encoded message to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        let bytes =
+            postcard::to_extend(self, std::mem::take(buf)).expect("encoding to a Vec cannot fail");
+        *buf = bytes;
+    }
+
+    /// Decodes one message that fills `bytes` exactly.
+    pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let (msg, rest) = postcard::take_from_bytes::<Message>(bytes)
+            .map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(MessageError::Trailing(rest.len()));
+        }
+        Ok(msg)
+    }
+
+    /// The request id this message belongs to, if it is part of a request or insert.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Message::Request { id, .. }
+            | Message::Insert { id, .. }
+            | Message::Data { id, .. }
+            | Message::DataNotFound { id }
+            | Message::RouteNotFound { id, .. }
+            | Message::RejectedLoop { id }
+            | Message::RejectedOverload { id }
+            | Message::InsertReply { id } => Some(*id),
+            Message::Hello(_)
+            | Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::PeerInfo { .. } => None,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Request { .. } => "request",
+            Message::Insert { .. } => "insert",
+            Message::Data { .. } => "data",
+            Message::DataNotFound { .. } => "data_not_found",
+            Message::RouteNotFound { .. } => "route_not_found",
+            Message::RejectedLoop { .. } => "rejected_loop",
+            Message::RejectedOverload { .. } => "rejected_overload",
+            Message::InsertReply { .. } => "insert_reply",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::PeerInfo { .. } => "peer_info",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block;
+    use proptest::prelude::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn addr() -> PeerAddress {
+        PeerAddress {
+            key: NodeKey([9; 32]),
+            addr: "127.0.0.1:4100".parse().unwrap(),
+        }
+    }
+
+    /// Frozen encodings: a change here breaks every deployed node.
+    #[test]
+    fn vectors() {
+        let cases: Vec<(Message, &str)> = vec![
+            (
+                Message::Hello(Hello { version: 1, location: Location(0x0102), listen_port: 4100 }),
+                "000182028420",
+            ),
+            (
+                Message::Request { id: RequestId(5), key: RoutingKey([0xAA; 32]), htl: Htl(18) },
+                "0105aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa12",
+            ),
+            (Message::DataNotFound { id: RequestId(300) }, "04ac02"),
+            (Message::RouteNotFound { id: RequestId(1), htl: Htl(3) }, "050103"),
+            (Message::RejectedLoop { id: RequestId(1) }, "0601"),
+            (Message::RejectedOverload { id: RequestId(1) }, "0701"),
+            (Message::InsertReply { id: RequestId(1) }, "0801"),
+            (Message::Ping { nonce: 7 }, "0907"),
+            (Message::Pong { nonce: 7 }, "0a07"),
+            (
+                Message::PeerInfo { peers: BoundedVec::new(vec![addr()]).unwrap() },
+                "0b010909090909090909090909090909090909090909090909090909090909090909007f0000018420",
+            ),
+        ];
+        for (msg, expected) in cases {
+            assert_eq!(hex(&msg.encode()), expected, "{msg:?}");
+            assert_eq!(Message::decode(&msg.encode()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn block_messages_fit_one_noise_frame() {
+        let (b, keys) = block::encode(&[1; block::MAX_PAYLOAD]).unwrap();
+        let insert = Message::Insert {
+            id: RequestId(u64::MAX),
+            key: keys.routing,
+            htl: Htl(255),
+            block: b.clone(),
+        };
+        let enc = insert.encode();
+        assert!(enc.len() <= MAX_MESSAGE_LEN, "{}", enc.len());
+        assert_eq!(Message::decode(&enc).unwrap(), insert);
+        // A block's length prefix and payload are frozen too.
+        let data = Message::Data {
+            id: RequestId(1),
+            block: b,
+        }
+        .encode();
+        assert_eq!(hex(&data[..5]), "0301948002");
+        assert_eq!(data.len(), 5 + block::BLOCK_LEN);
+    }
+
+    #[test]
+    fn rejects_hostile_frames() {
+        assert_eq!(
+            Message::decode(&vec![0; MAX_MESSAGE_LEN + 1]),
+            Err(MessageError::TooLarge(MAX_MESSAGE_LEN + 1))
+        );
+        assert!(matches!(
+            Message::decode(&[]),
+            Err(MessageError::Malformed(_))
+        ));
+        assert!(matches!(
+            Message::decode(&[0xff]),
+            Err(MessageError::Malformed(_))
+        ));
+        assert_eq!(
+            Message::decode(&[0x09, 0x07, 0x00]),
+            Err(MessageError::Trailing(1))
+        );
+        // A block of the wrong length.
+        assert!(matches!(
+            Message::decode(&[0x03, 0x01, 0x02, 0xAA, 0xBB]),
+            Err(MessageError::Malformed(_))
+        ));
+        // A peer list that claims more entries than allowed fails before allocating.
+        assert!(matches!(
+            Message::decode(&[0x0b, 0xff, 0xff, 0x03]),
+            Err(MessageError::Malformed(_))
+        ));
+        let too_many = Message::PeerInfo {
+            peers: BoundedVec(vec![addr(); MAX_PEER_INFO + 1]),
+        }
+        .encode();
+        assert!(matches!(
+            Message::decode(&too_many),
+            Err(MessageError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn peer_address_text() {
+        let a = addr();
+        let t = a.to_string();
+        assert_eq!(
+            t,
+            "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk@127.0.0.1:4100"
+        );
+        assert_eq!(t.parse::<PeerAddress>().unwrap(), a);
+        assert_eq!(
+            "nokey".parse::<PeerAddress>(),
+            Err(PeerAddressError::MissingAt)
+        );
+        assert!(matches!(
+            "abc@127.0.0.1:1".parse::<PeerAddress>(),
+            Err(PeerAddressError::BadKey(_))
+        ));
+        assert!(matches!(
+            format!("{}@nowhere", a.key).parse::<PeerAddress>(),
+            Err(PeerAddressError::BadSocketAddr(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_messages_never_panics(idx in 0usize..40, val: u8, kind in 0u8..12) {
+            let mut m = vec![kind, 1, 2, 3];
+            m.extend_from_slice(&[0x55; 36]);
+            m[idx] = val;
+            let _ = Message::decode(&m);
+        }
+
+        #[test]
+        fn request_round_trips(id: u64, key: [u8; 32], htl: u8) {
+            let m = Message::Request { id: RequestId(id), key: RoutingKey(key), htl: Htl(htl) };
+            prop_assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        }
+    }
+}
