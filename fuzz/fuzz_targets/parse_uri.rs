@@ -1,0 +1,13 @@
+//! Any text must parse to a URI or an error; a parsed URI prints to text that parses back
+//! to the same URI.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use veil_proto::Uri;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(uri) = text.parse::<Uri>() {
+            assert_eq!(uri.to_string().parse::<Uri>().unwrap(), uri);
+        }
+    }
+});
