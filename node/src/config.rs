@@ -1,0 +1,355 @@
+//! The node's configuration: a TOML file with documented defaults, every key of which a
+//! command-line flag can override ([`Overrides`]).
+//!
+//! Precedence, lowest first: built-in defaults, the config file (`--config FILE`, else
+//! `<data dir>/veild.toml` if it exists), flags.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use veil_proto::PeerAddress;
+
+/// File name of the optional config file inside the data directory.
+pub const CONFIG_FILE: &str = "veild.toml";
+
+/// Placeholder data directory when no environment variable names one; `resolve` refuses it.
+const FALLBACK_DATA_DIR: &str = ".veil";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+    /// No data directory given and neither `$VEIL_DATA_DIR` nor `$HOME` is set.
+    #[error("no data directory: pass --data-dir, or set VEIL_DATA_DIR or HOME")]
+    NoDataDir,
+}
+
+/// Everything a node needs to know to run. Field docs are the config file's reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory: identity, token, store, `address` and `api` files. Default
+    /// `$VEIL_DATA_DIR`, else `$HOME/.veil`.
+    pub data_dir: PathBuf,
+    /// Where peers connect. Default `127.0.0.1:7400`; use `0.0.0.0:7400` to accept peers
+    /// from other machines.
+    pub listen: SocketAddr,
+    /// Where the HTTP API, status page and gateway listen. Default `127.0.0.1:7401`. Keep it
+    /// on loopback: the token guards the API, but the gateway is open to any local user.
+    pub api: SocketAddr,
+    /// Peers to connect to and keep connected, as `<key>@<ip>:<port>`.
+    pub peers: Vec<PeerAddress>,
+    /// The node's ring location as a fraction in [0, 1). Default: derived from the
+    /// node's key, so it is stable across restarts.
+    pub location: Option<f64>,
+    /// Byte bound of the long-term store. Default 1 GiB.
+    pub store_bytes: u64,
+    /// Byte bound of the cache. Default 256 MiB.
+    pub cache_bytes: u64,
+    /// Maximum (and default) hops-to-live of requests and inserts. Default 18.
+    pub max_htl: u8,
+    /// How long one hop may take to answer before the request backtracks, in ms.
+    /// Default 10,000.
+    pub hop_timeout_ms: u64,
+    /// How long an API request or insert may take in all, in ms. Default 60,000.
+    pub request_timeout_ms: u64,
+    /// Interval of keepalive pings on an idle link, in ms. Default 1,000.
+    pub keepalive_ms: u64,
+    /// A link silent for this long is closed as dead, in ms. Default 5,000.
+    pub dead_after_ms: u64,
+    /// How long a Noise handshake may take, in ms. Default 5,000.
+    pub handshake_timeout_ms: u64,
+    /// First redial delay after an outbound peer drops, in ms; doubles up to
+    /// `redial_max_ms`. Default 250.
+    pub redial_min_ms: u64,
+    /// Longest redial delay, in ms. Default 30,000.
+    pub redial_max_ms: u64,
+    /// Most peers connected at once. Default 40.
+    pub max_peers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: default_data_dir().unwrap_or_else(|| PathBuf::from(FALLBACK_DATA_DIR)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            api: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            peers: Vec::new(),
+            location: None,
+            store_bytes: 1 << 30,
+            cache_bytes: 256 << 20,
+            max_htl: 18,
+            hop_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+            keepalive_ms: 1_000,
+            dead_after_ms: 5_000,
+            handshake_timeout_ms: 5_000,
+            redial_min_ms: 250,
+            redial_max_ms: 30_000,
+            max_peers: 40,
+        }
+    }
+}
+
+/// `$VEIL_DATA_DIR`, else `$HOME/.veil`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("VEIL_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|h| PathBuf::from(h).join(".veil"))
+}
+
+impl Config {
+    /// Parses a config file's text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// Reads a config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Checks ranges; call after all overrides are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if let Some(l) = self.location {
+            if !(0.0..1.0).contains(&l) {
+                return bad("location must be in [0, 1)");
+            }
+        }
+        if self.max_htl == 0 {
+            return bad("max_htl must be at least 1");
+        }
+        if self.keepalive_ms == 0 || self.dead_after_ms <= self.keepalive_ms {
+            return bad("dead_after_ms must exceed keepalive_ms, and both be positive");
+        }
+        if self.hop_timeout_ms == 0 || self.request_timeout_ms == 0 {
+            return bad("timeouts must be positive");
+        }
+        if self.handshake_timeout_ms == 0 {
+            return bad("handshake_timeout_ms must be positive");
+        }
+        if self.redial_min_ms == 0 || self.redial_max_ms < self.redial_min_ms {
+            return bad("redial_min_ms must be positive and at most redial_max_ms");
+        }
+        if self.max_peers == 0 {
+            return bad("max_peers must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The configured location as a ring point, if any.
+    pub fn location_u64(&self) -> Option<u64> {
+        // 2^64 * fraction; the fraction is < 1 so this never overflows in practice.
+        self.location.map(|f| (f * 2f64.powi(64)) as u64)
+    }
+
+    /// `hop_timeout_ms` as a duration.
+    pub fn hop_timeout(&self) -> Duration {
+        Duration::from_millis(self.hop_timeout_ms)
+    }
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    /// `keepalive_ms` as a duration.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms)
+    }
+    /// `dead_after_ms` as a duration.
+    pub fn dead_after(&self) -> Duration {
+        Duration::from_millis(self.dead_after_ms)
+    }
+    /// `handshake_timeout_ms` as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+/// Command-line overrides, one flag per config key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Data directory [default: $VEIL_DATA_DIR, else $HOME/.veil]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file [default: <data dir>/veild.toml if it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Peer listen address; 0.0.0.0:7400 accepts other machines [default: 127.0.0.1:7400]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// HTTP API, status page and gateway address [default: 127.0.0.1:7401]
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
+    /// A peer to keep connected, as <key>@<ip>:<port> (repeatable; adds to the config
+    /// file's list)
+    #[arg(long = "peer", value_name = "ADDRESS")]
+    pub peers: Vec<PeerAddress>,
+    /// Ring location as a fraction in [0, 1) [default: derived from the node key]
+    #[arg(long, value_name = "FRACTION")]
+    pub location: Option<f64>,
+    /// Byte bound of the long-term store [default: 1073741824]
+    #[arg(long, value_name = "BYTES")]
+    pub store_bytes: Option<u64>,
+    /// Byte bound of the cache [default: 268435456]
+    #[arg(long, value_name = "BYTES")]
+    pub cache_bytes: Option<u64>,
+    /// Maximum and default hops-to-live [default: 18]
+    #[arg(long, value_name = "N")]
+    pub max_htl: Option<u8>,
+    /// Per-hop timeout before a request backtracks, ms [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub hop_timeout_ms: Option<u64>,
+    /// Overall timeout of an API request or insert, ms [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Keepalive ping interval, ms [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub keepalive_ms: Option<u64>,
+    /// Close a link silent for this long, ms [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub dead_after_ms: Option<u64>,
+    /// Noise handshake timeout, ms [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// First redial delay of a dropped outbound peer, ms [default: 250]
+    #[arg(long, value_name = "MS")]
+    pub redial_min_ms: Option<u64>,
+    /// Longest redial delay, ms [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub redial_max_ms: Option<u64>,
+    /// Most peers connected at once [default: 40]
+    #[arg(long, value_name = "N")]
+    pub max_peers: Option<usize>,
+}
+
+impl Overrides {
+    /// Builds the final config: defaults, then the config file, then these flags.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let data_dir = match &self.data_dir {
+            Some(d) => Some(d.clone()),
+            None => default_data_dir(),
+        };
+        let file = match (&self.config, &data_dir) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some(d)) if d.join(CONFIG_FILE).exists() => Some(d.join(CONFIG_FILE)),
+            _ => None,
+        };
+        let mut c = match file {
+            Some(f) => Config::from_file(&f)?,
+            None => Config::default(),
+        };
+        self.apply(&mut c);
+        if data_dir.is_none() && c.data_dir == Path::new(FALLBACK_DATA_DIR) {
+            return Err(ConfigError::NoDataDir);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Applies the flags that were given to `c`.
+    pub fn apply(&self, c: &mut Config) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        set!(
+            listen,
+            api,
+            store_bytes,
+            cache_bytes,
+            max_htl,
+            hop_timeout_ms,
+            request_timeout_ms,
+            keepalive_ms,
+            dead_after_ms,
+            handshake_timeout_ms,
+            redial_min_ms,
+            redial_max_ms,
+            max_peers
+        );
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        if self.location.is_some() {
+            c.location = self.location;
+        }
+        for p in &self.peers {
+            if !c.peers.contains(p) {
+                c.peers.push(*p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:9000\"\nmax_htl = 10\nlocation = 0.5\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_htl, 10);
+        assert_eq!(c.location_u64(), Some(1 << 63));
+        let mut c2 = c.clone();
+        Overrides {
+            max_htl: Some(5),
+            ..Default::default()
+        }
+        .apply(&mut c2);
+        assert_eq!(c2.max_htl, 5);
+        assert_eq!(c2.listen.port(), 9000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("lissen = 1", Path::new("x")).is_err());
+        let c = Config {
+            location: Some(1.5),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_are_loopback() {
+        let c = Config::default();
+        assert!(c.listen.ip().is_loopback() && c.api.ip().is_loopback());
+        assert_eq!((c.listen.port(), c.api.port()), (7400, 7401));
+    }
+}

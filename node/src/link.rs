@@ -1,0 +1,525 @@
+//! Links: TCP plus Noise (`Noise_XK_25519_ChaChaPoly_BLAKE2s`, prologue `veil/1`).
+//!
+//! Wire format: every Noise message, handshake and transport alike, is preceded by its
+//! length as a 2-byte big-endian integer, and is at most 65,535 bytes. After the three
+//! handshake messages (payloads empty on our side, ignored on receipt) each side sends a
+//! [`Hello`] as its first transport message, then any [`Message`]s.
+//!
+//! XK: the dialer must know the listener's static key. A listener that cannot decrypt
+//! handshake message 1 (the dialer named another key, or sent garbage) closes the
+//! connection without a word, so a scanner learns nothing.
+//!
+//! A running link is two tasks: a reader that decrypts and decodes, and a writer that
+//! encodes and encrypts; they share a [`snow::StatelessTransportState`] and keep their
+//! own nonces, so encryption and decryption run in parallel. A bad frame, a failed
+//! decryption or an undecodable message ends that link only. Keepalive pings go out
+//! when a link has been quiet for the keepalive interval; a link silent for
+//! `dead_after` is closed as dead.
+
+use crate::identity::Identity;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use veil_proto::message::PROTOCOL_VERSION;
+use veil_proto::{Hello, Message, MessageError, NodeKey};
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
+/// The Noise prologue both sides mix in.
+pub const PROLOGUE: &[u8] = b"veil/1";
+/// Largest Noise message (and so largest frame body).
+pub const MAX_NOISE_MESSAGE: usize = 65_535;
+/// Length of the Poly1305 tag Noise adds to every transport message.
+const TAG_LEN: usize = 16;
+/// Where the ciphertext starts in the writer's buffer: 16-byte aligned, with the
+/// 2-byte prefix just before it (DESIGN.md: a misaligned ciphertext costs ~30%).
+const CT_OFFSET: usize = 16;
+/// Read buffer: a few frames at once, so small messages cost one syscall between them.
+const READ_BUFFER: usize = 256 * 1024;
+/// Write buffer: frames queued back to back go out in one write.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Why a link could not be set up or ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The socket failed or closed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The Noise handshake or a decryption failed: wrong key, garbage, or tampering.
+    #[error("noise: {0}")]
+    Noise(#[from] snow::Error),
+    /// A frame announced a length Noise cannot produce.
+    #[error("bad frame length {0}")]
+    BadFrame(usize),
+    /// A transport message did not decode.
+    #[error("undecodable message: {0}")]
+    Message(#[from] MessageError),
+    /// The peer broke the protocol (e.g. no Hello first, or another version).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The handshake took too long.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Nothing arrived for the dead-peer interval.
+    #[error("peer silent for {0:?}; presumed dead")]
+    Dead(Duration),
+    /// The peer is ourselves.
+    #[error("connected to self")]
+    SelfConnect,
+}
+
+/// Timing of a link.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkParams {
+    /// A ping goes out after this long without sending anything.
+    pub keepalive: Duration,
+    /// The link is closed after this long without receiving anything.
+    pub dead_after: Duration,
+    /// Bound on the whole handshake, Hello included.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for LinkParams {
+    fn default() -> LinkParams {
+        LinkParams {
+            keepalive: Duration::from_secs(1),
+            dead_after: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A link whose handshake and Hello exchange are done, not yet running.
+pub struct Link {
+    stream: TcpStream,
+    transport: snow::StatelessTransportState,
+    remote: NodeKey,
+    remote_hello: Hello,
+    peer_addr: SocketAddr,
+    initiator: bool,
+    params: LinkParams,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("remote", &self.remote)
+            .field("peer_addr", &self.peer_addr)
+            .field("initiator", &self.initiator)
+            .finish()
+    }
+}
+
+fn builder(id: &Identity) -> snow::Builder<'_> {
+    snow::Builder::new(NOISE_PARAMS.parse().expect("valid noise params"))
+        .local_private_key(id.secret_bytes())
+        .prologue(PROLOGUE)
+}
+
+/// Dials `addr`, proves that `remote` answers there, and exchanges Hellos.
+pub async fn dial(
+    addr: SocketAddr,
+    remote: NodeKey,
+    id: &Identity,
+    hello: Hello,
+    params: LinkParams,
+) -> Result<Link, LinkError> {
+    if remote == id.public() {
+        return Err(LinkError::SelfConnect);
+    }
+    let work = async {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let hs = builder(id).remote_public_key(&remote.0).build_initiator()?;
+        handshake(stream, hs, true, hello, params).await
+    };
+    let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
+        .await
+        .map_err(|_| LinkError::HandshakeTimeout)??;
+    Ok(Link {
+        peer_addr: addr,
+        stream,
+        transport,
+        remote,
+        remote_hello,
+        initiator: true,
+        params,
+    })
+}
+
+/// Answers a dialer on an accepted socket. Fails (and the caller just drops the socket)
+/// unless the dialer knows our key.
+pub async fn accept(
+    stream: TcpStream,
+    id: &Identity,
+    hello: Hello,
+    params: LinkParams,
+) -> Result<Link, LinkError> {
+    let peer_addr = stream.peer_addr()?;
+    let work = async {
+        stream.set_nodelay(true)?;
+        let hs = builder(id).build_responder()?;
+        handshake(stream, hs, false, hello, params).await
+    };
+    let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
+        .await
+        .map_err(|_| LinkError::HandshakeTimeout)??;
+    let remote = transport
+        .get_remote_static()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .map(NodeKey)
+        .ok_or_else(|| LinkError::Protocol("no remote static key".into()))?;
+    if remote == id.public() {
+        return Err(LinkError::SelfConnect);
+    }
+    Ok(Link {
+        peer_addr,
+        stream,
+        transport,
+        remote,
+        remote_hello,
+        initiator: false,
+        params,
+    })
+}
+
+/// Runs the three XK messages and the Hello exchange.
+async fn handshake(
+    mut stream: TcpStream,
+    mut hs: snow::HandshakeState,
+    initiator: bool,
+    hello: Hello,
+    _params: LinkParams,
+) -> Result<(TcpStream, snow::StatelessTransportState, Hello), LinkError> {
+    let mut frame = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut scratch = vec![0u8; MAX_NOISE_MESSAGE];
+    // -> e, es ; <- e, ee ; -> s, se
+    for step in 0..3 {
+        let ours = (step % 2 == 0) == initiator;
+        if ours {
+            let n = hs.write_message(&[], &mut frame)?;
+            write_frame(&mut stream, &frame[..n]).await?;
+        } else {
+            let n = read_frame(&mut stream, &mut frame).await?;
+            // A failure here on message 1 means the dialer does not know our key: return
+            // before writing anything, so it gets no answer.
+            hs.read_message(&frame[..n], &mut scratch)?;
+        }
+    }
+    let transport = hs.into_stateless_transport_mode()?;
+    // Hello: nonce 0 each way.
+    let plain = Message::Hello(hello).encode();
+    let n = transport.write_message(0, &plain, &mut frame)?;
+    write_frame(&mut stream, &frame[..n]).await?;
+    let n = read_frame(&mut stream, &mut frame).await?;
+    let m = transport.read_message(0, &frame[..n], &mut scratch)?;
+    match Message::decode(&scratch[..m])? {
+        Message::Hello(h) if h.version == PROTOCOL_VERSION => Ok((stream, transport, h)),
+        Message::Hello(h) => Err(LinkError::Protocol(format!(
+            "protocol version {} not supported",
+            h.version
+        ))),
+        other => Err(LinkError::Protocol(format!(
+            "expected hello, got {}",
+            other.kind()
+        ))),
+    }
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(2 + body.len());
+    buf.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    buf.extend_from_slice(body);
+    stream.write_all(&buf).await
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> Result<usize, LinkError> {
+    let len = r.read_u16().await? as usize;
+    if len == 0 || len > buf.len() {
+        return Err(LinkError::BadFrame(len));
+    }
+    r.read_exact(&mut buf[..len]).await?;
+    Ok(len)
+}
+
+/// What a running link tells its owner.
+#[derive(Debug)]
+pub enum LinkEvent<T> {
+    /// A message arrived (never Hello, Ping or Pong: the link handles those).
+    Message(T, Message),
+    /// The link ended; no more messages will come from it.
+    Closed(T, LinkError),
+}
+
+/// The owner's side of a running link. Dropping it closes the link gracefully (queued
+/// messages are still sent).
+#[derive(Debug)]
+pub struct LinkHandle {
+    tx: mpsc::UnboundedSender<Message>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl LinkHandle {
+    /// Queues a message. Returns false if the link has closed.
+    pub fn send(&self, msg: Message) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+
+    /// Closes the link at once, dropping what is queued.
+    pub fn abort(&self) {
+        self.reader.abort();
+    }
+}
+
+impl Link {
+    /// The remote's static key (proved by the handshake).
+    pub fn remote(&self) -> NodeKey {
+        self.remote
+    }
+
+    /// The remote's Hello.
+    pub fn remote_hello(&self) -> Hello {
+        self.remote_hello
+    }
+
+    /// The remote socket address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Whether we dialled.
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
+    /// Starts the reader and writer tasks. Messages and the final close go to `inbox`
+    /// tagged with `tag`.
+    pub fn spawn<T>(self, tag: T, inbox: mpsc::Sender<LinkEvent<T>>) -> LinkHandle
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let (read_half, write_half) = self.stream.into_split();
+        let transport = Arc::new(self.transport);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut reader = tokio::spawn(read_loop(
+            read_half,
+            transport.clone(),
+            tx.downgrade(),
+            tag.clone(),
+            inbox.clone(),
+            self.params.dead_after,
+        ));
+        let mut writer = tokio::spawn(write_loop(write_half, transport, rx, self.params.keepalive));
+        let handle = LinkHandle {
+            tx,
+            reader: reader.abort_handle(),
+        };
+        tokio::spawn(async move {
+            let reason = tokio::select! {
+                r = &mut reader => r,
+                w = &mut writer => w,
+            };
+            reader.abort();
+            writer.abort();
+            let reason = match reason {
+                Ok(e) => e,
+                Err(_) => LinkError::Io(io::Error::new(io::ErrorKind::ConnectionAborted, "closed")),
+            };
+            let _ = inbox.send(LinkEvent::Closed(tag, reason)).await;
+        });
+        handle
+    }
+}
+
+async fn read_loop<T: Clone>(
+    read_half: OwnedReadHalf,
+    transport: Arc<snow::StatelessTransportState>,
+    pong: mpsc::WeakUnboundedSender<Message>,
+    tag: T,
+    inbox: mpsc::Sender<LinkEvent<T>>,
+    dead_after: Duration,
+) -> LinkError {
+    let mut r = BufReader::with_capacity(READ_BUFFER, read_half);
+    let mut ct = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut pt = vec![0u8; MAX_NOISE_MESSAGE];
+    // Nonce 0 carried the Hello.
+    let mut nonce = 1u64;
+    loop {
+        let n = match tokio::time::timeout(dead_after, read_frame(&mut r, &mut ct)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return e,
+            Err(_) => return LinkError::Dead(dead_after),
+        };
+        if n < TAG_LEN {
+            return LinkError::BadFrame(n);
+        }
+        let m = match transport.read_message(nonce, &ct[..n], &mut pt) {
+            Ok(m) => m,
+            Err(e) => return LinkError::Noise(e),
+        };
+        nonce += 1;
+        let msg = match Message::decode(&pt[..m]) {
+            Ok(msg) => msg,
+            Err(e) => return LinkError::Message(e),
+        };
+        match msg {
+            Message::Ping { nonce } => {
+                if let Some(tx) = pong.upgrade() {
+                    let _ = tx.send(Message::Pong { nonce });
+                }
+            }
+            Message::Pong { .. } => {}
+            Message::Hello(_) => return LinkError::Protocol("second hello".into()),
+            msg => {
+                if inbox
+                    .send(LinkEvent::Message(tag.clone(), msg))
+                    .await
+                    .is_err()
+                {
+                    // The owner is gone: the node is shutting down.
+                    return LinkError::Io(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "node stopped",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    write_half: OwnedWriteHalf,
+    transport: Arc<snow::StatelessTransportState>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    keepalive: Duration,
+) -> LinkError {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, write_half);
+    let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
+    let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
+    let mut nonce = 1u64;
+    let mut ping_nonce = 0u64;
+    loop {
+        let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                // Owner dropped the handle: flush and close our half.
+                let _ = w.flush().await;
+                let _ = w.shutdown().await;
+                return LinkError::Io(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed locally",
+                ));
+            }
+            Err(_) => {
+                ping_nonce += 1;
+                Message::Ping { nonce: ping_nonce }
+            }
+        };
+        let mut next = Some(msg);
+        while let Some(msg) = next.take() {
+            plain.clear();
+            msg.encode_into(&mut plain);
+            if plain.len() + TAG_LEN > MAX_NOISE_MESSAGE {
+                // The router never builds such a message; refuse rather than split.
+                tracing::error!(
+                    kind = msg.kind(),
+                    "message too large for one frame; dropped"
+                );
+                continue;
+            }
+            let n = match transport.write_message(nonce, &plain, &mut out[CT_OFFSET..]) {
+                Ok(n) => n,
+                Err(e) => return LinkError::Noise(e),
+            };
+            nonce += 1;
+            out[CT_OFFSET - 2..CT_OFFSET].copy_from_slice(&(n as u16).to_be_bytes());
+            if let Err(e) = w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n]).await {
+                return LinkError::Io(e);
+            }
+            next = rx.try_recv().ok();
+        }
+        // Nothing more queued right now: push what we have onto the wire.
+        if let Err(e) = w.flush().await {
+            return LinkError::Io(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use veil_proto::{Htl, Location, RequestId, RoutingKey};
+
+    fn hello(port: u16) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            location: Location(port as u64),
+            listen_port: port,
+        }
+    }
+
+    #[tokio::test]
+    async fn handshake_and_messages() {
+        let (a, b) = (Identity::generate(), Identity::generate());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let bc = b.clone();
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            accept(s, &bc, hello(2), LinkParams::default())
+                .await
+                .unwrap()
+        });
+        let la = dial(addr, b.public(), &a, hello(1), LinkParams::default())
+            .await
+            .unwrap();
+        let lb = srv.await.unwrap();
+        assert_eq!(la.remote(), b.public());
+        assert_eq!(lb.remote(), a.public());
+        assert_eq!(la.remote_hello().listen_port, 2);
+        assert_eq!(lb.remote_hello().listen_port, 1);
+        let (itx, mut irx) = mpsc::channel(8);
+        let ha = la.spawn(1u8, itx.clone());
+        let _hb = lb.spawn(2u8, itx);
+        let m = Message::Request {
+            id: RequestId(9),
+            key: RoutingKey([3; 32]),
+            htl: Htl(4),
+        };
+        assert!(ha.send(m.clone()));
+        match irx.recv().await.unwrap() {
+            LinkEvent::Message(2, got) => assert_eq!(got, m),
+            other => panic!("{other:?}"),
+        }
+        drop(ha);
+        // Both ends report the close.
+        for _ in 0..2 {
+            assert!(matches!(irx.recv().await.unwrap(), LinkEvent::Closed(..)));
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_key_gets_no_answer() {
+        let (a, b) = (Identity::generate(), Identity::generate());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            accept(s, &b, hello(2), LinkParams::default()).await
+        });
+        let wrong = Identity::generate().public();
+        let r = dial(addr, wrong, &a, hello(1), LinkParams::default()).await;
+        assert!(r.is_err());
+        assert!(matches!(srv.await.unwrap(), Err(LinkError::Noise(_))));
+    }
+}
