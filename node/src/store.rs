@@ -1,0 +1,463 @@
+//! The datastore: a long-term store and an LRU cache of blocks in one redb database
+//! (`store.redb` in the data directory), each within a byte bound from the config.
+//!
+//! - Every block is verified against its routing key before it is written.
+//! - Writes go through one writer thread that gathers whatever is queued, commits it in
+//!   one durable transaction and only then acknowledges each write: a block whose
+//!   [`Store::put`] returned `Ok` survives a crash or a kill, and concurrent inserts
+//!   share one fsync (group commit) instead of paying one each.
+//! - Reads use redb's concurrent read transactions and never wait for the writer.
+//! - Recency is kept in memory (a block read or written becomes the newest); on start
+//!   the order is rebuilt from the tables. When a bound is exceeded the oldest blocks of
+//!   that table are deleted in the same transaction. A block put into the store that was
+//!   cached moves out of the cache, so no block is counted twice.
+
+use redb::{Database, ReadableTable, TableDefinition};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use veil_proto::{Block, RoutingKey, BLOCK_LEN};
+
+/// File name of the database in the data directory.
+pub const STORE_FILE: &str = "store.redb";
+
+const STORE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("store");
+const CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
+
+/// Most writes one transaction gathers.
+const MAX_BATCH: usize = 512;
+
+/// Where a block lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The long-term store: blocks this node is responsible for.
+    Store,
+    /// The cache: blocks that passed through.
+    Cache,
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// The block does not match the routing key it was stored under.
+    #[error("block does not match its routing key")]
+    Mismatch,
+    /// The table's bound is smaller than one block.
+    #[error("no room: the {0:?} bound is smaller than one block")]
+    NoRoom(Placement),
+    /// The store has been closed.
+    #[error("store closed")]
+    Closed,
+}
+
+fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into().to_string())
+}
+
+/// Bytes used and allowed, per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Bytes of blocks in the long-term store.
+    pub store_bytes: u64,
+    /// The store's bound.
+    pub store_max: u64,
+    /// Blocks in the long-term store.
+    pub store_blocks: u64,
+    /// Bytes of blocks in the cache.
+    pub cache_bytes: u64,
+    /// The cache's bound.
+    pub cache_max: u64,
+    /// Blocks in the cache.
+    pub cache_blocks: u64,
+}
+
+/// Recency order of one table.
+#[derive(Debug, Default)]
+struct Lru {
+    next: u64,
+    by_key: HashMap<RoutingKey, u64>,
+    order: BTreeMap<u64, RoutingKey>,
+    max_blocks: u64,
+    max_bytes: u64,
+}
+
+impl Lru {
+    fn new(max_bytes: u64) -> Lru {
+        Lru {
+            max_blocks: max_bytes / BLOCK_LEN as u64,
+            max_bytes,
+            ..Lru::default()
+        }
+    }
+
+    fn touch(&mut self, key: RoutingKey) {
+        self.next += 1;
+        if let Some(old) = self.by_key.insert(key, self.next) {
+            self.order.remove(&old);
+        }
+        self.order.insert(self.next, key);
+    }
+
+    fn contains(&self, key: &RoutingKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    fn remove(&mut self, key: &RoutingKey) -> bool {
+        match self.by_key.remove(key) {
+            Some(seq) => {
+                self.order.remove(&seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns the oldest entries beyond the bound.
+    fn overflow(&mut self) -> Vec<RoutingKey> {
+        let mut out = Vec::new();
+        while self.by_key.len() as u64 > self.max_blocks {
+            let Some((_, key)) = self.order.pop_first() else {
+                break;
+            };
+            self.by_key.remove(&key);
+            out.push(key);
+        }
+        out
+    }
+
+    fn len(&self) -> u64 {
+        self.by_key.len() as u64
+    }
+}
+
+#[derive(Debug)]
+struct Index {
+    store: Lru,
+    cache: Lru,
+}
+
+struct WriteOp {
+    key: RoutingKey,
+    block: Block,
+    placement: Placement,
+    ack: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
+}
+
+struct Inner {
+    db: Database,
+    index: Mutex<Index>,
+    writer: Mutex<Option<std::sync::mpsc::Sender<WriteOp>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The node's datastore. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("usage", &self.usage())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with the given byte bounds.
+    pub fn open(dir: &Path, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = Database::create(dir.join(STORE_FILE)).map_err(dberr)?;
+        let mut index = Index {
+            store: Lru::new(store_bytes),
+            cache: Lru::new(cache_bytes),
+        };
+        {
+            let w = db.begin_write().map_err(dberr)?;
+            for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
+                let mut t = w.open_table(def).map_err(dberr)?;
+                for row in t.iter().map_err(dberr)? {
+                    let (k, _) = row.map_err(dberr)?;
+                    lru.touch(RoutingKey(*k.value()));
+                }
+                // The bound may have shrunk since the last run.
+                for k in lru.overflow() {
+                    t.remove(&k.0).map_err(dberr)?;
+                }
+            }
+            w.commit().map_err(dberr)?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = Arc::new(Inner {
+            db,
+            index: Mutex::new(index),
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+        });
+        let for_thread = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("veil-store-writer".into())
+            .spawn(move || writer(&for_thread, rx))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        *inner.thread.lock().expect("store lock") = Some(thread);
+        Ok(Store { inner })
+    }
+
+    /// Looks a block up, store first, then cache.
+    pub fn get(&self, key: &RoutingKey) -> Result<Option<(Block, Placement)>, StoreError> {
+        let r = self.inner.db.begin_read().map_err(dberr)?;
+        for (def, placement) in [(STORE, Placement::Store), (CACHE, Placement::Cache)] {
+            let t = r.open_table(def).map_err(dberr)?;
+            if let Some(v) = t.get(&key.0).map_err(dberr)? {
+                let block = Block::new(bytes::Bytes::copy_from_slice(v.value()))
+                    .map_err(|_| StoreError::Db("stored block has the wrong length".into()))?;
+                let mut idx = self.inner.index.lock().expect("store lock");
+                match placement {
+                    Placement::Store => idx.store.touch(*key),
+                    Placement::Cache => idx.cache.touch(*key),
+                }
+                return Ok(Some((block, placement)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the block is held, without reading it.
+    pub fn contains(&self, key: &RoutingKey) -> bool {
+        let idx = self.inner.index.lock().expect("store lock");
+        idx.store.contains(key) || idx.cache.contains(key)
+    }
+
+    /// Verifies and writes a block, and returns once it is durably committed.
+    pub async fn put(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        placement: Placement,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(WriteOp {
+            key,
+            block,
+            placement,
+            ack: Some(tx),
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write without waiting for it (used for blocks passing through, whose
+    /// loss in a crash costs nothing but a cache miss).
+    pub fn put_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
+        let _ = self.queue(WriteOp {
+            key,
+            block,
+            placement,
+            ack: None,
+        });
+    }
+
+    fn queue(&self, op: WriteOp) -> Result<(), StoreError> {
+        let w = self.inner.writer.lock().expect("store lock");
+        w.as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(op)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Bytes used and allowed.
+    pub fn usage(&self) -> Usage {
+        let idx = self.inner.index.lock().expect("store lock");
+        let b = BLOCK_LEN as u64;
+        Usage {
+            store_bytes: idx.store.len() * b,
+            store_max: idx.store.max_bytes,
+            store_blocks: idx.store.len(),
+            cache_bytes: idx.cache.len() * b,
+            cache_max: idx.cache.max_bytes,
+            cache_blocks: idx.cache.len(),
+        }
+    }
+
+    /// Stops the writer after it has committed everything queued. Later writes fail with
+    /// [`StoreError::Closed`]; reads keep working while clones live.
+    pub fn close(&self) {
+        self.inner.writer.lock().expect("store lock").take();
+        let thread = self.inner.thread.lock().expect("store lock").take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread: gather, commit once, acknowledge all.
+fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        let committed = write_batch(inner, &batch, &mut results);
+        for (op, r) in batch.into_iter().zip(results) {
+            let r = match (&committed, r) {
+                (Err(e), Ok(())) => Err(e.clone()),
+                (_, r) => r,
+            };
+            if let Err(e) = &r {
+                if op.ack.is_none() {
+                    tracing::debug!(error = %e, "background block write failed");
+                }
+            }
+            if let Some(ack) = op.ack {
+                let _ = ack.send(r);
+            }
+        }
+    }
+}
+
+fn write_batch(
+    inner: &Inner,
+    batch: &[WriteOp],
+    results: &mut Vec<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    let w = inner.db.begin_write().map_err(dberr)?;
+    {
+        let mut store = w.open_table(STORE).map_err(dberr)?;
+        let mut cache = w.open_table(CACHE).map_err(dberr)?;
+        let mut idx = inner.index.lock().expect("store lock");
+        for op in batch {
+            results.push(apply(op, &mut idx, &mut store, &mut cache));
+        }
+    }
+    w.commit().map_err(dberr)
+}
+
+fn apply(
+    op: &WriteOp,
+    idx: &mut Index,
+    store: &mut redb::Table<&[u8; 32], &[u8]>,
+    cache: &mut redb::Table<&[u8; 32], &[u8]>,
+) -> Result<(), StoreError> {
+    if op.block.verify(&op.key).is_err() {
+        return Err(StoreError::Mismatch);
+    }
+    let key = op.key;
+    match op.placement {
+        Placement::Store => {
+            if idx.store.max_blocks == 0 {
+                return Err(StoreError::NoRoom(Placement::Store));
+            }
+            if !idx.store.contains(&key) {
+                store.insert(&key.0, op.block.as_bytes()).map_err(dberr)?;
+            }
+            idx.store.touch(key);
+            if idx.cache.remove(&key) {
+                cache.remove(&key.0).map_err(dberr)?;
+            }
+            for old in idx.store.overflow() {
+                store.remove(&old.0).map_err(dberr)?;
+            }
+        }
+        Placement::Cache => {
+            if idx.store.contains(&key) {
+                idx.store.touch(key);
+                return Ok(());
+            }
+            if idx.cache.max_blocks == 0 {
+                return Err(StoreError::NoRoom(Placement::Cache));
+            }
+            if !idx.cache.contains(&key) {
+                cache.insert(&key.0, op.block.as_bytes()).map_err(dberr)?;
+            }
+            idx.cache.touch(key);
+            for old in idx.cache.overflow() {
+                cache.remove(&old.0).map_err(dberr)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u8) -> (RoutingKey, Block) {
+        let (b, k) = veil_proto::block::encode(&[n; 100]).unwrap();
+        (k.routing, b)
+    }
+
+    #[tokio::test]
+    async fn put_get_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 10 * BLOCK_LEN as u64, 10 * BLOCK_LEN as u64).unwrap();
+        let (k, b) = block(1);
+        assert!(s.get(&k).unwrap().is_none());
+        s.put(k, b.clone(), Placement::Store).await.unwrap();
+        assert_eq!(s.get(&k).unwrap(), Some((b.clone(), Placement::Store)));
+        let (k2, b2) = block(2);
+        s.put(k2, b2.clone(), Placement::Cache).await.unwrap();
+        assert_eq!(s.get(&k2).unwrap().unwrap().1, Placement::Cache);
+        s.close();
+        drop(s);
+        let s = Store::open(dir.path(), 10 * BLOCK_LEN as u64, 10 * BLOCK_LEN as u64).unwrap();
+        assert_eq!(s.get(&k).unwrap(), Some((b, Placement::Store)));
+        assert_eq!(s.usage().store_blocks, 1);
+        assert_eq!(s.usage().cache_blocks, 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_mismatched_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let (_, b) = block(1);
+        let (k2, _) = block(2);
+        assert!(matches!(
+            s.put(k2, b, Placement::Store).await,
+            Err(StoreError::Mismatch)
+        ));
+        assert!(s.get(&k2).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn cache_evicts_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 0, 2 * BLOCK_LEN as u64).unwrap();
+        let (k1, b1) = block(1);
+        let (k2, b2) = block(2);
+        let (k3, b3) = block(3);
+        s.put(k1, b1, Placement::Cache).await.unwrap();
+        s.put(k2, b2, Placement::Cache).await.unwrap();
+        // Reading k1 makes k2 the oldest.
+        assert!(s.get(&k1).unwrap().is_some());
+        s.put(k3, b3.clone(), Placement::Cache).await.unwrap();
+        assert!(s.get(&k2).unwrap().is_none());
+        assert!(s.get(&k1).unwrap().is_some());
+        assert!(s.get(&k3).unwrap().is_some());
+        assert_eq!(s.usage().cache_bytes, 2 * BLOCK_LEN as u64);
+        assert!(matches!(
+            s.put(k3, b3, Placement::Store).await,
+            Err(StoreError::NoRoom(Placement::Store))
+        ));
+    }
+
+    #[tokio::test]
+    async fn store_takes_blocks_out_of_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let (k, b) = block(7);
+        s.put(k, b.clone(), Placement::Cache).await.unwrap();
+        s.put(k, b, Placement::Store).await.unwrap();
+        let u = s.usage();
+        assert_eq!((u.store_blocks, u.cache_blocks), (1, 0));
+        assert_eq!(s.get(&k).unwrap().unwrap().1, Placement::Store);
+    }
+}
