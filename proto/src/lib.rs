@@ -8,6 +8,7 @@
 //! - [`uri`]: `veil:CHK@...` URIs.
 //! - [`ring`]: locations on the ring and the distance between them.
 //! - [`message`]: the wire messages nodes exchange, with hostile-input decoding.
+//! - [`router`]: the sans-IO routing core that the daemon and the simulator share.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -15,10 +16,12 @@ pub mod block;
 pub mod keys;
 pub mod message;
 pub mod ring;
+pub mod router;
 pub mod uri;
 
 pub use block::{Block, BlockError, ChkKeys, BLOCK_LEN, MAX_PAYLOAD};
 pub use keys::{DataKey, KeyParseError, NodeKey, RoutingKey};
 pub use message::{Hello, Htl, Message, MessageError, PeerAddress, PeerAddressError, RequestId};
 pub use ring::{Distance, Location};
+pub use router::{BlockStore, HtlPolicy, PeerId, Placement, Router, RouterConfig};
 pub use uri::{Uri, UriError};

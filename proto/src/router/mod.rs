@@ -1,0 +1,514 @@
+//! The routing core: a sans-IO state machine that routes requests and inserts greedily
+//! by key closeness, exactly as `veild` and `veil-sim` both run it.
+//!
+//! The router never reads a clock, sleeps, spawns or touches a socket. Time enters as a
+//! value, messages and events leave as values, and all randomness comes from a ChaCha8
+//! generator seeded by [`RouterConfig::rng_seed`], so a run replays bit for bit.
+//!
+//! # Driving it
+//! Inputs:
+//! - [`Router::add_peer`] / [`Router::remove_peer`] when a link comes up or goes down
+//!   (the shell assigns [`PeerId`]s and never reuses one);
+//! - [`Router::handle_message`] for every request-related message a peer sends
+//!   (`Hello`, `Ping`, `Pong` and `PeerInfo` are the shell's business and are ignored);
+//! - [`Router::start_request`] / [`Router::start_insert`] for the local user;
+//! - [`Router::handle_timeout`] once the instant from [`Router::poll_timeout`] has passed
+//!   (calling it early is harmless).
+//!
+//! After any input, drain the outputs: [`Router::poll_transmit`] until `None` (messages to
+//! send, in order), [`Router::poll_event`] until `None` (finished requests, blocks to
+//! store, misbehaving peers), then re-arm the timer from [`Router::poll_timeout`].
+//!
+//! # Time
+//! Time is [`std::time::Instant`]. A tokio shell has it for free (`tokio::time::Instant`
+//! converts into it), and a discrete-event simulator makes virtual instants as one fixed
+//! base instant plus a virtual offset: 16 bytes, plain integer arithmetic, and nothing
+//! in the router ever compares against the real clock. Time must never go backwards.
+//!
+//! # Rules (see docs/routing.md for the reasoning)
+//! - Each request or insert has per-node state keyed by its random [`RequestId`]. A node
+//!   forwards to the connected peer closest to the key's location that it has not tried
+//!   for that id and that is not the sender; peers in overload back-off are used only when
+//!   nothing else is left. An id seen within [`RouterConfig::seen_ttl`] is answered
+//!   `RejectedLoop`.
+//! - HTL ("hops to live") in a message is the number of hops left at its receiver. A
+//!   node that forwards decrements it: always in the middle, but at the maximum and at 1
+//!   only if the flag drawn once for the link the request arrived on says so
+//!   ([`HtlPolicy::Probabilistic`]). The originator sends at the start HTL unchanged, so
+//!   under [`HtlPolicy::Always`] a neighbour that sees the maximum knows it talks to the
+//!   originator, and under the probabilistic policy it cannot be sure.
+//! - A forwarded request waits `hop_timeout × (htl_sent + 1)` for the reply, so the budget
+//!   shrinks with the hops left downstream.
+//! - Backtracking: `RouteNotFound` (own HTL becomes the smaller of own and returned),
+//!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (costs one HTL,
+//!   backs off the peer) and a bad block (the peer misbehaved) all move on to the next
+//!   peer while HTL remains. HTL 0 ends a request with `DataNotFound` and an insert with
+//!   `InsertReply`; no peer left gives `RouteNotFound` upstream. `DataNotFound` ends a
+//!   request. A late `Data` from a peer that timed out still completes the request.
+//! - Data is verified against the key at every hop before it is cached or forwarded. Every
+//!   node on the return path caches it unless its HTL for that request is above
+//!   `max − 2`; inserts are cached at `HTL ≤ max − 3` and stored long-term by a node that
+//!   no peer (including the sender) beats on closeness. A node never caches or stores
+//!   for its own user's requests and inserts.
+//! - For an insert, running out of peers is also the end of its route: the originator
+//!   reports success with [`InsertReport::route_exhausted`] set.
+
+mod peers;
+mod request;
+#[cfg(test)]
+mod tests;
+
+use crate::block::Block;
+use crate::keys::RoutingKey;
+use crate::message::{Htl, Message, RequestId};
+use crate::ring::Location;
+use peers::PeerTable;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use request::{Kind, Req, Seen};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// An opaque handle the shell assigns to a link. Never reused for another link.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct PeerId(pub u64);
+
+/// How HTL is decremented at its extremes.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum HtlPolicy {
+    /// Every forwarding node decrements. Simple, and it tells a neighbour who sees the
+    /// maximum HTL that it talks to the originator; kept for comparison.
+    Always,
+    /// Freenet's rule: for each link the router draws, once, whether requests arriving
+    /// over it are decremented at the maximum (with `decrement_at_max`) and at 1 (with
+    /// `decrement_at_one`).
+    Probabilistic {
+        /// Probability that a link decrements at the maximum HTL.
+        decrement_at_max: f64,
+        /// Probability that a link decrements at HTL 1.
+        decrement_at_one: f64,
+    },
+}
+
+impl Default for HtlPolicy {
+    fn default() -> HtlPolicy {
+        HtlPolicy::Probabilistic {
+            decrement_at_max: 0.5,
+            decrement_at_one: 0.25,
+        }
+    }
+}
+
+/// The router's tunables.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Largest HTL; requests start here. Default 18.
+    pub max_htl: Htl,
+    /// HTL decrement policy. Default probabilistic (0.5 at the maximum, 0.25 at 1).
+    pub htl_policy: HtlPolicy,
+    /// Per-hop base timeout: a request forwarded with HTL `h` times out after
+    /// `hop_timeout × (h + 1)`. Default 2 s.
+    pub hop_timeout: Duration,
+    /// How long a peer that rejected for overload or timed out is avoided. Default 5 s.
+    pub backoff: Duration,
+    /// Most requests and inserts a single peer may have running here at once; more are
+    /// answered `RejectedOverload`. Default 64.
+    pub max_inflight_per_peer: usize,
+    /// How long a request id is remembered for loop detection. Default 10 min.
+    pub seen_ttl: Duration,
+    /// Seed of the router's random generator (request ids, per-link HTL flags).
+    pub rng_seed: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> RouterConfig {
+        RouterConfig {
+            max_htl: Htl::DEFAULT_MAX,
+            htl_policy: HtlPolicy::default(),
+            hop_timeout: Duration::from_secs(2),
+            backoff: Duration::from_secs(5),
+            max_inflight_per_peer: 64,
+            seen_ttl: Duration::from_secs(600),
+            rng_seed: 0,
+        }
+    }
+}
+
+/// Where a block sits in a node's storage.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Placement {
+    /// The long-term store: this node is a sink for the key.
+    Store,
+    /// The LRU cache of blocks passing by.
+    Cache,
+}
+
+/// Lookups into the node's storage. Writes leave the router as [`Event::Store`].
+pub trait BlockStore {
+    /// The block under `key`, if held, and where it is held.
+    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)>;
+
+    /// Whether `block` is the block named by `key`. The default hashes it
+    /// ([`Block::verify`]); a daemon must keep it. A simulator, whose blocks come from
+    /// no adversary, may answer from a memo.
+    fn verify(&mut self, key: &RoutingKey, block: &Block) -> bool {
+        block.verify(key).is_ok()
+    }
+}
+
+/// A fetched block and where it came from.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Fetched {
+    /// The block, verified against the key.
+    pub block: Block,
+    /// The peer that delivered it, or `None` when the local store had it.
+    pub from: Option<PeerId>,
+}
+
+/// Why a local request failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// The request ran out of HTL without finding the block.
+    #[error("data not found")]
+    DataNotFound,
+    /// Every peer was tried with HTL left: the network here is too sparse.
+    #[error("route not found")]
+    RouteNotFound,
+    /// Every peer tried was overloaded.
+    #[error("peers overloaded")]
+    Overloaded,
+    /// The last peer tried did not answer in time and no other was left.
+    #[error("timed out")]
+    TimedOut,
+}
+
+/// How a successful insert ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct InsertReport {
+    /// True if the route ran out of peers before HTL ran out (a small or sparse
+    /// network); the block still sits on every node it reached.
+    pub route_exhausted: bool,
+}
+
+/// Why a local insert failed: no peer took the block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InsertFailure {
+    /// No peer accepted the insert (none connected, or all rejected it as a loop).
+    #[error("route not found")]
+    RouteNotFound,
+    /// Every peer tried was overloaded.
+    #[error("peers overloaded")]
+    Overloaded,
+    /// The last peer tried did not answer in time and no other was left.
+    #[error("timed out")]
+    TimedOut,
+}
+
+/// What the router tells its shell.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A request started by [`Router::start_request`] finished.
+    RequestFinished {
+        /// Its id.
+        id: RequestId,
+        /// The key asked for.
+        key: RoutingKey,
+        /// The block or why not.
+        result: Result<Fetched, RequestFailure>,
+    },
+    /// An insert started by [`Router::start_insert`] finished.
+    InsertFinished {
+        /// Its id.
+        id: RequestId,
+        /// The block's key.
+        key: RoutingKey,
+        /// How it ended.
+        result: Result<InsertReport, InsertFailure>,
+    },
+    /// Keep this verified block: in the long-term store or the cache.
+    Store {
+        /// Its routing key.
+        key: RoutingKey,
+        /// The block, already verified against `key`.
+        block: Block,
+        /// Where to keep it.
+        placement: Placement,
+    },
+    /// A peer broke the protocol (bad block, reply to an id it was never sent). The
+    /// shell decides on penalties; the router has already ignored the message.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        reason: &'static str,
+    },
+}
+
+/// Counters for status pages, metrics and the simulator.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Requests received from peers.
+    pub requests_received: u64,
+    /// Inserts received from peers (verified).
+    pub inserts_received: u64,
+    /// Request messages sent (first tries and retries).
+    pub requests_forwarded: u64,
+    /// Insert messages sent.
+    pub inserts_forwarded: u64,
+    /// Peers' requests answered from the long-term store.
+    pub served_from_store: u64,
+    /// Peers' requests answered from the cache.
+    pub served_from_cache: u64,
+    /// Local requests answered by the local store or cache.
+    pub local_hits: u64,
+    /// Local requests started.
+    pub local_requests: u64,
+    /// Local requests that found their block.
+    pub local_requests_succeeded: u64,
+    /// Local inserts started.
+    pub local_inserts: u64,
+    /// Local inserts that completed.
+    pub local_inserts_succeeded: u64,
+    /// `RejectedLoop` sent.
+    pub rejected_loop: u64,
+    /// `RejectedOverload` sent.
+    pub rejected_overload: u64,
+    /// Per-hop timeouts.
+    pub timeouts: u64,
+    /// Blocks handed out to be cached.
+    pub cached: u64,
+    /// Blocks handed out to the long-term store.
+    pub stored: u64,
+    /// Protocol violations by peers.
+    pub misbehaviour: u64,
+}
+
+/// One node's routing state machine. See the module documentation for the contract.
+#[derive(Debug)]
+pub struct Router {
+    config: RouterConfig,
+    location: Location,
+    rng: ChaCha8Rng,
+    peers: PeerTable,
+    requests: BTreeMap<RequestId, Req>,
+    seen: Seen,
+    transmits: VecDeque<(PeerId, Message)>,
+    events: VecDeque<Event>,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router at `location` with no peers.
+    pub fn new(config: RouterConfig, location: Location) -> Router {
+        Router {
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            config,
+            location,
+            peers: PeerTable::default(),
+            requests: BTreeMap::new(),
+            seen: Seen::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// This node's location.
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// Moves this node (location swapping).
+    pub fn set_location(&mut self, location: Location) {
+        self.location = location;
+    }
+
+    /// Adds a link, drawing its HTL flags. Adding a known peer only updates its location.
+    pub fn add_peer(&mut self, now: Instant, peer: PeerId, location: Location) {
+        self.expire(now);
+        let (at_max, at_one) = match self.config.htl_policy {
+            HtlPolicy::Always => (true, true),
+            HtlPolicy::Probabilistic {
+                decrement_at_max,
+                decrement_at_one,
+            } => (
+                self.rng.gen_bool(decrement_at_max.clamp(0.0, 1.0)),
+                self.rng.gen_bool(decrement_at_one.clamp(0.0, 1.0)),
+            ),
+        };
+        self.peers.add(peer, location, at_max, at_one);
+    }
+
+    /// Drops a link: requests it sent are abandoned, requests waiting on it move on.
+    pub fn remove_peer(&mut self, now: Instant, peer: PeerId) {
+        self.expire(now);
+        if !self.peers.remove(peer) {
+            return;
+        }
+        let ids: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.source == Some(peer) || r.waiting == Some(peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(req) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            if req.source == Some(peer) {
+                // Nobody to answer; the id stays in `seen` so late replies are quiet.
+                self.requests.remove(&id);
+            } else {
+                req.waiting = None;
+                req.deadline = None;
+                self.advance(now, id);
+            }
+        }
+    }
+
+    /// The number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The number of requests and inserts this node is working on.
+    pub fn active_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Starts a request for `key` at `htl` (default and cap: the maximum). The local
+    /// store is asked first. The answer comes as [`Event::RequestFinished`].
+    pub fn start_request(
+        &mut self,
+        now: Instant,
+        key: RoutingKey,
+        htl: Option<Htl>,
+        store: &mut impl BlockStore,
+    ) -> RequestId {
+        self.expire(now);
+        self.stats.local_requests += 1;
+        let id = self.fresh_id();
+        if let Some((block, _)) = store.get(&key) {
+            self.stats.local_hits += 1;
+            self.stats.local_requests_succeeded += 1;
+            self.events.push_back(Event::RequestFinished {
+                id,
+                key,
+                result: Ok(Fetched { block, from: None }),
+            });
+            return id;
+        }
+        let htl = self.clamp_htl(htl);
+        self.begin(now, id, key, Kind::Request, None, htl, htl);
+        id
+    }
+
+    /// Starts an insert of `block` (already verified by the caller) at `htl` (default
+    /// and cap: the maximum). The end comes as [`Event::InsertFinished`]. The block is
+    /// not stored here: the shell decides what its own user's blocks deserve.
+    pub fn start_insert(&mut self, now: Instant, block: Block, htl: Option<Htl>) -> RequestId {
+        self.expire(now);
+        self.stats.local_inserts += 1;
+        let id = self.fresh_id();
+        let key = block.routing_key();
+        let htl = self.clamp_htl(htl);
+        self.begin(now, id, key, Kind::Insert(block), None, htl, htl);
+        id
+    }
+
+    /// Handles one message from `peer`.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        msg: Message,
+        store: &mut impl BlockStore,
+    ) {
+        self.expire(now);
+        if !self.peers.contains(from) {
+            // A message racing a link's removal; nothing can be answered.
+            return;
+        }
+        match msg {
+            Message::Request { id, key, htl } => self.on_request(now, from, id, key, htl, store),
+            Message::Insert {
+                id,
+                key,
+                htl,
+                block,
+            } => self.on_insert(now, from, id, key, htl, block, store),
+            Message::Data { id, block } => self.on_data(now, from, id, block, store),
+            Message::Hello(_)
+            | Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::PeerInfo { .. } => {}
+            reply => self.on_reply(now, from, reply),
+        }
+    }
+
+    /// Handles every timeout due at `now`. Harmless when nothing is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        let mut due: Vec<(Instant, RequestId)> = self
+            .requests
+            .iter()
+            .filter_map(|(id, r)| r.deadline.filter(|d| *d <= now).map(|d| (d, *id)))
+            .collect();
+        due.sort_unstable();
+        for (_, id) in due {
+            self.on_timeout(now, id);
+        }
+    }
+
+    /// The next message to send, in order.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(PeerId, Message)> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Router::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.requests.values().filter_map(|r| r.deadline).min()
+    }
+
+    /// The next event for the shell.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    fn clamp_htl(&self, htl: Option<Htl>) -> u8 {
+        htl.unwrap_or(self.config.max_htl)
+            .min(self.config.max_htl)
+            .0
+    }
+
+    /// A random id not in use here.
+    fn fresh_id(&mut self) -> RequestId {
+        loop {
+            let id = RequestId(self.rng.gen());
+            if !self.requests.contains_key(&id) && !self.seen.contains(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Forgets ids older than the seen TTL.
+    fn expire(&mut self, now: Instant) {
+        self.seen.expire(now);
+    }
+}

@@ -1,0 +1,480 @@
+//! Per-request state and the routing steps: accept or reject an incoming request or
+//! insert, forward it to the next peer, react to replies and timeouts, and finish it.
+//!
+//! A request's life at one node: `begin` creates its [`Req`]; `advance` sends it to the
+//! closest untried peer or, with nothing left, finishes it; replies and timeouts either
+//! finish it or call `advance` again. `finish` answers upstream (or tells the local
+//! user), removes the state and leaves the id in [`Seen`] so loops and late replies are
+//! recognised for `seen_ttl`.
+
+use super::peers::decrement;
+use super::{
+    BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
+    Router,
+};
+use crate::block::Block;
+use crate::keys::RoutingKey;
+use crate::message::{Htl, Message, RequestId};
+use crate::ring::Location;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Request or insert.
+#[derive(Clone, Debug)]
+pub(super) enum Kind {
+    Request,
+    /// An insert carries its (verified) block along.
+    Insert(Block),
+}
+
+/// One request or insert this node is working on.
+#[derive(Clone, Debug)]
+pub(super) struct Req {
+    pub key: RoutingKey,
+    pub target: Location,
+    pub kind: Kind,
+    /// The peer that sent it, or `None` for the local user.
+    pub source: Option<PeerId>,
+    /// HTL as received (as started, for local ones): decides caching.
+    pub received_htl: u8,
+    /// HTL to forward with.
+    pub htl: u8,
+    /// Peers tried so far; the source is excluded separately.
+    pub tried: Vec<PeerId>,
+    /// The peer whose answer is awaited, and until when.
+    pub waiting: Option<PeerId>,
+    pub deadline: Option<Instant>,
+    /// Some peer took the request (answered other than loop, overload or timeout).
+    pub accepted: bool,
+    /// Some peer rejected for overload.
+    pub overloaded: bool,
+    /// The last try ended in a timeout.
+    pub timed_out_last: bool,
+}
+
+/// Ids seen recently, forgotten after the TTL: a set for lookups and a queue in arrival
+/// order for expiry (time never goes backwards, so the queue stays sorted).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Seen {
+    ids: BTreeSet<RequestId>,
+    order: VecDeque<(Instant, RequestId)>,
+}
+
+impl Seen {
+    pub fn contains(&self, id: RequestId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    pub fn insert(&mut self, expires: Instant, id: RequestId) {
+        if self.ids.insert(id) {
+            self.order.push_back((expires, id));
+        }
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.order.front() {
+            if t > now {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&id);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// How a request ends at this node.
+enum Outcome {
+    /// Verified data, from a peer or the store.
+    Data(Block, Option<PeerId>),
+    /// A request ran out of HTL, or a peer said so.
+    DataNotFound,
+    /// An insert ran its course.
+    InsertDone,
+    /// No peer left to try with HTL remaining.
+    NoRoute,
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(super) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
+}
+
+impl Router {
+    /// Creates the state for `id` and routes it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn begin(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        key: RoutingKey,
+        kind: Kind,
+        source: Option<PeerId>,
+        received_htl: u8,
+        htl: u8,
+    ) {
+        self.seen.insert(later(now, self.config.seen_ttl), id);
+        if let Some(src) = source {
+            self.peers.add_inflight(src, 1);
+        }
+        self.requests.insert(
+            id,
+            Req {
+                key,
+                target: Location::of_key(&key),
+                kind,
+                source,
+                received_htl,
+                htl,
+                tried: Vec::new(),
+                waiting: None,
+                deadline: None,
+                accepted: false,
+                overloaded: false,
+                timed_out_last: false,
+            },
+        );
+        self.advance(now, id);
+    }
+
+    /// Sends `id` to the next peer, or finishes it if HTL or peers ran out.
+    pub(super) fn advance(&mut self, now: Instant, id: RequestId) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        if req.htl == 0 {
+            let outcome = match req.kind {
+                Kind::Request => Outcome::DataNotFound,
+                Kind::Insert(_) => Outcome::InsertDone,
+            };
+            return self.finish(id, outcome);
+        }
+        let mut exclude = req.tried.clone();
+        exclude.extend(req.source);
+        let Some(peer) = self.peers.closest(req.target, &exclude, now) else {
+            return self.finish(id, Outcome::NoRoute);
+        };
+        req.tried.push(peer);
+        req.waiting = Some(peer);
+        let budget = self
+            .config
+            .hop_timeout
+            .saturating_mul(u32::from(req.htl) + 1);
+        req.deadline = Some(later(now, budget));
+        let htl = Htl(req.htl);
+        let msg = match &req.kind {
+            Kind::Request => {
+                self.stats.requests_forwarded += 1;
+                Message::Request {
+                    id,
+                    key: req.key,
+                    htl,
+                }
+            }
+            Kind::Insert(block) => {
+                self.stats.inserts_forwarded += 1;
+                Message::Insert {
+                    id,
+                    key: req.key,
+                    htl,
+                    block: block.clone(),
+                }
+            }
+        };
+        self.transmits.push_back((peer, msg));
+    }
+
+    /// Ends `id` here: answers upstream or tells the local user, and drops the state.
+    fn finish(&mut self, id: RequestId, outcome: Outcome) {
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
+        let max = self.config.max_htl.0;
+        match req.source {
+            Some(src) => {
+                self.peers.add_inflight(src, -1);
+                let reply = match (&req.kind, outcome) {
+                    (Kind::Request, Outcome::Data(block, _)) => {
+                        if req.received_htl <= max.saturating_sub(2) {
+                            self.stats.cached += 1;
+                            self.events.push_back(Event::Store {
+                                key: req.key,
+                                block: block.clone(),
+                                placement: Placement::Cache,
+                            });
+                        }
+                        Message::Data { id, block }
+                    }
+                    (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
+                    (Kind::Insert(_), Outcome::InsertDone) => Message::InsertReply { id },
+                    _ => Message::RouteNotFound {
+                        id,
+                        htl: Htl(req.htl),
+                    },
+                };
+                self.transmits.push_back((src, reply));
+            }
+            None => {
+                let event = match (&req.kind, outcome) {
+                    (Kind::Request, Outcome::Data(block, from)) => {
+                        self.stats.local_requests_succeeded += 1;
+                        Event::RequestFinished {
+                            id,
+                            key: req.key,
+                            result: Ok(Fetched { block, from }),
+                        }
+                    }
+                    (Kind::Request, outcome) => Event::RequestFinished {
+                        id,
+                        key: req.key,
+                        result: Err(match outcome {
+                            Outcome::DataNotFound => RequestFailure::DataNotFound,
+                            _ if req.timed_out_last => RequestFailure::TimedOut,
+                            _ if req.overloaded && !req.accepted => RequestFailure::Overloaded,
+                            _ => RequestFailure::RouteNotFound,
+                        }),
+                    },
+                    (Kind::Insert(_), outcome) => {
+                        let done = matches!(outcome, Outcome::InsertDone);
+                        let result = if done || req.accepted {
+                            self.stats.local_inserts_succeeded += 1;
+                            Ok(InsertReport {
+                                route_exhausted: !done,
+                            })
+                        } else if req.timed_out_last {
+                            Err(InsertFailure::TimedOut)
+                        } else if req.overloaded {
+                            Err(InsertFailure::Overloaded)
+                        } else {
+                            Err(InsertFailure::RouteNotFound)
+                        };
+                        Event::InsertFinished {
+                            id,
+                            key: req.key,
+                            result,
+                        }
+                    }
+                };
+                self.events.push_back(event);
+            }
+        }
+    }
+
+    /// Whether `id` is being handled or was seen recently.
+    fn known(&self, id: RequestId) -> bool {
+        self.requests.contains_key(&id) || self.seen.contains(id)
+    }
+
+    /// Loop and overload checks shared by requests and inserts; true if accepted.
+    fn admit(&mut self, from: PeerId, id: RequestId) -> bool {
+        if self.known(id) {
+            self.stats.rejected_loop += 1;
+            self.transmits
+                .push_back((from, Message::RejectedLoop { id }));
+            return false;
+        }
+        if self.peers.inflight(from) >= self.config.max_inflight_per_peer {
+            self.stats.rejected_overload += 1;
+            self.transmits
+                .push_back((from, Message::RejectedOverload { id }));
+            return false;
+        }
+        true
+    }
+
+    /// The HTL to forward with for something received from `from` at `htl`.
+    fn next_htl(&self, from: PeerId, htl: u8) -> u8 {
+        let (at_max, at_one) = self
+            .peers
+            .get(from)
+            .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
+        decrement(htl, self.config.max_htl.0, at_max, at_one)
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        key: RoutingKey,
+        htl: Htl,
+        store: &mut impl BlockStore,
+    ) {
+        self.stats.requests_received += 1;
+        if !self.admit(from, id) {
+            return;
+        }
+        let received = htl.0.min(self.config.max_htl.0);
+        if let Some((block, placement)) = store.get(&key) {
+            self.seen.insert(later(now, self.config.seen_ttl), id);
+            match placement {
+                Placement::Store => self.stats.served_from_store += 1,
+                Placement::Cache => self.stats.served_from_cache += 1,
+            }
+            self.transmits
+                .push_back((from, Message::Data { id, block }));
+            return;
+        }
+        let next = self.next_htl(from, received);
+        self.begin(now, id, key, Kind::Request, Some(from), received, next);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_insert(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        key: RoutingKey,
+        htl: Htl,
+        block: Block,
+        store: &mut impl BlockStore,
+    ) {
+        if !store.verify(&key, &block) {
+            self.misbehaved(from, "insert with a block that fails verification");
+            return;
+        }
+        self.stats.inserts_received += 1;
+        if !self.admit(from, id) {
+            return;
+        }
+        let max = self.config.max_htl.0;
+        let received = htl.0.min(max);
+        let target = Location::of_key(&key);
+        // The sender counts among the peers: it is connected, so `any_closer` sees it.
+        let placement = if !self.peers.any_closer(target, self.location) {
+            Some(Placement::Store)
+        } else if received <= max.saturating_sub(3) {
+            Some(Placement::Cache)
+        } else {
+            None
+        };
+        if let Some(placement) = placement {
+            match placement {
+                Placement::Store => self.stats.stored += 1,
+                Placement::Cache => self.stats.cached += 1,
+            }
+            self.events.push_back(Event::Store {
+                key,
+                block: block.clone(),
+                placement,
+            });
+        }
+        let next = self.next_htl(from, received);
+        self.begin(
+            now,
+            id,
+            key,
+            Kind::Insert(block),
+            Some(from),
+            received,
+            next,
+        );
+    }
+
+    pub(super) fn on_data(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        block: Block,
+        store: &mut impl BlockStore,
+    ) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return self.unmatched(from, id);
+        };
+        if !matches!(req.kind, Kind::Request) || !req.tried.contains(&from) {
+            return self.misbehaved(from, "data for a request it was not sent");
+        }
+        let key = req.key;
+        if !store.verify(&key, &block) {
+            self.misbehaved(from, "data that fails verification");
+            if let Some(req) = self.requests.get_mut(&id) {
+                if req.waiting == Some(from) {
+                    req.waiting = None;
+                    req.deadline = None;
+                    self.advance(now, id);
+                }
+            }
+            return;
+        }
+        // Late data from a peer that timed out counts as much as the awaited answer.
+        self.finish(id, Outcome::Data(block, Some(from)));
+    }
+
+    /// `DataNotFound`, `RouteNotFound`, `RejectedLoop`, `RejectedOverload`, `InsertReply`.
+    pub(super) fn on_reply(&mut self, now: Instant, from: PeerId, msg: Message) {
+        let Some(id) = msg.request_id() else {
+            return;
+        };
+        let Some(req) = self.requests.get_mut(&id) else {
+            return self.unmatched(from, id);
+        };
+        if req.waiting != Some(from) {
+            if !req.tried.contains(&from) {
+                self.misbehaved(from, "reply for a request it was not sent");
+            }
+            // Otherwise a late answer from a peer we gave up on: the request moved on.
+            return;
+        }
+        let is_insert = matches!(req.kind, Kind::Insert(_));
+        req.waiting = None;
+        req.deadline = None;
+        req.timed_out_last = false;
+        match msg {
+            Message::DataNotFound { .. } if !is_insert => self.finish(id, Outcome::DataNotFound),
+            Message::InsertReply { .. } if is_insert => self.finish(id, Outcome::InsertDone),
+            Message::RouteNotFound { htl, .. } => {
+                req.accepted = true;
+                req.htl = req.htl.min(htl.0);
+                self.advance(now, id);
+            }
+            Message::RejectedLoop { .. } => self.advance(now, id),
+            Message::RejectedOverload { .. } => {
+                req.overloaded = true;
+                self.peers.back_off(from, later(now, self.config.backoff));
+                self.advance(now, id);
+            }
+            _ => {
+                self.misbehaved(from, "reply of the wrong kind");
+                self.advance(now, id);
+            }
+        }
+    }
+
+    pub(super) fn on_timeout(&mut self, now: Instant, id: RequestId) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let Some(peer) = req.waiting.take() else {
+            return;
+        };
+        self.stats.timeouts += 1;
+        req.deadline = None;
+        req.timed_out_last = true;
+        // The silent hop cost at least one HTL; charging it keeps the total bounded.
+        req.htl = req.htl.saturating_sub(1);
+        self.peers.back_off(peer, later(now, self.config.backoff));
+        self.advance(now, id);
+    }
+
+    /// A reply for an id with no state: quiet if the id was ours recently (a late reply),
+    /// misbehaviour otherwise.
+    fn unmatched(&mut self, from: PeerId, id: RequestId) {
+        if !self.seen.contains(id) {
+            self.misbehaved(from, "reply for an unknown request");
+        }
+    }
+
+    fn misbehaved(&mut self, peer: PeerId, reason: &'static str) {
+        self.stats.misbehaviour += 1;
+        self.events
+            .push_back(Event::PeerMisbehaved { peer, reason });
+    }
+}
