@@ -1,11 +1,33 @@
 //! `veil-client`: encode, publish and fetch Veil documents.
 //!
+//! The client encrypts everything itself: a node only ever receives CHK blocks, whose
+//! keys travel in the URI and never reach it.
+//!
 //! # Layout
 //! - [`source`]: the [`BlockSource`] / [`BlockSink`] traits the rest is generic over,
 //!   and [`MemoryStore`] for tests.
+//! - [`format`]: the top block, index block and manifest formats (frozen by test vectors).
+//! - [`encode`]: a byte stream to blocks and a URI, streaming and convergent.
+//! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
+//! - [`dir`]: directories: publish, resolve paths, restore.
+//! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
+//! - [`gateway`]: the browser gateway (an axum router over any [`BlockSource`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod decode;
+pub mod dir;
+pub mod encode;
+pub mod format;
+pub mod gateway;
 pub mod source;
 
+pub use api::{ApiClient, ApiError, LocateError};
+pub use decode::{body_stream, fetch_top, write_body, DecodeError, Position};
+pub use dir::{put_dir, resolve, restore, Resolved};
+pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
 pub use source::{BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
+
+#[cfg(test)]
+mod roundtrip_tests;

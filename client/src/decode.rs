@@ -1,0 +1,344 @@
+//! Decoding: a URI's top block, then its index tree and data blocks, fetched from a
+//! [`BlockSource`], verified at every level, and streamed out in order.
+//!
+//! Data blocks are fetched `window` at a time ahead of the writer (futures' `buffered`,
+//! which yields in order), and index blocks a couple at a time ahead of the data, so the
+//! memory held is about `window` blocks whatever the document's size. Every block is
+//! checked against its routing key, decrypted with its data key, and its payload compared
+//! with what the tree's shape (a function of size and fan-out) says it must be; the
+//! first mismatch or missing block ends the stream with an error naming the block's
+//! position.
+
+use crate::format::{
+    child_span, data_blocks, Body, ChildRef, FormatError, IndexBlock, TopBlock, FORMAT_VERSION,
+};
+use crate::source::{BlockSource, FetchError};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use std::fmt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use veil_proto::{ChkKeys, MAX_PAYLOAD};
+
+/// Data blocks fetched ahead of the writer by default.
+pub const DEFAULT_WINDOW: usize = 32;
+/// Index blocks fetched ahead of the one being read.
+const INDEX_WINDOW: usize = 2;
+
+/// Which block of a document an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Position {
+    /// The block the URI names.
+    Top,
+    /// An index block: its level and the data blocks it covers (0-based, end exclusive).
+    Index {
+        /// Height above the data blocks.
+        level: u8,
+        /// First data block covered.
+        first: u64,
+        /// One past the last data block covered.
+        end: u64,
+        /// Data blocks in the document.
+        total: u64,
+    },
+    /// A data block (0-based) of `total`.
+    Data {
+        /// Its index.
+        index: u64,
+        /// Data blocks in the document.
+        total: u64,
+    },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One-based, as a person counts.
+        match self {
+            Position::Top => write!(f, "the top block"),
+            Position::Index {
+                level,
+                first,
+                end,
+                total,
+            } => write!(
+                f,
+                "the level-{level} index block over data blocks {}..{} of {total}",
+                first + 1,
+                end
+            ),
+            Position::Data { index, total } => write!(f, "data block {} of {total}", index + 1),
+        }
+    }
+}
+
+/// Why a document could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A block could not be fetched.
+    #[error("{at} could not be fetched: {error}")]
+    Fetch {
+        /// Which block.
+        at: Position,
+        /// Why.
+        error: FetchError,
+    },
+    /// A block was fetched but is not what the tree says it must be.
+    #[error("{at} is corrupt: {reason}")]
+    Corrupt {
+        /// Which block.
+        at: Position,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Io(#[from] std::io::Error),
+    /// The URI names a path inside a document that is not a directory.
+    #[error("the URI has a path but its document is not a directory")]
+    NotADirectory,
+    /// The URI names a directory where a file is needed.
+    #[error("the URI names a directory")]
+    IsADirectory,
+    /// No file or directory at this path in the manifest.
+    #[error("no such file in the directory: {0}")]
+    NoSuchPath(String),
+    /// The manifest is malformed or unsafe.
+    #[error("bad directory manifest: {0}")]
+    BadManifest(FormatError),
+}
+
+fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
+    DecodeError::Corrupt {
+        at,
+        reason: reason.to_string(),
+    }
+}
+
+/// Fetches, verifies and decrypts one block.
+async fn fetch_payload<S: BlockSource>(
+    source: &S,
+    keys: ChildRef,
+    at: &Position,
+) -> Result<Vec<u8>, DecodeError> {
+    let block = source
+        .fetch(keys.routing)
+        .await
+        .map_err(|error| DecodeError::Fetch {
+            at: at.clone(),
+            error,
+        })?;
+    block
+        .verify(&keys.routing)
+        .map_err(|e| corrupt(at.clone(), e))?;
+    block
+        .decrypt(&keys.data)
+        .map_err(|e| corrupt(at.clone(), e))
+}
+
+/// Fetches and checks the top block named by `keys`.
+pub async fn fetch_top<S: BlockSource>(source: &S, keys: ChkKeys) -> Result<TopBlock, DecodeError> {
+    let payload = fetch_payload(source, keys.into(), &Position::Top).await?;
+    TopBlock::from_payload(&payload).map_err(|e| corrupt(Position::Top, e))
+}
+
+/// The tree's fixed parameters, shared by every node of the walk.
+#[derive(Clone, Copy)]
+struct Shape {
+    fanout: u16,
+    size: u64,
+    total: u64,
+}
+
+impl Shape {
+    /// The payload length data block `index` must have.
+    fn data_len(&self, index: u64) -> usize {
+        if index + 1 < self.total {
+            MAX_PAYLOAD
+        } else {
+            (self.size - index * MAX_PAYLOAD as u64) as usize
+        }
+    }
+}
+
+/// Fetches an index block of `level` covering data blocks `first..first+count` and checks
+/// it lists exactly the children that range needs.
+async fn fetch_index<S: BlockSource>(
+    source: &S,
+    shape: Shape,
+    keys: ChildRef,
+    level: u8,
+    first: u64,
+    count: u64,
+) -> Result<Vec<ChildRef>, DecodeError> {
+    let at = Position::Index {
+        level,
+        first,
+        end: first + count,
+        total: shape.total,
+    };
+    let payload = fetch_payload(source, keys, &at).await?;
+    let index = IndexBlock::from_payload(&payload).map_err(|e| corrupt(at.clone(), e))?;
+    let want = count.div_ceil(child_span(shape.fanout, level));
+    if index.version != FORMAT_VERSION || index.level != level {
+        return Err(corrupt(at, format!("claims level {}", index.level)));
+    }
+    if index.children.len() as u64 != want {
+        return Err(corrupt(
+            at,
+            format!("lists {} children, {want} expected", index.children.len()),
+        ));
+    }
+    Ok(index.children)
+}
+
+type RefStream = BoxStream<'static, Result<(u64, ChildRef), DecodeError>>;
+
+/// The data block references under an index block whose `children` are already fetched.
+fn data_refs<S: BlockSource>(
+    source: S,
+    shape: Shape,
+    children: Vec<ChildRef>,
+    level: u8,
+    first: u64,
+    count: u64,
+) -> RefStream {
+    let span = child_span(shape.fanout, level);
+    if level == 1 {
+        let items = children
+            .into_iter()
+            .enumerate()
+            .map(move |(i, c)| Ok((first + i as u64, c)));
+        return stream::iter(items).boxed();
+    }
+    let fetcher = source.clone();
+    stream::iter(children.into_iter().enumerate())
+        .map(move |(i, c)| {
+            let source = fetcher.clone();
+            let cfirst = first + i as u64 * span;
+            let ccount = span.min(count - i as u64 * span);
+            async move {
+                let kids = fetch_index(&source, shape, c, level - 1, cfirst, ccount).await?;
+                Ok((kids, cfirst, ccount))
+            }
+        })
+        .buffered(INDEX_WINDOW)
+        .map(move |res| match res {
+            Ok((kids, cfirst, ccount)) => {
+                data_refs(source.clone(), shape, kids, level - 1, cfirst, ccount)
+            }
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+}
+
+/// The document's bytes, in order, as a stream of chunks (one per data block).
+///
+/// At most `window` data blocks are fetched ahead; the stream ends after the first error.
+pub fn body_stream<S: BlockSource>(
+    source: S,
+    top: TopBlock,
+    window: usize,
+) -> impl Stream<Item = Result<Bytes, DecodeError>> + Send + 'static {
+    let size = top.meta.size;
+    let inner: BoxStream<'static, Result<Bytes, DecodeError>> = match top.body {
+        Body::Inline(data) if data.is_empty() => stream::empty().boxed(),
+        Body::Inline(data) => stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
+        Body::Tree {
+            fanout,
+            depth,
+            root,
+        } => {
+            let shape = Shape {
+                fanout,
+                size,
+                total: data_blocks(size),
+            };
+            let refs: RefStream = if depth == 0 {
+                stream::once(async move { Ok((0, root)) }).boxed()
+            } else {
+                let src = source.clone();
+                stream::once(async move {
+                    let kids = fetch_index(&src, shape, root, depth, 0, shape.total).await?;
+                    Ok(data_refs(src, shape, kids, depth, 0, shape.total))
+                })
+                .map(|r: Result<RefStream, DecodeError>| match r {
+                    Ok(s) => s,
+                    Err(e) => stream::once(async move { Err(e) }).boxed(),
+                })
+                .flatten()
+                .boxed()
+            };
+            refs.map(move |r| {
+                let source = source.clone();
+                async move {
+                    let (index, keys) = r?;
+                    let at = Position::Data {
+                        index,
+                        total: shape.total,
+                    };
+                    let payload = fetch_payload(&source, keys, &at).await?;
+                    let want = shape.data_len(index);
+                    if payload.len() != want {
+                        return Err(corrupt(
+                            at,
+                            format!("holds {} bytes, {want} expected", payload.len()),
+                        ));
+                    }
+                    Ok(Bytes::from(payload))
+                }
+            })
+            .buffered(window.max(1))
+            .boxed()
+        }
+    };
+    // Stop after the first error: later items would only repeat it or be out of place.
+    inner.scan(false, |failed, item| {
+        let out = if *failed {
+            None
+        } else {
+            *failed = item.is_err();
+            Some(item)
+        };
+        futures::future::ready(out)
+    })
+}
+
+/// Streams the document described by `top` into `out`, calling `progress` with the bytes
+/// written so far. Returns the number of bytes written.
+pub async fn write_body<S: BlockSource, W: AsyncWrite + Unpin>(
+    source: S,
+    top: TopBlock,
+    window: usize,
+    out: &mut W,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, DecodeError> {
+    let mut body = std::pin::pin!(body_stream(source, top, window));
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+        progress(written);
+    }
+    out.flush().await?;
+    Ok(written)
+}
+
+/// Fetches a whole document into memory, refusing one larger than `limit` bytes.
+pub async fn read_to_vec<S: BlockSource>(
+    source: S,
+    top: TopBlock,
+    limit: u64,
+) -> Result<Vec<u8>, DecodeError> {
+    if top.meta.size > limit {
+        return Err(corrupt(
+            Position::Top,
+            format!("document of {} bytes exceeds {limit}", top.meta.size),
+        ));
+    }
+    let mut out = Vec::with_capacity(top.meta.size as usize);
+    write_body(source, top, DEFAULT_WINDOW, &mut out, |_| {}).await?;
+    Ok(out)
+}

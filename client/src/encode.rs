@@ -1,0 +1,305 @@
+//! Encoding: a stream of bytes becomes CHK blocks, inserted into a [`BlockSink`], and a
+//! URI naming the top block.
+//!
+//! The input is read 32 KiB at a time; only the current block, one partial index block
+//! per tree level and the blocks in flight are held, so memory does not grow with the
+//! document. Inserts run concurrently (bounded by [`EncodeOptions::concurrency`]) on
+//! spawned tasks while the next block is encoded. Everything is convergent: the same
+//! bytes, name and MIME type give the same URI.
+
+use crate::format::{
+    Body, ChildRef, Compression, DocKind, IndexBlock, Metadata, TopBlock, DEFAULT_FANOUT,
+    FORMAT_VERSION, MAX_FANOUT, MAX_MIME_LEN, MAX_NAME_LEN,
+};
+use crate::source::{BlockSink, InsertError};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+use veil_proto::{block, Uri, MAX_PAYLOAD};
+
+/// Why a document could not be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// Reading the input failed.
+    #[error("reading the input: {0}")]
+    Io(#[from] std::io::Error),
+    /// The sink refused a block.
+    #[error("inserting a block: {0}")]
+    Insert(#[from] InsertError),
+    /// The name or MIME type is too long for the metadata.
+    #[error("{0}")]
+    BadMetadata(String),
+    /// An insert task panicked or was cancelled.
+    #[error("insert task failed: {0}")]
+    Task(String),
+}
+
+/// How to encode a document.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// File name recorded in the metadata and appended to the URI.
+    pub name: Option<String>,
+    /// MIME type; guessed from `name` when `None` (`application/octet-stream` otherwise).
+    pub mime: Option<String>,
+    /// File or manifest.
+    pub kind: DocKind,
+    /// Children per index block. Keep [`DEFAULT_FANOUT`] except in tests: another value
+    /// gives other URIs for the same bytes.
+    pub fanout: u16,
+    /// Inserts in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            name: None,
+            mime: None,
+            kind: DocKind::File,
+            fanout: DEFAULT_FANOUT,
+            concurrency: 16,
+        }
+    }
+}
+
+impl EncodeOptions {
+    /// Options for a file called `name`.
+    pub fn named(name: impl Into<String>) -> EncodeOptions {
+        EncodeOptions {
+            name: Some(name.into()),
+            ..EncodeOptions::default()
+        }
+    }
+}
+
+/// What publishing produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Names the document (with its name, if any).
+    pub uri: Uri,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its MIME type.
+    pub mime: String,
+    /// Blocks inserted, top block included.
+    pub blocks: u64,
+}
+
+/// The MIME type for a file name.
+pub fn guess_mime(name: Option<&str>) -> String {
+    name.and_then(|n| mime_guess::from_path(n).first_raw())
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Encodes blocks and keeps a bounded number of inserts in flight.
+struct Inserter<K: BlockSink> {
+    sink: K,
+    tasks: JoinSet<Result<(), InsertError>>,
+    limit: usize,
+    count: u64,
+}
+
+impl<K: BlockSink> Inserter<K> {
+    /// Encodes `payload` into a block, starts its insert and returns its keys.
+    async fn put(&mut self, payload: &[u8]) -> Result<ChildRef, EncodeError> {
+        let (blk, keys) = block::encode(payload).expect("callers pass at most one payload");
+        while self.tasks.len() >= self.limit {
+            self.join_one().await?;
+        }
+        let sink = self.sink.clone();
+        self.tasks
+            .spawn(async move { sink.insert(keys.routing, blk).await });
+        self.count += 1;
+        Ok(keys.into())
+    }
+
+    async fn join_one(&mut self) -> Result<(), EncodeError> {
+        match self.tasks.join_next().await {
+            Some(Ok(r)) => Ok(r?),
+            Some(Err(e)) => Err(EncodeError::Task(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    async fn finish(mut self) -> Result<u64, EncodeError> {
+        while !self.tasks.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(self.count)
+    }
+}
+
+/// Pending children per tree level; a full level becomes an index block one level up.
+struct Levels {
+    fanout: usize,
+    /// `pending[0]` holds data blocks, `pending[l]` index blocks of level `l`.
+    pending: Vec<Vec<ChildRef>>,
+}
+
+impl Levels {
+    async fn push<K: BlockSink>(
+        &mut self,
+        ins: &mut Inserter<K>,
+        mut level: usize,
+        mut child: ChildRef,
+    ) -> Result<(), EncodeError> {
+        loop {
+            if self.pending.len() == level {
+                self.pending.push(Vec::with_capacity(self.fanout));
+            }
+            self.pending[level].push(child);
+            if self.pending[level].len() < self.fanout {
+                return Ok(());
+            }
+            child = self.flush(ins, level).await?;
+            level += 1;
+        }
+    }
+
+    /// Writes level `level`'s pending children as an index block of level `level + 1`.
+    async fn flush<K: BlockSink>(
+        &mut self,
+        ins: &mut Inserter<K>,
+        level: usize,
+    ) -> Result<ChildRef, EncodeError> {
+        let children = std::mem::take(&mut self.pending[level]);
+        let index = IndexBlock {
+            version: FORMAT_VERSION,
+            level: (level + 1) as u8,
+            children,
+        };
+        ins.put(&index.to_payload()).await
+    }
+
+    /// Closes every level and returns the root and its depth.
+    async fn finish<K: BlockSink>(
+        mut self,
+        ins: &mut Inserter<K>,
+    ) -> Result<(ChildRef, u8), EncodeError> {
+        let mut level = 0;
+        loop {
+            let top = level + 1 == self.pending.len();
+            if top && self.pending[level].len() == 1 {
+                return Ok((self.pending[level][0], level as u8));
+            }
+            if !self.pending[level].is_empty() {
+                let child = self.flush(ins, level).await?;
+                if top {
+                    self.pending.push(Vec::new());
+                }
+                self.pending[level + 1].push(child);
+            }
+            level += 1;
+        }
+    }
+}
+
+/// Reads `input` to its end, inserts its blocks into `sink` and returns its URI.
+///
+/// `progress` is called with the number of bytes read so far after every block.
+pub async fn encode<K, R>(
+    sink: &K,
+    mut input: R,
+    opts: &EncodeOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<Encoded, EncodeError>
+where
+    K: BlockSink,
+    R: AsyncRead + Unpin,
+{
+    let mime = opts
+        .mime
+        .clone()
+        .unwrap_or_else(|| guess_mime(opts.name.as_deref()));
+    if mime.len() > MAX_MIME_LEN {
+        return Err(EncodeError::BadMetadata("MIME type too long".into()));
+    }
+    if opts.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_LEN) {
+        return Err(EncodeError::BadMetadata(format!(
+            "file name longer than {MAX_NAME_LEN} bytes"
+        )));
+    }
+    let fanout = opts.fanout.clamp(2, MAX_FANOUT);
+    let mut ins = Inserter {
+        sink: sink.clone(),
+        tasks: JoinSet::new(),
+        limit: opts.concurrency.max(1),
+        count: 0,
+    };
+    let mut meta = Metadata {
+        size: 0,
+        mime: mime.clone(),
+        name: opts.name.clone(),
+        compression: Compression::None,
+        kind: opts.kind,
+    };
+
+    let mut buf = vec![0u8; MAX_PAYLOAD];
+    let mut n = read_full(&mut input, &mut buf).await?;
+    meta.size = n as u64;
+    progress(meta.size);
+
+    // A document that fits beside its metadata lives in the top block alone.
+    let mut top = None;
+    if n < MAX_PAYLOAD {
+        let inline = TopBlock {
+            version: FORMAT_VERSION,
+            meta: meta.clone(),
+            body: Body::Inline(buf[..n].to_vec()),
+        }
+        .to_payload();
+        if inline.len() <= MAX_PAYLOAD {
+            top = Some(inline);
+        }
+    }
+    let top = match top {
+        Some(t) => t,
+        None => {
+            let mut levels = Levels {
+                fanout: fanout as usize,
+                pending: Vec::new(),
+            };
+            while n > 0 {
+                let child = ins.put(&buf[..n]).await?;
+                levels.push(&mut ins, 0, child).await?;
+                n = read_full(&mut input, &mut buf).await?;
+                meta.size += n as u64;
+                progress(meta.size);
+            }
+            let (root, depth) = levels.finish(&mut ins).await?;
+            TopBlock {
+                version: FORMAT_VERSION,
+                meta: meta.clone(),
+                body: Body::Tree {
+                    fanout,
+                    depth,
+                    root,
+                },
+            }
+            .to_payload()
+        }
+    };
+    let top_keys = ins.put(&top).await?;
+    let blocks = ins.finish().await?;
+    let mut uri = Uri::new(top_keys.into());
+    uri.name = opts.name.clone();
+    Ok(Encoded {
+        uri,
+        size: meta.size,
+        mime,
+        blocks,
+    })
+}

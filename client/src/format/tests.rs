@@ -1,0 +1,209 @@
+//! Frozen encodings. The expected bytes follow postcard's specification (varint lengths,
+//! enum variant indices, one byte per `u8`) and were checked by hand field by field; if
+//! any of them changes, every published URI breaks.
+
+use super::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn child(r: u8, d: u8) -> ChildRef {
+    ChildRef {
+        routing: RoutingKey([r; 32]),
+        data: DataKey([d; 32]),
+    }
+}
+
+fn meta(size: u64, mime: &str, name: Option<&str>) -> Metadata {
+    Metadata {
+        size,
+        mime: mime.into(),
+        name: name.map(str::to_string),
+        compression: Compression::None,
+        kind: DocKind::File,
+    }
+}
+
+#[test]
+fn index_vector() {
+    let idx = IndexBlock {
+        version: 1,
+        level: 2,
+        children: vec![child(0xAA, 0x01), child(0xBB, 0x02)],
+    };
+    let expected = format!(
+        "010202{}{}{}{}",
+        "aa".repeat(32),
+        "01".repeat(32),
+        "bb".repeat(32),
+        "02".repeat(32)
+    );
+    assert_eq!(hex(&idx.to_payload()), expected);
+    assert_eq!(IndexBlock::from_payload(&idx.to_payload()).unwrap(), idx);
+}
+
+#[test]
+fn top_vectors() {
+    let top = TopBlock {
+        version: 1,
+        meta: meta(40000, "text/html", Some("a.html")),
+        body: Body::Tree {
+            fanout: 511,
+            depth: 1,
+            root: child(0xCC, 0x03),
+        },
+    };
+    // version | size 40000 | "text/html" | Some("a.html") | none | file | Tree 511 1 root
+    let expected = format!(
+        "01c0b802{}{}0000{}{}{}",
+        "09746578742f68746d6c",
+        "0106612e68746d6c",
+        "01ff0301",
+        "cc".repeat(32),
+        "03".repeat(32)
+    );
+    assert_eq!(hex(&top.to_payload()), expected);
+    assert_eq!(TopBlock::from_payload(&top.to_payload()).unwrap(), top);
+
+    let inline = TopBlock {
+        version: 1,
+        meta: meta(2, "text/plain", None),
+        body: Body::Inline(b"hi".to_vec()),
+    };
+    assert_eq!(
+        hex(&inline.to_payload()),
+        "01020a746578742f706c61696e00000000026869"
+    );
+}
+
+#[test]
+fn manifest_vector() {
+    let man = Manifest {
+        version: 1,
+        entries: vec![ManifestEntry {
+            path: "d/x.txt".into(),
+            keys: child(0x11, 0x22),
+            size: 300,
+            mime: "text/plain".into(),
+        }],
+    };
+    let expected = format!(
+        "010107642f782e747874{}{}ac020a746578742f706c61696e",
+        "11".repeat(32),
+        "22".repeat(32)
+    );
+    assert_eq!(hex(&man.to_bytes()), expected);
+    assert_eq!(Manifest::from_bytes(&man.to_bytes()).unwrap(), man);
+}
+
+#[test]
+fn largest_structures_fit_one_payload() {
+    let idx = IndexBlock {
+        version: 1,
+        level: u8::MAX,
+        children: vec![child(0xFF, 0xFF); MAX_FANOUT as usize],
+    };
+    assert!(idx.to_payload().len() <= MAX_PAYLOAD);
+    let top = TopBlock {
+        version: 1,
+        meta: Metadata {
+            kind: DocKind::Manifest,
+            ..meta(
+                u64::MAX,
+                &"m".repeat(MAX_MIME_LEN),
+                Some(&"n".repeat(MAX_NAME_LEN)),
+            )
+        },
+        body: Body::Tree {
+            fanout: MAX_FANOUT,
+            depth: u8::MAX,
+            root: child(0xFF, 0xFF),
+        },
+    };
+    assert!(top.to_payload().len() <= MAX_PAYLOAD);
+}
+
+#[test]
+fn shape() {
+    assert_eq!(data_blocks(0), 0);
+    assert_eq!(data_blocks(1), 1);
+    assert_eq!(data_blocks(MAX_PAYLOAD as u64), 1);
+    assert_eq!(data_blocks(MAX_PAYLOAD as u64 + 1), 2);
+    assert_eq!(depth_for(1, 511), 0);
+    assert_eq!(depth_for(511, 511), 1);
+    assert_eq!(depth_for(512, 511), 2);
+    assert_eq!(depth_for(3200, 511), 2);
+    assert_eq!(child_span(511, 1), 1);
+    assert_eq!(child_span(511, 3), 511 * 511);
+}
+
+#[test]
+fn invalid_top_blocks_are_refused() {
+    let mut top = TopBlock {
+        version: 1,
+        meta: meta(3, "text/plain", None),
+        body: Body::Inline(b"hi".to_vec()),
+    };
+    assert!(TopBlock::from_payload(&top.to_payload()).is_err());
+    top.meta.size = 100 * MAX_PAYLOAD as u64;
+    top.body = Body::Tree {
+        fanout: 4,
+        depth: 2,
+        root: child(1, 2),
+    };
+    assert!(TopBlock::from_payload(&top.to_payload()).is_err());
+    top.body = Body::Tree {
+        fanout: 1,
+        depth: 100,
+        root: child(1, 2),
+    };
+    assert!(TopBlock::from_payload(&top.to_payload()).is_err());
+    let mut p = top.to_payload();
+    p[0] = 2;
+    assert_eq!(TopBlock::from_payload(&p), Err(FormatError::Version(2)));
+    assert!(TopBlock::from_payload(&[]).is_err());
+    let mut p = IndexBlock {
+        version: 1,
+        level: 1,
+        children: vec![],
+    }
+    .to_payload();
+    p.push(0);
+    assert!(IndexBlock::from_payload(&p).is_err());
+}
+
+#[test]
+fn paths() {
+    for ok in ["a", "a/b.txt", "dir/sub/file with space", "ünï"] {
+        check_path(ok).unwrap();
+    }
+    for bad in [
+        "", "/a", "..", "a/..", "a/./b", "a//b", "a/", "a\\b", "c:evil", "a\nb",
+    ] {
+        assert!(check_path(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn manifest_conflicts_and_order() {
+    let e = |p: &str| ManifestEntry {
+        path: p.into(),
+        keys: child(1, 1),
+        size: 0,
+        mime: "x/y".into(),
+    };
+    let m = |paths: &[&str]| Manifest {
+        version: 1,
+        entries: paths.iter().map(|p| e(p)).collect(),
+    };
+    Manifest::from_bytes(&m(&["a", "b/c", "b/d"]).to_bytes()).unwrap();
+    assert!(Manifest::from_bytes(&m(&["b", "a"]).to_bytes()).is_err());
+    assert!(Manifest::from_bytes(&m(&["a", "a"]).to_bytes()).is_err());
+    assert!(Manifest::from_bytes(&m(&["a", "a-b", "a/c"]).to_bytes()).is_err());
+    let ok = m(&["a/x", "a/y/z", "b"]);
+    assert_eq!(ok.get("a/y/z").unwrap().path, "a/y/z");
+    assert!(ok.get("a").is_none());
+    let sub: Vec<_> = ok.subdir("a").into_iter().map(|e| e.path).collect();
+    assert_eq!(sub, ["x", "y/z"]);
+}
