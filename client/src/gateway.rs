@@ -1,1 +1,256 @@
-//! gateway placeholder
+//! The browser gateway: an axum router that serves `GET /veil:CHK@<R>,<K>/name[/path]`
+//! from any [`BlockSource`], decoding with this crate.
+//!
+//! - A file is streamed with the Content-Type its metadata gives.
+//! - A directory manifest (or a directory inside one) is an HTML page of links. Links are
+//!   absolute paths on the gateway (`/veil:CHK@.../name/sub/file`), so they resolve
+//!   under it whatever the page's own URL ends with. Mount the router at the root.
+//! - A malformed URI is a 400 page, a missing document a 404 page.
+//!
+//! Every response carries headers that keep a page from reaching outside the gateway and
+//! from revealing its user ([`SECURITY_HEADERS`]): a Content-Security-Policy allowing
+//! only the gateway's own origin, no scripts at all, and a sandbox that also stops forms,
+//! plugins and `<meta http-equiv=refresh>` navigation. The gateway answers only requests
+//! whose Host header is a loopback name (`127.0.0.1`, `localhost`, `[::1]`, any port), so
+//! a web page elsewhere cannot reach it through DNS rebinding.
+
+use crate::decode::{body_stream, DecodeError, DEFAULT_WINDOW};
+use crate::dir::{resolve, Resolved};
+use crate::format::ManifestEntry;
+use crate::source::{BlockSource, FetchError};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use futures::StreamExt;
+use std::fmt::Write as _;
+use veil_proto::Uri;
+
+/// The Content-Security-Policy of every gateway response.
+pub const CSP: &str = "default-src 'self'; script-src 'none'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'self'; connect-src 'self'; \
+     img-src 'self' data:; media-src 'self'; font-src 'self'; style-src 'self' 'unsafe-inline'; \
+     worker-src 'none'; manifest-src 'self'; sandbox allow-same-origin";
+
+/// Headers set on every gateway response.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("x-dns-prefetch-control", "off"),
+    // Documents are private reading: leave no copy in the browser's cache.
+    ("cache-control", "no-store"),
+];
+
+/// A router serving Veil URIs from `source`. Mount it at the root of a loopback server.
+pub fn router<S: BlockSource>(source: S) -> Router {
+    Router::new().route(
+        "/{*uri}",
+        any(move |req: Request| {
+            let source = source.clone();
+            async move { with_headers(handle(source, req).await) }
+        }),
+    )
+}
+
+fn with_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
+    resp
+}
+
+/// Whether a Host header names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((addr, port))
+                if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) =>
+            {
+                return addr == "::1"
+            }
+            _ => return false,
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost")
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1>{body}</body></html>\n",
+        t = html_escape(title)
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    page(status, title, &format!("<p>{}</p>", html_escape(message)))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The Veil URI in a request path: the path without its leading `/`. The scheme and keys
+/// may arrive percent-encoded (`veil%3ACHK%40...`); name and path segments stay encoded
+/// for [`Uri`]'s parser, which decodes each segment once.
+fn uri_from_path(path: &str) -> Result<Uri, String> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (head, tail) = match path.find('/') {
+        Some(i) => path.split_at(i),
+        None => (path, ""),
+    };
+    let head = percent_decode(head).ok_or("bad percent-encoding")?;
+    format!("{head}{tail}")
+        .parse::<Uri>()
+        .map_err(|e| e.to_string())
+}
+
+/// The absolute gateway path of `uri`.
+fn link(uri: &Uri) -> String {
+    format!("/{uri}")
+}
+
+fn listing(uri: &Uri, entries: &[ManifestEntry]) -> Response {
+    let mut title = uri.name.clone().unwrap_or_else(|| "directory".into());
+    for seg in &uri.path {
+        title.push('/');
+        title.push_str(seg);
+    }
+    let mut body = String::from("<ul>\n");
+    for e in entries {
+        let mut target = uri.clone();
+        target.path.extend(e.path.split('/').map(str::to_string));
+        // Display percent-encodes every segment, so a name like `javascript:x` or one
+        // with quotes stays a harmless path on the gateway.
+        let _ = writeln!(
+            body,
+            "<li><a href=\"{}\">{}</a> ({} bytes, {})</li>",
+            html_escape(&link(&target)),
+            html_escape(&e.path),
+            e.size,
+            html_escape(&e.mime)
+        );
+    }
+    body.push_str("</ul>");
+    page(StatusCode::OK, &title, &body)
+}
+
+fn decode_error(e: &DecodeError) -> Response {
+    let status = match e {
+        DecodeError::Fetch {
+            error: FetchError::NotFound,
+            ..
+        }
+        | DecodeError::NoSuchPath(_)
+        | DecodeError::NotADirectory => StatusCode::NOT_FOUND,
+        DecodeError::Fetch {
+            error: FetchError::Timeout,
+            ..
+        } => StatusCode::GATEWAY_TIMEOUT,
+        DecodeError::Fetch {
+            error: FetchError::Unavailable(_) | FetchError::NodeNotRunning(_),
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    error_page(status, &e.to_string())
+}
+
+async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    match host {
+        None => return error_page(StatusCode::BAD_REQUEST, "missing Host header"),
+        Some(h) if !is_loopback_host(h) => {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "the gateway answers only at a loopback address (127.0.0.1, localhost, [::1])",
+            )
+        }
+        Some(_) => {}
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error_page(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+    }
+    let uri = match uri_from_path(req.uri().path()) {
+        Ok(u) => u,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("not a Veil URI: {e}")),
+    };
+    let top = match resolve(&source, &uri).await {
+        Ok(Resolved::File(_, top)) => top,
+        Ok(Resolved::Directory(entries)) => return listing(&uri, &entries),
+        Err(e) => return decode_error(&e),
+    };
+    let size = top.meta.size;
+    let mime = HeaderValue::from_str(&top.meta.mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut body = body_stream(source, top, DEFAULT_WINDOW).boxed();
+    // Fetch the first block before answering, so a missing document is a 404 rather than
+    // a 200 cut short. Later failures can only cut the stream.
+    let first = match body.next().await {
+        Some(Err(e)) => return decode_error(&e),
+        first => first,
+    };
+    let stream = futures::stream::iter(first).chain(body);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, mime);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Gateway tests over a real loopback server and an in-memory store.
+
+use super::*;
+use crate::dir::put_dir;
+use crate::encode::{encode, EncodeOptions};
+use crate::source::MemoryStore;
+
+async fn serve(store: MemoryStore) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(store)).await });
+    format!("http://{addr}")
+}
+
+fn assert_protective(resp: &reqwest::Response) {
+    let h = resp.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self';"), "{csp}");
+    for d in [
+        "form-action 'self'",
+        "connect-src 'self'",
+        "script-src 'none'",
+        "sandbox",
+    ] {
+        assert!(csp.contains(d), "{csp} lacks {d}");
+    }
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+}
+
+#[test]
+fn loopback_hosts() {
+    for ok in [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "localhost",
+        "LOCALHOST:1",
+        "[::1]",
+        "[::1]:7",
+    ] {
+        assert!(is_loopback_host(ok), "{ok}");
+    }
+    for bad in [
+        "evil.example",
+        "127.0.0.1.evil.example",
+        "localhost.evil",
+        "127.0.0.2",
+        "[::2]:1",
+        "127.0.0.1:",
+        "127.0.0.1:abc",
+        "[::1]x",
+        "",
+        "localhost:123456",
+        "0.0.0.0",
+    ] {
+        assert!(!is_loopback_host(bad), "{bad}");
+    }
+}
+
+#[test]
+fn paths_parse() {
+    let text = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+    let u = uri_from_path(&format!("/{text}/my%20site/a/b%2Fc.txt")).unwrap();
+    assert_eq!(u.name.as_deref(), Some("my site"));
+    assert_eq!(u.path, ["a", "b/c.txt"]);
+    let enc = text
+        .replace(':', "%3A")
+        .replace('@', "%40")
+        .replace(',', "%2C");
+    assert_eq!(uri_from_path(&format!("/{enc}")).unwrap().keys, u.keys);
+    assert!(uri_from_path("/favicon.ico").is_err());
+    assert!(uri_from_path("/veil%zz").is_err());
+}
+
+#[tokio::test]
+async fn serves_documents_and_manifests_with_protective_headers() {
+    let store = MemoryStore::new();
+    let html = b"<!DOCTYPE html><title>t</title><p>hello</p>".repeat(2000);
+    let doc = encode(
+        &store,
+        &html[..],
+        &EncodeOptions::named("page.html"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/a.css"), "p{}").unwrap();
+    std::fs::write(dir.path().join("\"><script>x.txt"), "x").unwrap();
+    let site = put_dir(&store, dir.path(), &EncodeOptions::named("site"), |_, _| {})
+        .await
+        .unwrap();
+    let base = serve(store).await;
+    let http = reqwest::Client::new();
+
+    let resp = http
+        .get(format!("{base}/{}", doc.uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_protective(&resp);
+    assert_eq!(resp.headers()["content-type"], "text/html");
+    assert_eq!(resp.bytes().await.unwrap(), html);
+
+    let resp = http
+        .get(format!("{base}/{}", site.uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_protective(&resp);
+    let page = resp.text().await.unwrap();
+    let mut css = site.uri.clone();
+    css.path = vec!["sub".into(), "a.css".into()];
+    let href = format!("href=\"/{css}\"");
+    assert!(page.contains(&href), "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    let resp = http.get(format!("{base}/{css}")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/css");
+    assert_eq!(resp.text().await.unwrap(), "p{}");
+
+    // Missing document, missing path, malformed URI, foreign Host: all with headers.
+    let mut missing = doc.uri.clone();
+    missing.keys.routing = veil_proto::RoutingKey([9; 32]);
+    let mut nopath = site.uri.clone();
+    nopath.path = vec!["nope".into()];
+    for (url, status) in [
+        (format!("{base}/{missing}"), 404),
+        (format!("{base}/{nopath}"), 404),
+        (format!("{base}/veil:CHK@short,key"), 400),
+        (format!("{base}/favicon.ico"), 400),
+    ] {
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{url}");
+        assert_protective(&resp);
+    }
+    let resp = http
+        .get(format!("{base}/{}", doc.uri))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_protective(&resp);
+    let resp = http
+        .get(format!("{base}/{}", doc.uri))
+        .header("host", "localhost:1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
