@@ -1,7 +1,32 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
-//! `veil-node`: the I/O shell around Veil's routing core.
+//! `veil-node`: the I/O shell around Veil's routing core — links, peers, the datastore,
+//! the loopback HTTP API, config and metrics. `veild` (src/main.rs) only parses
+//! arguments and calls [`Node::start`]; tests and the testnet start nodes in-process the
+//! same way.
+//!
+//! # Layout
+//! - [`config`]: the TOML config and its command-line overrides.
+//! - [`identity`]: the static key, the API token and atomic files in the data directory.
+//! - [`link`]: TCP + Noise XK links, framing, keepalive.
+//! - `peers`: the accept loop and the dialers that keep configured peers connected.
+//! - `driver`: the task that owns the router and the live links.
+//! - [`store`]: the redb store and cache with group commit.
+//! - `api`: the HTTP API, `/metrics` and the status page.
+//! - [`metrics`]: counters and their Prometheus text.
+//! - [`node`]: [`Node`] and [`NodeHandle`], which start and drive all of the above.
+
+mod api;
 pub mod config;
+mod driver;
 pub mod identity;
 pub mod link;
+pub mod metrics;
+pub mod node;
+mod peers;
+mod status_page;
 pub mod store;
+
+pub use config::{Config, Overrides};
+pub use driver::PeerInfo;
+pub use node::{InsertOutcome, Node, NodeError, NodeHandle, RequestError, Status};

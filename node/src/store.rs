@@ -16,6 +16,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+pub use veil_proto::router::Placement;
 use veil_proto::{Block, RoutingKey, BLOCK_LEN};
 
 /// File name of the database in the data directory.
@@ -26,16 +27,6 @@ const CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
 
 /// Most writes one transaction gathers.
 const MAX_BATCH: usize = 512;
-
-/// Where a block lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// The long-term store: blocks this node is responsible for.
-    Store,
-    /// The cache: blocks that passed through.
-    Cache,
-}
 
 /// What can go wrong in the store.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,230 @@
+//! The loopback HTTP API (axum): blocks, status, peers and metrics, all behind
+//! `Authorization: Bearer <token>`; and the unauthenticated, Host-checked status page.
+//!
+//! | call | answer |
+//! |---|---|
+//! | `PUT /api/v1/blocks/{routing_key}?htl=N` | body: the block (32,788 bytes); verified, stored durably, routed; JSON [`crate::InsertOutcome`] |
+//! | `GET /api/v1/blocks/{routing_key}?htl=N` | the block, `application/octet-stream` |
+//! | `GET /api/v1/status` | JSON [`crate::Status`] |
+//! | `GET /api/v1/peers` | JSON list of [`crate::PeerInfo`] |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Errors are JSON `{"error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
+//! wrong token, 404 data not found, 413 body too large, 503 route not found or
+//! overloaded, 504 timeout.
+
+use crate::node::{NodeHandle, RequestError};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use veil_proto::{Block, Htl, RoutingKey, BLOCK_LEN};
+
+/// An API error: status, stable snake_case code, human message.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        let (status, code) = match &e {
+            RequestError::DataNotFound => (StatusCode::NOT_FOUND, "data_not_found"),
+            RequestError::RouteNotFound => (StatusCode::SERVICE_UNAVAILABLE, "route_not_found"),
+            RequestError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            RequestError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            RequestError::BadBlock => (StatusCode::BAD_REQUEST, "block_mismatch"),
+            RequestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            RequestError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HtlQuery {
+    htl: Option<u8>,
+}
+
+/// The whole HTTP app: API, metrics and status page.
+pub(crate) fn app(node: NodeHandle) -> Router {
+    let api = Router::new()
+        .route("/api/v1/blocks/{key}", get(get_block).put(put_block))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/peers", get(peers))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BLOCK_LEN))
+        .route_layer(middleware::from_fn_with_state(node.clone(), auth));
+    Router::new()
+        .route("/", get(crate::status_page::page))
+        .merge(api)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(node)
+}
+
+/// Serves the app until shutdown.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    node: NodeHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = app(node);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "api server failed");
+    }
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if same(t.trim().as_bytes(), node.token().as_bytes()) => next.run(req).await,
+        Some(_) => {
+            node.counters().api_unauthorized.inc();
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
+                .into_response()
+        }
+        None => {
+            node.counters().api_unauthorized.inc();
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing 'Authorization: Bearer <token>' (the token is in the data directory's 'token' file)",
+            )
+            .into_response()
+        }
+    }
+}
+
+fn parse_key(text: &str) -> Result<RoutingKey, ApiError> {
+    text.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_routing_key",
+            format!("routing key: {e}"),
+        )
+    })
+}
+
+fn parse_htl(q: Result<Query<HtlQuery>, QueryRejection>) -> Result<Option<Htl>, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    Ok(q.htl.map(Htl))
+}
+
+async fn get_block(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+    q: Result<Query<HtlQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    let htl = parse_htl(q)?;
+    let block = node.fetch(key, htl).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Bytes::from(block),
+    )
+        .into_response())
+}
+
+async fn put_block(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+    q: Result<Query<HtlQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    let htl = parse_htl(q)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("a block is {BLOCK_LEN} bytes"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+        }
+    })?;
+    let block = Block::new(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_block", e.to_string()))?;
+    let outcome = node.insert(key, block, htl).await?;
+    Ok(Json(serde_json::json!({
+        "routing_key": key.to_string(),
+        "routed": outcome.routed,
+        "route_exhausted": outcome.route_exhausted,
+    }))
+    .into_response())
+}
+
+async fn status(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
+    Ok(Json(node.status().await?).into_response())
+}
+
+async fn peers(State(node): State<NodeHandle>) -> Response {
+    let list: Vec<serde_json::Value> = node
+        .peers()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "key": p.key.to_string(),
+                "addr": p.addr.to_string(),
+                "listen_port": p.listen_port,
+                "location": veil_proto::Location(p.location).as_fraction(),
+                "location_u64": p.location,
+                "outbound": p.outbound,
+            })
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
+    let text = node.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

@@ -1,0 +1,317 @@
+//! The driver: the one task that owns the [`Router`] and the table of live links.
+//!
+//! Like quinn's connection driver, it loops: take one input (a message from a link, a
+//! link coming up or going down, a command from the API, or the router's timer), hand it
+//! to the router, then drain the router's outputs: messages to links, then events
+//! (finished requests answer their waiting callers, blocks to keep go to the store's
+//! writer, misbehaving peers lose their link). The router never waits for I/O: store
+//! lookups are redb reads, and writes are queued to the store's writer thread.
+//!
+//! Links feed it through one bounded channel, so a flood from the network slows the
+//! links down instead of growing memory.
+
+use crate::link::{Link, LinkError, LinkEvent, LinkHandle};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+use veil_proto::router::{
+    BlockStore, Event, Fetched, InsertFailure, InsertReport, Placement, RequestFailure, RouterStats,
+};
+use veil_proto::{Block, Htl, Location, NodeKey, PeerId, RequestId, Router, RoutingKey};
+
+/// What the driver is asked to do by the rest of the node.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Fetch a block, from the local store or the network.
+    Fetch {
+        key: RoutingKey,
+        htl: Option<Htl>,
+        reply: oneshot::Sender<Result<Fetched, RequestFailure>>,
+    },
+    /// Route an insert (the caller has already stored the block).
+    Insert {
+        block: Block,
+        htl: Option<Htl>,
+        reply: oneshot::Sender<Result<InsertReport, InsertFailure>>,
+    },
+    /// A copy of the router's counters.
+    Stats { reply: oneshot::Sender<RouterStats> },
+}
+
+/// A link whose handshake is done, offered to the driver.
+#[derive(Debug)]
+pub(crate) struct NewLink {
+    pub link: Link,
+    /// Dropped by the driver when the link is gone (or refused), so a dialer knows
+    /// when to redial.
+    pub closed: Option<oneshot::Sender<()>>,
+}
+
+/// One connected peer, as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerInfo {
+    /// The peer's node key.
+    pub key: NodeKey,
+    /// The remote socket address of the link.
+    pub addr: SocketAddr,
+    /// The port the peer listens on, from its Hello.
+    pub listen_port: u16,
+    /// The peer's ring location (u64).
+    pub location: u64,
+    /// Whether this node dialled.
+    pub outbound: bool,
+}
+
+struct Peer {
+    info: PeerInfo,
+    handle: LinkHandle,
+    _closed: Option<oneshot::Sender<()>>,
+}
+
+/// Adapts the store to the router's lookup trait.
+struct StoreView<'a>(&'a Store);
+
+impl BlockStore for StoreView<'_> {
+    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
+        match self.0.get(key) {
+            Ok(hit) => hit,
+            Err(e) => {
+                tracing::warn!(error = %e, "store lookup failed");
+                None
+            }
+        }
+    }
+}
+
+/// The driver's state.
+pub(crate) struct Driver {
+    router: Router,
+    store: Store,
+    own_key: NodeKey,
+    max_peers: usize,
+    peers: HashMap<PeerId, Peer>,
+    by_key: HashMap<NodeKey, PeerId>,
+    next_peer: u64,
+    fetches: HashMap<RequestId, oneshot::Sender<Result<Fetched, RequestFailure>>>,
+    inserts: HashMap<RequestId, oneshot::Sender<Result<InsertReport, InsertFailure>>>,
+    link_tx: mpsc::Sender<LinkEvent<PeerId>>,
+    peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
+    counters: Arc<crate::metrics::Counters>,
+}
+
+/// The channels the driver listens on.
+pub(crate) struct Inputs {
+    pub links: mpsc::Receiver<LinkEvent<PeerId>>,
+    pub new_links: mpsc::Receiver<NewLink>,
+    pub commands: mpsc::Receiver<Command>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        router: Router,
+        store: Store,
+        own_key: NodeKey,
+        max_peers: usize,
+        link_tx: mpsc::Sender<LinkEvent<PeerId>>,
+        peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
+        counters: Arc<crate::metrics::Counters>,
+    ) -> Driver {
+        Driver {
+            router,
+            store,
+            own_key,
+            max_peers,
+            peers: HashMap::new(),
+            by_key: HashMap::new(),
+            next_peer: 1,
+            fetches: HashMap::new(),
+            inserts: HashMap::new(),
+            link_tx,
+            peers_tx,
+            counters,
+        }
+    }
+
+    /// Runs until shutdown is signalled or every input channel has closed.
+    pub async fn run(mut self, mut inputs: Inputs) {
+        loop {
+            let deadline = self.router.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = inputs.shutdown.changed() => break,
+                Some(ev) = inputs.links.recv() => self.on_link_event(ev),
+                Some(nl) = inputs.new_links.recv() => self.on_new_link(nl),
+                Some(cmd) = inputs.commands.recv() => self.on_command(cmd),
+                () = sleep => self.router.handle_timeout(Instant::now()),
+                else => break,
+            }
+            self.drain();
+        }
+        // Dropping the link handles closes every link gracefully.
+        self.peers.clear();
+        self.publish_peers();
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent<PeerId>) {
+        match ev {
+            LinkEvent::Message(peer, msg) => {
+                if msg.kind() == "request" {
+                    self.counters.peer_requests.inc();
+                }
+                let now = Instant::now();
+                self.router
+                    .handle_message(now, peer, msg, &mut StoreView(&self.store));
+            }
+            LinkEvent::Closed(peer, reason) => self.on_closed(peer, reason),
+        }
+    }
+
+    fn on_closed(&mut self, peer: PeerId, reason: LinkError) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        self.counters.links_closed.inc();
+        match &reason {
+            LinkError::Io(_) => tracing::debug!(peer = peer.0, %reason, "link closed"),
+            _ => {
+                self.counters.link_errors.inc();
+                tracing::info!(peer = peer.0, %reason, "link closed on error")
+            }
+        }
+        if self.by_key.get(&p.info.key) == Some(&peer) {
+            self.by_key.remove(&p.info.key);
+        }
+        self.router.remove_peer(Instant::now(), peer);
+        self.publish_peers();
+    }
+
+    fn on_new_link(&mut self, nl: NewLink) {
+        let NewLink { link, closed } = nl;
+        let key = link.remote();
+        let initiator = link.is_initiator();
+        if let Some(&old) = self.by_key.get(&key) {
+            // Two links to one peer (both dialled at once): both ends keep the link
+            // dialled by the smaller key, so they agree without talking.
+            let dialer_of_new = if initiator { self.own_key } else { key };
+            let old_outbound = self.peers.get(&old).is_some_and(|p| p.info.outbound);
+            let dialer_of_old = if old_outbound { self.own_key } else { key };
+            if dialer_of_new >= dialer_of_old {
+                tracing::debug!("duplicate link refused");
+                return;
+            }
+            if let Some(p) = self.peers.remove(&old) {
+                p.handle.abort();
+            }
+            self.router.remove_peer(Instant::now(), old);
+        } else if self.peers.len() >= self.max_peers {
+            tracing::debug!("link refused: peer limit reached");
+            return;
+        }
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let hello = link.remote_hello();
+        let info = PeerInfo {
+            key,
+            addr: link.peer_addr(),
+            listen_port: hello.listen_port,
+            location: hello.location.0,
+            outbound: initiator,
+        };
+        let handle = link.spawn(id, self.link_tx.clone());
+        self.counters.links_opened.inc();
+        self.peers.insert(
+            id,
+            Peer {
+                info,
+                handle,
+                _closed: closed,
+            },
+        );
+        self.by_key.insert(key, id);
+        self.router.add_peer(Instant::now(), id, hello.location);
+        self.publish_peers();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Fetch { key, htl, reply } => {
+                let id = self
+                    .router
+                    .start_request(now, key, htl, &mut StoreView(&self.store));
+                self.fetches.insert(id, reply);
+            }
+            Command::Insert { block, htl, reply } => {
+                let id = self.router.start_insert(now, block, htl);
+                self.inserts.insert(id, reply);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.router.stats().clone());
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some((peer, msg)) = self.router.poll_transmit() {
+            match self.peers.get(&peer) {
+                Some(p) => {
+                    if !p.handle.send(msg) {
+                        tracing::debug!(peer = peer.0, "send on a closing link");
+                    }
+                }
+                None => tracing::debug!(peer = peer.0, "transmit to a gone peer dropped"),
+            }
+        }
+        while let Some(ev) = self.router.poll_event() {
+            match ev {
+                Event::RequestFinished { id, result, .. } => {
+                    if let Some(reply) = self.fetches.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Event::InsertFinished { id, result, .. } => {
+                    if let Some(reply) = self.inserts.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Event::Store {
+                    key,
+                    block,
+                    placement,
+                } => self.store.put_nowait(key, block, placement),
+                Event::PeerMisbehaved { peer, reason } => {
+                    self.counters.misbehaviour.inc();
+                    tracing::info!(peer = peer.0, reason, "peer misbehaved; closing its link");
+                    if let Some(p) = self.peers.get(&peer) {
+                        p.handle.abort();
+                    }
+                }
+                other => tracing::debug!(?other, "unhandled router event"),
+            }
+        }
+    }
+
+    fn publish_peers(&self) {
+        let mut list: Vec<PeerInfo> = self.peers.values().map(|p| p.info.clone()).collect();
+        list.sort_by_key(|p| p.key);
+        self.peers_tx.send_replace(Arc::new(list));
+    }
+}
+
+/// The location of a node: configured, else the first 8 bytes of its key.
+pub(crate) fn default_location(key: &NodeKey) -> Location {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key.0[..8]);
+    Location(u64::from_be_bytes(b))
+}

@@ -1,0 +1,190 @@
+//! Counters the shell keeps beside the router's own, and the Prometheus text rendering
+//! of everything `/metrics` shows.
+
+use crate::driver::PeerInfo;
+use crate::store::Usage;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use veil_proto::router::RouterStats;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The shell's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Links that completed their handshake and were taken into the peer table.
+    pub links_opened: Counter,
+    /// Links that closed.
+    pub links_closed: Counter,
+    /// Links closed because of a bad frame, failed decryption, bad message or silence.
+    pub link_errors: Counter,
+    /// Inbound handshakes that failed (wrong key, garbage, timeout).
+    pub handshake_failures: Counter,
+    /// Outbound dials that failed.
+    pub dial_failures: Counter,
+    /// Request messages received from peers.
+    pub peer_requests: Counter,
+    /// Peers the router reported as misbehaving.
+    pub misbehaviour: Counter,
+    /// API calls refused for a missing or wrong token.
+    pub api_unauthorized: Counter,
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP veil_{name} {help}");
+        let _ = writeln!(out, "# TYPE veil_{name} {kind}");
+        let _ = writeln!(out, "veil_{name} {value}");
+    };
+    metric("peers", "gauge", "Connected peers.", peers.len() as u64);
+    metric(
+        "store_bytes",
+        "gauge",
+        "Bytes in the long-term store.",
+        u.store_bytes,
+    );
+    metric(
+        "store_max_bytes",
+        "gauge",
+        "Bound of the long-term store.",
+        u.store_max,
+    );
+    metric("cache_bytes", "gauge", "Bytes in the cache.", u.cache_bytes);
+    metric(
+        "cache_max_bytes",
+        "gauge",
+        "Bound of the cache.",
+        u.cache_max,
+    );
+    metric(
+        "links_opened_total",
+        "counter",
+        "Links opened.",
+        c.links_opened.get(),
+    );
+    metric(
+        "links_closed_total",
+        "counter",
+        "Links closed.",
+        c.links_closed.get(),
+    );
+    metric(
+        "link_errors_total",
+        "counter",
+        "Links closed on an error.",
+        c.link_errors.get(),
+    );
+    metric(
+        "handshake_failures_total",
+        "counter",
+        "Inbound handshakes that failed.",
+        c.handshake_failures.get(),
+    );
+    metric(
+        "dial_failures_total",
+        "counter",
+        "Outbound dials that failed.",
+        c.dial_failures.get(),
+    );
+    metric(
+        "api_unauthorized_total",
+        "counter",
+        "API calls refused for a missing or wrong token.",
+        c.api_unauthorized.get(),
+    );
+    let router = [
+        (
+            "requests_received_total",
+            "Requests received from peers.",
+            r.requests_received,
+        ),
+        (
+            "inserts_received_total",
+            "Inserts received from peers.",
+            r.inserts_received,
+        ),
+        (
+            "requests_forwarded_total",
+            "Request messages sent.",
+            r.requests_forwarded,
+        ),
+        (
+            "inserts_forwarded_total",
+            "Insert messages sent.",
+            r.inserts_forwarded,
+        ),
+        (
+            "served_from_store_total",
+            "Peer requests answered from the store.",
+            r.served_from_store,
+        ),
+        (
+            "served_from_cache_total",
+            "Peer requests answered from the cache.",
+            r.served_from_cache,
+        ),
+        (
+            "local_requests_total",
+            "Local requests started.",
+            r.local_requests,
+        ),
+        (
+            "local_hits_total",
+            "Local requests answered locally.",
+            r.local_hits,
+        ),
+        (
+            "local_requests_succeeded_total",
+            "Local requests that found their block.",
+            r.local_requests_succeeded,
+        ),
+        (
+            "local_inserts_total",
+            "Local inserts started.",
+            r.local_inserts,
+        ),
+        (
+            "local_inserts_succeeded_total",
+            "Local inserts completed.",
+            r.local_inserts_succeeded,
+        ),
+        ("rejected_loop_total", "RejectedLoop sent.", r.rejected_loop),
+        (
+            "rejected_overload_total",
+            "RejectedOverload sent.",
+            r.rejected_overload,
+        ),
+        ("timeouts_total", "Per-hop timeouts.", r.timeouts),
+        ("cached_total", "Blocks handed to the cache.", r.cached),
+        (
+            "stored_total",
+            "Blocks handed to the long-term store.",
+            r.stored,
+        ),
+        (
+            "misbehaviour_total",
+            "Protocol violations by peers.",
+            r.misbehaviour,
+        ),
+    ];
+    for (name, help, v) in router {
+        metric(name, "counter", help, v);
+    }
+    out
+}

@@ -1,0 +1,559 @@
+//! [`Node`] starts a node from a [`Config`]; [`NodeHandle`] is how the API, the gateway,
+//! tests and `main` talk to a running one and stop it.
+//!
+//! Start-up order: data directory, identity and token; the store; both listeners (so a
+//! port clash fails before anything runs); the driver, the accept loop, the dialers and
+//! the API server; and last the `address` and `api` files, which tell scripts the node
+//! is ready.
+
+use crate::config::Config;
+use crate::driver::{Command, Driver, Inputs, PeerInfo};
+use crate::identity::{self, Identity};
+use crate::link::LinkParams;
+use crate::metrics::Counters;
+use crate::peers::{self, LinkFactory};
+use crate::store::{Placement, Store, StoreError, Usage};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use veil_proto::message::PROTOCOL_VERSION;
+use veil_proto::router::{InsertFailure, RequestFailure, RouterConfig, RouterStats};
+use veil_proto::{Block, Hello, Htl, Location, PeerAddress, Router, RoutingKey};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The data directory, identity or token.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing the `address` or `api` file failed.
+    #[error("writing {0} in the data directory: {1}")]
+    ReadyFile(&'static str, std::io::Error),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Why a fetch or insert did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The block was not found within the HTL.
+    #[error("data not found")]
+    DataNotFound,
+    /// No route: too few peers, or all tried.
+    #[error("route not found")]
+    RouteNotFound,
+    /// Every peer tried was overloaded.
+    #[error("peers overloaded")]
+    Overloaded,
+    /// The network did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The block does not match its routing key.
+    #[error("block does not match its routing key")]
+    BadBlock,
+    /// The local store failed.
+    #[error("store: {0}")]
+    Store(StoreError),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    Stopped,
+}
+
+impl From<RequestFailure> for RequestError {
+    fn from(f: RequestFailure) -> RequestError {
+        match f {
+            RequestFailure::DataNotFound => RequestError::DataNotFound,
+            RequestFailure::RouteNotFound => RequestError::RouteNotFound,
+            RequestFailure::Overloaded => RequestError::Overloaded,
+            RequestFailure::TimedOut => RequestError::Timeout,
+            _ => RequestError::RouteNotFound,
+        }
+    }
+}
+
+impl From<InsertFailure> for RequestError {
+    fn from(f: InsertFailure) -> RequestError {
+        match f {
+            InsertFailure::RouteNotFound => RequestError::RouteNotFound,
+            InsertFailure::Overloaded => RequestError::Overloaded,
+            InsertFailure::TimedOut => RequestError::Timeout,
+            _ => RequestError::RouteNotFound,
+        }
+    }
+}
+
+/// How an insert ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct InsertOutcome {
+    /// Whether the insert was routed to peers (false for HTL 0).
+    pub routed: bool,
+    /// The route ran out of peers before HTL ran out (small network).
+    pub route_exhausted: bool,
+}
+
+/// A node's state as `GET /api/v1/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The node key (base64url).
+    pub identity: String,
+    /// The peer address, as `--peer` takes it.
+    pub address: String,
+    /// The ring location as a fraction in [0, 1).
+    pub location: f64,
+    /// The ring location as a u64.
+    pub location_u64: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Store and cache use.
+    pub store: Usage,
+    /// Router counters.
+    pub requests: RequestCounters,
+}
+
+/// The request counters of [`Status`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RequestCounters {
+    /// Requests received from peers.
+    pub received: u64,
+    /// Peers' requests answered from the long-term store.
+    pub served_from_store: u64,
+    /// Peers' requests answered from the cache.
+    pub served_from_cache: u64,
+    /// Request messages sent to peers.
+    pub forwarded: u64,
+    /// Local requests started.
+    pub local: u64,
+    /// Local requests answered from this node's own store or cache.
+    pub local_hits: u64,
+    /// Local requests that found their block.
+    pub local_succeeded: u64,
+    /// Inserts received from peers.
+    pub inserts_received: u64,
+    /// Insert messages sent.
+    pub inserts_forwarded: u64,
+    /// Local inserts routed.
+    pub local_inserts: u64,
+    /// Local inserts that completed.
+    pub local_inserts_succeeded: u64,
+    /// Per-hop timeouts.
+    pub timeouts: u64,
+    /// Blocks handed to the cache.
+    pub cached: u64,
+    /// Blocks handed to the long-term store.
+    pub stored: u64,
+}
+
+impl From<&RouterStats> for RequestCounters {
+    fn from(r: &RouterStats) -> RequestCounters {
+        RequestCounters {
+            received: r.requests_received,
+            served_from_store: r.served_from_store,
+            served_from_cache: r.served_from_cache,
+            forwarded: r.requests_forwarded,
+            local: r.local_requests,
+            local_hits: r.local_hits,
+            local_succeeded: r.local_requests_succeeded,
+            inserts_received: r.inserts_received,
+            inserts_forwarded: r.inserts_forwarded,
+            local_inserts: r.local_inserts,
+            local_inserts_succeeded: r.local_inserts_succeeded,
+            timeouts: r.timeouts,
+            cached: r.cached,
+            stored: r.stored,
+        }
+    }
+}
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct Node;
+
+struct Shared {
+    config: Config,
+    identity: Identity,
+    token: String,
+    address: PeerAddress,
+    api_addr: SocketAddr,
+    location: Location,
+    store: Store,
+    commands: mpsc::Sender<Command>,
+    peers: watch::Receiver<Arc<Vec<PeerInfo>>>,
+    counters: Arc<Counters>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+/// A running node. Cheap to clone; [`NodeHandle::shutdown`] stops it.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("address", &self.shared.address)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts a node: binds its listeners, spawns its tasks on the current tokio runtime
+    /// and writes the `address` and `api` files. Returns once the node is ready.
+    pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        identity::ensure_data_dir(&dir)?;
+        let id = Identity::load_or_create(&dir)?;
+        let token = identity::load_or_create_token(&dir)?;
+        let store = {
+            let dir = dir.clone();
+            let (s, c) = (config.store_bytes, config.cache_bytes);
+            tokio::task::spawn_blocking(move || Store::open(&dir, s, c))
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))??
+        };
+        let peer_listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "peers",
+                    addr: config.listen,
+                    source,
+                })?;
+        let api_listener =
+            TcpListener::bind(config.api)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "api",
+                    addr: config.api,
+                    source,
+                })?;
+        let listen = peer_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                what: "peers",
+                addr: config.listen,
+                source,
+            })?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                what: "api",
+                addr: config.api,
+                source,
+            })?;
+        // A wildcard listen address is not dialable; name loopback in our own address and
+        // let operators publish their public address themselves.
+        let mut advertised = listen;
+        if advertised.ip().is_unspecified() {
+            advertised.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let address = PeerAddress {
+            key: id.public(),
+            addr: advertised,
+        };
+        let location = config
+            .location_u64()
+            .map(Location)
+            .unwrap_or_else(|| crate::driver::default_location(&id.public()));
+
+        let router = Router::new(
+            RouterConfig {
+                max_htl: Htl(config.max_htl),
+                hop_timeout: config.hop_timeout(),
+                rng_seed: rand::random(),
+                ..RouterConfig::default()
+            },
+            location,
+        );
+        let counters = Arc::new(Counters::default());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (link_tx, link_rx) = mpsc::channel(1024);
+        let (new_tx, new_rx) = mpsc::channel(64);
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (peers_tx, peers_rx) = watch::channel(Arc::new(Vec::new()));
+        let driver = Driver::new(
+            router,
+            store.clone(),
+            id.public(),
+            config.max_peers,
+            link_tx,
+            peers_tx,
+            counters.clone(),
+        );
+        let mut tasks = JoinSet::new();
+        tasks.spawn(driver.run(Inputs {
+            links: link_rx,
+            new_links: new_rx,
+            commands: cmd_rx,
+            shutdown: shutdown_rx.clone(),
+        }));
+        let factory = LinkFactory {
+            identity: id.clone(),
+            hello: Hello {
+                version: PROTOCOL_VERSION,
+                location,
+                listen_port: listen.port(),
+            },
+            params: LinkParams {
+                keepalive: config.keepalive(),
+                dead_after: config.dead_after(),
+                handshake_timeout: config.handshake_timeout(),
+            },
+            new_links: new_tx,
+            counters: counters.clone(),
+            peers: peers_rx.clone(),
+        };
+        tasks.spawn(peers::accept_loop(
+            peer_listener,
+            factory.clone(),
+            shutdown_rx.clone(),
+        ));
+        for p in &config.peers {
+            tasks.spawn(peers::dialer(
+                *p,
+                factory.clone(),
+                std::time::Duration::from_millis(config.redial_min_ms),
+                std::time::Duration::from_millis(config.redial_max_ms),
+                shutdown_rx.clone(),
+            ));
+        }
+        let handle = NodeHandle {
+            shared: Arc::new(Shared {
+                config,
+                identity: id,
+                token,
+                address,
+                api_addr,
+                location,
+                store,
+                commands: cmd_tx,
+                peers: peers_rx,
+                counters,
+                shutdown: shutdown_tx,
+                tasks: Mutex::new(None),
+            }),
+        };
+        tasks.spawn(crate::api::serve(
+            api_listener,
+            handle.clone(),
+            shutdown_rx.clone(),
+        ));
+        *handle.shared.tasks.lock().expect("tasks lock") = Some(tasks);
+        identity::write_atomic(
+            &dir.join(identity::ADDRESS_FILE),
+            format!("{address}\n").as_bytes(),
+            0o644,
+        )
+        .map_err(|e| NodeError::ReadyFile(identity::ADDRESS_FILE, e))?;
+        identity::write_atomic(
+            &dir.join(identity::API_FILE),
+            format!("{}\n", handle.api_url()).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| NodeError::ReadyFile(identity::API_FILE, e))?;
+        tracing::info!(address = %address, api = %handle.api_url(), "node ready");
+        Ok(handle)
+    }
+}
+
+impl NodeHandle {
+    /// The node's peer address.
+    pub fn address(&self) -> PeerAddress {
+        self.shared.address
+    }
+
+    /// The node key.
+    pub fn key(&self) -> veil_proto::NodeKey {
+        self.shared.identity.public()
+    }
+
+    /// The ring location.
+    pub fn location(&self) -> Location {
+        self.shared.location
+    }
+
+    /// The API's socket address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.shared.api_addr
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:7401`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.shared.api_addr)
+    }
+
+    /// The API token.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.shared.config.data_dir.clone()
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The connected peers now.
+    pub fn peers(&self) -> Arc<Vec<PeerInfo>> {
+        self.shared.peers.borrow().clone()
+    }
+
+    /// A watch on the connected peers: changes whenever a link comes up or goes down.
+    pub fn watch_peers(&self) -> watch::Receiver<Arc<Vec<PeerInfo>>> {
+        self.shared.peers.clone()
+    }
+
+    /// Store and cache use.
+    pub fn store_usage(&self) -> Usage {
+        self.shared.store.usage()
+    }
+
+    /// The shell's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The router's counters.
+    pub async fn router_stats(&self) -> Result<RouterStats, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Stats { reply: tx }).await?;
+        rx.await.map_err(|_| RequestError::Stopped)
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, RequestError> {
+        let stats = self.router_stats().await?;
+        Ok(Status {
+            identity: self.key().to_string(),
+            address: self.address().to_string(),
+            location: self.location().as_fraction(),
+            location_u64: self.location().0,
+            peers: self.peers().len(),
+            store: self.store_usage(),
+            requests: RequestCounters::from(&stats),
+        })
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> Result<String, RequestError> {
+        let stats = self.router_stats().await?;
+        Ok(crate::metrics::render(
+            &self.shared.counters,
+            &stats,
+            &self.store_usage(),
+            &self.peers(),
+        ))
+    }
+
+    async fn command(&self, cmd: Command) -> Result<(), RequestError> {
+        self.shared
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| RequestError::Stopped)
+    }
+
+    /// Fetches a block from the local store or cache, else from the network with `htl`
+    /// (default and cap: the maximum). The block is verified.
+    pub async fn fetch(&self, key: RoutingKey, htl: Option<Htl>) -> Result<Block, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Fetch {
+            key,
+            htl,
+            reply: tx,
+        })
+        .await?;
+        match tokio::time::timeout(self.shared.config.request_timeout(), rx).await {
+            Err(_) => Err(RequestError::Timeout),
+            Ok(Err(_)) => Err(RequestError::Stopped),
+            Ok(Ok(r)) => r.map(|f| f.block).map_err(RequestError::from),
+        }
+    }
+
+    /// Verifies `block` against `key`, stores it durably in the long-term store, then
+    /// routes it as an insert with `htl` (default: the maximum; 0: store only). Returns
+    /// when the insert has finished.
+    pub async fn insert(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        htl: Option<Htl>,
+    ) -> Result<InsertOutcome, RequestError> {
+        {
+            let (b, k) = (block.clone(), key);
+            tokio::task::spawn_blocking(move || b.verify(&k))
+                .await
+                .map_err(|_| RequestError::Stopped)?
+                .map_err(|_| RequestError::BadBlock)?;
+        }
+        self.shared
+            .store
+            .put(key, block.clone(), Placement::Store)
+            .await
+            .map_err(RequestError::Store)?;
+        if htl == Some(Htl(0)) {
+            return Ok(InsertOutcome {
+                routed: false,
+                route_exhausted: false,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Insert {
+            block,
+            htl,
+            reply: tx,
+        })
+        .await?;
+        match tokio::time::timeout(self.shared.config.request_timeout(), rx).await {
+            Err(_) => Err(RequestError::Timeout),
+            Ok(Err(_)) => Err(RequestError::Stopped),
+            Ok(Ok(Ok(report))) => Ok(InsertOutcome {
+                routed: true,
+                route_exhausted: report.route_exhausted,
+            }),
+            Ok(Ok(Err(e))) => Err(e.into()),
+        }
+    }
+
+    /// Whether shutdown has been requested.
+    pub fn is_stopping(&self) -> bool {
+        *self.shared.shutdown.borrow()
+    }
+
+    /// Stops the node: closes links and listeners, lets the API finish, commits the
+    /// store. Idempotent.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        let tasks = self.shared.tasks.lock().expect("tasks lock").take();
+        if let Some(mut tasks) = tasks {
+            while tasks.join_next().await.is_some() {}
+        }
+        let store = self.shared.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}

@@ -1,0 +1,141 @@
+//! Getting links: the accept loop for peers that dial us, and one dialer per configured
+//! peer that keeps it connected, redialling with exponential backoff when it drops.
+//!
+//! Both hand finished links to the driver ([`NewLink`]), which decides whether to keep
+//! them. Inbound handshakes run concurrently under a limit, each bounded by the
+//! handshake timeout, so garbage or a slow scanner costs a bounded amount; a failed
+//! handshake is dropped without a reply and counted.
+
+use crate::driver::{NewLink, PeerInfo};
+use crate::identity::Identity;
+use crate::link::{self, LinkParams};
+use crate::metrics::Counters;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::time::Instant;
+use veil_proto::{Hello, PeerAddress};
+
+/// Most inbound handshakes in flight at once; more connections are closed at once.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+
+/// A link that lived this long resets the redial backoff.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+
+/// What the accept loop and the dialers share.
+#[derive(Clone)]
+pub(crate) struct LinkFactory {
+    pub identity: Identity,
+    pub hello: Hello,
+    pub params: LinkParams,
+    pub new_links: mpsc::Sender<NewLink>,
+    pub counters: Arc<Counters>,
+    /// Connected peers, to hold a dialer back while its peer is connected anyway.
+    pub peers: watch::Receiver<Arc<Vec<PeerInfo>>>,
+}
+
+/// Accepts peers until shutdown.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    f: LinkFactory,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => {
+                backoff = Duration::from_millis(10);
+                s
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::debug!("too many pending handshakes; connection dropped");
+            continue;
+        };
+        let f = f.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match link::accept(stream, &f.identity, f.hello, f.params).await {
+                Ok(link) => {
+                    let _ = f.new_links.send(NewLink { link, closed: None }).await;
+                }
+                Err(e) => {
+                    f.counters.handshake_failures.inc();
+                    tracing::debug!(error = %e, "inbound handshake failed");
+                }
+            }
+        });
+    }
+}
+
+/// Keeps one configured peer connected until shutdown.
+pub(crate) async fn dialer(
+    peer: PeerAddress,
+    f: LinkFactory,
+    redial_min: Duration,
+    redial_max: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = redial_min;
+    let mut peers = f.peers.clone();
+    loop {
+        // Connected already (the peer dialled us): wait until that link is gone.
+        let gone = peers.wait_for(|list| !list.iter().any(|p| p.key == peer.key));
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = gone => if r.is_err() { return },
+        }
+        let attempt = link::dial(peer.addr, peer.key, &f.identity, f.hello, f.params);
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = attempt => r,
+        };
+        match result {
+            Ok(link) => {
+                let (closed_tx, closed_rx) = oneshot::channel();
+                let up = Instant::now();
+                let offered = NewLink {
+                    link,
+                    closed: Some(closed_tx),
+                };
+                if f.new_links.send(offered).await.is_err() {
+                    return;
+                }
+                // The driver drops `closed_tx` when the link ends or is refused.
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = closed_rx => {}
+                }
+                if up.elapsed() >= STABLE_LINK {
+                    delay = redial_min;
+                }
+            }
+            Err(link::LinkError::SelfConnect) => {
+                tracing::warn!("a configured peer is this node itself; not dialling it");
+                return;
+            }
+            Err(e) => {
+                f.counters.dial_failures.inc();
+                tracing::debug!(error = %e, "dial failed");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(redial_max);
+    }
+}

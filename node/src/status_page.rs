@@ -1,0 +1,98 @@
+//! The status page at `/`: plain HTML with the node's identity, peers and store use.
+//! No script, no external resource, and only for a Host header naming the loopback API
+//! address (127.0.0.1, localhost or [::1] with the API port), so a web page elsewhere
+//! cannot read it through DNS rebinding.
+
+use crate::node::NodeHandle;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+/// Whether `host` names this API on loopback.
+pub(crate) fn host_allowed(host: &str, port: u16) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|h| host.eq_ignore_ascii_case(&format!("{h}:{port}")))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, node.api_addr().port()) {
+        return (StatusCode::FORBIDDEN, "forbidden host\n").into_response();
+    }
+    let status = match node.status().await {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let mut peers = String::new();
+    for p in node.peers().iter() {
+        peers.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
+            esc(&p.key.to_string()),
+            esc(&p.addr.to_string()),
+            veil_proto::Location(p.location).as_fraction(),
+            if p.outbound { "out" } else { "in" }
+        ));
+    }
+    let u = status.store;
+    let r = &status.requests;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>veild</title></head><body>\
+<h1>veild</h1>\
+<p>Identity <code>{id}</code><br>Address <code>{addr}</code><br>Location {loc:.6}</p>\
+<h2>Store</h2><p>Store {sb:.1} / {sm:.1} MiB ({sn} blocks)<br>Cache {cb:.1} / {cm:.1} MiB ({cn} blocks)</p>\
+<h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
+<h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th></tr>{peers}</table>\
+</body></html>",
+        id = esc(&status.identity),
+        addr = esc(&status.address),
+        loc = status.location,
+        sb = mib(u.store_bytes),
+        sm = mib(u.store_max),
+        sn = u.store_blocks,
+        cb = mib(u.cache_bytes),
+        cm = mib(u.cache_max),
+        cn = u.cache_blocks,
+        rr = r.received,
+        fs = r.served_from_store,
+        fc = r.served_from_cache,
+        fw = r.forwarded,
+        lo = r.local,
+        ls = r.local_succeeded,
+        np = status.peers,
+    );
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(body),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_with_the_port() {
+        assert!(host_allowed("127.0.0.1:7401", 7401));
+        assert!(host_allowed("localhost:7401", 7401));
+        assert!(host_allowed("[::1]:7401", 7401));
+        assert!(!host_allowed("127.0.0.1:80", 7401));
+        assert!(!host_allowed("evil.example:7401", 7401));
+        assert!(!host_allowed("localhost", 7401));
+    }
+}
