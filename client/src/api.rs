@@ -90,8 +90,8 @@ pub enum LocateError {
     /// Neither a data directory nor `--api` is known.
     #[error("no data directory: set --data-dir, VEIL_DATA_DIR or HOME, or give --api and --token")]
     NoDataDir,
-    /// `--api` was given without `--token`.
-    #[error("--api needs --token")]
+    /// `--api` was given without `--token`, or the token is empty.
+    #[error("no API token: --api needs --token")]
     MissingToken,
     /// The API URL is not an http URL.
     #[error("the API address must look like http://127.0.0.1:PORT, got {0:?}")]
@@ -121,6 +121,9 @@ impl ApiClient {
     /// A client for the API at `base` (e.g. `http://127.0.0.1:7401`) with `token`.
     pub fn new(base: &str, token: &str) -> Result<ApiClient, LocateError> {
         let base = base.trim().trim_end_matches('/');
+        if token.trim().is_empty() {
+            return Err(LocateError::MissingToken);
+        }
         if !base.starts_with("http://") || base.len() <= "http://".len() {
             return Err(LocateError::BadUrl(base.to_string()));
         }
@@ -139,11 +142,39 @@ impl ApiClient {
 
     /// A client for the node whose data directory is `dir` (files `api` and `token`).
     pub fn from_data_dir(dir: &Path) -> Result<ApiClient, LocateError> {
+        ApiClient::locate(Some(dir), None, None)
+    }
+
+    /// Finds the node: `api` and `token` when both are given; otherwise the data
+    /// directory (`data_dir`, else [`default_data_dir`]) supplies what is missing.
+    pub fn locate(
+        data_dir: Option<&Path>,
+        api: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<ApiClient, LocateError> {
+        if let (Some(api), Some(token)) = (api, token) {
+            return ApiClient::new(api, token);
+        }
+        if api.is_some() && data_dir.is_none() {
+            return Err(LocateError::MissingToken);
+        }
+        let dir = match data_dir {
+            Some(d) => d.to_path_buf(),
+            None => default_data_dir().ok_or(LocateError::NoDataDir)?,
+        };
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(|error| LocateError::Read { path, error })
         };
-        ApiClient::new(&read("api")?, &read("token")?)
+        let api = match api {
+            Some(a) => a.to_string(),
+            None => read("api")?,
+        };
+        let token = match token {
+            Some(t) => t.to_string(),
+            None => read("token")?,
+        };
+        ApiClient::new(&api, &token)
     }
 
     /// Sends inserts with this hops-to-live instead of the node's default.

@@ -1,3 +1,325 @@
+//! `veil`: publish and fetch Veil documents through a local `veild`.
+//!
+//! `put` prints exactly the URI on stdout, so `URI=$(veil put file)` works; progress goes
+//! to stderr, and only when stderr is a terminal. Every failure is one `error: ...` line
+//! and exit status 1.
 #![forbid(unsafe_code)]
-//! placeholder
-fn main() {}
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use veil_client::api::ApiClient;
+use veil_client::decode::DEFAULT_WINDOW;
+use veil_client::{encode, put_dir, resolve, restore, write_body, EncodeOptions, Resolved};
+use veil_proto::Uri;
+
+const EXAMPLES: &str = "\
+Examples:
+  veil put report.pdf                 publish a file, print its URI
+  URI=$(veil put ./site)              publish a directory tree
+  tar c dir | veil put - --name d.tar publish standard input
+  veil get \"$URI\" -o copy.pdf         fetch a document into a file
+  veil get \"$URI\" > copy.pdf          ... or to standard output
+  veil get \"$URI/docs/index.html\"     fetch one file of a directory
+  veil get \"$URI\" -o ./site-copy      restore a whole directory
+  veil status                         show the node's status
+  veil --data-dir /srv/veil peers     talk to the node of another data directory
+
+The node is found through its data directory (the files `api` and `token` that veild
+writes there): --data-dir, else $VEIL_DATA_DIR, else ~/.veil; or give --api and --token.";
+
+/// Publish and fetch documents on the Veil network.
+///
+/// Documents are split and encrypted on this machine; the node only ever receives
+/// encrypted blocks. Anyone holding a URI can fetch its document, nobody else can read
+/// it.
+#[derive(Parser, Debug)]
+#[command(name = "veil", version, after_help = EXAMPLES)]
+struct Cli {
+    /// The node's data directory (holds its `api` and `token` files)
+    /// [default: $VEIL_DATA_DIR, else ~/.veil]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The node's API base URL, e.g. http://127.0.0.1:7401 (needs --token)
+    #[arg(long, global = true, value_name = "URL")]
+    api: Option<String>,
+    /// The node's API token (the contents of its `token` file)
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Hops-to-live for inserts (the node's default when absent)
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=60))]
+    htl: Option<u8>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish a file, a directory, or standard input (`-`); prints the URI
+    Put {
+        /// What to publish: a file, a directory, or `-` for standard input
+        path: String,
+        /// Name to record (default: the file or directory name)
+        #[arg(long)]
+        name: Option<String>,
+        /// MIME type to record (default: guessed from the name)
+        #[arg(long)]
+        mime: Option<String>,
+    },
+    /// Fetch a document, a file of a directory (URI/path), or a whole directory
+    Get {
+        /// The URI, optionally followed by a path inside a directory: veil:CHK@.../name/path
+        uri: String,
+        /// Where to write: a file, or the directory to restore a tree into.
+        /// Without it a file goes to standard output
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Show the node's status
+    Status,
+    /// List the node's peers
+    Peers,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    };
+    report_peak_memory();
+    std::process::exit(code);
+}
+
+/// The error and its causes on one line, skipping a cause its parent already quotes
+/// (typed errors here embed their source in their message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
+/// With `VEIL_REPORT_PEAK_RSS` set, prints the process's peak resident memory to stderr
+/// (Linux only): the end-to-end tests measure `veil get` with it.
+fn report_peak_memory() {
+    if std::env::var_os("VEIL_REPORT_PEAK_RSS").is_none() {
+        return;
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            eprintln!(
+                "veil: peak {}",
+                line.split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let client = connect(&cli)?;
+        match cli.command {
+            Command::Put { path, name, mime } => put(client, &path, name, mime).await,
+            Command::Get { uri, output } => get(client, &uri, output.as_deref()).await,
+            Command::Status => print_json(client.status().await?),
+            Command::Peers => print_json(client.peers().await?),
+        }
+    })
+}
+
+fn connect(cli: &Cli) -> Result<ApiClient> {
+    let client = ApiClient::locate(
+        cli.data_dir.as_deref(),
+        cli.api.as_deref(),
+        cli.token.as_deref(),
+    )?;
+    Ok(client.with_htl(cli.htl))
+}
+
+fn print_json(value: serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn progress_bar(len: Option<u64>, what: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")
+                .expect("valid template"),
+        ),
+    };
+    Some(bar.with_message(what.to_string()))
+}
+
+fn files_bar(what: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    Some(bar.with_message(what.to_string()))
+}
+
+async fn put(
+    client: ApiClient,
+    path: &str,
+    name: Option<String>,
+    mime: Option<String>,
+) -> Result<()> {
+    let opts = EncodeOptions {
+        name: name.clone(),
+        mime,
+        ..EncodeOptions::default()
+    };
+    let done = if path == "-" {
+        let bar = progress_bar(None, "put");
+        let done = encode(&client, tokio::io::stdin(), &opts, |n| {
+            if let Some(b) = &bar {
+                b.set_position(n)
+            }
+        })
+        .await?;
+        finish(bar);
+        done
+    } else {
+        let p = Path::new(path);
+        let meta = std::fs::metadata(p).with_context(|| format!("cannot read {path}"))?;
+        if meta.is_dir() {
+            let bar = files_bar("put");
+            let done = put_dir(&client, p, &opts, |i, n| {
+                if let Some(b) = &bar {
+                    b.set_length(n as u64);
+                    b.set_position(i as u64);
+                }
+            })
+            .await?;
+            finish(bar);
+            done
+        } else {
+            let file = tokio::fs::File::open(p)
+                .await
+                .with_context(|| format!("cannot read {path}"))?;
+            let opts = EncodeOptions {
+                name: name.or_else(|| p.file_name().and_then(|n| n.to_str()).map(str::to_string)),
+                ..opts
+            };
+            let bar = progress_bar(Some(meta.len()), "put");
+            let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+            let done = encode(&client, reader, &opts, |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            })
+            .await?;
+            finish(bar);
+            done
+        }
+    };
+    println!("{}", done.uri);
+    Ok(())
+}
+
+fn finish(bar: Option<ProgressBar>) {
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()> {
+    let uri: Uri = text.parse().context("malformed URI")?;
+    match resolve(&client, &uri).await? {
+        Resolved::Directory(entries) => {
+            let Some(out) = output else {
+                bail!(
+                    "this URI names a directory of {} files: restore it with -o DIR, or name one file as URI/path",
+                    entries.len()
+                );
+            };
+            let bar = files_bar("get");
+            restore(&client, &entries, out, |i, n| {
+                if let Some(b) = &bar {
+                    b.set_length(n as u64);
+                    b.set_position(i as u64);
+                }
+            })
+            .await?;
+            finish(bar);
+        }
+        Resolved::File(_, top) => {
+            let bar = progress_bar(Some(top.meta.size), "get");
+            let tick = |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            };
+            match output {
+                None => {
+                    let mut out = tokio::io::stdout();
+                    write_body(client, top, DEFAULT_WINDOW, &mut out, tick).await?;
+                }
+                Some(path) => {
+                    let path = if path.is_dir() {
+                        let name = top
+                            .meta
+                            .name
+                            .clone()
+                            .filter(|n| {
+                                veil_client::format::check_path(n).is_ok() && !n.contains('/')
+                            })
+                            .unwrap_or_else(|| "veil-document".into());
+                        path.join(name)
+                    } else {
+                        path.to_path_buf()
+                    };
+                    let mut file = tokio::fs::File::create(&path)
+                        .await
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let res = write_body(client, top, DEFAULT_WINDOW, &mut file, tick).await;
+                    if let Err(e) = res {
+                        // Leave no truncated file that looks like the document.
+                        drop(file);
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e.into());
+                    }
+                }
+            }
+            finish(bar);
+        }
+    }
+    Ok(())
+}
