@@ -68,8 +68,8 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Maximum (and default) hops-to-live of requests and inserts. Default 18.
     pub max_htl: u8,
-    /// How long one hop may take to answer before the request backtracks, in ms.
-    /// Default 10,000.
+    /// Base per-hop timeout, in ms: a request forwarded with HTL h backtracks after
+    /// `hop_timeout_ms × (h + 1)` without an answer. Default 2,000.
     pub hop_timeout_ms: u64,
     /// How long an API request or insert may take in all, in ms. Default 60,000.
     pub request_timeout_ms: u64,
@@ -99,7 +99,7 @@ impl Default for Config {
             store_bytes: 1 << 30,
             cache_bytes: 256 << 20,
             max_htl: 18,
-            hop_timeout_ms: 10_000,
+            hop_timeout_ms: 2_000,
             request_timeout_ms: 60_000,
             keepalive_ms: 1_000,
             dead_after_ms: 5_000,
@@ -227,7 +227,7 @@ pub struct Overrides {
     /// Maximum and default hops-to-live [default: 18]
     #[arg(long, value_name = "N")]
     pub max_htl: Option<u8>,
-    /// Per-hop timeout before a request backtracks, ms [default: 10000]
+    /// Base per-hop timeout (a hop with HTL h waits h+1 times this), ms [default: 2000]
     #[arg(long, value_name = "MS")]
     pub hop_timeout_ms: Option<u64>,
     /// Overall timeout of an API request or insert, ms [default: 60000]

@@ -200,6 +200,7 @@ struct Shared {
     counters: Arc<Counters>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Option<JoinSet<()>>>,
+    factory: LinkFactory,
 }
 
 /// A running node. Cheap to clone; [`NodeHandle::shutdown`] stops it.
@@ -329,15 +330,6 @@ impl Node {
             factory.clone(),
             shutdown_rx.clone(),
         ));
-        for p in &config.peers {
-            tasks.spawn(peers::dialer(
-                *p,
-                factory.clone(),
-                std::time::Duration::from_millis(config.redial_min_ms),
-                std::time::Duration::from_millis(config.redial_max_ms),
-                shutdown_rx.clone(),
-            ));
-        }
         let handle = NodeHandle {
             shared: Arc::new(Shared {
                 config,
@@ -352,6 +344,7 @@ impl Node {
                 counters,
                 shutdown: shutdown_tx,
                 tasks: Mutex::new(None),
+                factory,
             }),
         };
         tasks.spawn(crate::api::serve(
@@ -360,6 +353,9 @@ impl Node {
             shutdown_rx.clone(),
         ));
         *handle.shared.tasks.lock().expect("tasks lock") = Some(tasks);
+        for p in &handle.shared.config.peers {
+            handle.connect(*p);
+        }
         identity::write_atomic(
             &dir.join(identity::ADDRESS_FILE),
             format!("{address}\n").as_bytes(),
@@ -504,18 +500,15 @@ impl NodeHandle {
         block: Block,
         htl: Option<Htl>,
     ) -> Result<InsertOutcome, RequestError> {
-        {
-            let (b, k) = (block.clone(), key);
-            tokio::task::spawn_blocking(move || b.verify(&k))
-                .await
-                .map_err(|_| RequestError::Stopped)?
-                .map_err(|_| RequestError::BadBlock)?;
-        }
+        // The store verifies the block before it takes it.
         self.shared
             .store
             .put(key, block.clone(), Placement::Store)
             .await
-            .map_err(RequestError::Store)?;
+            .map_err(|e| match e {
+                StoreError::Mismatch => RequestError::BadBlock,
+                e => RequestError::Store(e),
+            })?;
         if htl == Some(Htl(0)) {
             return Ok(InsertOutcome {
                 routed: false,
@@ -537,6 +530,22 @@ impl NodeHandle {
                 route_exhausted: report.route_exhausted,
             }),
             Ok(Ok(Err(e))) => Err(e.into()),
+        }
+    }
+
+    /// Keeps `peer` connected from now on, as if it had been given with `--peer`:
+    /// dials it, and redials with backoff whenever the link drops.
+    pub fn connect(&self, peer: PeerAddress) {
+        let c = &self.shared.config;
+        let dialer = peers::dialer(
+            peer,
+            self.shared.factory.clone(),
+            std::time::Duration::from_millis(c.redial_min_ms),
+            std::time::Duration::from_millis(c.redial_max_ms),
+            self.shared.shutdown.subscribe(),
+        );
+        if let Some(tasks) = self.shared.tasks.lock().expect("tasks lock").as_mut() {
+            tasks.spawn(dialer);
         }
     }
 

@@ -136,12 +136,16 @@ struct WriteOp {
     key: RoutingKey,
     block: Block,
     placement: Placement,
+    /// Set by [`Store::queue`], which verifies every block once, before it is visible.
+    verified: bool,
     ack: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
 
 struct Inner {
     db: Database,
     index: Mutex<Index>,
+    /// Blocks queued but not yet committed, so a read right after a write finds them.
+    pending: Mutex<HashMap<RoutingKey, (Block, Placement, u32)>>,
     writer: Mutex<Option<std::sync::mpsc::Sender<WriteOp>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -187,6 +191,7 @@ impl Store {
         let inner = Arc::new(Inner {
             db,
             index: Mutex::new(index),
+            pending: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
         });
@@ -201,6 +206,9 @@ impl Store {
 
     /// Looks a block up, store first, then cache.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<(Block, Placement)>, StoreError> {
+        if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
+            return Ok(Some((b.clone(), *p)));
+        }
         let r = self.inner.db.begin_read().map_err(dberr)?;
         for (def, placement) in [(STORE, Placement::Store), (CACHE, Placement::Cache)] {
             let t = r.open_table(def).map_err(dberr)?;
@@ -236,6 +244,7 @@ impl Store {
             key,
             block,
             placement,
+            verified: false,
             ack: Some(tx),
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -248,16 +257,29 @@ impl Store {
             key,
             block,
             placement,
+            verified: false,
             ack: None,
         });
     }
 
-    fn queue(&self, op: WriteOp) -> Result<(), StoreError> {
+    fn queue(&self, mut op: WriteOp) -> Result<(), StoreError> {
+        op.verified = op.block.verify(&op.key).is_ok();
+        if !op.verified {
+            return Err(StoreError::Mismatch);
+        }
         let w = self.inner.writer.lock().expect("store lock");
-        w.as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(op)
-            .map_err(|_| StoreError::Closed)
+        let w = w.as_ref().ok_or(StoreError::Closed)?;
+        {
+            let mut pending = self.inner.pending.lock().expect("store lock");
+            let e = pending
+                .entry(op.key)
+                .or_insert((op.block.clone(), op.placement, 0));
+            if op.placement == Placement::Store {
+                e.1 = Placement::Store;
+            }
+            e.2 += 1;
+        }
+        w.send(op).map_err(|_| StoreError::Closed)
     }
 
     /// Bytes used and allowed.
@@ -297,6 +319,17 @@ fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
         }
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
         let committed = write_batch(inner, &batch, &mut results);
+        {
+            let mut pending = inner.pending.lock().expect("store lock");
+            for op in &batch {
+                if let Some(e) = pending.get_mut(&op.key) {
+                    e.2 -= 1;
+                    if e.2 == 0 {
+                        pending.remove(&op.key);
+                    }
+                }
+            }
+        }
         for (op, r) in batch.into_iter().zip(results) {
             let r = match (&committed, r) {
                 (Err(e), Ok(())) => Err(e.clone()),
@@ -337,7 +370,7 @@ fn apply(
     store: &mut redb::Table<&[u8; 32], &[u8]>,
     cache: &mut redb::Table<&[u8; 32], &[u8]>,
 ) -> Result<(), StoreError> {
-    if op.block.verify(&op.key).is_err() {
+    if !op.verified {
         return Err(StoreError::Mismatch);
     }
     let key = op.key;

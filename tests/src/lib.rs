@@ -1,2 +1,425 @@
-#![forbid(unsafe_code)]
-//! placeholder
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
+//! `veil-tests`: the testnet harness. It starts real nodes on 127.0.0.1 — in-process
+//! ([`Testnet`]) or as `veild` processes ([`VeildProcess`]) — with temporary data
+//! directories, connects them in a [`Topology`], waits for the links on events (never by
+//! sleeping), and gives each test an authenticated API client ([`Api`]).
+//!
+//! Data directories are deleted when a testnet is dropped, except when the thread is
+//! panicking (a failed test): then they are kept and their paths printed, for a look at
+//! the store and files.
+
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use veil_node::{Config, Node, NodeHandle};
+use veil_proto::{Block, PeerAddress, RoutingKey};
+
+/// How long harness waits (links up, files written) may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Which nodes dial which.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    /// No links.
+    None,
+    /// 0-1-2-…-(n-1): node i dials node i+1.
+    Line,
+    /// A line closed into a circle.
+    Ring,
+    /// Explicit edges `(a, b)`: node a dials node b.
+    Edges(Vec<(usize, usize)>),
+}
+
+impl Topology {
+    /// The edges for `n` nodes.
+    pub fn edges(&self, n: usize) -> Vec<(usize, usize)> {
+        match self {
+            Topology::None => Vec::new(),
+            Topology::Line => (1..n).map(|i| (i - 1, i)).collect(),
+            Topology::Ring if n < 3 => Topology::Line.edges(n),
+            Topology::Ring => (0..n).map(|i| (i, (i + 1) % n)).collect(),
+            Topology::Edges(e) => e.clone(),
+        }
+    }
+}
+
+/// A config for a test node: loopback, ports from the OS, small bounds, short timers.
+pub fn test_config(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        api: "127.0.0.1:0".parse().expect("addr"),
+        store_bytes: 64 << 20,
+        cache_bytes: 64 << 20,
+        hop_timeout_ms: 1_000,
+        request_timeout_ms: 15_000,
+        keepalive_ms: 500,
+        dead_after_ms: 3_000,
+        handshake_timeout_ms: 2_000,
+        redial_min_ms: 50,
+        redial_max_ms: 1_000,
+        ..Config::default()
+    }
+}
+
+/// A temporary data directory that survives a failing test.
+#[derive(Debug)]
+pub struct DataDir(Option<tempfile::TempDir>);
+
+impl DataDir {
+    /// A fresh directory.
+    pub fn new() -> anyhow::Result<DataDir> {
+        Ok(DataDir(Some(
+            tempfile::Builder::new().prefix("veil-test-").tempdir()?,
+        )))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("dir").path()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = self.0.take() {
+                eprintln!("test failed; data directory kept at {}", d.keep().display());
+            }
+        }
+    }
+}
+
+/// An authenticated client of one node's HTTP API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// The API token.
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// A client for `base` with `token`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Api {
+        Api {
+            base: base.into().trim_end_matches('/').to_string(),
+            token: token.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A client for the node whose data directory is `dir`, from its `api` and `token`
+    /// files.
+    pub fn from_data_dir(dir: &Path) -> anyhow::Result<Api> {
+        let base = std::fs::read_to_string(dir.join("api")).context("reading api file")?;
+        let token = std::fs::read_to_string(dir.join("token")).context("reading token file")?;
+        Ok(Api::new(base.trim(), token.trim()))
+    }
+
+    /// A request with the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
+    }
+
+    /// The raw reqwest client (for requests without the token).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn block_path(key: &RoutingKey, htl: Option<u8>) -> String {
+        match htl {
+            Some(h) => format!("/api/v1/blocks/{key}?htl={h}"),
+            None => format!("/api/v1/blocks/{key}"),
+        }
+    }
+
+    /// `PUT /api/v1/blocks/{key}`; fails unless 200.
+    pub async fn put_block(
+        &self,
+        key: &RoutingKey,
+        block: &Block,
+        htl: Option<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .request(reqwest::Method::PUT, &Self::block_path(key, htl))
+            .body(block.bytes().clone())
+            .send()
+            .await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await?;
+        if !status.is_success() {
+            bail!("put failed: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// `GET /api/v1/blocks/{key}`: the response as is.
+    pub async fn get_block_response(
+        &self,
+        key: &RoutingKey,
+        htl: Option<u8>,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .request(reqwest::Method::GET, &Self::block_path(key, htl))
+            .send()
+            .await?)
+    }
+
+    /// `GET /api/v1/blocks/{key}`; fails unless 200 and the block matches the key.
+    pub async fn get_block(&self, key: &RoutingKey, htl: Option<u8>) -> anyhow::Result<Block> {
+        let r = self.get_block_response(key, htl).await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!(
+                "get failed: {status} {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+        let block = Block::new(r.bytes().await?)?;
+        block.verify(key)?;
+        Ok(block)
+    }
+
+    /// `GET /api/v1/status` as JSON.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .request(reqwest::Method::GET, "/api/v1/status")
+            .send()
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("status failed: {status}");
+        }
+        Ok(r.json().await?)
+    }
+
+    /// One request counter from the status, e.g. `"served_from_cache"`.
+    pub async fn counter(&self, name: &str) -> anyhow::Result<u64> {
+        let s = self.status().await?;
+        s["requests"][name]
+            .as_u64()
+            .with_context(|| format!("no counter {name} in {s}"))
+    }
+}
+
+/// One in-process node of a [`Testnet`].
+#[derive(Debug)]
+pub struct TestNode {
+    /// The node.
+    pub handle: NodeHandle,
+    /// Its API client.
+    pub api: Api,
+    /// Its data directory.
+    pub dir: DataDir,
+}
+
+/// N in-process nodes on loopback.
+#[derive(Debug)]
+pub struct Testnet {
+    /// The nodes, in the order of the topology's indices.
+    pub nodes: Vec<TestNode>,
+}
+
+impl Testnet {
+    /// Starts `n` nodes with [`test_config`], links them as `topology` says and waits
+    /// until every link is up.
+    pub async fn start(n: usize, topology: Topology) -> anyhow::Result<Testnet> {
+        Testnet::start_with(n, topology, |_, _| {}).await
+    }
+
+    /// Like [`Testnet::start`], with a hook to adjust node `i`'s config.
+    pub async fn start_with(
+        n: usize,
+        topology: Topology,
+        adjust: impl Fn(usize, &mut Config),
+    ) -> anyhow::Result<Testnet> {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let dir = DataDir::new()?;
+            let mut config = test_config(dir.path());
+            adjust(i, &mut config);
+            let handle = Node::start(config)
+                .await
+                .with_context(|| format!("starting node {i}"))?;
+            let api = Api::new(handle.api_url(), handle.token());
+            nodes.push(TestNode { handle, api, dir });
+        }
+        let net = Testnet { nodes };
+        net.link(&topology.edges(n)).await?;
+        Ok(net)
+    }
+
+    /// Adds links (a dials b) and waits until each is up at both ends.
+    pub async fn link(&self, edges: &[(usize, usize)]) -> anyhow::Result<()> {
+        for &(a, b) in edges {
+            self.nodes[a].handle.connect(self.nodes[b].handle.address());
+        }
+        for &(a, b) in edges {
+            let (ka, kb) = (self.nodes[a].handle.key(), self.nodes[b].handle.key());
+            wait_for_peer(&self.nodes[a].handle, kb, true).await?;
+            wait_for_peer(&self.nodes[b].handle, ka, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Node `i`'s API client.
+    pub fn api(&self, i: usize) -> &Api {
+        &self.nodes[i].api
+    }
+
+    /// Node `i`'s handle.
+    pub fn node(&self, i: usize) -> &NodeHandle {
+        &self.nodes[i].handle
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for n in &self.nodes {
+            n.handle.shutdown().await;
+        }
+    }
+}
+
+/// Waits until `node` is (or, with `connected` false, is no longer) linked to `key`.
+pub async fn wait_for_peer(
+    node: &NodeHandle,
+    key: veil_proto::NodeKey,
+    connected: bool,
+) -> anyhow::Result<()> {
+    let mut w = node.watch_peers();
+    tokio::time::timeout(
+        WAIT,
+        w.wait_for(|l| l.iter().any(|p| p.key == key) == connected),
+    )
+    .await
+    .context("timed out waiting for a link")?
+    .context("node stopped")?;
+    Ok(())
+}
+
+/// A random block of `len` payload bytes (seeded) and its routing key.
+pub fn random_block(seed: u64, len: usize) -> (RoutingKey, Block) {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut payload = vec![0u8; len];
+    rng.fill_bytes(&mut payload);
+    let (block, keys) = veil_proto::block::encode(&payload).expect("payload fits a block");
+    (keys.routing, block)
+}
+
+/// The `veild` binary built beside the running test binary (`target/<profile>/veild`),
+/// built with cargo if it is not there yet.
+pub fn veild_path() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/veild
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .context("no directory for the test binary")?;
+    let path = profile_dir.join("veild");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "veil-node", "--bin", "veild"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("running cargo build for veild")?;
+        if !status.success() || !path.exists() {
+            bail!("veild was not built at {}", path.display());
+        }
+    }
+    Ok(path)
+}
+
+/// A node running as a `veild` process.
+#[derive(Debug)]
+pub struct VeildProcess {
+    child: Child,
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// Its API client (from the `api` and `token` files).
+    pub api: Api,
+    /// Its peer address (from the `address` file).
+    pub address: PeerAddress,
+}
+
+impl VeildProcess {
+    /// Starts `veild --data-dir dir` with loopback ports from the OS plus `args`, and
+    /// waits until it has written its `address` and `api` files.
+    pub async fn spawn(dir: &Path, args: &[&str]) -> anyhow::Result<VeildProcess> {
+        // Files from an earlier run would make us talk to a dead process.
+        for f in ["api", "address"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let mut child = Command::new(veild_path()?)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning veild")?;
+        // The files appear atomically once the node is ready; the process has no other
+        // channel to tell us, so poll the files (bounded, with a short period).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let (Ok(a), Ok(_)) = (
+                std::fs::read_to_string(dir.join("address")),
+                std::fs::read_to_string(dir.join("api")),
+            ) {
+                let api = Api::from_data_dir(dir)?;
+                return Ok(VeildProcess {
+                    child,
+                    dir: dir.to_path_buf(),
+                    api,
+                    address: a.trim().parse()?,
+                });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("veild exited early: {status}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("veild did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        // std's Child::kill sends SIGKILL on Unix: no chance to clean up.
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit, returning the exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for VeildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

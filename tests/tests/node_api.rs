@@ -1,0 +1,95 @@
+//! The HTTP API: token checks, error codes, and the status page's Host check.
+
+use veil_tests::{random_block, Testnet, Topology};
+
+#[tokio::test]
+async fn refuses_missing_or_wrong_token() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let api = net.api(0);
+    let http = api.http();
+    for path in ["/api/v1/status", "/api/v1/peers", "/metrics"] {
+        let url = format!("{}{path}", api.base);
+        let none = http.get(&url).send().await?;
+        assert_eq!(none.status(), 401, "{path}");
+        let body: serde_json::Value = none.json().await?;
+        assert_eq!(body["error"], "unauthorized");
+        let wrong = http.get(&url).bearer_auth("not-the-token").send().await?;
+        assert_eq!(wrong.status(), 401, "{path}");
+        let right = http.get(&url).bearer_auth(&api.token).send().await?;
+        assert_eq!(right.status(), 200, "{path}");
+    }
+    let (key, block) = random_block(3, 10);
+    let url = format!("{}/api/v1/blocks/{key}?htl=0", api.base);
+    let put = http.put(&url).body(block.bytes().clone()).send().await?;
+    assert_eq!(put.status(), 401);
+    assert_eq!(api.get_block_response(&key, Some(0)).await?.status(), 404);
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn error_codes() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let api = net.api(0);
+    let (key, block) = random_block(4, 10);
+    let (other, _) = random_block(5, 10);
+    let put =
+        |path: String, body: Vec<u8>| api.request(reqwest::Method::PUT, &path).body(body).send();
+    // Bad key text.
+    let r = put("/api/v1/blocks/nope".into(), block.as_bytes().to_vec()).await?;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await?["error"],
+        "bad_routing_key"
+    );
+    // A block under someone else's key.
+    let r = put(
+        format!("/api/v1/blocks/{other}?htl=0"),
+        block.as_bytes().to_vec(),
+    )
+    .await?;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await?["error"],
+        "block_mismatch"
+    );
+    // Wrong size, and too large.
+    let r = put(format!("/api/v1/blocks/{key}"), vec![0; 10]).await?;
+    assert_eq!(r.status(), 400);
+    let r = put(format!("/api/v1/blocks/{key}"), vec![0; 40_000]).await?;
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<serde_json::Value>().await?["error"],
+        "body_too_large"
+    );
+    // No peers: an insert stored locally cannot be routed; a fetch finds no route.
+    let r = put(format!("/api/v1/blocks/{key}"), block.as_bytes().to_vec()).await?;
+    assert_eq!(r.status(), 503);
+    assert_eq!(api.get_block(&key, None).await?, block);
+    let r = api.get_block_response(&other, None).await?;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<serde_json::Value>().await?["error"],
+        "route_not_found"
+    );
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_page_checks_host() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let api = net.api(0);
+    let page = api.http().get(format!("{}/", api.base)).send().await?;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await?.contains(&net.node(0).key().to_string()));
+    let evil = api
+        .http()
+        .get(format!("{}/", api.base))
+        .header("Host", "evil.example")
+        .send()
+        .await?;
+    assert_eq!(evil.status(), 403);
+    net.shutdown().await;
+    Ok(())
+}

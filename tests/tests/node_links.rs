@@ -1,0 +1,218 @@
+//! Links under attack and from outside: a dial naming the wrong key fails; a dialer
+//! naming a wrong key gets no answer; garbage thrown at the listener and into an open
+//! link leaves the node routing for others; and a Noise handshake written here with
+//! snow alone (not the node's link code) completes against a node.
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use veil_node::identity::Identity;
+use veil_node::link::{self, LinkParams, NOISE_PARAMS, PROLOGUE};
+use veil_proto::message::PROTOCOL_VERSION;
+use veil_proto::{Hello, Location, Message, NodeKey};
+use veil_tests::{random_block, wait_for_peer, Testnet, Topology};
+
+/// Writes one length-prefixed frame.
+async fn send(s: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    s.write_all(&(body.len() as u16).to_be_bytes()).await?;
+    s.write_all(body).await
+}
+
+/// Reads one length-prefixed frame.
+async fn recv(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = s.read_u16().await? as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Reads until EOF and returns how many bytes came; bounded by `within`.
+async fn bytes_until_close(s: &mut TcpStream, within: Duration) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => n += k,
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("connection not closed in {within:?}"))?;
+    Ok(n)
+}
+
+/// A raw XK initiator: snow only, our framing and prologue.
+struct RawPeer {
+    stream: TcpStream,
+    transport: snow::TransportState,
+    key: [u8; 32],
+}
+
+impl RawPeer {
+    async fn connect(addr: std::net::SocketAddr, remote: &NodeKey) -> anyhow::Result<RawPeer> {
+        let builder = snow::Builder::new(NOISE_PARAMS.parse()?);
+        let kp = builder.generate_keypair()?;
+        let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+            .local_private_key(&kp.private)
+            .remote_public_key(&remote.0)
+            .prologue(b"veil/1")
+            .build_initiator()?;
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut buf = vec![0u8; 65535];
+        let n = hs.write_message(&[], &mut buf)?;
+        send(&mut stream, &buf[..n]).await?;
+        let m2 = recv(&mut stream).await?;
+        hs.read_message(&m2, &mut buf)?;
+        let n = hs.write_message(&[], &mut buf)?;
+        send(&mut stream, &buf[..n]).await?;
+        let key = kp.public.as_slice().try_into()?;
+        Ok(RawPeer {
+            stream,
+            transport: hs.into_transport_mode()?,
+            key,
+        })
+    }
+
+    async fn send_msg(&mut self, msg: &Message) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 65535];
+        let n = self.transport.write_message(&msg.encode(), &mut buf)?;
+        send(&mut self.stream, &buf[..n]).await?;
+        Ok(())
+    }
+
+    async fn recv_msg(&mut self) -> anyhow::Result<Message> {
+        let frame = recv(&mut self.stream).await?;
+        let mut buf = vec![0u8; 65535];
+        let n = self.transport.read_message(&frame, &mut buf)?;
+        Ok(Message::decode(&buf[..n])?)
+    }
+}
+
+fn hello() -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        location: Location(42),
+        listen_port: 0,
+    }
+}
+
+#[test]
+fn prologue_is_veil_1() {
+    assert_eq!(PROLOGUE, b"veil/1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_snow_handshake_completes() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let node = net.node(0);
+    let mut peer = RawPeer::connect(node.address().addr, &node.key()).await?;
+    match peer.recv_msg().await? {
+        Message::Hello(h) => {
+            assert_eq!(h.version, PROTOCOL_VERSION);
+            assert_eq!(h.location, node.location());
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    peer.send_msg(&Message::Hello(hello())).await?;
+    wait_for_peer(node, NodeKey(peer.key), true).await?;
+    peer.send_msg(&Message::Ping { nonce: 77 }).await?;
+    loop {
+        match peer.recv_msg().await? {
+            Message::Pong { nonce } => {
+                assert_eq!(nonce, 77);
+                break;
+            }
+            Message::Ping { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_fails_and_gets_no_answer() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let node = net.node(0);
+    let addr = node.address().addr;
+    let me = Identity::generate();
+    let wrong = Identity::generate().public();
+
+    // Our own link code: the dial fails.
+    let r = link::dial(addr, wrong, &me, hello(), LinkParams::default()).await;
+    assert!(r.is_err(), "dial naming the wrong key must fail");
+
+    // Raw: handshake message 1 for the wrong key; the listener must send nothing back.
+    let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+        .local_private_key(me.secret_bytes())
+        .remote_public_key(&wrong.0)
+        .prologue(PROLOGUE)
+        .build_initiator()?;
+    let mut buf = vec![0u8; 1024];
+    let n = hs.write_message(&[], &mut buf)?;
+    let mut s = TcpStream::connect(addr).await?;
+    send(&mut s, &buf[..n]).await?;
+    assert_eq!(bytes_until_close(&mut s, Duration::from_secs(10)).await?, 0);
+
+    // And the right key still works.
+    let ok = link::dial(addr, node.key(), &me, hello(), LinkParams::default()).await;
+    assert!(ok.is_ok());
+    assert!(node.counters().handshake_failures.get() >= 2);
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
+    use rand::{RngCore, SeedableRng};
+    let net = Testnet::start(3, Topology::Line).await?;
+    let b = net.node(1);
+    let addr = b.address().addr;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+
+    // Random bytes at the listener: the connection is closed without a word.
+    for len in [1usize, 2, 3, 100, 70_000] {
+        let mut junk = vec![0u8; len];
+        rng.fill_bytes(&mut junk);
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(&junk).await?;
+        s.shutdown().await?;
+        assert_eq!(bytes_until_close(&mut s, Duration::from_secs(10)).await?, 0);
+    }
+
+    // Garbage inside open links: a frame that does not decrypt, a frame that decrypts
+    // to no message, and a second Hello. Each closes only that link.
+    for case in 0..3 {
+        let mut peer = RawPeer::connect(addr, &b.key()).await?;
+        let _their_hello = peer.recv_msg().await?;
+        peer.send_msg(&Message::Hello(hello())).await?;
+        wait_for_peer(b, NodeKey(peer.key), true).await?;
+        match case {
+            0 => {
+                let mut junk = vec![0u8; 500];
+                rng.fill_bytes(&mut junk);
+                send(&mut peer.stream, &junk).await?;
+            }
+            1 => {
+                let mut buf = vec![0u8; 1024];
+                let n = peer
+                    .transport
+                    .write_message(&[0xff, 0xff, 0xff], &mut buf)?;
+                send(&mut peer.stream, &buf[..n]).await?;
+            }
+            _ => peer.send_msg(&Message::Hello(hello())).await?,
+        }
+        wait_for_peer(b, NodeKey(peer.key), false).await?;
+    }
+    assert!(b.counters().link_errors.get() >= 3);
+
+    // B still routes for A and C.
+    assert_eq!(b.peers().len(), 2);
+    let (key, block) = random_block(11, 5000);
+    net.api(2).put_block(&key, &block, Some(0)).await?;
+    assert_eq!(net.api(0).get_block(&key, Some(5)).await?, block);
+    net.shutdown().await;
+    Ok(())
+}
