@@ -15,6 +15,7 @@
 //! - `api`: the HTTP API, `/metrics` and the status page.
 //! - [`metrics`]: counters and their Prometheus text.
 //! - [`node`]: [`Node`] and [`NodeHandle`], which start and drive all of the above.
+//! - [`testnet`]: `veild testnet`, a whole network of in-process nodes on loopback.
 
 mod api;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod node;
 mod peers;
 mod status_page;
 pub mod store;
+pub mod testnet;
 
 pub use config::{Config, Overrides};
 pub use driver::PeerInfo;

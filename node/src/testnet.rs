@@ -183,7 +183,10 @@ mod tests {
             assert!(node.data_dir().join("api").exists());
         }
         let (block, keys) = veil_proto::block::encode(b"testnet").unwrap();
-        net.nodes[0].insert(keys.routing, block, None).await.unwrap();
+        net.nodes[0]
+            .insert(keys.routing, block, None)
+            .await
+            .unwrap();
         let got = net.nodes[3].fetch(keys.routing, None).await.unwrap();
         assert_eq!(got.decrypt(&keys.data).unwrap(), b"testnet");
         net.shutdown().await;

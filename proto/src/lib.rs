@@ -8,6 +8,7 @@
 //! - [`uri`]: `veil:CHK@...` URIs.
 //! - [`ring`]: locations on the ring and the distance between them.
 //! - [`message`]: the wire messages nodes exchange, with hostile-input decoding.
+//! - [`topology`]: seeded network shapes (small world) for testnets and tests.
 //! - [`router`]: the sans-IO routing core that the daemon and the simulator share.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod message;
 pub mod ring;
 pub mod router;
+pub mod topology;
 pub mod uri;
 
 pub use block::{Block, BlockError, ChkKeys, BLOCK_LEN, MAX_PAYLOAD};

@@ -1,0 +1,98 @@
+//! Seeded network shapes for test networks: where nodes sit on the ring and whom they link
+//! to. Pure functions of their inputs, so a testnet, an end-to-end test and a simulation
+//! built from the same seed have the same graph.
+
+use crate::ring::Location;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+
+/// `n` locations spread evenly round the ring, starting at a seeded offset.
+pub fn evenly_spaced(n: usize, seed: u64) -> Vec<Location> {
+    let offset: u64 = ChaCha8Rng::seed_from_u64(seed).gen();
+    let step = if n == 0 { 0 } else { u64::MAX / n as u64 };
+    (0..n as u64)
+        .map(|i| Location(offset.wrapping_add(i.wrapping_mul(step))))
+        .collect()
+}
+
+/// A Kleinberg small world on nodes `0..n` numbered in ring order, as undirected edges
+/// `(a, b)` with `a < b`: each node links to
+/// its `near` nearest neighbours on each side, plus `long` links whose ring distance `d`
+/// is drawn with probability proportional to `1/d`, which is what makes greedy routing
+/// find any key in O(log² n) hops. Deterministic in `seed`.
+pub fn small_world(n: usize, near: usize, long: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut set = BTreeSet::new();
+    let mut add = |a: usize, b: usize, set: &mut BTreeSet<(usize, usize)>| {
+        if a != b {
+            set.insert((a.min(b), a.max(b)));
+        }
+    };
+    for i in 0..n {
+        for k in 1..=near.min(n / 2) {
+            add(i, (i + k) % n, &mut set);
+        }
+    }
+    let half = (n / 2).max(1) as f64;
+    for i in 0..n {
+        for _ in 0..long {
+            if n < 3 {
+                break;
+            }
+            // Inverse transform of the continuous 1/d density on [1, n/2].
+            let u: f64 = rng.gen();
+            let d = (half.powf(u).round() as usize).clamp(1, n / 2);
+            let j = if rng.gen::<bool>() {
+                (i + d) % n
+            } else {
+                (i + n - d) % n
+            };
+            add(i, j, &mut set);
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The neighbours of every node, from an edge list.
+pub fn adjacency(n: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
+    let mut adj = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        adj[a].push(b);
+        adj[b].push(a);
+    }
+    adj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_world_is_seeded_connected_and_sized() {
+        let e = small_world(25, 2, 1, 7);
+        assert_eq!(e, small_world(25, 2, 1, 7));
+        assert_ne!(e, small_world(25, 2, 1, 8));
+        let adj = adjacency(25, &e);
+        let mean = adj.iter().map(Vec::len).sum::<usize>() as f64 / 25.0;
+        assert!((4.5..=6.5).contains(&mean), "mean degree {mean}");
+        // Connected: the ring alone guarantees it.
+        let mut seen = vec![false; 25];
+        let mut stack = vec![0];
+        while let Some(v) = stack.pop() {
+            if !std::mem::replace(&mut seen[v], true) {
+                stack.extend(&adj[v]);
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert!(e.iter().all(|&(a, b)| a < b && b < 25));
+    }
+
+    #[test]
+    fn evenly_spaced_is_even() {
+        let locs = evenly_spaced(4, 1);
+        let d = locs[0].distance(locs[1]);
+        assert_eq!(locs[1].distance(locs[2]), d);
+        assert!(locs[3].distance(locs[0]).0.abs_diff(d.0) <= 4);
+    }
+}
