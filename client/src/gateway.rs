@@ -58,6 +58,15 @@ pub fn router<S: BlockSource>(source: S) -> Router {
     )
 }
 
+/// Serves [`router`] on `listener` until the server fails (tests and tools; `veild`
+/// mounts the router in its own server).
+pub async fn serve<S: BlockSource>(
+    listener: tokio::net::TcpListener,
+    source: S,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(source)).await
+}
+
 fn with_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     for (name, value) in SECURITY_HEADERS {

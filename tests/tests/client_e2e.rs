@@ -1,0 +1,445 @@
+//! End-to-end tests of the client (issue 5) against real in-process nodes: documents are
+//! put through one node and fetched through another, so every block crosses a link.
+//!
+//! The `veil` binary tests run the CLI as a process (built next to this test binary if
+//! needed). The Chromium test lives in `client_browser.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use veil_client::decode::DEFAULT_WINDOW;
+use veil_client::format::Body;
+use veil_client::{
+    encode, fetch_top, put_dir, resolve, restore, write_body, ApiClient, EncodeOptions, Resolved,
+};
+use veil_proto::{Uri, MAX_PAYLOAD};
+use veil_tests::{Testnet, Topology};
+
+async fn two_nodes() -> Testnet {
+    Testnet::start_with(2, Topology::Line, |_, c| {
+        c.store_bytes = 1 << 30;
+        c.cache_bytes = 256 << 20;
+    })
+    .await
+    .expect("testnet")
+}
+
+fn client(net: &Testnet, i: usize) -> ApiClient {
+    ApiClient::new(&net.api(i).base, &net.api(i).token).expect("client")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u8 ^ seed)
+        .collect()
+}
+
+async fn get(c: &ApiClient, uri: &Uri) -> Vec<u8> {
+    let top = fetch_top(c, uri.keys).await.expect("top block");
+    let mut out = Vec::new();
+    write_body(c.clone(), top, DEFAULT_WINDOW, &mut out, |_| {})
+        .await
+        .expect("document");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_round_trip_across_a_link() {
+    let net = two_nodes().await;
+    let (a, b) = (client(&net, 0), client(&net, 1));
+    for len in [0, 1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 40 * MAX_PAYLOAD + 3] {
+        let data = pattern(len, 7);
+        let done = encode(&a, &data[..], &EncodeOptions::named("f.bin"), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(get(&b, &done.uri).await, data, "{len} bytes");
+        // Same bytes, same name: same URI.
+        let again = encode(&a, &data[..], &EncodeOptions::named("f.bin"), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(again.uri, done.uri);
+    }
+
+    // A multi-level tree: index blocks of index blocks of index blocks. The shipped
+    // fan-out (511) needs > 16 MiB for two levels (the 100 MiB CLI test has two); a
+    // fan-out of 4 gets there with 70 blocks.
+    let data = pattern(70 * MAX_PAYLOAD - 11, 9);
+    let opts = EncodeOptions {
+        fanout: 4,
+        ..EncodeOptions::named("deep.bin")
+    };
+    let done = encode(&a, &data[..], &opts, |_| {}).await.unwrap();
+    let top = fetch_top(&b, done.uri.keys).await.unwrap();
+    assert!(matches!(top.body, Body::Tree { depth: 4, .. }), "{top:?}");
+    assert_eq!(get(&b, &done.uri).await, data);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_directory_round_trips() {
+    let net = two_nodes().await;
+    let (a, b) = (client(&net, 0), client(&net, 1));
+    let src = tempfile::tempdir().unwrap();
+    let files = [
+        ("index.html", b"<p>hi</p>".to_vec()),
+        ("docs/guide/intro.txt", pattern(3 * MAX_PAYLOAD + 1, 1)),
+        ("docs/empty", Vec::new()),
+        ("img/a b.png", pattern(500, 2)),
+    ];
+    for (p, data) in &files {
+        let path = src.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let site = put_dir(&a, src.path(), &EncodeOptions::named("site"), |_, _| {})
+        .await
+        .unwrap();
+    let Resolved::Directory(entries) = resolve(&b, &site.uri).await.unwrap() else {
+        panic!("not a directory");
+    };
+    let out = tempfile::tempdir().unwrap();
+    restore(&b, &entries, out.path(), |_, _| {}).await.unwrap();
+    for (p, data) in &files {
+        assert_eq!(&std::fs::read(out.path().join(p)).unwrap(), data, "{p}");
+    }
+    let mut one = site.uri.clone();
+    one.path = vec!["docs".into(), "guide".into(), "intro.txt".into()];
+    let Resolved::File(keys, _) = resolve(&b, &one).await.unwrap() else {
+        panic!("not a file");
+    };
+    assert_eq!(get(&b, &Uri::new(keys)).await, files[1].1);
+    net.shutdown().await;
+}
+
+/// Every file under `dir`, read whole (test data directories are small).
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_never_see_the_plaintext() {
+    let net = two_nodes().await;
+    let (a, b) = (client(&net, 0), client(&net, 1));
+    let needle = b"Attack at dawn, bring the secret plans";
+    let small = needle.to_vec();
+    let large = needle.repeat(3000);
+    let mut uris = Vec::new();
+    for (name, text) in [("orders-small.txt", &small), ("orders-large.txt", &large)] {
+        let done = encode(&a, &text[..], &EncodeOptions::named(name), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(&get(&b, &done.uri).await, text);
+        uris.push(done.uri);
+    }
+    // Both nodes hold the blocks now (stored, cached or both): nothing they wrote to disk
+    // contains the text, the file name or a data key.
+    let mut scanned = 0;
+    for i in 0..2 {
+        for (path, bytes) in files_under(net.nodes[i].dir.path()) {
+            scanned += bytes.len();
+            assert!(!contains(&bytes, needle), "plaintext in {}", path.display());
+            assert!(
+                !contains(&bytes, b"orders-"),
+                "file name in {}",
+                path.display()
+            );
+            for uri in &uris {
+                assert!(
+                    !contains(&bytes, uri.keys.data.as_bytes()),
+                    "data key in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The blocks themselves are there: the scan looked at real data.
+    assert!(scanned > 5 * MAX_PAYLOAD, "only {scanned} bytes scanned");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_serves_documents_and_manifests() {
+    let net = two_nodes().await;
+    let (a, b) = (client(&net, 0), client(&net, 1));
+    let html = b"<!DOCTYPE html><title>t</title><p>hello gateway</p>".to_vec();
+    let page = encode(&a, &html[..], &EncodeOptions::named("page.html"), |_| {})
+        .await
+        .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("sub")).unwrap();
+    std::fs::write(src.path().join("sub/data.json"), "{}").unwrap();
+    std::fs::write(src.path().join("index.html"), &html).unwrap();
+    let site = put_dir(&a, src.path(), &EncodeOptions::named("site"), |_, _| {})
+        .await
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(veil_client::gateway::serve(listener, b));
+    let http = reqwest::Client::new();
+
+    let check_headers = |r: &reqwest::Response| {
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'self';"), "{csp}");
+        assert!(csp.contains("form-action 'self'") && csp.contains("connect-src 'self'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    };
+    let r = http
+        .get(format!("{base}/{}", page.uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    check_headers(&r);
+    assert_eq!(r.headers()["content-type"], "text/html");
+    assert_eq!(r.bytes().await.unwrap(), html);
+
+    let r = http
+        .get(format!("{base}/{}", site.uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    check_headers(&r);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let listing = r.text().await.unwrap();
+    let mut json = site.uri.clone();
+    json.path = vec!["sub".into(), "data.json".into()];
+    assert!(listing.contains(&format!("href=\"/{json}\"")), "{listing}");
+    let r = http.get(format!("{base}/{json}")).send().await.unwrap();
+    check_headers(&r);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().await.unwrap(), "{}");
+
+    let r = http
+        .get(format!("{base}/veil:CHK@nonsense"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    check_headers(&r);
+    net.shutdown().await;
+}
+
+/// The `veil` binary of this build profile, built if needed.
+fn veil_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap()
+    } else {
+        dir
+    };
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-q", "-p", "veil-client", "--bin", "veil"]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().unwrap().success(), "building veil");
+    dir.join("veil")
+}
+
+fn veil(bin: &Path, node: Option<&veil_tests::Api>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin);
+    if let Some(api) = node {
+        cmd.args(["--api", &api.base, "--token", &api.token]);
+    }
+    cmd.args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+/// Asserts a failed run printed exactly one `error:` line containing `what`.
+fn assert_one_error_line(out: &Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(what), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reports_mistakes_in_one_line() {
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let net = two_nodes().await;
+    let api = net.api(0).clone();
+    let run = |node: Option<veil_tests::Api>, args: Vec<String>| {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            veil(&bin, node.as_ref(), &args)
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let out = run(Some(api.clone()), s(&["get", "veil:CHK@not-a-key"]))
+        .await
+        .unwrap();
+    assert_one_error_line(&out, "malformed URI");
+    let out = run(Some(api.clone()), s(&["put", "/no/such/file"]))
+        .await
+        .unwrap();
+    assert_one_error_line(&out, "cannot read /no/such/file");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let out = run(None, s(&["--api", &dead, "--token", "t", "status"]))
+        .await
+        .unwrap();
+    assert_one_error_line(&out, "not running");
+    let mut wrong = api.clone();
+    wrong.token = "wrong-token".into();
+    let out = run(Some(wrong), s(&["status"])).await.unwrap();
+    assert_one_error_line(&out, "refused the API token");
+    let missing = format!(
+        "veil:CHK@{},{}/gone.txt",
+        veil_proto::RoutingKey([3; 32]),
+        veil_proto::DataKey([4; 32])
+    );
+    let out = run(Some(api.clone()), s(&["get", &missing])).await.unwrap();
+    assert_one_error_line(&out, "not found");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        None,
+        s(&["--data-dir", &dir.path().display().to_string(), "peers"]),
+    )
+    .await
+    .unwrap();
+    assert_one_error_line(&out, "is veild running");
+
+    // Status and peers print JSON.
+    let out = run(Some(api.clone()), s(&["status"])).await.unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    let out = run(Some(api), s(&["peers"])).await.unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    net.shutdown().await;
+}
+
+/// Writes `len` pseudo-random bytes to `path`, 1 MiB at a time.
+fn write_random(path: &Path, len: usize) {
+    use rand::{RngCore, SeedableRng};
+    use std::io::Write;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        rng.fill_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    f.flush().unwrap();
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        let mut nb = 0;
+        while nb < na {
+            match fb.read(&mut bb[nb..na]).unwrap() {
+                0 => return false,
+                k => nb += k,
+            }
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_round_trips_100_mib_in_bounded_memory() {
+    const LEN: usize = 100 << 20;
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let net = two_nodes().await;
+    let (a, b) = (net.api(0).clone(), net.api(1).clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("big.bin"), dir.path().join("copy.bin"));
+    write_random(&src, LEN);
+
+    let (bin2, src2) = (bin.clone(), src.clone());
+    let t = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        veil(&bin2, Some(&a), &["put", src2.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let put_time = t.elapsed();
+    let uri = String::from_utf8(out.stdout).unwrap();
+    assert!(uri.ends_with("/big.bin\n"), "{uri}");
+    let uri: Uri = uri.trim().parse().unwrap();
+
+    let dst2 = dst.clone();
+    let t = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&bin)
+            .args([
+                "--api",
+                &b.base,
+                "--token",
+                &b.token,
+                "get",
+                &uri.to_string(),
+                "-o",
+            ])
+            .arg(&dst2)
+            .env("VEIL_REPORT_PEAK_RSS", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let get_time = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let peak_kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("veil: peak "))
+        .and_then(|l| l.trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory report in {err:?}"));
+    eprintln!(
+        "100 MiB: put {put_time:.1?}, get {get_time:.1?}, get peak RSS {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
+    assert!(same_file(&src, &dst), "copy differs");
+    // The document is 100 MiB; the get must not hold it (window of 32 blocks + runtime).
+    assert!(peak_kib < 64 * 1024, "peak {peak_kib} KiB");
+    net.shutdown().await;
+}
