@@ -9,6 +9,9 @@
 //! | `GET /api/v1/peers` | JSON list of [`crate::PeerInfo`] |
 //! | `GET /metrics` | Prometheus text |
 //!
+//! The browser gateway (`veil_client::gateway`, `/veil:CHK@...`, no token, loopback Host
+//! only) is mounted in the same server and fetches through this node.
+//!
 //! Errors are JSON `{"error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
 //! wrong token, 404 data not found, 413 body too large, 503 route not found or
 //! overloaded, 504 timeout.

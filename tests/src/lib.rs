@@ -313,9 +313,20 @@ pub fn random_block(seed: u64, len: usize) -> (RoutingKey, Block) {
     (keys.routing, block)
 }
 
-/// The `veild` binary built beside the running test binary (`target/<profile>/veild`),
-/// built with cargo if it is not there yet.
+/// The `veild` binary beside the running test binary (`target/<profile>/veild`).
+///
+/// Under `cargo test` (which sets `$CARGO`) it is first brought up to date with
+/// `cargo build -p veil-node --bin veild` (a fraction of a second when nothing changed),
+/// so a process test never runs a stale daemon; elsewhere the binary must exist.
 pub fn veild_path() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| locate_veild().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn locate_veild() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>/veild
     let profile_dir = exe
@@ -329,17 +340,19 @@ pub fn veild_path() -> anyhow::Result<PathBuf> {
         })
         .context("no directory for the test binary")?;
     let path = profile_dir.join("veild");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if let Ok(cargo) = std::env::var("CARGO") {
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "veil-node", "--bin", "veild"]);
+        cmd.args(["build", "--quiet", "-p", "veil-node", "--bin", "veild"]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().context("running cargo build for veild")?;
-        if !status.success() || !path.exists() {
-            bail!("veild was not built at {}", path.display());
+        if !status.success() {
+            bail!("cargo build of veild failed");
         }
+    }
+    if !path.exists() {
+        bail!("veild not found at {}", path.display());
     }
     Ok(path)
 }

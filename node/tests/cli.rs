@@ -1,0 +1,41 @@
+//! The `veild` binary's command line: `--help` teaches, a user's mistake is one line and
+//! a non-zero exit. (Also makes cargo build `veild` for the process tests in veil-tests.)
+
+use std::process::Command;
+
+fn veild() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veild"))
+}
+
+#[test]
+fn help_explains_the_flags() {
+    let out = veild().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--api",
+        "--peer",
+        "--config",
+        "--store-bytes",
+        "--max-htl",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn a_mistake_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = veild()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--location", "2.0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("location"), "{err}");
+}
