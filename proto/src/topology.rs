@@ -24,7 +24,7 @@ pub fn evenly_spaced(n: usize, seed: u64) -> Vec<Location> {
 pub fn small_world(n: usize, near: usize, long: usize, seed: u64) -> Vec<(usize, usize)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut set = BTreeSet::new();
-    let mut add = |a: usize, b: usize, set: &mut BTreeSet<(usize, usize)>| {
+    let add = |a: usize, b: usize, set: &mut BTreeSet<(usize, usize)>| {
         if a != b {
             set.insert((a.min(b), a.max(b)));
         }
