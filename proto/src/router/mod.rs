@@ -31,18 +31,21 @@
 //!   for that id and that is not the sender; peers in overload back-off are used only when
 //!   nothing else is left. An id seen within [`RouterConfig::seen_ttl`] is answered
 //!   `RejectedLoop`.
-//! - HTL ("hops to live") in a message is the number of hops left at its receiver. A
-//!   node that forwards decrements it: always in the middle, but at the maximum and at 1
-//!   only if the flag drawn once for the link the request arrived on says so
-//!   ([`HtlPolicy::Probabilistic`]). The originator sends at the start HTL unchanged, so
-//!   under [`HtlPolicy::Always`] a neighbour that sees the maximum knows it talks to the
+//! - HTL ("hops to live") in a message is the number of hops left at its receiver. Every
+//!   attempt to forward spends one, so HTL bounds the nodes a request visits,
+//!   backtracking included: the first attempt at a node decrements at the maximum and at
+//!   1 only if the flag drawn once for the link the request arrived on says so
+//!   ([`HtlPolicy::Probabilistic`]); later attempts always decrement, except the one
+//!   right after a peer refused without spending hops (loop, overload, link gone). The
+//!   originator's first attempt carries the start HTL as is, so under
+//!   [`HtlPolicy::Always`] a neighbour that sees the maximum knows it talks to the
 //!   originator, and under the probabilistic policy it cannot be sure.
 //! - A forwarded request waits `hop_timeout × (htl_sent + 1)` for the reply, so the budget
 //!   shrinks with the hops left downstream.
 //! - Backtracking: `RouteNotFound` (own HTL becomes the smaller of own and returned),
-//!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (costs one HTL,
-//!   backs off the peer) and a bad block (the peer misbehaved) all move on to the next
-//!   peer while HTL remains. HTL 0 ends a request with `DataNotFound` and an insert with
+//!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (back off that
+//!   peer too) and a bad block (the peer misbehaved) all move on to the next peer while
+//!   HTL remains. HTL 0 ends a request with `DataNotFound` and an insert with
 //!   `InsertReply`; no peer left gives `RouteNotFound` upstream. `DataNotFound` ends a
 //!   request. A late `Data` from a peer that timed out still completes the request.
 //! - Data is verified against the key at every hop before it is cached or forwarded. Every
@@ -369,6 +372,7 @@ impl Router {
             } else {
                 req.waiting = None;
                 req.deadline = None;
+                req.free_next = true;
                 self.advance(now, id);
             }
         }
@@ -407,7 +411,7 @@ impl Router {
             return id;
         }
         let htl = self.clamp_htl(htl);
-        self.begin(now, id, key, Kind::Request, None, htl, htl);
+        self.begin(now, id, key, Kind::Request, None, htl);
         id
     }
 
@@ -420,7 +424,7 @@ impl Router {
         let id = self.fresh_id();
         let key = block.routing_key();
         let htl = self.clamp_htl(htl);
-        self.begin(now, id, key, Kind::Insert(block), None, htl, htl);
+        self.begin(now, id, key, Kind::Insert(block), None, htl);
         id
     }
 

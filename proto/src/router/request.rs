@@ -37,8 +37,12 @@ pub(super) struct Req {
     pub source: Option<PeerId>,
     /// HTL as received (as started, for local ones): decides caching.
     pub received_htl: u8,
-    /// HTL to forward with.
+    /// HTL of the last attempt sent (before the first: as received). Each attempt
+    /// decrements it, so HTL bounds the nodes a request visits, backtracking included.
     pub htl: u8,
+    /// The next attempt is free: the last peer refused (loop, overload, gone) without
+    /// spending any of the request's hops.
+    pub free_next: bool,
     /// Peers tried so far; the source is excluded separately.
     pub tried: Vec<PeerId>,
     /// The peer whose answer is awaited, and until when.
@@ -117,7 +121,6 @@ impl Router {
         kind: Kind,
         source: Option<PeerId>,
         received_htl: u8,
-        htl: u8,
     ) {
         self.seen.insert(later(now, self.config.seen_ttl), id);
         if let Some(src) = source {
@@ -131,7 +134,8 @@ impl Router {
                 kind,
                 source,
                 received_htl,
-                htl,
+                htl: received_htl,
+                free_next: false,
                 tried: Vec::new(),
                 waiting: None,
                 deadline: None,
@@ -148,6 +152,27 @@ impl Router {
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
+        // Decrement per attempt, as Freenet's request sender does: the first attempt by
+        // the flags of the link the request came in on (the originator sends its start
+        // HTL as is), later ones always, except right after a refusal.
+        let max = self.config.max_htl.0;
+        req.htl = if req.tried.is_empty() {
+            match req.source {
+                None => req.htl,
+                Some(src) => {
+                    let (at_max, at_one) = self
+                        .peers
+                        .get(src)
+                        .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
+                    decrement(req.htl, max, at_max, at_one)
+                }
+            }
+        } else if req.free_next {
+            req.htl
+        } else {
+            decrement(req.htl, max, true, true)
+        };
+        req.free_next = false;
         if req.htl == 0 {
             let outcome = match req.kind {
                 Kind::Request => Outcome::DataNotFound,
@@ -288,15 +313,6 @@ impl Router {
         true
     }
 
-    /// The HTL to forward with for something received from `from` at `htl`.
-    fn next_htl(&self, from: PeerId, htl: u8) -> u8 {
-        let (at_max, at_one) = self
-            .peers
-            .get(from)
-            .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
-        decrement(htl, self.config.max_htl.0, at_max, at_one)
-    }
-
     pub(super) fn on_request(
         &mut self,
         now: Instant,
@@ -321,8 +337,7 @@ impl Router {
                 .push_back((from, Message::Data { id, block }));
             return;
         }
-        let next = self.next_htl(from, received);
-        self.begin(now, id, key, Kind::Request, Some(from), received, next);
+        self.begin(now, id, key, Kind::Request, Some(from), received);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -366,16 +381,7 @@ impl Router {
                 placement,
             });
         }
-        let next = self.next_htl(from, received);
-        self.begin(
-            now,
-            id,
-            key,
-            Kind::Insert(block),
-            Some(from),
-            received,
-            next,
-        );
+        self.begin(now, id, key, Kind::Insert(block), Some(from), received);
     }
 
     pub(super) fn on_data(
@@ -435,9 +441,13 @@ impl Router {
                 req.htl = req.htl.min(htl.0);
                 self.advance(now, id);
             }
-            Message::RejectedLoop { .. } => self.advance(now, id),
+            Message::RejectedLoop { .. } => {
+                req.free_next = true;
+                self.advance(now, id);
+            }
             Message::RejectedOverload { .. } => {
                 req.overloaded = true;
+                req.free_next = true;
                 self.peers.back_off(from, later(now, self.config.backoff));
                 self.advance(now, id);
             }
@@ -458,8 +468,6 @@ impl Router {
         self.stats.timeouts += 1;
         req.deadline = None;
         req.timed_out_last = true;
-        // The silent hop cost at least one HTL; charging it keeps the total bounded.
-        req.htl = req.htl.saturating_sub(1);
         self.peers.back_off(peer, later(now, self.config.backoff));
         self.advance(now, id);
     }

@@ -341,6 +341,8 @@ fn loops_are_rejected_and_the_sender_moves_on() {
 #[test]
 fn route_not_found_backtracks_with_the_smaller_htl() {
     let key = key_at(1000);
+    // Each new attempt spends one HTL; a route-not-found lowers ours to what the
+    // peer had left.
     let (mut r, now) = lone(&[900, 5000, 1 << 60], cfg(1));
     let mut store = Mem::default();
     let id = r.start_request(now, key, None, &mut store);
@@ -368,7 +370,7 @@ fn route_not_found_backtracks_with_the_smaller_htl() {
             Message::Request {
                 id,
                 key,
-                htl: Htl(11)
+                htl: Htl(10)
             }
         )]
     );
@@ -386,7 +388,7 @@ fn route_not_found_backtracks_with_the_smaller_htl() {
             Message::Request {
                 id,
                 key,
-                htl: Htl(11)
+                htl: Htl(9)
             }
         )]
     );
@@ -1002,4 +1004,32 @@ fn same_seed_same_run() {
         )
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn htl_bounds_the_nodes_a_request_visits_backtracking_included() {
+    // A complete graph of 30 nodes, nothing stored: a request at HTL h may be accepted
+    // by at most h nodes however much it backtracks.
+    for htl in [1u8, 4, 10] {
+        let locs: Vec<u64> = (0..30u64).map(|i| i << 58).collect();
+        let mut net = Net::new(&locs, cfg);
+        for a in 0..30 {
+            for b in a + 1..30 {
+                net.link(a, b);
+            }
+        }
+        let id = net.request(0, key_at(7 << 58), Some(Htl(htl)));
+        net.drive();
+        assert!(net.request_result(0, id).unwrap().is_err());
+        let accepted: usize = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.router.stats().requests_received as usize
+                    - n.router.stats().rejected_loop as usize
+            })
+            .sum();
+        assert!(accepted <= htl as usize, "htl {htl}: {accepted} nodes");
+        assert!(accepted >= 1);
+    }
 }
