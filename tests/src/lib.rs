@@ -321,14 +321,23 @@ pub fn random_block(seed: u64, len: usize) -> (RoutingKey, Block) {
 pub fn veild_path() -> anyhow::Result<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| locate_veild().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| locate_binary("veil-node", "veild").map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-fn locate_veild() -> anyhow::Result<PathBuf> {
+/// The `veil` client binary, brought up to date like [`veild_path`].
+pub fn veil_path() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| locate_binary("veil-client", "veil").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn locate_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/veild
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(|d| {
@@ -339,20 +348,22 @@ fn locate_veild() -> anyhow::Result<PathBuf> {
             }
         })
         .context("no directory for the test binary")?;
-    let path = profile_dir.join("veild");
+    let path = profile_dir.join(name);
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "veil-node", "--bin", "veild"]);
+        cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().context("running cargo build for veild")?;
+        let status = cmd
+            .status()
+            .with_context(|| format!("running cargo build for {name}"))?;
         if !status.success() {
-            bail!("cargo build of veild failed");
+            bail!("cargo build of {name} failed");
         }
     }
     if !path.exists() {
-        bail!("veild not found at {}", path.display());
+        bail!("{name} not found at {}", path.display());
     }
     Ok(path)
 }
