@@ -7,6 +7,11 @@
 //!   under it whatever the page's own URL ends with. Mount the router at the root.
 //! - A malformed URI is a 400 page, a missing document a 404 page.
 //!
+//! - HTML, SVG and XML documents pass through a filter (module `html`) that removes every
+//!   attribute that could name another host, because browsers open speculative
+//!   connections the CSP does not stop. They are held whole for that, up to
+//!   [`MAX_FILTERED_DOCUMENT`]; a larger one is served as `text/plain`.
+//!
 //! Every response carries headers that keep a page from reaching outside the gateway and
 //! from revealing its user ([`SECURITY_HEADERS`]): a Content-Security-Policy allowing
 //! only the gateway's own origin, no scripts at all, and a sandbox that also stops forms,
@@ -14,7 +19,7 @@
 //! whose Host header is a loopback name (`127.0.0.1`, `localhost`, `[::1]`, any port), so
 //! a web page elsewhere cannot reach it through DNS rebinding.
 
-use crate::decode::{body_stream, DecodeError, DEFAULT_WINDOW};
+use crate::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
 use crate::dir::{resolve, Resolved};
 use crate::format::ManifestEntry;
 use crate::source::{BlockSource, FetchError};
@@ -27,6 +32,12 @@ use axum::Router;
 use futures::StreamExt;
 use std::fmt::Write as _;
 use veil_proto::Uri;
+
+mod html;
+
+/// Largest HTML, SVG or XML document filtered and served as such; a larger one is served
+/// as `text/plain`.
+pub const MAX_FILTERED_DOCUMENT: u64 = 16 * 1024 * 1024;
 
 /// The Content-Security-Policy of every gateway response.
 pub const CSP: &str = "default-src 'self'; script-src 'none'; object-src 'none'; \
@@ -245,8 +256,26 @@ async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
         Err(e) => return decode_error(&e),
     };
     let size = top.meta.size;
-    let mime = HeaderValue::from_str(&top.meta.mime)
+    let mut mime = HeaderValue::from_str(&top.meta.mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let lower = top.meta.mime.to_ascii_lowercase();
+    if ["html", "xml", "svg"].iter().any(|m| lower.contains(m)) {
+        // Markup can make a browser connect out despite the CSP (module `html`): filter it
+        // whole, or serve it as text when it is too large to hold.
+        if size > MAX_FILTERED_DOCUMENT {
+            mime = HeaderValue::from_static("text/plain; charset=utf-8");
+        } else {
+            return match read_to_vec(source, top, MAX_FILTERED_DOCUMENT).await {
+                Ok(doc) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, mime)],
+                    html::filter(&doc),
+                )
+                    .into_response(),
+                Err(e) => decode_error(&e),
+            };
+        }
+    }
     let mut body = body_stream(source, top, DEFAULT_WINDOW).boxed();
     // Fetch the first block before answering, so a missing document is a 404 rather than
     // a 200 cut short. Later failures can only cut the stream.
