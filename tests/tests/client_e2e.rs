@@ -443,3 +443,92 @@ async fn cli_round_trips_100_mib_in_bounded_memory() {
     assert!(peak_kib < 64 * 1024, "peak {peak_kib} KiB");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_publishes_and_restores_directories_and_stdin() {
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let net = two_nodes().await;
+    let (a, b) = (net.api(0).clone(), net.api(1).clone());
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    let files = [
+        ("index.html", b"<p>home</p>".to_vec()),
+        ("docs/a/b.txt", pattern(2 * MAX_PAYLOAD + 9, 3)),
+        ("docs/c.txt", b"c".to_vec()),
+    ];
+    for (p, data) in &files {
+        let path = site.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let (site2, a2, b2, work2) = (
+        site.clone(),
+        a.clone(),
+        b.clone(),
+        work.path().to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let out = veil(&bin, Some(&a2), &["put", site2.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let uri = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(uri.ends_with("/site"), "{uri}");
+
+        // One file of the directory, to stdout.
+        let out = veil(&bin, Some(&b2), &["get", &format!("{uri}/docs/a/b.txt")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, files[1].1);
+
+        // The whole tree.
+        let restored = work2.join("restored");
+        let out = veil(
+            &bin,
+            Some(&b2),
+            &["get", &uri, "-o", restored.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (p, data) in &files {
+            assert_eq!(&std::fs::read(restored.join(p)).unwrap(), data, "{p}");
+        }
+        // A directory without -o is a mistake, said in one line.
+        let out = veil(&bin, Some(&b2), &["get", &uri]);
+        assert_one_error_line(&out, "names a directory");
+
+        // Standard input, with a name given.
+        let mut child = Command::new(&bin)
+            .args([
+                "--api", &a2.base, "--token", &a2.token, "put", "-", "--name", "in.txt",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"from stdin")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let uri = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(uri.ends_with("/in.txt"), "{uri}");
+        let out = veil(&bin, Some(&b2), &["get", &uri]);
+        assert_eq!(out.stdout, b"from stdin");
+    })
+    .await
+    .unwrap();
+    net.shutdown().await;
+}
