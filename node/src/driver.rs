@@ -289,7 +289,7 @@ impl Driver {
                     key,
                     block,
                     placement,
-                } => self.store.put_nowait(key, block, placement),
+                } => self.store.put_verified_nowait(key, block, placement),
                 Event::PeerMisbehaved { peer, reason } => {
                     self.counters.misbehaviour.inc();
                     tracing::info!(peer = peer.0, reason, "peer misbehaved; closing its link");

@@ -262,8 +262,22 @@ impl Store {
         });
     }
 
+    /// Queues a block the router has already verified against `key` (its `Store` events
+    /// carry only verified blocks), without hashing it a second time on the hot path.
+    pub fn put_verified_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
+        let _ = self.queue(WriteOp {
+            key,
+            block,
+            placement,
+            verified: true,
+            ack: None,
+        });
+    }
+
     fn queue(&self, mut op: WriteOp) -> Result<(), StoreError> {
-        op.verified = op.block.verify(&op.key).is_ok();
+        if !op.verified {
+            op.verified = op.block.verify(&op.key).is_ok();
+        }
         if !op.verified {
             return Err(StoreError::Mismatch);
         }
@@ -352,7 +366,12 @@ fn write_batch(
     batch: &[WriteOp],
     results: &mut Vec<Result<(), StoreError>>,
 ) -> Result<(), StoreError> {
-    let w = inner.db.begin_write().map_err(dberr)?;
+    let mut w = inner.db.begin_write().map_err(dberr)?;
+    if batch.iter().all(|op| op.ack.is_none()) {
+        // Nobody waits on these (blocks passing through): skip the fsync; the next
+        // durable commit persists them too, and a crash costs only cache misses.
+        w.set_durability(redb::Durability::Eventual);
+    }
     {
         let mut store = w.open_table(STORE).map_err(dberr)?;
         let mut cache = w.open_table(CACHE).map_err(dberr)?;
