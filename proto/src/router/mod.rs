@@ -41,7 +41,11 @@
 //!   [`HtlPolicy::Always`] a neighbour that sees the maximum knows it talks to the
 //!   originator, and under the probabilistic policy it cannot be sure.
 //! - A forwarded request waits `hop_timeout × (htl_sent + 1)` for the reply, so the budget
-//!   shrinks with the hops left downstream.
+//!   shrinks with the hops left downstream. A node that accepted a peer's request at HTL
+//!   `h` answers within `hop_timeout × h`: once that passes it starts no new attempt,
+//!   stops waiting and answers `RouteNotFound` with the hops it has left. Its upstream
+//!   waits one `hop_timeout` longer, so a live peer is never timed out (given a round
+//!   trip under `hop_timeout`) and no subtree is explored twice in parallel.
 //! - Backtracking: `RouteNotFound` (own HTL becomes the smaller of own and returned),
 //!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (back off that
 //!   peer too) and a bad block (the peer misbehaved) all move on to the next peer while
@@ -281,6 +285,8 @@ pub struct RouterStats {
     pub rejected_overload: u64,
     /// Per-hop timeouts.
     pub timeouts: u64,
+    /// Requests answered `RouteNotFound` because their answer budget ran out.
+    pub budget_expired: u64,
     /// Blocks handed out to be cached.
     pub cached: u64,
     /// Blocks handed out to the long-term store.

@@ -48,6 +48,13 @@ pub(super) struct Req {
     /// The peer whose answer is awaited, and until when.
     pub waiting: Option<PeerId>,
     pub deadline: Option<Instant>,
+    /// The deadline is the answer budget below, not the peer's own timeout.
+    pub deadline_is_budget: bool,
+    /// When this node must have answered its upstream: `hop_timeout × h` after accepting
+    /// at HTL `h` (none for local requests). The upstream waits one `hop_timeout`
+    /// longer, so a live node always answers before its upstream gives up on it, and
+    /// slow subtrees are cut rather than explored twice.
+    pub answer_by: Option<Instant>,
     /// Some peer took the request (answered other than loop, overload or timeout).
     pub accepted: bool,
     /// Some peer rejected for overload.
@@ -139,6 +146,15 @@ impl Router {
                 tried: Vec::new(),
                 waiting: None,
                 deadline: None,
+                deadline_is_budget: false,
+                answer_by: source.map(|_| {
+                    later(
+                        now,
+                        self.config
+                            .hop_timeout
+                            .saturating_mul(u32::from(received_htl)),
+                    )
+                }),
                 accepted: false,
                 overloaded: false,
                 timed_out_last: false,
@@ -152,6 +168,10 @@ impl Router {
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
+        if req.answer_by.is_some_and(|t| now >= t) {
+            // Out of time: answer now with the hops left, before the upstream gives up.
+            return self.finish(id, Outcome::NoRoute);
+        }
         // Decrement per attempt, as Freenet's request sender does: the first attempt by
         // the flags of the link the request came in on (the originator sends its start
         // HTL as is), later ones always, except right after a refusal.
@@ -191,7 +211,9 @@ impl Router {
             .config
             .hop_timeout
             .saturating_mul(u32::from(req.htl) + 1);
-        req.deadline = Some(later(now, budget));
+        let own = later(now, budget);
+        req.deadline_is_budget = req.answer_by.is_some_and(|t| t < own);
+        req.deadline = Some(req.answer_by.map_or(own, |t| t.min(own)));
         let htl = Htl(req.htl);
         let msg = match &req.kind {
             Kind::Request => {
@@ -465,8 +487,13 @@ impl Router {
         let Some(peer) = req.waiting.take() else {
             return;
         };
-        self.stats.timeouts += 1;
         req.deadline = None;
+        if req.deadline_is_budget {
+            // Our own time is up; the peer is not to blame.
+            self.stats.budget_expired += 1;
+            return self.finish(id, Outcome::NoRoute);
+        }
+        self.stats.timeouts += 1;
         req.timed_out_last = true;
         self.peers.back_off(peer, later(now, self.config.backoff));
         self.advance(now, id);

@@ -625,17 +625,18 @@ fn timeout_backtracks_and_late_data_still_counts() {
 }
 
 #[test]
-fn timeout_along_a_line_backtracks_in_the_network() {
-    // 0 - 1 - 2 and 1 - 3; node 2 is closest to the key but its link from 1 is dead.
+fn a_silent_peer_costs_the_budget_and_the_upstream_backtracks_in_time() {
+    // 0 - 1 - 2 and 0 - 3. Node 2 is closest to the key but the link 1 → 2 is dead;
+    // node 1 is node 0's closest peer; node 3 holds the block.
     let (b, key) = blk(3);
     let kl = Location::of_key(&key).0;
     let mut net = Net::new(
-        &[kl ^ (1 << 62), kl ^ (1 << 50), kl ^ 1, kl ^ (1 << 40)],
+        &[kl ^ (1 << 62), kl ^ (1 << 40), kl ^ 1, kl ^ (1 << 50)],
         cfg,
     );
     net.link(0, 1);
     net.link(1, 2);
-    net.link(1, 3);
+    net.link(0, 3);
     net.nodes[3]
         .store
         .blocks
@@ -644,8 +645,11 @@ fn timeout_along_a_line_backtracks_in_the_network() {
     let id = net.request(0, key, None);
     net.drive();
     assert_eq!(net.request_result(0, id).unwrap().unwrap().block, b);
+    // Node 1's wait for node 2 (hop_timeout × 18) used up its answer budget, so it said
+    // route-not-found before node 0's wait (hop_timeout × 19) expired.
     assert_eq!(net.nodes[1].router.stats().timeouts, 1);
     assert_eq!(net.nodes[0].router.stats().timeouts, 0);
+    assert!(net.now - net.start < Duration::from_secs(2) * 19);
 }
 
 #[test]
@@ -1032,4 +1036,99 @@ fn htl_bounds_the_nodes_a_request_visits_backtracking_included() {
         assert!(accepted <= htl as usize, "htl {htl}: {accepted} nodes");
         assert!(accepted >= 1);
     }
+}
+
+#[test]
+fn probabilistic_htl_still_bounds_the_nodes_an_insert_visits() {
+    for seed in 0..5u64 {
+        let locs: Vec<u64> = (0..60u64).map(|i| i << 57).collect();
+        let mut net = Net::new(&locs, |i| RouterConfig {
+            rng_seed: i * 1000 + seed,
+            ..RouterConfig::default()
+        });
+        for a in 0..60 {
+            for b in a + 1..60 {
+                if (a * 7 + b * 13) % 3 == 0 {
+                    net.link(a, b);
+                }
+            }
+        }
+        let (b, _) = blk(1);
+        net.insert(0, b, None);
+        net.drive();
+        let accepted: usize = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.router.stats().inserts_received as usize - n.router.stats().rejected_loop as usize
+            })
+            .sum();
+        let mut hist = std::collections::BTreeMap::new();
+        for n in &net.nodes {
+            for (_, m) in &n.received {
+                if let Message::Insert { htl, .. } = m {
+                    *hist.entry(htl.0).or_insert(0) += 1;
+                }
+            }
+        }
+        // At most one extra node per plateau at the maximum and at 1.
+        assert!(
+            (10..=24).contains(&accepted),
+            "seed {seed}: {accepted} {hist:?}"
+        );
+    }
+}
+
+#[test]
+fn a_node_answers_within_its_budget() {
+    let key = key_at(1000);
+    let (mut r, t0) = lone(&[900, 5000, 1 << 60], cfg(1));
+    let mut store = Mem::default();
+    let id = RequestId(4);
+    r.handle_message(
+        t0,
+        PeerId(3),
+        Message::Request {
+            id,
+            key,
+            htl: Htl(5),
+        },
+        &mut store,
+    );
+    assert_eq!(drain(&mut r)[0].0, PeerId(1));
+    // Peer 1 refuses late; the retry's wait is cut to the budget (2 s × 5 from t0).
+    let t1 = t0 + Duration::from_secs(9);
+    r.handle_message(t1, PeerId(1), Message::RejectedLoop { id }, &mut store);
+    assert_eq!(
+        drain(&mut r),
+        vec![(
+            PeerId(2),
+            Message::Request {
+                id,
+                key,
+                htl: Htl(4)
+            }
+        )]
+    );
+    assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    r.handle_timeout(t0 + Duration::from_secs(10));
+    assert_eq!(
+        drain(&mut r),
+        vec![(PeerId(3), Message::RouteNotFound { id, htl: Htl(4) })]
+    );
+    assert_eq!(r.stats().budget_expired, 1);
+    assert_eq!(r.stats().timeouts, 0);
+    // Peer 2 was not to blame: it is not backed off.
+    let t2 = t0 + Duration::from_secs(10);
+    r.handle_message(
+        t2,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(5),
+            key,
+            htl: Htl(5),
+        },
+        &mut store,
+    );
+    assert_eq!(drain(&mut r)[0].0, PeerId(2));
 }
