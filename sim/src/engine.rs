@@ -1,0 +1,528 @@
+//! The discrete-event loop: one `veil_proto` [`Router`] per node, an event heap ordered
+//! by virtual time (ties by insertion order), and per-link latencies. No threads, no
+//! sockets, no real clock in the loop: a run is a function of its parameters.
+//!
+//! The simulator watches every message it carries, which is how it measures without
+//! touching the router: hops are the `Data` messages that carry a request's block back,
+//! and the originator-guessing figure comes from the HTL of every `Request` a node
+//! receives, compared with who really started it.
+
+use crate::metrics::{Counters, RequestOutcome, RequestRecord};
+use crate::params::Params;
+use crate::topology::Graph;
+use crate::workload::{KeyHasher, Keys};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasherDefault;
+use std::time::{Duration, Instant};
+use veil_proto::block::Block;
+use veil_proto::keys::RoutingKey;
+use veil_proto::message::{Message, RequestId};
+use veil_proto::ring::Location;
+use veil_proto::router::{
+    BlockStore, Event, PeerId, Placement, RequestFailure, Router, RouterConfig,
+};
+
+type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// Nanoseconds of virtual time.
+pub type Nanos = u64;
+
+/// What happens at an instant. Nodes are indices into the graph; keys are indices
+/// into the inserted blocks.
+pub enum Action {
+    /// A message arrives at `to` from `from`.
+    Deliver {
+        /// Sender.
+        from: u32,
+        /// Receiver.
+        to: u32,
+        /// The message.
+        msg: Message,
+    },
+    /// A node's router timer fires.
+    Timer {
+        /// The node.
+        node: u32,
+    },
+    /// A random live node inserts a key.
+    Insert {
+        /// The key.
+        key: u32,
+    },
+    /// A random live node requests a key.
+    Request {
+        /// The key.
+        key: u32,
+        /// Request number, in issue order.
+        index: u32,
+    },
+    /// A fraction of all nodes fails at once.
+    Fail {
+        /// The fraction.
+        fraction: f64,
+    },
+    /// A node leaves (churn).
+    Leave {
+        /// The node.
+        node: u32,
+    },
+    /// A node comes back and links to its live friends again (churn).
+    Join {
+        /// The node.
+        node: u32,
+    },
+}
+
+struct Entry {
+    at: Nanos,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Entry) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Entry) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    // Reversed: the heap pops the earliest.
+    fn cmp(&self, o: &Entry) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One node: its router, its long-term store and its LRU cache.
+struct Node {
+    router: Router,
+    store: KeyMap<Block>,
+    cache: KeyMap<(Block, u64)>,
+    /// The timer already on the heap for this node, if any.
+    timer: Option<Nanos>,
+    alive: bool,
+}
+
+/// The router's view of a node's storage for one call.
+struct Host<'a> {
+    store: &'a KeyMap<Block>,
+    cache: &'a mut KeyMap<(Block, u64)>,
+    keys: &'a Keys,
+    full_verify: bool,
+    tick: u64,
+}
+
+impl BlockStore for Host<'_> {
+    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
+        if let Some(b) = self.store.get(key) {
+            return Some((b.clone(), Placement::Store));
+        }
+        let (b, used) = self.cache.get_mut(key)?;
+        *used = self.tick;
+        Some((b.clone(), Placement::Cache))
+    }
+
+    fn verify(&mut self, key: &RoutingKey, block: &Block) -> bool {
+        if self.full_verify {
+            block.verify(key).is_ok()
+        } else {
+            self.keys.is_canonical(key, block)
+        }
+    }
+}
+
+/// The running simulation.
+pub struct Sim<'p> {
+    params: &'p Params,
+    base: Instant,
+    now: Nanos,
+    seq: u64,
+    heap: BinaryHeap<Entry>,
+    nodes: Vec<Node>,
+    graph: Graph,
+    keys: Keys,
+    rng: ChaCha8Rng,
+    tick: u64,
+    /// Local requests by id: index into `records`.
+    by_id: HashMap<RequestId, u32>,
+    /// Per request.
+    pub records: Vec<RequestRecord>,
+    /// Everything else counted.
+    pub counters: Counters,
+    /// Messages each node received.
+    pub load: Vec<u32>,
+}
+
+impl<'p> Sim<'p> {
+    /// Builds routers over `graph` and links them.
+    pub fn new(params: &'p Params, graph: Graph, keys: Keys, rng: ChaCha8Rng) -> Sim<'p> {
+        let base = Instant::now();
+        let config = |i: usize| RouterConfig {
+            max_htl: veil_proto::message::Htl(params.max_htl),
+            htl_policy: params.htl_policy.policy(),
+            hop_timeout: Duration::from_secs(1),
+            backoff: Duration::from_secs(5),
+            max_inflight_per_peer: 64,
+            seen_ttl: Duration::from_secs(120),
+            rng_seed: params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        let mut nodes: Vec<Node> = graph
+            .locations
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Node {
+                router: Router::new(config(i), Location(*l)),
+                store: KeyMap::default(),
+                cache: KeyMap::default(),
+                timer: None,
+                alive: true,
+            })
+            .collect();
+        for (i, ls) in graph.links.iter().enumerate() {
+            for &j in ls {
+                let loc = Location(graph.locations[j as usize]);
+                nodes[i].router.add_peer(base, PeerId(u64::from(j)), loc);
+            }
+        }
+        let n = nodes.len();
+        Sim {
+            params,
+            base,
+            now: 0,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            nodes,
+            graph,
+            keys,
+            rng,
+            tick: 0,
+            by_id: HashMap::new(),
+            records: Vec::with_capacity(params.requests),
+            counters: Counters::default(),
+            load: vec![0; n],
+        }
+    }
+
+    /// Schedules `action` at `at`.
+    pub fn schedule(&mut self, at: Nanos, action: Action) {
+        self.seq += 1;
+        self.heap.push(Entry {
+            at,
+            seq: self.seq,
+            action,
+        });
+    }
+
+    /// Runs until nothing is left to do; returns the number of events processed.
+    pub fn run(&mut self) -> u64 {
+        let mut events = 0;
+        while let Some(Entry { at, action, .. }) = self.heap.pop() {
+            self.now = at;
+            events += 1;
+            self.dispatch(action);
+        }
+        events
+    }
+
+    /// The routers, for their counters.
+    pub fn routers(&self) -> impl Iterator<Item = &Router> {
+        self.nodes.iter().map(|n| &n.router)
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    fn dispatch(&mut self, action: Action) {
+        let now = self.instant();
+        match action {
+            Action::Deliver { from, to, msg } => {
+                if !self.nodes[to as usize].alive {
+                    return;
+                }
+                self.load[to as usize] += 1;
+                self.observe(from, &msg);
+                self.tick += 1;
+                let node = &mut self.nodes[to as usize];
+                let mut host = Host {
+                    store: &node.store,
+                    cache: &mut node.cache,
+                    keys: &self.keys,
+                    full_verify: self.params.full_verify,
+                    tick: self.tick,
+                };
+                node.router
+                    .handle_message(now, PeerId(u64::from(from)), msg, &mut host);
+                self.after(to);
+            }
+            Action::Timer { node } => {
+                let n = &mut self.nodes[node as usize];
+                if n.timer != Some(self.now) || !n.alive {
+                    return;
+                }
+                n.timer = None;
+                n.router.handle_timeout(now);
+                self.after(node);
+            }
+            Action::Insert { key } => {
+                let Some(node) = self.random_live_node() else {
+                    return;
+                };
+                let block = self.keys.blocks[key as usize].clone();
+                self.nodes[node as usize]
+                    .router
+                    .start_insert(now, block, None);
+                self.counters.inserts += 1;
+                self.after(node);
+            }
+            Action::Request { key, index } => self.start_request(key, index),
+            Action::Fail { fraction } => {
+                let n = self.nodes.len();
+                let count = (fraction * n as f64).round() as usize;
+                let mut order: Vec<u32> = (0..n as u32).collect();
+                rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut self.rng);
+                for &node in &order[..count.min(n)] {
+                    self.take_down(node);
+                }
+                self.counters.failed_nodes = count as u64;
+            }
+            Action::Leave { node } => {
+                if self.nodes[node as usize].alive {
+                    self.take_down(node);
+                    self.counters.churn_leaves += 1;
+                }
+            }
+            Action::Join { node } => self.bring_up(node),
+        }
+    }
+
+    fn random_live_node(&mut self) -> Option<u32> {
+        let n = self.nodes.len();
+        for _ in 0..1000 {
+            let i = self.rng.gen_range(0..n);
+            if self.nodes[i].alive {
+                return Some(i as u32);
+            }
+        }
+        None
+    }
+
+    fn start_request(&mut self, key: u32, index: u32) {
+        let Some(origin) = self.random_live_node() else {
+            return;
+        };
+        let now = self.instant();
+        let routing_key = self.keys.routing[key as usize];
+        self.records.push(RequestRecord {
+            index,
+            origin,
+            key,
+            start: self.now,
+            end: None,
+            outcome: RequestOutcome::Pending,
+            hops: 0,
+            messages: 0,
+        });
+        let record = (self.records.len() - 1) as u32;
+        self.tick += 1;
+        let node = &mut self.nodes[origin as usize];
+        let mut host = Host {
+            store: &node.store,
+            cache: &mut node.cache,
+            keys: &self.keys,
+            full_verify: self.params.full_verify,
+            tick: self.tick,
+        };
+        let id = node.router.start_request(now, routing_key, None, &mut host);
+        self.by_id.insert(id, record);
+        self.after(origin);
+    }
+
+    /// Records what a message says about hops and about who started a request.
+    fn observe(&mut self, from: u32, msg: &Message) {
+        match msg {
+            Message::Request { id, htl, .. } => {
+                let Some(&r) = self.by_id.get(id) else {
+                    return;
+                };
+                let truth = self.records[r as usize].origin == from;
+                let guess = htl.0 >= self.params.max_htl;
+                let c = &mut self.counters;
+                match (guess, truth) {
+                    (true, true) => c.guess_true_pos += 1,
+                    (true, false) => c.guess_false_pos += 1,
+                    (false, true) => c.guess_false_neg += 1,
+                    (false, false) => {}
+                }
+            }
+            Message::Data { id, .. } => {
+                if let Some(&r) = self.by_id.get(id) {
+                    self.records[r as usize].hops += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves a node's outputs into the heap and its store, and re-arms its timer.
+    fn after(&mut self, n: u32) {
+        while let Some((peer, msg)) = self.nodes[n as usize].router.poll_transmit() {
+            let to = peer.0 as u32;
+            if let Message::Request { id, .. } = &msg {
+                if let Some(&r) = self.by_id.get(id) {
+                    self.records[r as usize].messages += 1;
+                }
+            }
+            self.counters.messages += 1;
+            *self.counters.by_kind.entry(msg.kind()).or_default() += 1;
+            let at = self.now + latency(self.params.seed, n, to);
+            self.schedule(at, Action::Deliver { from: n, to, msg });
+        }
+        while let Some(ev) = self.nodes[n as usize].router.poll_event() {
+            self.on_event(n, ev);
+        }
+        let node = &mut self.nodes[n as usize];
+        if let Some(t) = node.router.poll_timeout() {
+            let at = t.saturating_duration_since(self.base).as_nanos() as Nanos;
+            let at = at.max(self.now);
+            if node.timer.is_none_or(|old| at < old) {
+                node.timer = Some(at);
+                self.schedule(at, Action::Timer { node: n });
+            }
+        }
+    }
+
+    fn on_event(&mut self, n: u32, ev: Event) {
+        match ev {
+            Event::Store {
+                key,
+                block,
+                placement,
+            } => {
+                let node = &mut self.nodes[n as usize];
+                match placement {
+                    Placement::Store => {
+                        node.store.insert(key, block);
+                    }
+                    Placement::Cache => {
+                        if node.cache.len() >= self.params.cache_size
+                            && !node.cache.contains_key(&key)
+                        {
+                            // Least recently used out; ticks are unique, so no ties.
+                            if let Some(old) = node
+                                .cache
+                                .iter()
+                                .min_by_key(|(_, (_, t))| *t)
+                                .map(|(k, _)| *k)
+                            {
+                                node.cache.remove(&old);
+                            }
+                        }
+                        self.tick += 1;
+                        node.cache.insert(key, (block, self.tick));
+                    }
+                }
+            }
+            Event::RequestFinished { id, result, .. } => {
+                let Some(r) = self.by_id.remove(&id) else {
+                    return;
+                };
+                let rec = &mut self.records[r as usize];
+                rec.end = Some(self.now);
+                rec.outcome = match result {
+                    Ok(f) if f.from.is_none() => RequestOutcome::LocalHit,
+                    Ok(_) => RequestOutcome::Found,
+                    Err(RequestFailure::DataNotFound) => RequestOutcome::DataNotFound,
+                    Err(RequestFailure::RouteNotFound) => RequestOutcome::RouteNotFound,
+                    Err(RequestFailure::Overloaded) => RequestOutcome::Overloaded,
+                    Err(_) => RequestOutcome::TimedOut,
+                };
+                // Keep watching late messages of finished requests out of the figures.
+            }
+            Event::InsertFinished { result: Ok(_), .. } => self.counters.inserts_ok += 1,
+            Event::PeerMisbehaved { .. } => self.counters.misbehaviour += 1,
+            _ => {}
+        }
+    }
+
+    /// A node fails or leaves: every live neighbour drops the link, and so does it.
+    fn take_down(&mut self, node: u32) {
+        if !self.nodes[node as usize].alive {
+            return;
+        }
+        let now = self.instant();
+        self.nodes[node as usize].alive = false;
+        let links = self.graph.links[node as usize].clone();
+        for &m in &links {
+            if self.nodes[m as usize].alive {
+                self.nodes[m as usize]
+                    .router
+                    .remove_peer(now, PeerId(u64::from(node)));
+                self.after(m);
+            }
+            self.nodes[node as usize]
+                .router
+                .remove_peer(now, PeerId(u64::from(m)));
+        }
+        // Its own requests end now; nobody hears about their replies.
+        while self.nodes[node as usize].router.poll_transmit().is_some() {}
+        while let Some(ev) = self.nodes[node as usize].router.poll_event() {
+            self.on_event(node, ev);
+        }
+        self.nodes[node as usize].timer = None;
+    }
+
+    /// A node that left comes back and links to its live friends again.
+    fn bring_up(&mut self, node: u32) {
+        if self.nodes[node as usize].alive {
+            return;
+        }
+        let now = self.instant();
+        self.nodes[node as usize].alive = true;
+        let loc = Location(self.graph.locations[node as usize]);
+        let links = self.graph.links[node as usize].clone();
+        for &m in &links {
+            if self.nodes[m as usize].alive {
+                let mloc = Location(self.graph.locations[m as usize]);
+                self.nodes[node as usize]
+                    .router
+                    .add_peer(now, PeerId(u64::from(m)), mloc);
+                self.nodes[m as usize]
+                    .router
+                    .add_peer(now, PeerId(u64::from(node)), loc);
+            }
+        }
+    }
+
+    /// Drops requests whose originator left before they finished.
+    pub fn finish(&mut self) {
+        for (_, r) in self.by_id.drain() {
+            let rec = &mut self.records[r as usize];
+            if rec.outcome == RequestOutcome::Pending {
+                rec.outcome = RequestOutcome::Lost;
+            }
+        }
+    }
+}
+
+/// Fixed per-link latency in [10, 100) ms, derived from the seed and the two ends.
+pub fn latency(seed: u64, a: u32, b: u32) -> Nanos {
+    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    let h = splitmix(seed ^ (u64::from(x) << 32 | u64::from(y)));
+    10_000_000 + h % 90_000_000
+}
+
+/// SplitMix64: a cheap, well-mixed hash of one word.
+pub fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,255 @@
+//! What a run measures: per-request records, counters, and the summary derived from
+//! them (the fields of `summary.json`).
+
+use crate::engine::Nanos;
+use crate::params::Params;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use veil_proto::router::Router;
+
+/// How a request ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    /// Not finished (should not remain after a run).
+    Pending,
+    /// Found in the network.
+    Found,
+    /// The originator held the block itself.
+    LocalHit,
+    /// Ran out of HTL.
+    DataNotFound,
+    /// Ran out of peers.
+    RouteNotFound,
+    /// Every peer overloaded.
+    Overloaded,
+    /// The last hop timed out.
+    TimedOut,
+    /// The originator left before it finished.
+    Lost,
+}
+
+impl RequestOutcome {
+    /// Whether the block arrived.
+    pub fn success(self) -> bool {
+        matches!(self, RequestOutcome::Found | RequestOutcome::LocalHit)
+    }
+}
+
+/// One request, for the CSV.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRecord {
+    /// Request number in issue order.
+    pub index: u32,
+    /// The node that started it.
+    pub origin: u32,
+    /// Index of the key asked for.
+    pub key: u32,
+    /// Virtual start time.
+    pub start: Nanos,
+    /// Virtual end time.
+    pub end: Option<Nanos>,
+    /// How it ended.
+    pub outcome: RequestOutcome,
+    /// Hops the block travelled back (0 for a local hit).
+    pub hops: u32,
+    /// Request messages sent for it (all tries, all nodes).
+    pub messages: u32,
+}
+
+/// Totals gathered while the simulation runs.
+#[derive(Clone, Default, Debug)]
+pub struct Counters {
+    /// Messages sent.
+    pub messages: u64,
+    /// Inserts started and completed.
+    pub inserts: u64,
+    /// Inserts that completed.
+    pub inserts_ok: u64,
+    /// Requests received with HTL at the maximum from their originator.
+    pub guess_true_pos: u64,
+    /// Requests received with HTL at the maximum from a forwarder.
+    pub guess_false_pos: u64,
+    /// Requests received from their originator below the maximum.
+    pub guess_false_neg: u64,
+    /// Protocol violations reported by routers (none expected).
+    pub misbehaviour: u64,
+    /// Nodes failed at once.
+    pub failed_nodes: u64,
+    /// Churn departures.
+    pub churn_leaves: u64,
+    /// Messages sent, by kind.
+    pub by_kind: BTreeMap<&'static str, u64>,
+}
+
+/// The figures of one run: `summary.json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// Nodes.
+    pub nodes: usize,
+    /// Requests issued.
+    pub requests: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Graph kind.
+    pub topology: String,
+    /// HTL policy.
+    pub htl_policy: String,
+    /// Fraction of nodes failed before the requests.
+    pub fail_fraction: f64,
+    /// Fraction of nodes churned during the requests.
+    pub churn: f64,
+    /// Distinct keys inserted.
+    pub keys: usize,
+    /// Mean links per node.
+    pub mean_degree: f64,
+    /// Mean link length as a fraction of the ring.
+    pub mean_link_length: f64,
+    /// Fraction of inserts that completed.
+    pub insert_success_rate: f64,
+    /// Fraction of requests that got their block.
+    pub success_rate: f64,
+    /// Mean hops of successful requests.
+    pub mean_hops: f64,
+    /// Median hops of successful requests.
+    pub median_hops: u32,
+    /// 95th-percentile hops of successful requests.
+    pub p95_hops: u32,
+    /// Mean request messages per request.
+    pub mean_messages: f64,
+    /// Mean virtual latency of successful requests, ms.
+    pub mean_latency_ms: f64,
+    /// Share of peers' requests answered from a cache rather than a long-term store.
+    pub cache_hit_rate: f64,
+    /// Precision of "the neighbour that sent me HTL = max started it".
+    pub guess_precision: f64,
+    /// Recall of the same guess.
+    pub guess_recall: f64,
+    /// Mean messages received per node.
+    pub load_mean: f64,
+    /// 99th-percentile messages received per node.
+    pub load_p99: u32,
+    /// Most messages received by one node.
+    pub load_max: u32,
+    /// Protocol violations seen (0 expected).
+    pub misbehaviour: u64,
+    /// Messages sent, by kind (request, data, insert, rejected_loop, ...).
+    pub messages_by_kind: BTreeMap<String, u64>,
+    /// Events processed.
+    pub events: u64,
+    /// Events per wall-clock second.
+    pub events_per_sec: f64,
+    /// Wall-clock seconds for the whole run (setup included).
+    pub wall_seconds: f64,
+}
+
+impl Summary {
+    /// The summary with wall-clock figures zeroed, for comparing runs.
+    pub fn without_timing(&self) -> Summary {
+        Summary {
+            events_per_sec: 0.0,
+            wall_seconds: 0.0,
+            ..self.clone()
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn percentile<T: Copy + Ord + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+/// Everything a summary is computed from.
+pub struct RunData<'a> {
+    /// The parameters.
+    pub params: &'a Params,
+    /// Per request.
+    pub records: &'a [RequestRecord],
+    /// Counters.
+    pub counters: &'a Counters,
+    /// Messages received per node.
+    pub load: &'a [u32],
+    /// Mean degree and link length of the graph used.
+    pub graph: (f64, f64),
+    /// Keys inserted.
+    pub keys: usize,
+    /// Events processed.
+    pub events: u64,
+    /// Wall-clock seconds of the event loop, and of the whole run.
+    pub wall: (f64, f64),
+}
+
+/// Computes the summary.
+pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> Summary {
+    let ok: Vec<&RequestRecord> = d.records.iter().filter(|r| r.outcome.success()).collect();
+    let mut hops: Vec<u32> = ok.iter().map(|r| r.hops).collect();
+    hops.sort_unstable();
+    let hop_sum: u64 = hops.iter().map(|h| u64::from(*h)).sum();
+    let lat_sum: u64 = ok.iter().map(|r| r.end.unwrap_or(r.start) - r.start).sum();
+    let msg_sum: u64 = d.records.iter().map(|r| u64::from(r.messages)).sum();
+    let (mut from_cache, mut from_store) = (0u64, 0u64);
+    for r in routers {
+        from_cache += r.stats().served_from_cache;
+        from_store += r.stats().served_from_store;
+    }
+    let mut load = d.load.to_vec();
+    load.sort_unstable();
+    let load_sum: u64 = load.iter().map(|l| u64::from(*l)).sum();
+    let c = d.counters;
+    let n_ok = ok.len() as u64;
+    Summary {
+        nodes: d.params.nodes,
+        requests: d.records.len(),
+        seed: d.params.seed,
+        topology: format!("{:?}", d.params.topology),
+        htl_policy: format!("{:?}", d.params.htl_policy),
+        fail_fraction: d.params.fail_fraction,
+        churn: d.params.churn,
+        keys: d.keys,
+        mean_degree: d.graph.0,
+        mean_link_length: d.graph.1,
+        insert_success_rate: ratio(c.inserts_ok, c.inserts),
+        success_rate: ratio(n_ok, d.records.len() as u64),
+        mean_hops: ratio(hop_sum, n_ok),
+        median_hops: percentile(&hops, 0.5),
+        p95_hops: percentile(&hops, 0.95),
+        mean_messages: ratio(msg_sum, d.records.len() as u64),
+        mean_latency_ms: ratio(lat_sum, n_ok) / 1e6,
+        cache_hit_rate: ratio(from_cache, from_cache + from_store),
+        guess_precision: ratio(c.guess_true_pos, c.guess_true_pos + c.guess_false_pos),
+        guess_recall: ratio(c.guess_true_pos, c.guess_true_pos + c.guess_false_neg),
+        load_mean: ratio(load_sum, load.len() as u64),
+        load_p99: percentile(&load, 0.99),
+        load_max: load.last().copied().unwrap_or(0),
+        misbehaviour: c.misbehaviour,
+        messages_by_kind: c.by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        events: d.events,
+        events_per_sec: d.events as f64 / d.wall.0.max(1e-9),
+        wall_seconds: d.wall.1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.95), 95);
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&[7u32], 0.95), 7);
+        assert_eq!(percentile::<u32>(&[], 0.95), 0);
+    }
+}

@@ -1,0 +1,234 @@
+//! What a run leaves behind: a table on stdout, `summary.json`, `requests.csv` and an SVG
+//! plot per run; `sweep.json`, `sweep.csv` and `sweep.svg` for a sweep.
+
+use crate::metrics::{RequestRecord, Summary};
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+/// The table printed on stdout: one row per run.
+pub fn table(rows: &[Summary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>8} {:>8} {:>14} {:>13} {:>5} {:>8} {:>9} {:>8} {:>6} {:>9} {:>8} {:>8} {:>11} {:>7}",
+        "nodes",
+        "requests",
+        "topology",
+        "htl-policy",
+        "fail",
+        "success",
+        "mean-hops",
+        "p95-hops",
+        "cache",
+        "guess-pre",
+        "guess-rc",
+        "load-max",
+        "events/s",
+        "wall-s"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:>8} {:>8} {:>14} {:>13} {:>5.2} {:>8.4} {:>9.2} {:>8} {:>6.3} {:>9.3} {:>8.3} {:>8} {:>11.0} {:>7.2}",
+            r.nodes,
+            r.requests,
+            r.topology,
+            r.htl_policy,
+            r.fail_fraction,
+            r.success_rate,
+            r.mean_hops,
+            r.p95_hops,
+            r.cache_hit_rate,
+            r.guess_precision,
+            r.guess_recall,
+            r.load_max,
+            r.events_per_sec,
+            r.wall_seconds
+        );
+    }
+    s
+}
+
+/// Writes `summary.json`, `requests.csv` and `hops.svg` into `dir`.
+pub fn write_run(dir: &Path, summary: &Summary, records: &[RequestRecord]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(summary)?;
+    write(&dir.join("summary.json"), json.as_bytes())?;
+    let mut csv = String::from("index,origin,key,outcome,success,hops,messages,latency_ms\n");
+    for r in records {
+        let latency = r
+            .end
+            .map(|e| format!("{:.3}", (e - r.start) as f64 / 1e6))
+            .unwrap_or_default();
+        let outcome = serde_json::to_value(r.outcome)?;
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{}",
+            r.index,
+            r.origin,
+            r.key,
+            outcome.as_str().unwrap_or("?"),
+            u8::from(r.outcome.success()),
+            r.hops,
+            r.messages,
+            latency
+        );
+    }
+    write(&dir.join("requests.csv"), csv.as_bytes())?;
+    hop_plot(&dir.join("hops.svg"), summary, records)
+}
+
+/// Writes `sweep.json`, `sweep.csv` and `sweep.svg` into `dir`.
+pub fn write_sweep(dir: &Path, rows: &[Summary]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write(
+        &dir.join("sweep.json"),
+        serde_json::to_string_pretty(rows)?.as_bytes(),
+    )?;
+    let mut csv = String::from(
+        "nodes,requests,success_rate,mean_hops,p95_hops,guess_precision,guess_recall,cache_hit_rate,load_max,events_per_sec,wall_seconds\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            r.nodes,
+            r.requests,
+            r.success_rate,
+            r.mean_hops,
+            r.p95_hops,
+            r.guess_precision,
+            r.guess_recall,
+            r.cache_hit_rate,
+            r.load_max,
+            r.events_per_sec,
+            r.wall_seconds
+        );
+    }
+    write(&dir.join("sweep.csv"), csv.as_bytes())?;
+    sweep_plot(&dir.join("sweep.svg"), rows)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("plotting failed: {e}")
+}
+
+/// Histogram of hop counts of successful requests.
+fn hop_plot(path: &Path, s: &Summary, records: &[RequestRecord]) -> Result<()> {
+    let mut counts: Vec<u64> = Vec::new();
+    for r in records.iter().filter(|r| r.outcome.success()) {
+        let h = r.hops as usize;
+        if counts.len() <= h {
+            counts.resize(h + 1, 0);
+        }
+        counts[h] += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let title = format!(
+        "hops, {} nodes, {:?}: success {:.3}, mean {:.2}, p95 {}",
+        s.nodes, s.topology, s.success_rate, s.mean_hops, s.p95_hops
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0u32..(counts.len().max(1) as u32), 0u64..max + max / 10 + 1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("hops")
+        .y_desc("requests")
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .draw_series(counts.iter().enumerate().map(|(h, c)| {
+            let h = h as u32;
+            Rectangle::new([(h, 0), (h + 1, *c)], BLUE.mix(0.6).filled())
+        }))
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Success rate and hops against network size (log scale).
+fn sweep_plot(path: &Path, rows: &[Summary]) -> Result<()> {
+    let root = SVGBackend::new(path, (1000, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (left, right) = root.split_horizontally(500);
+    let lo = rows.iter().map(|r| r.nodes).min().unwrap_or(1).max(1) as f64;
+    let hi = (rows.iter().map(|r| r.nodes).max().unwrap_or(10) as f64).max(lo * 1.5);
+    let xs = (lo / 1.3)..(hi * 1.3);
+
+    let mut c = ChartBuilder::on(&left)
+        .caption("success rate", ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(xs.clone().log_scale(), 0f64..1.05)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("nodes")
+        .draw()
+        .map_err(plot_err)?;
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.nodes as f64, r.success_rate))
+        .collect();
+    c.draw_series(LineSeries::new(pts.clone(), &BLUE))
+        .map_err(plot_err)?;
+    c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
+        .map_err(plot_err)?;
+
+    let ymax = rows.iter().map(|r| r.p95_hops as f64).fold(1.0, f64::max) * 1.15;
+    let mut c = ChartBuilder::on(&right)
+        .caption("hops (mean, p95)", ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(xs.log_scale(), 0f64..ymax)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("nodes")
+        .draw()
+        .map_err(plot_err)?;
+    for (series, color, label) in [
+        (
+            rows.iter()
+                .map(|r| (r.nodes as f64, r.mean_hops))
+                .collect::<Vec<_>>(),
+            BLUE,
+            "mean",
+        ),
+        (
+            rows.iter()
+                .map(|r| (r.nodes as f64, r.p95_hops as f64))
+                .collect(),
+            RED,
+            "p95",
+        ),
+    ] {
+        c.draw_series(LineSeries::new(series.clone(), &color))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        c.draw_series(series.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(plot_err)?;
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Simulation parameters, shared by the library and the command line.
+
+use crate::topology::Topology;
+use veil_proto::message::Htl;
+use veil_proto::router::HtlPolicy;
+
+/// HTL policy as chosen on the command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyChoice {
+    /// Every forwarding node decrements HTL.
+    Always,
+    /// Freenet's rule: per link, decrement at the maximum with probability 0.5 and at 1
+    /// with probability 0.25 (the router's default).
+    Probabilistic,
+}
+
+impl PolicyChoice {
+    /// The router's policy.
+    pub fn policy(self) -> HtlPolicy {
+        match self {
+            PolicyChoice::Always => HtlPolicy::Always,
+            PolicyChoice::Probabilistic => HtlPolicy::default(),
+        }
+    }
+}
+
+/// How requests pick their keys.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Popularity {
+    /// Every inserted key equally likely.
+    Uniform,
+    /// Key `i` (from 1) with probability ∝ 1/i^s (`--zipf-exponent`).
+    Zipf,
+}
+
+/// Everything that defines a run. Two runs with equal parameters give equal results.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Params {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Number of requests.
+    pub requests: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Graph.
+    pub topology: Topology,
+    /// Target links per node.
+    pub degree: usize,
+    /// Fraction of nodes that fail between inserts and requests.
+    pub fail_fraction: f64,
+    /// Fraction of nodes that leave (and later rejoin) during the requests.
+    pub churn: f64,
+    /// HTL policy.
+    pub htl_policy: PolicyChoice,
+    /// Maximum (and starting) HTL.
+    pub max_htl: u8,
+    /// Number of distinct blocks inserted (0: one per ten requests, 1..=10,000).
+    pub keys: usize,
+    /// Request popularity.
+    pub popularity: Popularity,
+    /// Zipf exponent.
+    pub zipf_exponent: f64,
+    /// Blocks each node's cache holds.
+    pub cache_size: usize,
+    /// Sandberg swap attempts per node (darknet only).
+    pub swaps_per_node: usize,
+    /// Hash every block at every hop, as the daemon does, instead of the memo.
+    pub full_verify: bool,
+    /// Virtual milliseconds between two requests (and two inserts).
+    pub interval_ms: f64,
+}
+
+impl Params {
+    /// Defaults for everything but the size.
+    pub fn new(nodes: usize, requests: usize, seed: u64) -> Params {
+        Params {
+            nodes,
+            requests,
+            seed,
+            topology: Topology::SmallWorld,
+            degree: 20,
+            fail_fraction: 0.0,
+            churn: 0.0,
+            htl_policy: PolicyChoice::Probabilistic,
+            max_htl: Htl::DEFAULT_MAX.0,
+            keys: 0,
+            popularity: Popularity::Uniform,
+            zipf_exponent: 1.0,
+            cache_size: 100,
+            swaps_per_node: 50,
+            full_verify: false,
+            interval_ms: 1.0,
+        }
+    }
+
+    /// The number of keys actually inserted.
+    pub fn key_count(&self) -> usize {
+        if self.keys > 0 {
+            self.keys
+        } else {
+            (self.requests / 10).clamp(1, 10_000)
+        }
+    }
+
+    /// Checks the values a user may get wrong, with one plain line each.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes < 2 {
+            return Err("--nodes must be at least 2".into());
+        }
+        if self.nodes > u32::MAX as usize / 2 {
+            return Err("--nodes is too large".into());
+        }
+        if !(0.0..1.0).contains(&self.fail_fraction) {
+            return Err("--fail-fraction must be in [0, 1)".into());
+        }
+        if !(0.0..=1.0).contains(&self.churn) {
+            return Err("--churn must be in [0, 1]".into());
+        }
+        if self.degree == 0 || self.degree >= self.nodes {
+            return Err("--degree must be between 1 and nodes - 1".into());
+        }
+        if self.max_htl == 0 {
+            return Err("--max-htl must be at least 1".into());
+        }
+        if !(self.zipf_exponent >= 0.0 && self.zipf_exponent.is_finite()) {
+            return Err("--zipf-exponent must be a non-negative number".into());
+        }
+        if !(self.interval_ms > 0.0 && self.interval_ms.is_finite()) {
+            return Err("--interval-ms must be positive".into());
+        }
+        if self.cache_size == 0 {
+            return Err("--cache-size must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! The workload: the blocks inserted, the order of inserts and requests in virtual time,
+//! key popularity (uniform or Zipf), node failures and churn.
+
+use crate::engine::{Action, Nanos, Sim};
+use crate::params::{Params, Popularity};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use veil_proto::block::{self, Block};
+use veil_proto::keys::RoutingKey;
+
+/// A hasher for routing keys, which are already uniformly random: it keeps the first
+/// eight bytes written. Fast, and the same in every run.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+    }
+
+    fn write_usize(&mut self, _: usize) {
+        // Length prefixes of fixed-size keys carry nothing.
+    }
+}
+
+/// The inserted blocks.
+pub struct Keys {
+    /// Block `i`.
+    pub blocks: Vec<Block>,
+    /// Routing key of block `i`.
+    pub routing: Vec<RoutingKey>,
+    /// Where each block's bytes live: the simulator's stand-in for hashing.
+    canonical: HashMap<RoutingKey, usize, BuildHasherDefault<KeyHasher>>,
+}
+
+impl Keys {
+    /// Makes `count` distinct real CHK blocks from the seed.
+    pub fn generate(count: usize, seed: u64) -> Keys {
+        let mut blocks = Vec::with_capacity(count);
+        let mut routing = Vec::with_capacity(count);
+        let mut canonical = HashMap::default();
+        for i in 0..count as u64 {
+            let mut payload = [0u8; 16];
+            payload[..8].copy_from_slice(&seed.to_le_bytes());
+            payload[8..].copy_from_slice(&i.to_le_bytes());
+            let (b, k) = block::encode(&payload).expect("16 bytes fit a block");
+            canonical.insert(k.routing, b.as_bytes().as_ptr() as usize);
+            blocks.push(b);
+            routing.push(k.routing);
+        }
+        Keys {
+            blocks,
+            routing,
+            canonical,
+        }
+    }
+
+    /// Whether `block` is the very block made for `key`. Blocks in the simulator are
+    /// shared, never copied or forged, so identity stands in for the hash.
+    pub fn is_canonical(&self, key: &RoutingKey, block: &Block) -> bool {
+        self.canonical.get(key) == Some(&(block.as_bytes().as_ptr() as usize))
+    }
+}
+
+/// Draws key indices by popularity.
+pub struct KeyPicker {
+    /// Cumulative weights, for Zipf; empty for uniform.
+    cdf: Vec<f64>,
+    count: usize,
+}
+
+impl KeyPicker {
+    /// A picker over `count` keys.
+    pub fn new(params: &Params, count: usize) -> KeyPicker {
+        let cdf = match params.popularity {
+            Popularity::Uniform => Vec::new(),
+            Popularity::Zipf => {
+                let mut acc = 0.0;
+                (1..=count)
+                    .map(|i| {
+                        acc += 1.0 / (i as f64).powf(params.zipf_exponent);
+                        acc
+                    })
+                    .collect()
+            }
+        };
+        KeyPicker { cdf, count }
+    }
+
+    /// One key index.
+    pub fn pick(&self, rng: &mut ChaCha8Rng) -> u32 {
+        if self.cdf.is_empty() {
+            return rng.gen_range(0..self.count) as u32;
+        }
+        let total = *self.cdf.last().unwrap_or(&1.0);
+        let x = rng.gen::<f64>() * total;
+        self.cdf.partition_point(|c| *c <= x).min(self.count - 1) as u32
+    }
+}
+
+/// Virtual time the workload phases start at.
+pub struct Timeline {
+    /// When requests start.
+    pub requests_start: Nanos,
+    /// When the last request is issued.
+    pub requests_end: Nanos,
+}
+
+/// Puts the whole workload on the heap: inserts, the failure, requests, churn.
+pub fn schedule(
+    sim: &mut Sim,
+    params: &Params,
+    key_count: usize,
+    rng: &mut ChaCha8Rng,
+) -> Timeline {
+    let gap = (params.interval_ms * 1e6) as Nanos;
+    for k in 0..key_count {
+        sim.schedule(k as Nanos * gap, Action::Insert { key: k as u32 });
+    }
+    // Inserts settle well within a minute of virtual time (timeouts are seconds).
+    let fail_at = key_count as Nanos * gap + 60_000_000_000;
+    if params.fail_fraction > 0.0 {
+        sim.schedule(
+            fail_at,
+            Action::Fail {
+                fraction: params.fail_fraction,
+            },
+        );
+    }
+    let requests_start = fail_at + 1_000_000_000;
+    let picker = KeyPicker::new(params, key_count);
+    for i in 0..params.requests {
+        let key = picker.pick(rng);
+        sim.schedule(
+            requests_start + i as Nanos * gap,
+            Action::Request {
+                key,
+                index: i as u32,
+            },
+        );
+    }
+    let requests_end = requests_start + params.requests as Nanos * gap;
+    let window = (requests_end - requests_start).max(1);
+    let leaving = (params.churn * params.nodes as f64).round() as usize;
+    for _ in 0..leaving {
+        let node = rng.gen_range(0..params.nodes) as u32;
+        let leave = requests_start + rng.gen_range(0..window);
+        let back = leave + rng.gen_range(0..window / 4 + 1);
+        sim.schedule(leave, Action::Leave { node });
+        sim.schedule(back, Action::Join { node });
+    }
+    Timeline {
+        requests_start,
+        requests_end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use veil_proto::message::{Message, RequestId};
+
+    #[test]
+    fn zipf_prefers_the_first_keys() {
+        let mut p = Params::new(10, 10, 1);
+        p.popularity = Popularity::Zipf;
+        let picker = KeyPicker::new(&p, 100);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut counts = [0u32; 100];
+        for _ in 0..10_000 {
+            counts[picker.pick(&mut rng) as usize] += 1;
+        }
+        // P(first) = 1/H(100) ≈ 0.19; P(tenth) ≈ 0.019.
+        assert!((1700..2200).contains(&counts[0]), "{}", counts[0]);
+        assert!(counts[0] > 5 * counts[9]);
+    }
+
+    #[test]
+    fn canonical_blocks_verify_and_others_do_not() {
+        let keys = Keys::generate(3, 7);
+        assert!(keys.is_canonical(&keys.routing[1], &keys.blocks[1]));
+        assert!(!keys.is_canonical(&keys.routing[1], &keys.blocks[2]));
+        // A copy with the same bytes is not the canonical block (nothing copies blocks).
+        let msg = Message::Data {
+            id: RequestId(1),
+            block: keys.blocks[0].clone(),
+        };
+        let Message::Data { block: copy, .. } = Message::decode(&msg.encode()).unwrap() else {
+            panic!("decoded another kind");
+        };
+        assert!(!keys.is_canonical(&keys.routing[0], &copy));
+        assert!(copy.verify(&keys.routing[0]).is_ok());
+    }
+}

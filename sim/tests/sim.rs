@@ -1,0 +1,107 @@
+//! Whole-simulation checks on small networks (each runs in well under a second).
+
+use veil_sim::params::{Params, PolicyChoice};
+use veil_sim::run;
+use veil_sim::topology::Topology;
+
+fn small(nodes: usize, requests: usize, seed: u64) -> Params {
+    Params::new(nodes, requests, seed)
+}
+
+#[test]
+fn every_inserted_key_is_found_in_a_small_world() {
+    for seed in 1..=3 {
+        let mut p = small(300, 600, seed);
+        p.max_htl = 25;
+        p.keys = 200;
+        let r = run(&p).unwrap();
+        let s = &r.summary;
+        assert_eq!(s.requests, 600);
+        assert_eq!(s.success_rate, 1.0, "seed {seed}: {s:?}");
+        assert_eq!(s.insert_success_rate, 1.0);
+        assert!(s.mean_hops > 1.0 && s.mean_hops < 10.0, "{}", s.mean_hops);
+        assert_eq!(s.misbehaviour, 0);
+        assert!(r.records.iter().all(|rec| rec.outcome.success()));
+    }
+}
+
+#[test]
+fn same_seed_same_results() {
+    for topology in [Topology::SmallWorld, Topology::Darknet] {
+        let mut p = small(200, 400, 42);
+        p.topology = topology;
+        p.fail_fraction = 0.2;
+        p.churn = 0.1;
+        let a = run(&p).unwrap();
+        let b = run(&p).unwrap();
+        assert_eq!(a.summary.without_timing(), b.summary.without_timing());
+        let rows = |r: &veil_sim::Report| {
+            r.records
+                .iter()
+                .map(|x| (x.origin, x.key, x.outcome, x.hops, x.messages, x.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&a), rows(&b));
+        // And a different seed gives a different run.
+        p.seed = 43;
+        let c = run(&p).unwrap();
+        assert_ne!(rows(&a), rows(&c));
+    }
+}
+
+#[test]
+fn probabilistic_htl_lowers_guessing_precision() {
+    let mut p = small(500, 1000, 7);
+    p.htl_policy = PolicyChoice::Always;
+    let always = run(&p).unwrap().summary;
+    p.htl_policy = PolicyChoice::Probabilistic;
+    let prob = run(&p).unwrap().summary;
+    // Under `always`, only an originator ever sends the maximum HTL.
+    assert_eq!(always.guess_precision, 1.0);
+    assert!(
+        prob.guess_precision < always.guess_precision - 0.1,
+        "{} vs {}",
+        prob.guess_precision,
+        always.guess_precision
+    );
+    assert!(prob.success_rate > 0.95 && always.success_rate > 0.95);
+}
+
+#[test]
+fn failures_hurt_a_sparse_network() {
+    let mut p = small(400, 800, 3);
+    p.degree = 6;
+    p.cache_size = 1;
+    let healthy = run(&p).unwrap().summary;
+    p.fail_fraction = 0.6;
+    let broken = run(&p).unwrap().summary;
+    assert!(
+        broken.success_rate < healthy.success_rate,
+        "{} vs {}",
+        broken.success_rate,
+        healthy.success_rate
+    );
+}
+
+#[test]
+fn darknet_swapping_makes_the_graph_routable() {
+    let mut p = small(400, 800, 5);
+    p.topology = Topology::Darknet;
+    p.swaps_per_node = 0;
+    let unswapped = run(&p).unwrap().summary;
+    p.swaps_per_node = 200;
+    let swapped = run(&p).unwrap().summary;
+    assert!(swapped.mean_link_length < unswapped.mean_link_length * 0.8);
+    assert!(
+        swapped.mean_hops < unswapped.mean_hops,
+        "{swapped:?} {unswapped:?}"
+    );
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    assert!(run(&small(1, 10, 1)).is_err());
+    let mut p = small(100, 10, 1);
+    p.fail_fraction = 1.0;
+    assert!(run(&p).is_err());
+}
