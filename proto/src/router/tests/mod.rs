@@ -1,0 +1,233 @@
+//! Tests for every routing rule, without sockets: single routers poked by hand with
+//! fake peers (`rules`), and a small in-memory network ([`Net`]) with virtual time that
+//! shuttles `poll_transmit` output into `handle_message` with a fixed latency
+//! (`network`). This file holds the shared harness.
+
+mod network;
+mod rules;
+
+use super::*;
+use crate::block;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+/// A block store in memory that applies [`Event::Store`].
+#[derive(Default)]
+struct Mem {
+    blocks: HashMap<RoutingKey, (Block, Placement)>,
+}
+
+impl BlockStore for Mem {
+    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
+        self.blocks.get(key).cloned()
+    }
+}
+
+fn blk(n: u8) -> (Block, RoutingKey) {
+    let (b, k) = block::encode(&[n; 100]).unwrap();
+    (b, k.routing)
+}
+
+/// A key with a chosen ring location (only the location matters for routing).
+fn key_at(loc: u64) -> RoutingKey {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&loc.to_be_bytes());
+    RoutingKey(k)
+}
+
+fn cfg(seed: u64) -> RouterConfig {
+    RouterConfig {
+        htl_policy: HtlPolicy::Always,
+        rng_seed: seed,
+        ..RouterConfig::default()
+    }
+}
+
+fn drain(r: &mut Router) -> Vec<(PeerId, Message)> {
+    std::iter::from_fn(|| r.poll_transmit()).collect()
+}
+
+fn events(r: &mut Router) -> Vec<Event> {
+    std::iter::from_fn(|| r.poll_event()).collect()
+}
+
+/// One node of the test network.
+struct Node {
+    router: Router,
+    store: Mem,
+    events: Vec<Event>,
+    received: Vec<(PeerId, Message)>,
+}
+
+/// An in-memory network with virtual time, in the manner of quinn-proto's test pair.
+struct Net {
+    nodes: Vec<Node>,
+    start: Instant,
+    now: Instant,
+    latency: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Instant, u64, usize, usize)>>,
+    in_flight: HashMap<u64, Message>,
+    /// Links (from, to) whose messages vanish.
+    black_holes: HashSet<(usize, usize)>,
+}
+
+impl Net {
+    fn new(locations: &[u64], config: impl Fn(u64) -> RouterConfig) -> Net {
+        let start = Instant::now();
+        let nodes = locations
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Node {
+                router: Router::new(config(i as u64), Location(*l)),
+                store: Mem::default(),
+                events: Vec::new(),
+                received: Vec::new(),
+            })
+            .collect();
+        Net {
+            nodes,
+            start,
+            now: start,
+            latency: Duration::from_millis(10),
+            seq: 0,
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            black_holes: HashSet::new(),
+        }
+    }
+
+    fn link(&mut self, a: usize, b: usize) {
+        let (la, lb) = (
+            self.nodes[a].router.location(),
+            self.nodes[b].router.location(),
+        );
+        self.nodes[a]
+            .router
+            .add_peer(self.now, PeerId(b as u64), lb);
+        self.nodes[b]
+            .router
+            .add_peer(self.now, PeerId(a as u64), la);
+    }
+
+    fn line(locations: &[u64]) -> Net {
+        let mut net = Net::new(locations, cfg);
+        for i in 1..locations.len() {
+            net.link(i - 1, i);
+        }
+        net
+    }
+
+    /// Moves node `n`'s outputs into the network and its store.
+    fn flush(&mut self, n: usize) {
+        while let Some((to, msg)) = self.nodes[n].router.poll_transmit() {
+            let to = to.0 as usize;
+            if self.black_holes.contains(&(n, to)) {
+                continue;
+            }
+            self.seq += 1;
+            self.in_flight.insert(self.seq, msg);
+            self.queue
+                .push(Reverse((self.now + self.latency, self.seq, n, to)));
+        }
+        while let Some(ev) = self.nodes[n].router.poll_event() {
+            if let Event::Store {
+                key,
+                block,
+                placement,
+            } = &ev
+            {
+                self.nodes[n]
+                    .store
+                    .blocks
+                    .insert(*key, (block.clone(), *placement));
+            }
+            self.nodes[n].events.push(ev);
+        }
+    }
+
+    /// Runs one step: the next delivery or timeout. False when idle.
+    fn step(&mut self) -> bool {
+        let timer = (0..self.nodes.len())
+            .filter_map(|i| self.nodes[i].router.poll_timeout().map(|t| (t, i)))
+            .min();
+        let msg = self.queue.peek().map(|Reverse(e)| *e);
+        match (msg, timer) {
+            (Some((t, seq, from, to)), timer) if timer.is_none_or(|(tt, _)| t <= tt) => {
+                self.queue.pop();
+                self.now = self.now.max(t);
+                let msg = self.in_flight.remove(&seq).unwrap();
+                let node = &mut self.nodes[to];
+                node.received.push((PeerId(from as u64), msg.clone()));
+                node.router
+                    .handle_message(self.now, PeerId(from as u64), msg, &mut node.store);
+                self.flush(to);
+            }
+            (_, Some((t, i))) => {
+                self.now = self.now.max(t);
+                self.nodes[i].router.handle_timeout(self.now);
+                self.flush(i);
+            }
+            (None, None) => return false,
+            _ => unreachable!(),
+        }
+        true
+    }
+
+    /// Runs to idle, failing a runaway test.
+    fn drive(&mut self) {
+        for _ in 0..100_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("network did not go idle");
+    }
+
+    fn request(&mut self, n: usize, key: RoutingKey, htl: Option<Htl>) -> RequestId {
+        let node = &mut self.nodes[n];
+        let id = node
+            .router
+            .start_request(self.now, key, htl, &mut node.store);
+        self.flush(n);
+        id
+    }
+
+    fn insert(&mut self, n: usize, block: Block, htl: Option<Htl>) -> RequestId {
+        let id = self.nodes[n].router.start_insert(self.now, block, htl);
+        self.flush(n);
+        id
+    }
+
+    fn request_result(&self, n: usize, id: RequestId) -> Option<Result<Fetched, RequestFailure>> {
+        self.nodes[n].events.iter().find_map(|e| match e {
+            Event::RequestFinished { id: i, result, .. } if *i == id => Some(result.clone()),
+            _ => None,
+        })
+    }
+
+    fn insert_result(
+        &self,
+        n: usize,
+        id: RequestId,
+    ) -> Option<Result<InsertReport, InsertFailure>> {
+        self.nodes[n].events.iter().find_map(|e| match e {
+            Event::InsertFinished { id: i, result, .. } if *i == id => Some(*result),
+            _ => None,
+        })
+    }
+
+    fn placement(&self, n: usize, key: &RoutingKey) -> Option<Placement> {
+        self.nodes[n].store.blocks.get(key).map(|(_, p)| *p)
+    }
+}
+
+/// A router at 0 with peers `1..=n` at the given locations.
+fn lone(locations: &[u64], config: RouterConfig) -> (Router, Instant) {
+    let now = Instant::now();
+    let mut r = Router::new(config, Location(0));
+    for (i, l) in locations.iter().enumerate() {
+        r.add_peer(now, PeerId(i as u64 + 1), Location(*l));
+    }
+    (r, now)
+}

@@ -1,0 +1,270 @@
+//! Rules that show across several routers, on the in-memory network.
+
+use super::*;
+
+#[test]
+fn insert_then_fetch_along_a_line() {
+    let (b, key) = blk(1);
+    let kl = Location::of_key(&key).0;
+    // Five nodes approaching the key; node 4 is the closest.
+    let locs: Vec<u64> = (0..5u64).map(|i| kl.wrapping_add((5 - i) << 40)).collect();
+    let mut net = Net::line(&locs);
+    let ins = net.insert(0, b.clone(), None);
+    net.drive();
+    assert_eq!(
+        net.insert_result(0, ins),
+        Some(Ok(InsertReport {
+            route_exhausted: true
+        }))
+    );
+    assert_eq!(
+        net.placement(4, &key),
+        Some(Placement::Store),
+        "sink stores"
+    );
+    assert_eq!(net.placement(0, &key), None, "never for one's own insert");
+    let req = net.request(0, key, None);
+    net.drive();
+    let got = net.request_result(0, req).unwrap().unwrap();
+    assert_eq!(got.block, b);
+    assert_eq!(got.from, Some(PeerId(1)));
+    // Four hops out, four back.
+    let data_msgs: usize = net
+        .nodes
+        .iter()
+        .map(|n| {
+            n.received
+                .iter()
+                .filter(|(_, m)| matches!(m, Message::Data { .. }))
+                .count()
+        })
+        .sum();
+    assert_eq!(data_msgs, 4);
+    assert_eq!(net.nodes[4].router.stats().served_from_store, 1);
+}
+
+#[test]
+fn htl_runs_out_along_a_line() {
+    let mut net = Net::line(&[10, 20, 30, 40, 50, 60]);
+    let key = key_at(100);
+    let id = net.request(0, key, Some(Htl(3)));
+    net.drive();
+    assert_eq!(
+        net.request_result(0, id),
+        Some(Err(RequestFailure::DataNotFound))
+    );
+    // HTL 3 reaches nodes 1, 2 and 3; node 3 forwards with HTL 0, so it answers.
+    assert!(net.nodes[4].received.is_empty());
+    assert!(!net.nodes[3].received.is_empty());
+}
+
+#[test]
+fn htl_policy_always_decrements_everywhere_but_the_originator() {
+    let mut net = Net::line(&[10, 20, 30, 40]);
+    net.request(0, key_at(100), None);
+    net.drive();
+    let htl_at = |n: usize| match &net.nodes[n].received[0].1 {
+        Message::Request { htl, .. } => htl.0,
+        m => panic!("{m:?}"),
+    };
+    assert_eq!((htl_at(1), htl_at(2), htl_at(3)), (18, 17, 16));
+}
+
+#[test]
+fn a_silent_peer_costs_the_budget_and_the_upstream_backtracks_in_time() {
+    // 0 - 1 - 2 and 0 - 3. Node 2 is closest to the key but the link 1 → 2 is dead;
+    // node 1 is node 0's closest peer; node 3 holds the block.
+    let (b, key) = blk(3);
+    let kl = Location::of_key(&key).0;
+    let mut net = Net::new(
+        &[kl ^ (1 << 62), kl ^ (1 << 40), kl ^ 1, kl ^ (1 << 50)],
+        cfg,
+    );
+    net.link(0, 1);
+    net.link(1, 2);
+    net.link(0, 3);
+    net.nodes[3]
+        .store
+        .blocks
+        .insert(key, (b.clone(), Placement::Store));
+    net.black_holes.insert((1, 2));
+    let id = net.request(0, key, None);
+    net.drive();
+    assert_eq!(net.request_result(0, id).unwrap().unwrap().block, b);
+    // Node 1's wait for node 2 (hop_timeout × 18) used up its answer budget, so it said
+    // route-not-found before node 0's wait (hop_timeout × 19) expired.
+    assert_eq!(net.nodes[1].router.stats().timeouts, 1);
+    assert_eq!(net.nodes[0].router.stats().timeouts, 0);
+    assert!(net.now - net.start < Duration::from_secs(2) * 19);
+}
+
+#[test]
+fn caches_on_the_return_path_except_near_the_originator() {
+    // A line of 6 with the block held at the end; under `Always`, node i receives
+    // HTL 19 - i, so nodes 1 and 2 (HTL 18 and 17 > 16) must not cache, 3 and 4 must.
+    let (b, key) = blk(6);
+    let kl = Location::of_key(&key).0;
+    let locs: Vec<u64> = (0..6u64).map(|i| kl.wrapping_add((6 - i) << 40)).collect();
+    let mut net = Net::line(&locs);
+    net.nodes[5].store.blocks.insert(key, (b, Placement::Store));
+    let id = net.request(0, key, None);
+    net.drive();
+    assert!(net.request_result(0, id).unwrap().is_ok());
+    let cached: Vec<Option<Placement>> = (0..5).map(|n| net.placement(n, &key)).collect();
+    assert_eq!(
+        cached,
+        vec![
+            None,
+            None,
+            None,
+            Some(Placement::Cache),
+            Some(Placement::Cache)
+        ]
+    );
+    // A second request is served from the nearest cache.
+    let id = net.request(0, key, None);
+    net.drive();
+    assert!(net.request_result(0, id).unwrap().is_ok());
+    assert_eq!(net.nodes[3].router.stats().served_from_cache, 1);
+}
+
+#[test]
+fn inserts_cache_only_three_hops_away_and_end_with_an_insert_reply() {
+    let (b, key) = blk(7);
+    let kl = Location::of_key(&key).0;
+    let locs: Vec<u64> = (0..7u64).map(|i| kl.wrapping_add((7 - i) << 40)).collect();
+    let mut net = Net::line(&locs);
+    // HTL 5: nodes 1..=5 receive 5, 4, 3, 2, 1; node 5 forwards with 0 and replies.
+    let id = net.insert(0, b, Some(Htl(5)));
+    net.drive();
+    assert_eq!(
+        net.insert_result(0, id),
+        Some(Ok(InsertReport {
+            route_exhausted: false
+        }))
+    );
+    assert!(net.nodes[6].received.is_empty());
+    let placements: Vec<Option<Placement>> = (0..6).map(|n| net.placement(n, &key)).collect();
+    // Node 5 has node 6 (closer) as a peer, so nobody on this path is a sink.
+    assert_eq!(
+        placements,
+        vec![
+            None,
+            Some(Placement::Cache),
+            Some(Placement::Cache),
+            Some(Placement::Cache),
+            Some(Placement::Cache),
+            Some(Placement::Cache)
+        ]
+    );
+    // At the maximum HTL (18, 17, 16 received) nothing is cached.
+    let (b2, key2) = blk(8);
+    let kl2 = Location::of_key(&key2).0;
+    let locs: Vec<u64> = (0..5u64).map(|i| kl2.wrapping_add((5 - i) << 40)).collect();
+    let mut net = Net::line(&locs);
+    net.insert(0, b2, None);
+    net.drive();
+    let placements: Vec<Option<Placement>> = (0..5).map(|n| net.placement(n, &key2)).collect();
+    // Node 4 (received 15) is the sink; node 3 received 16 > 15 and does not cache.
+    assert_eq!(
+        placements,
+        vec![None, None, None, None, Some(Placement::Store)]
+    );
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = || {
+        let mut net = Net::new(&[1 << 60, 2 << 60, 3 << 60, 4 << 60, 5 << 60], |i| {
+            RouterConfig {
+                rng_seed: i,
+                ..RouterConfig::default()
+            }
+        });
+        for (a, b) in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)] {
+            net.link(a, b);
+        }
+        let ids: Vec<RequestId> = (0..5)
+            .map(|n| net.request(n, key_at(n as u64 * 77), None))
+            .collect();
+        net.drive();
+        (
+            ids,
+            net.nodes
+                .iter()
+                .map(|n| n.received.clone())
+                .collect::<Vec<_>>(),
+            net.now - net.start,
+        )
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn htl_bounds_the_nodes_a_request_visits_backtracking_included() {
+    // A complete graph of 30 nodes, nothing stored: a request at HTL h may be accepted
+    // by at most h nodes however much it backtracks.
+    for htl in [1u8, 4, 10] {
+        let locs: Vec<u64> = (0..30u64).map(|i| i << 58).collect();
+        let mut net = Net::new(&locs, cfg);
+        for a in 0..30 {
+            for b in a + 1..30 {
+                net.link(a, b);
+            }
+        }
+        let id = net.request(0, key_at(7 << 58), Some(Htl(htl)));
+        net.drive();
+        assert!(net.request_result(0, id).unwrap().is_err());
+        let accepted: usize = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.router.stats().requests_received as usize
+                    - n.router.stats().rejected_loop as usize
+            })
+            .sum();
+        assert!(accepted <= htl as usize, "htl {htl}: {accepted} nodes");
+        assert!(accepted >= 1);
+    }
+}
+
+#[test]
+fn probabilistic_htl_still_bounds_the_nodes_an_insert_visits() {
+    for seed in 0..5u64 {
+        let locs: Vec<u64> = (0..60u64).map(|i| i << 57).collect();
+        let mut net = Net::new(&locs, |i| RouterConfig {
+            rng_seed: i * 1000 + seed,
+            ..RouterConfig::default()
+        });
+        for a in 0..60 {
+            for b in a + 1..60 {
+                if (a * 7 + b * 13) % 3 == 0 {
+                    net.link(a, b);
+                }
+            }
+        }
+        let (b, _) = blk(1);
+        net.insert(0, b, None);
+        net.drive();
+        let accepted: usize = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.router.stats().inserts_received as usize - n.router.stats().rejected_loop as usize
+            })
+            .sum();
+        let mut hist = std::collections::BTreeMap::new();
+        for n in &net.nodes {
+            for (_, m) in &n.received {
+                if let Message::Insert { htl, .. } = m {
+                    *hist.entry(htl.0).or_insert(0) += 1;
+                }
+            }
+        }
+        // At most one extra node per plateau at the maximum and at 1.
+        assert!(
+            (10..=24).contains(&accepted),
+            "seed {seed}: {accepted} {hist:?}"
+        );
+    }
+}
