@@ -147,8 +147,8 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            // Unbiased: a busy link cannot starve API commands or the timer.
             tokio::select! {
-                biased;
                 _ = inputs.shutdown.changed() => break,
                 Some(ev) = inputs.links.recv() => self.on_link_event(ev),
                 Some(nl) = inputs.new_links.recv() => self.on_new_link(nl),

@@ -156,14 +156,21 @@ fn tighten_permissions(path: &Path) -> io::Result<()> {
 
 /// Creates the data directory (mode 0700) if it does not exist.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), IdentityError> {
-    fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
-        what: "creating the data directory",
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    // Only tighten a directory we may have just made; leave an operator's choice alone
-    // otherwise, since secret files carry their own 0600.
-    Ok(())
+    if dir.is_dir() {
+        // An existing directory keeps the operator's permissions; secret files carry
+        // their own 0600.
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| IdentityError::Io {
+            what: "creating the data directory",
+            dir: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes `contents` to `path` atomically with the given permission bits: a reader sees

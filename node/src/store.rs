@@ -15,7 +15,7 @@
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 pub use veil_proto::router::Placement;
 use veil_proto::{Block, RoutingKey, BLOCK_LEN};
 
@@ -142,7 +142,8 @@ struct WriteOp {
 }
 
 struct Inner {
-    db: Database,
+    /// `None` once closed, so the file lock is released even while handles remain.
+    db: RwLock<Option<Database>>,
     index: Mutex<Index>,
     /// Blocks queued but not yet committed, so a read right after a write finds them.
     pending: Mutex<HashMap<RoutingKey, (Block, Placement, u32)>>,
@@ -189,7 +190,7 @@ impl Store {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(Some(db)),
             index: Mutex::new(index),
             pending: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(tx)),
@@ -209,7 +210,12 @@ impl Store {
         if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
             return Ok(Some((b.clone(), *p)));
         }
-        let r = self.inner.db.begin_read().map_err(dberr)?;
+        let db = self.inner.db.read().expect("store lock");
+        let r = db
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .begin_read()
+            .map_err(dberr)?;
         for (def, placement) in [(STORE, Placement::Store), (CACHE, Placement::Cache)] {
             let t = r.open_table(def).map_err(dberr)?;
             if let Some(v) = t.get(&key.0).map_err(dberr)? {
@@ -310,14 +316,16 @@ impl Store {
         }
     }
 
-    /// Stops the writer after it has committed everything queued. Later writes fail with
-    /// [`StoreError::Closed`]; reads keep working while clones live.
+    /// Stops the writer after it has committed everything queued, then closes the
+    /// database. Later reads and writes fail with [`StoreError::Closed`].
     pub fn close(&self) {
         self.inner.writer.lock().expect("store lock").take();
         let thread = self.inner.thread.lock().expect("store lock").take();
         if let Some(t) = thread {
             let _ = t.join();
         }
+        // Everything queued is committed: release the database and its file lock.
+        self.inner.db.write().expect("store lock").take();
     }
 }
 
@@ -366,7 +374,12 @@ fn write_batch(
     batch: &[WriteOp],
     results: &mut Vec<Result<(), StoreError>>,
 ) -> Result<(), StoreError> {
-    let mut w = inner.db.begin_write().map_err(dberr)?;
+    let db = inner.db.read().expect("store lock");
+    let mut w = db
+        .as_ref()
+        .ok_or(StoreError::Closed)?
+        .begin_write()
+        .map_err(dberr)?;
     if batch.iter().all(|op| op.ack.is_none()) {
         // Nobody waits on these (blocks passing through): skip the fsync; the next
         // durable commit persists them too, and a crash costs only cache misses.

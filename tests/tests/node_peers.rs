@@ -1,0 +1,89 @@
+//! Peer life: a silent peer is noticed as dead within seconds, and an outbound peer that
+//! goes away is redialled and comes back.
+
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use veil_node::link::{NOISE_PARAMS, PROLOGUE};
+use veil_node::Node;
+use veil_proto::message::PROTOCOL_VERSION;
+use veil_proto::{Hello, Location, Message, NodeKey};
+use veil_tests::{test_config, wait_for_peer, Testnet, Topology};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_is_dropped_within_seconds() -> anyhow::Result<()> {
+    let net = Testnet::start_with(1, Topology::None, |_, c| {
+        c.keepalive_ms = 100;
+        c.dead_after_ms = 600;
+    })
+    .await?;
+    let node = net.node(0);
+    // A raw peer that completes the handshake and Hello, then never says a word again
+    // (no pongs, no pings) while keeping the socket open.
+    let kp = snow::Builder::new(NOISE_PARAMS.parse()?).generate_keypair()?;
+    let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+        .local_private_key(&kp.private)
+        .remote_public_key(&node.key().0)
+        .prologue(PROLOGUE)
+        .build_initiator()?;
+    let mut s = TcpStream::connect(node.address().addr).await?;
+    let mut buf = vec![0u8; 65_535];
+    let frame = |n: usize, buf: &[u8]| {
+        let mut f = (n as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&buf[..n]);
+        f
+    };
+    let n = hs.write_message(&[], &mut buf)?;
+    s.write_all(&frame(n, &buf)).await?;
+    let len = s.read_u16().await? as usize;
+    let mut m2 = vec![0u8; len];
+    s.read_exact(&mut m2).await?;
+    hs.read_message(&m2, &mut buf)?;
+    let n = hs.write_message(&[], &mut buf)?;
+    s.write_all(&frame(n, &buf)).await?;
+    let mut t = hs.into_transport_mode()?;
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        location: Location(5),
+        listen_port: 0,
+    });
+    let mut out = vec![0u8; 1024];
+    let n = t.write_message(&hello.encode(), &mut out)?;
+    s.write_all(&frame(n, &out)).await?;
+    let key = NodeKey(kp.public.as_slice().try_into()?);
+    wait_for_peer(node, key, true).await?;
+    let up = Instant::now();
+    wait_for_peer(node, key, false).await?;
+    let took = up.elapsed();
+    assert!(
+        took >= Duration::from_millis(500),
+        "dropped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "dead peer noticed only after {took:?}"
+    );
+    drop(s);
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_peer_is_redialled() -> anyhow::Result<()> {
+    let mut net = Testnet::start(2, Topology::Line).await?;
+    let a = net.node(0).clone();
+    let b = net.nodes.pop().expect("two nodes");
+    let (b_key, b_addr) = (b.handle.key(), b.handle.address().addr);
+    b.handle.shutdown().await;
+    wait_for_peer(&a, b_key, false).await?;
+    // B comes back on the same port with the same identity; A redials on its own.
+    let mut config = test_config(b.dir.path());
+    config.listen = b_addr;
+    let b2 = Node::start(config).await?;
+    assert_eq!(b2.key(), b_key);
+    wait_for_peer(&a, b_key, true).await?;
+    wait_for_peer(&b2, a.key(), true).await?;
+    b2.shutdown().await;
+    net.shutdown().await;
+    Ok(())
+}
