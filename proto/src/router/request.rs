@@ -63,12 +63,26 @@ pub(super) struct Req {
     pub timed_out_last: bool,
 }
 
+/// Most ids remembered at once, whatever the TTL (about 50 MB).
+const MAX_SEEN: usize = 1 << 20;
+
 /// Ids seen recently, forgotten after the TTL: a set for lookups and a queue in arrival
 /// order for expiry (time never goes backwards, so the queue stays sorted).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct Seen {
     ids: BTreeSet<RequestId>,
     order: VecDeque<(Instant, RequestId)>,
+    cap: usize,
+}
+
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen {
+            ids: BTreeSet::new(),
+            order: VecDeque::new(),
+            cap: MAX_SEEN,
+        }
+    }
 }
 
 impl Seen {
@@ -78,6 +92,13 @@ impl Seen {
 
     pub fn insert(&mut self, expires: Instant, id: RequestId) {
         if self.ids.insert(id) {
+            if self.order.len() >= self.cap {
+                // A flood of fresh ids must not grow memory without bound: forget the
+                // oldest early (it can only weaken loop detection for very old ids).
+                if let Some((_, old)) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
             self.order.push_back((expires, id));
         }
     }
@@ -511,5 +532,27 @@ impl Router {
         self.stats.misbehaviour += 1;
         self.events
             .push_back(Event::PeerMisbehaved { peer, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_is_bounded_and_expires_in_order() {
+        let t0 = Instant::now();
+        let mut seen = Seen {
+            cap: 3,
+            ..Seen::default()
+        };
+        for i in 0..5u64 {
+            seen.insert(t0 + Duration::from_secs(i), RequestId(i));
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(!seen.contains(RequestId(1)) && seen.contains(RequestId(2)));
+        seen.expire(t0 + Duration::from_secs(3));
+        assert!(!seen.contains(RequestId(3)) && seen.contains(RequestId(4)));
+        assert_eq!(seen.len(), 1);
     }
 }
