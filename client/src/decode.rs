@@ -7,15 +7,18 @@
 //! checked against its routing key, decrypted with its data key, and its payload compared
 //! with what the tree's shape (a function of size and fan-out) says it must be; the
 //! first mismatch or missing block ends the stream with an error naming the block's
-//! position.
+//! position — unless the block's segment can be rebuilt from its Reed–Solomon check
+//! blocks ([`crate::segment`]), in which case the rebuilt payload takes its place.
 
 use crate::format::{
-    child_span, data_blocks, Body, ChildRef, FormatError, IndexBlock, TopBlock, FORMAT_VERSION,
+    data_blocks, Body, ChildRef, FormatError, IndexBlock, TopBlock, TreeParams, FORMAT_VERSION,
 };
+use crate::segment::Segment;
 use crate::source::{BlockSource, FetchError};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use std::fmt;
+use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use veil_proto::{ChkKeys, MAX_PAYLOAD};
 
@@ -103,12 +106,24 @@ pub enum DecodeError {
     /// No file or directory at this path in the manifest.
     #[error("no such file in the directory: {0}")]
     NoSuchPath(String),
+    /// A data block failed and its segment could not be rebuilt either.
+    #[error(
+        "{first}; its segment cannot be rebuilt: {found} of the {needed} blocks needed were found"
+    )]
+    Unrecoverable {
+        /// The data block's own failure.
+        first: Box<DecodeError>,
+        /// Blocks of the segment that could be fetched and verified.
+        found: usize,
+        /// Blocks needed (the segment's data block count).
+        needed: usize,
+    },
     /// The manifest is malformed or unsafe.
     #[error("bad directory manifest: {0}")]
     BadManifest(FormatError),
 }
 
-fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
+pub(crate) fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
     DecodeError::Corrupt {
         at,
         reason: reason.to_string(),
@@ -116,7 +131,7 @@ fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
 }
 
 /// Fetches, verifies and decrypts one block.
-async fn fetch_payload<S: BlockSource>(
+pub(crate) async fn fetch_payload<S: BlockSource>(
     source: &S,
     keys: ChildRef,
     at: &Position,
@@ -144,15 +159,15 @@ pub async fn fetch_top<S: BlockSource>(source: &S, keys: ChkKeys) -> Result<TopB
 
 /// The tree's fixed parameters, shared by every node of the walk.
 #[derive(Clone, Copy)]
-struct Shape {
-    fanout: u16,
-    size: u64,
-    total: u64,
+pub(crate) struct Shape {
+    pub(crate) params: TreeParams,
+    pub(crate) size: u64,
+    pub(crate) total: u64,
 }
 
 impl Shape {
     /// The payload length data block `index` must have.
-    fn data_len(&self, index: u64) -> usize {
+    pub(crate) fn data_len(&self, index: u64) -> usize {
         if index + 1 < self.total {
             MAX_PAYLOAD
         } else {
@@ -162,7 +177,7 @@ impl Shape {
 }
 
 /// Fetches an index block of `level` covering data blocks `first..first+count` and checks
-/// it lists exactly the children that range needs.
+/// it lists exactly the children (and, at level 1, the check blocks) that range needs.
 async fn fetch_index<S: BlockSource>(
     source: &S,
     shape: Shape,
@@ -170,7 +185,7 @@ async fn fetch_index<S: BlockSource>(
     level: u8,
     first: u64,
     count: u64,
-) -> Result<Vec<ChildRef>, DecodeError> {
+) -> Result<IndexBlock, DecodeError> {
     let at = Position::Index {
         level,
         first,
@@ -179,40 +194,54 @@ async fn fetch_index<S: BlockSource>(
     };
     let payload = fetch_payload(source, keys, &at).await?;
     let index = IndexBlock::from_payload(&payload).map_err(|e| corrupt(at.clone(), e))?;
-    let want = count.div_ceil(child_span(shape.fanout, level));
+    let want = count.div_ceil(shape.params.cover(level - 1));
+    let want_checks = if level == 1 {
+        shape.params.checks_for(count)
+    } else {
+        0
+    };
     if index.version != FORMAT_VERSION || index.level != level {
         return Err(corrupt(at, format!("claims level {}", index.level)));
     }
-    if index.children.len() as u64 != want {
+    if index.children.len() as u64 != want || index.checks.len() as u64 != want_checks {
         return Err(corrupt(
             at,
-            format!("lists {} children, {want} expected", index.children.len()),
+            format!(
+                "lists {} children and {} checks, {want} and {want_checks} expected",
+                index.children.len(),
+                index.checks.len()
+            ),
         ));
     }
-    Ok(index.children)
+    Ok(index)
 }
 
-type RefStream = BoxStream<'static, Result<(u64, ChildRef), DecodeError>>;
+/// A data block to fetch: its index in the document, its keys, and its segment.
+type DataRef = (u64, ChildRef, Arc<Segment>);
+type RefStream = BoxStream<'static, Result<DataRef, DecodeError>>;
 
-/// The data block references under an index block whose `children` are already fetched.
+fn failed(e: DecodeError) -> RefStream {
+    stream::once(async move { Err(e) }).boxed()
+}
+
+/// The data block references under an index block that is already fetched.
 fn data_refs<S: BlockSource>(
     source: S,
     shape: Shape,
-    children: Vec<ChildRef>,
-    level: u8,
+    index: IndexBlock,
     first: u64,
     count: u64,
 ) -> RefStream {
-    let span = child_span(shape.fanout, level);
+    let level = index.level;
     if level == 1 {
-        let items = children
-            .into_iter()
-            .enumerate()
-            .map(move |(i, c)| Ok((first + i as u64, c)));
+        let segment = Arc::new(Segment::new(first, index.children, index.checks));
+        let items = (0..segment.data.len())
+            .map(move |i| Ok((first + i as u64, segment.data[i], segment.clone())));
         return stream::iter(items).boxed();
     }
+    let span = shape.params.cover(level - 1);
     let fetcher = source.clone();
-    stream::iter(children.into_iter().enumerate())
+    stream::iter(index.children.into_iter().enumerate())
         .map(move |(i, c)| {
             let source = fetcher.clone();
             let cfirst = first + i as u64 * span;
@@ -224,13 +253,35 @@ fn data_refs<S: BlockSource>(
         })
         .buffered(INDEX_WINDOW)
         .map(move |res| match res {
-            Ok((kids, cfirst, ccount)) => {
-                data_refs(source.clone(), shape, kids, level - 1, cfirst, ccount)
-            }
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
+            Ok((kids, cfirst, ccount)) => data_refs(source.clone(), shape, kids, cfirst, ccount),
+            Err(e) => failed(e),
         })
         .flatten()
         .boxed()
+}
+
+/// Fetches data block `index`, or rebuilds it from its segment when that fails.
+async fn fetch_data<S: BlockSource>(
+    source: S,
+    shape: Shape,
+    index: u64,
+    keys: ChildRef,
+    segment: Arc<Segment>,
+) -> Result<Bytes, DecodeError> {
+    let at = Position::Data {
+        index,
+        total: shape.total,
+    };
+    let want = shape.data_len(index);
+    let direct = match fetch_payload(&source, keys, &at).await {
+        Ok(p) if p.len() == want => return Ok(Bytes::from(p)),
+        Ok(p) => corrupt(at, format!("holds {} bytes, {want} expected", p.len())),
+        Err(e) => e,
+    };
+    if segment.checks.is_empty() {
+        return Err(direct);
+    }
+    segment.rebuild_one(&source, shape, index, direct).await
 }
 
 /// The document's bytes, in order, as a stream of chunks (one per data block).
@@ -247,46 +298,38 @@ pub fn body_stream<S: BlockSource>(
         Body::Inline(data) => stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
         Body::Tree {
             fanout,
+            segment,
+            checks,
             depth,
             root,
         } => {
             let shape = Shape {
-                fanout,
+                params: TreeParams {
+                    fanout,
+                    segment,
+                    checks,
+                },
                 size,
                 total: data_blocks(size),
             };
             let refs: RefStream = if depth == 0 {
-                stream::once(async move { Ok((0, root)) }).boxed()
+                let seg = Arc::new(Segment::new(0, vec![root], Vec::new()));
+                stream::once(async move { Ok((0, root, seg)) }).boxed()
             } else {
                 let src = source.clone();
                 stream::once(async move {
-                    let kids = fetch_index(&src, shape, root, depth, 0, shape.total).await?;
-                    Ok(data_refs(src, shape, kids, depth, 0, shape.total))
+                    let index = fetch_index(&src, shape, root, depth, 0, shape.total).await?;
+                    Ok(data_refs(src, shape, index, 0, shape.total))
                 })
-                .map(|r: Result<RefStream, DecodeError>| match r {
-                    Ok(s) => s,
-                    Err(e) => stream::once(async move { Err(e) }).boxed(),
-                })
+                .map(|r: Result<RefStream, DecodeError>| r.unwrap_or_else(failed))
                 .flatten()
                 .boxed()
             };
             refs.map(move |r| {
                 let source = source.clone();
                 async move {
-                    let (index, keys) = r?;
-                    let at = Position::Data {
-                        index,
-                        total: shape.total,
-                    };
-                    let payload = fetch_payload(&source, keys, &at).await?;
-                    let want = shape.data_len(index);
-                    if payload.len() != want {
-                        return Err(corrupt(
-                            at,
-                            format!("holds {} bytes, {want} expected", payload.len()),
-                        ));
-                    }
-                    Ok(Bytes::from(payload))
+                    let (index, keys, segment) = r?;
+                    fetch_data(source, shape, index, keys, segment).await
                 }
             })
             .buffered(window.max(1))

@@ -8,8 +8,8 @@
 //! bytes, name and MIME type give the same URI.
 
 use crate::format::{
-    Body, ChildRef, Compression, DocKind, IndexBlock, Metadata, TopBlock, DEFAULT_FANOUT,
-    FORMAT_VERSION, MAX_FANOUT, MAX_MIME_LEN, MAX_NAME_LEN,
+    Body, ChildRef, Compression, DocKind, IndexBlock, Metadata, TopBlock, TreeParams,
+    FORMAT_VERSION, MAX_MIME_LEN, MAX_NAME_LEN,
 };
 use crate::source::{BlockSink, InsertError};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -29,6 +29,12 @@ pub enum EncodeError {
     /// The name or MIME type is too long for the metadata.
     #[error("{0}")]
     BadMetadata(String),
+    /// The tree parameters are out of bounds.
+    #[error("invalid tree parameters {0:?}")]
+    BadParams(TreeParams),
+    /// Reed–Solomon encoding failed.
+    #[error("computing check blocks: {0}")]
+    Redundancy(String),
     /// An insert task panicked or was cancelled.
     #[error("insert task failed: {0}")]
     Task(String),
@@ -43,9 +49,9 @@ pub struct EncodeOptions {
     pub mime: Option<String>,
     /// File or manifest.
     pub kind: DocKind,
-    /// Children per index block. Keep [`DEFAULT_FANOUT`] except in tests: another value
-    /// gives other URIs for the same bytes.
-    pub fanout: u16,
+    /// Tree shape and redundancy. Keep the default except in tests: other values give
+    /// other URIs for the same bytes.
+    pub tree: TreeParams,
     /// Inserts in flight at once.
     pub concurrency: usize,
 }
@@ -56,7 +62,7 @@ impl Default for EncodeOptions {
             name: None,
             mime: None,
             kind: DocKind::File,
-            fanout: DEFAULT_FANOUT,
+            tree: TreeParams::default(),
             concurrency: 16,
         }
     }
@@ -144,12 +150,70 @@ impl<K: BlockSink> Inserter<K> {
 
 /// Pending children per tree level; a full level becomes an index block one level up.
 struct Levels {
-    fanout: usize,
-    /// `pending[0]` holds data blocks, `pending[l]` index blocks of level `l`.
+    params: TreeParams,
+    /// `pending[0]` holds the current segment's data blocks, `pending[l]` index blocks of
+    /// level `l`.
     pending: Vec<Vec<ChildRef>>,
+    /// The current segment's payloads, zero-padded, for its check blocks.
+    payloads: Vec<Vec<u8>>,
 }
 
 impl Levels {
+    fn new(params: TreeParams) -> Levels {
+        Levels {
+            params,
+            pending: vec![Vec::new()],
+            payloads: Vec::new(),
+        }
+    }
+
+    /// Inserts a data block; a full segment becomes a level-1 index block.
+    async fn push_data<K: BlockSink>(
+        &mut self,
+        ins: &mut Inserter<K>,
+        payload: &[u8],
+    ) -> Result<(), EncodeError> {
+        if self.pending[0].len() == self.params.segment as usize {
+            let index = self.flush_segment(ins).await?;
+            self.push(ins, 1, index).await?;
+        }
+        let child = ins.put(payload).await?;
+        self.pending[0].push(child);
+        if self.params.checks > 0 {
+            let mut padded = payload.to_vec();
+            padded.resize(MAX_PAYLOAD, 0);
+            self.payloads.push(padded);
+        }
+        Ok(())
+    }
+
+    /// Writes the current segment's check blocks and its level-1 index block.
+    async fn flush_segment<K: BlockSink>(
+        &mut self,
+        ins: &mut Inserter<K>,
+    ) -> Result<ChildRef, EncodeError> {
+        let children = std::mem::take(&mut self.pending[0]);
+        let d = children.len();
+        let c = self.params.checks_for(d as u64) as usize;
+        let mut checks = Vec::with_capacity(c);
+        if c > 0 {
+            let shards = reed_solomon_simd::encode(d, c, &self.payloads)
+                .map_err(|e| EncodeError::Redundancy(e.to_string()))?;
+            self.payloads.clear();
+            for shard in shards {
+                checks.push(ins.put(&shard).await?);
+            }
+        }
+        let index = IndexBlock {
+            version: FORMAT_VERSION,
+            level: 1,
+            children,
+            checks,
+        };
+        ins.put(&index.to_payload()).await
+    }
+
+    /// Adds an index block of level `level` to its parent's pending list.
     async fn push<K: BlockSink>(
         &mut self,
         ins: &mut Inserter<K>,
@@ -158,10 +222,10 @@ impl Levels {
     ) -> Result<(), EncodeError> {
         loop {
             if self.pending.len() == level {
-                self.pending.push(Vec::with_capacity(self.fanout));
+                self.pending.push(Vec::new());
             }
             self.pending[level].push(child);
-            if self.pending[level].len() < self.fanout {
+            if self.pending[level].len() < self.params.fanout as usize {
                 return Ok(());
             }
             child = self.flush(ins, level).await?;
@@ -169,7 +233,7 @@ impl Levels {
         }
     }
 
-    /// Writes level `level`'s pending children as an index block of level `level + 1`.
+    /// Writes level `level`'s pending children (level >= 1) as an index block one up.
     async fn flush<K: BlockSink>(
         &mut self,
         ins: &mut Inserter<K>,
@@ -180,6 +244,7 @@ impl Levels {
             version: FORMAT_VERSION,
             level: (level + 1) as u8,
             children,
+            checks: Vec::new(),
         };
         ins.put(&index.to_payload()).await
     }
@@ -189,7 +254,18 @@ impl Levels {
         mut self,
         ins: &mut Inserter<K>,
     ) -> Result<(ChildRef, u8), EncodeError> {
-        let mut level = 0;
+        // A single data block is its own root: no index, no checks.
+        if self.pending.len() == 1 && self.pending[0].len() == 1 {
+            return Ok((self.pending[0][0], 0));
+        }
+        if !self.pending[0].is_empty() {
+            let index = self.flush_segment(ins).await?;
+            if self.pending.len() == 1 {
+                self.pending.push(Vec::new());
+            }
+            self.pending[1].push(index);
+        }
+        let mut level = 1;
         loop {
             let top = level + 1 == self.pending.len();
             if top && self.pending[level].len() == 1 {
@@ -232,7 +308,9 @@ where
             "file name longer than {MAX_NAME_LEN} bytes"
         )));
     }
-    let fanout = opts.fanout.clamp(2, MAX_FANOUT);
+    if !opts.tree.is_valid() {
+        return Err(EncodeError::BadParams(opts.tree));
+    }
     let mut ins = Inserter {
         sink: sink.clone(),
         tasks: JoinSet::new(),
@@ -268,13 +346,9 @@ where
     let top = match top {
         Some(t) => t,
         None => {
-            let mut levels = Levels {
-                fanout: fanout as usize,
-                pending: Vec::new(),
-            };
+            let mut levels = Levels::new(opts.tree);
             while n > 0 {
-                let child = ins.put(&buf[..n]).await?;
-                levels.push(&mut ins, 0, child).await?;
+                levels.push_data(&mut ins, &buf[..n]).await?;
                 n = read_full(&mut input, &mut buf).await?;
                 meta.size += n as u64;
                 progress(meta.size);
@@ -284,7 +358,9 @@ where
                 version: FORMAT_VERSION,
                 meta: meta.clone(),
                 body: Body::Tree {
-                    fanout,
+                    fanout: opts.tree.fanout,
+                    segment: opts.tree.segment,
+                    checks: opts.tree.checks,
                     depth,
                     root,
                 },

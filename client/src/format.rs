@@ -7,29 +7,43 @@
 //! TopBlock   = version u8 = 1, Metadata, Body
 //! Metadata   = size u64, mime String, name Option<String>, compression, kind
 //! Body       = Inline(bytes)                            -- whole document, when it fits
-//!            | Tree { fanout u16, depth u8, root ChildRef }
-//! IndexBlock = version u8 = 1, level u8 (>= 1), children Vec<ChildRef>
+//!            | Tree { fanout u16, segment u16, checks u16, depth u8, root ChildRef }
+//! IndexBlock = version u8 = 1, level u8 (>= 1), children Vec<ChildRef>, checks Vec<ChildRef>
 //! ChildRef   = routing key [u8; 32], data key [u8; 32]   -- 64 bytes
 //! Manifest   = version u8 = 1, entries Vec<{ path String, keys ChildRef, size u64, mime String }>
 //! ```
 //!
-//! The tree's shape is a function of the size and the fan-out alone: the document is cut
-//! into `n = ceil(size / 32768)` data blocks (every one full but the last); the level-1
-//! index blocks list the data blocks in runs of `fanout`, level-2 blocks list level-1
-//! blocks in runs of `fanout`, and so on up to a single root at the least `depth` with
-//! `fanout^depth >= n` (depth 0: the root is the only data block). A decoder recomputes the
-//! shape and rejects any block whose child count, level or payload length disagrees.
+//! The tree's shape is a function of the size and the three numbers alone: the document
+//! is cut into `n = ceil(size / 32768)` data blocks (every one full but the last); the
+//! level-1 index blocks list the data blocks in runs of `segment` — a *segment* — each
+//! with its Reed–Solomon check blocks; level-2 blocks list level-1 blocks in runs of
+//! `fanout`, and so on up to a single root at the least `depth` whose tree holds `n`
+//! (depth 0: the root is the only data block, with no checks). A decoder recomputes the
+//! shape and rejects any block whose child count, check count, level or payload length
+//! disagrees.
 //!
-//! [`DEFAULT_FANOUT`] is 511, the most 64-byte children that fit one 32 KiB payload with
-//! the index header: one level-1 index covers 16 MiB, two levels 8 GiB.
+//! Redundancy: a segment of `d` data blocks has `ceil(d * checks / segment)` check blocks
+//! (so a full one has `checks`). Check block `j` is the CHK block of Reed–Solomon recovery
+//! shard `j` (reed-solomon-simd, GF(2^16)) computed over the segment's payloads, each
+//! zero-padded to 32768 bytes. Any `d` of a segment's `d + c` blocks rebuild its data; a
+//! rebuilt payload is accepted only when it hashes to the data key its index lists.
+//!
+//! Defaults: [`DEFAULT_FANOUT`] 511 (the most 64-byte children one 32 KiB payload holds
+//! beside the header), [`DEFAULT_SEGMENT`] 340 data and [`DEFAULT_CHECKS`] 170 check
+//! blocks per segment (50% more blocks; a segment survives the loss of a third of its
+//! blocks). One level-1 index covers 10.6 MiB, two levels 5.3 GiB, three 2.7 TiB.
 
 use serde::{Deserialize, Serialize};
 use veil_proto::{ChkKeys, DataKey, RoutingKey, MAX_PAYLOAD};
 
 /// The version byte every top block, index block and manifest starts with.
 pub const FORMAT_VERSION: u8 = 1;
-/// Children per index block in the shipped format.
+/// Children per index block above level 1 in the shipped format.
 pub const DEFAULT_FANOUT: u16 = 511;
+/// Data blocks per segment (per level-1 index block) in the shipped format.
+pub const DEFAULT_SEGMENT: u16 = 340;
+/// Check blocks per full segment in the shipped format.
+pub const DEFAULT_CHECKS: u16 = 170;
 /// The largest fan-out whose index block fits one payload.
 pub const MAX_FANOUT: u16 = 511;
 /// Longest file name kept in metadata, in bytes.
@@ -110,8 +124,12 @@ pub enum Body {
     Inline(Vec<u8>),
     /// A tree of index and data blocks.
     Tree {
-        /// Children per index block.
+        /// Children per index block above level 1.
         fanout: u16,
+        /// Data blocks per segment (per level-1 index block).
+        segment: u16,
+        /// Check blocks per full segment.
+        checks: u16,
         /// Levels of index blocks above the data blocks (0: `root` is a data block).
         depth: u8,
         /// The root of the tree.
@@ -139,6 +157,8 @@ pub struct IndexBlock {
     pub level: u8,
     /// The children, in document order.
     pub children: Vec<ChildRef>,
+    /// Level 1 only: the segment's check blocks, by recovery shard index.
+    pub checks: Vec<ChildRef>,
 }
 
 /// One file of a directory manifest.
@@ -201,20 +221,57 @@ pub fn data_blocks(size: u64) -> u64 {
     size.div_ceil(MAX_PAYLOAD as u64)
 }
 
-/// Data blocks under one child of a node at `level` (`fanout^(level-1)`), saturating.
-pub fn child_span(fanout: u16, level: u8) -> u64 {
-    (fanout as u64).saturating_pow(level.saturating_sub(1) as u32)
+/// The numbers that fix a tree's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeParams {
+    /// Children per index block above level 1.
+    pub fanout: u16,
+    /// Data blocks per segment.
+    pub segment: u16,
+    /// Check blocks per full segment.
+    pub checks: u16,
 }
 
-/// Least depth whose tree holds `n` data blocks.
-pub fn depth_for(n: u64, fanout: u16) -> u8 {
-    let mut depth = 0u8;
-    let mut cap = 1u64;
-    while cap < n {
-        cap = cap.saturating_mul(fanout as u64);
-        depth += 1;
+impl Default for TreeParams {
+    fn default() -> Self {
+        TreeParams {
+            fanout: DEFAULT_FANOUT,
+            segment: DEFAULT_SEGMENT,
+            checks: DEFAULT_CHECKS,
+        }
     }
-    depth
+}
+
+impl TreeParams {
+    /// Whether every index block of such a tree fits one payload.
+    pub fn is_valid(&self) -> bool {
+        (2..=MAX_FANOUT).contains(&self.fanout)
+            && self.segment >= 2
+            && self.segment as u32 + self.checks as u32 <= MAX_FANOUT as u32
+    }
+
+    /// Most data blocks under a node of `level` (1 for a data block), saturating.
+    pub fn cover(&self, level: u8) -> u64 {
+        match level {
+            0 => 1,
+            l => (self.segment as u64)
+                .saturating_mul((self.fanout as u64).saturating_pow(l as u32 - 1)),
+        }
+    }
+
+    /// Least depth whose tree holds `n` data blocks.
+    pub fn depth_for(&self, n: u64) -> u8 {
+        let mut depth = 0u8;
+        while self.cover(depth) < n && depth < u8::MAX {
+            depth += 1;
+        }
+        depth
+    }
+
+    /// Check blocks of a segment of `d` data blocks.
+    pub fn checks_for(&self, d: u64) -> u64 {
+        (d * self.checks as u64).div_ceil(self.segment as u64)
+    }
 }
 
 impl TopBlock {
@@ -239,11 +296,22 @@ impl TopBlock {
                     return Err(FormatError::Invalid("inline size mismatch".into()));
                 }
             }
-            Body::Tree { fanout, depth, .. } => {
-                if !(2..=MAX_FANOUT).contains(fanout) {
-                    return Err(FormatError::Invalid(format!("fan-out {fanout}")));
+            Body::Tree {
+                fanout,
+                segment,
+                checks,
+                depth,
+                ..
+            } => {
+                let params = TreeParams {
+                    fanout: *fanout,
+                    segment: *segment,
+                    checks: *checks,
+                };
+                if !params.is_valid() {
+                    return Err(FormatError::Invalid(format!("tree parameters {params:?}")));
                 }
-                if m.size == 0 || *depth != depth_for(data_blocks(m.size), *fanout) {
+                if m.size == 0 || *depth != params.depth_for(data_blocks(m.size)) {
                     return Err(FormatError::Invalid("tree depth does not fit size".into()));
                 }
             }

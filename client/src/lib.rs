@@ -9,6 +9,7 @@
 //! - [`format`]: the top block, index block and manifest formats (frozen by test vectors).
 //! - [`encode`]: a byte stream to blocks and a URI, streaming and convergent.
 //! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
+//! - [`segment`]: rebuilding lost data blocks from Reed–Solomon check blocks.
 //! - [`dir`]: directories: publish, resolve paths, restore.
 //! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
 //! - [`gateway`]: the browser gateway (an axum router over any [`BlockSource`]).
@@ -21,6 +22,7 @@ pub mod dir;
 pub mod encode;
 pub mod format;
 pub mod gateway;
+pub mod segment;
 pub mod source;
 
 pub use api::{ApiClient, ApiError, LocateError};

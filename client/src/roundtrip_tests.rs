@@ -4,7 +4,7 @@
 use crate::decode::{fetch_top, write_body, DecodeError, Position, DEFAULT_WINDOW};
 use crate::dir::{put_dir, resolve, restore, Resolved};
 use crate::encode::{encode, EncodeOptions};
-use crate::format::{Body, ChildRef, DocKind, Manifest, ManifestEntry, FORMAT_VERSION};
+use crate::format::{Body, ChildRef, DocKind, Manifest, ManifestEntry, TreeParams, FORMAT_VERSION};
 use crate::source::{BlockSink, FetchError, MemoryStore};
 use veil_proto::{Uri, MAX_PAYLOAD};
 
@@ -26,9 +26,13 @@ async fn get(store: &MemoryStore, uri: &Uri) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-fn fanout(f: u16) -> EncodeOptions {
+fn tree(fanout: u16, segment: u16, checks: u16) -> EncodeOptions {
     EncodeOptions {
-        fanout: f,
+        tree: TreeParams {
+            fanout,
+            segment,
+            checks,
+        },
         ..EncodeOptions::named("doc.bin")
     }
 }
@@ -55,10 +59,13 @@ async fn edge_sizes_round_trip() {
         // Small documents live in the top block alone; 32 KiB and more need a tree.
         let inline = matches!(top.body, Body::Inline(_));
         assert_eq!(inline, len < MAX_PAYLOAD - 100, "len {len}");
-        let expected_blocks = if inline {
-            1
-        } else {
-            len.div_ceil(MAX_PAYLOAD) + 1 + (len > MAX_PAYLOAD) as usize
+        // Data blocks, plus (past one) half as many check blocks and one index block,
+        // plus the top block.
+        let n = len.div_ceil(MAX_PAYLOAD);
+        let expected_blocks = match (inline, n) {
+            (true, _) => 1,
+            (false, 1) => 2,
+            (false, n) => n + n.div_ceil(2) + 2,
         };
         assert_eq!(store.len(), expected_blocks, "len {len}");
     }
@@ -66,32 +73,36 @@ async fn edge_sizes_round_trip() {
 
 #[tokio::test]
 async fn multi_level_trees_round_trip() {
-    // Fan-out 3 over 30 data blocks: depth 4 (27 < 30 <= 81), partial nodes at every level.
-    for (f, blocks, depth) in [(3u16, 30usize, 4u8), (2, 8, 3), (2, 9, 4), (3, 27, 3)] {
+    // (fanout, segment, checks, data blocks, depth): covers 1, segment, segment*fanout, ...
+    // with partial nodes at every level, and with and without check blocks.
+    for (f, seg, c, blocks, depth) in [
+        (3u16, 2u16, 1u16, 30usize, 4u8),
+        (2, 2, 0, 8, 3),
+        (2, 2, 2, 9, 4),
+        (3, 3, 2, 27, 3),
+        (4, 5, 3, 20, 2),
+        (4, 5, 3, 21, 3),
+    ] {
         let store = MemoryStore::new();
         let data = pattern(blocks * MAX_PAYLOAD - 7, 2);
-        let uri = put(&store, &data, &fanout(f)).await;
+        let uri = put(&store, &data, &tree(f, seg, c)).await;
         let top = fetch_top(&store, uri.keys).await.unwrap();
         match top.body {
-            Body::Tree {
-                depth: d,
-                fanout: ff,
-                ..
-            } => assert_eq!((d, ff), (depth, f)),
+            Body::Tree { depth: d, .. } => assert_eq!(d, depth, "{f} {seg} {c} {blocks}"),
             Body::Inline(_) => panic!("inline"),
         }
         assert_eq!(
             get(&store, &uri).await.unwrap(),
             data,
-            "fanout {f} blocks {blocks}"
+            "{f} {seg} {c} {blocks}"
         );
     }
 }
 
 #[tokio::test]
-async fn default_fanout_needs_two_levels_past_16_mib() {
+async fn default_format_needs_two_levels_past_one_segment() {
     let store = MemoryStore::new();
-    let data = pattern(511 * MAX_PAYLOAD + 1, 3);
+    let data = pattern(340 * MAX_PAYLOAD + 1, 3);
     let uri = put(&store, &data, &EncodeOptions::default()).await;
     let top = fetch_top(&store, uri.keys).await.unwrap();
     assert!(matches!(
@@ -99,9 +110,69 @@ async fn default_fanout_needs_two_levels_past_16_mib() {
         Body::Tree {
             depth: 2,
             fanout: 511,
+            segment: 340,
+            checks: 170,
             ..
         }
     ));
+    // 341 data blocks: a full segment (170 checks) and one of 1 (1 check), 2 level-1
+    // index blocks, 1 level-2, 1 top.
+    assert_eq!(store.len(), 341 + 171 + 2 + 1 + 1);
+    assert_eq!(get(&store, &uri).await.unwrap(), data);
+}
+
+/// The keys of data block `i` of `data` (keys are convergent).
+fn data_key_of(data: &[u8], i: usize) -> veil_proto::RoutingKey {
+    let end = data.len().min((i + 1) * MAX_PAYLOAD);
+    veil_proto::block::encode(&data[i * MAX_PAYLOAD..end])
+        .unwrap()
+        .1
+        .routing
+}
+
+#[tokio::test]
+async fn lost_data_blocks_are_rebuilt_from_check_blocks() {
+    // Segments of 6 data + 3 checks; the last segment has 2 data + 1 check.
+    let store = MemoryStore::new();
+    let data = pattern(20 * MAX_PAYLOAD - 100, 6);
+    let uri = put(&store, &data, &tree(4, 6, 3)).await;
+    // Lose three data blocks of each full segment and one of the last: as many as the
+    // segment has check blocks.
+    for i in [0, 2, 5, 6, 7, 8, 13, 14, 17, 19] {
+        assert!(store.remove(&data_key_of(&data, i)), "block {i}");
+    }
+    assert_eq!(get(&store, &uri).await.unwrap(), data);
+
+    // One more lost in a segment is too many, and the error says which block and why.
+    assert!(store.remove(&data_key_of(&data, 15)));
+    let err = get(&store, &uri).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::Unrecoverable {
+                found: 5,
+                needed: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "data block 14 of 20 could not be fetched: block not found; its segment cannot be \
+         rebuilt: 5 of the 6 blocks needed were found"
+    );
+}
+
+#[tokio::test]
+async fn default_redundancy_survives_losing_a_third() {
+    let store = MemoryStore::new();
+    let data = pattern(400 * MAX_PAYLOAD + 5, 8);
+    let uri = put(&store, &data, &EncodeOptions::default()).await;
+    // Every third data block, in both segments (340 + 60 data blocks, 170 + 30 checks).
+    for i in (0..401).step_by(3) {
+        store.remove(&data_key_of(&data, i));
+    }
     assert_eq!(get(&store, &uri).await.unwrap(), data);
 }
 
@@ -133,7 +204,7 @@ async fn blocks_never_contain_the_plaintext() {
 async fn missing_blocks_are_named_by_position() {
     let store = MemoryStore::new();
     let data = pattern(20 * MAX_PAYLOAD, 5);
-    let uri = put(&store, &data, &fanout(4)).await;
+    let uri = put(&store, &data, &tree(4, 4, 0)).await;
     // Find the 18th data block by re-encoding its payload: keys are convergent.
     let payload = &data[17 * MAX_PAYLOAD..18 * MAX_PAYLOAD];
     let (_, keys) = veil_proto::block::encode(payload).unwrap();
@@ -157,7 +228,7 @@ async fn missing_blocks_are_named_by_position() {
         "data block 18 of 20 could not be fetched: block not found"
     );
     let store = MemoryStore::new();
-    let uri = put(&store, &data, &fanout(4)).await;
+    let uri = put(&store, &data, &tree(4, 4, 0)).await;
     assert!(store.remove(&uri.keys.routing));
     let err = get(&store, &uri).await.unwrap_err();
     assert_eq!(
@@ -176,6 +247,7 @@ async fn a_lying_tree_is_refused() {
         version: FORMAT_VERSION,
         level: 1,
         children: vec![keys.into(); 3],
+        checks: vec![],
     };
     let (blk, ikeys) = veil_proto::block::encode(&index.to_payload()).unwrap();
     store.insert(ikeys.routing, blk).await.unwrap();
@@ -190,6 +262,8 @@ async fn a_lying_tree_is_refused() {
         },
         body: Body::Tree {
             fanout: 4,
+            segment: 4,
+            checks: 0,
             depth: 1,
             root: ikeys.into(),
         },
@@ -198,7 +272,8 @@ async fn a_lying_tree_is_refused() {
     store.insert(tkeys.routing, blk).await.unwrap();
     let err = get(&store, &Uri::new(tkeys)).await.unwrap_err();
     assert!(
-        err.to_string().contains("lists 3 children, 2 expected"),
+        err.to_string()
+            .contains("lists 3 children and 0 checks, 2 and 0 expected"),
         "{err}"
     );
 }

@@ -60,11 +60,15 @@ async fn documents_round_trip_across_a_link() {
     }
 
     // A multi-level tree: index blocks of index blocks of index blocks. The shipped
-    // fan-out (511) needs > 16 MiB for two levels (the 100 MiB CLI test has two); a
-    // fan-out of 4 gets there with 70 blocks.
+    // format needs > 340 data blocks (10.6 MiB) for two levels (the 100 MiB CLI test has
+    // two); segments of 4 and a fan-out of 4 get to four levels with 70 blocks.
     let data = pattern(70 * MAX_PAYLOAD - 11, 9);
     let opts = EncodeOptions {
-        fanout: 4,
+        tree: veil_client::format::TreeParams {
+            fanout: 4,
+            segment: 4,
+            checks: 2,
+        },
         ..EncodeOptions::named("deep.bin")
     };
     let done = encode(&a, &data[..], &opts, |_| {}).await.unwrap();

@@ -29,15 +29,19 @@ fn meta(size: u64, mime: &str, name: Option<&str>) -> Metadata {
 fn index_vector() {
     let idx = IndexBlock {
         version: 1,
-        level: 2,
+        level: 1,
         children: vec![child(0xAA, 0x01), child(0xBB, 0x02)],
+        checks: vec![child(0xDD, 0x04)],
     };
+    // version | level 1 | 2 children | 1 check
     let expected = format!(
-        "010202{}{}{}{}",
+        "010102{}{}{}{}01{}{}",
         "aa".repeat(32),
         "01".repeat(32),
         "bb".repeat(32),
-        "02".repeat(32)
+        "02".repeat(32),
+        "dd".repeat(32),
+        "04".repeat(32)
     );
     assert_eq!(hex(&idx.to_payload()), expected);
     assert_eq!(IndexBlock::from_payload(&idx.to_payload()).unwrap(), idx);
@@ -50,16 +54,19 @@ fn top_vectors() {
         meta: meta(40000, "text/html", Some("a.html")),
         body: Body::Tree {
             fanout: 511,
+            segment: 340,
+            checks: 170,
             depth: 1,
             root: child(0xCC, 0x03),
         },
     };
-    // version | size 40000 | "text/html" | Some("a.html") | none | file | Tree 511 1 root
+    // version | size 40000 | "text/html" | Some("a.html") | none | file |
+    // Tree: fanout 511, segment 340, checks 170, depth 1, root
     let expected = format!(
         "01c0b802{}{}0000{}{}{}",
         "09746578742f68746d6c",
         "0106612e68746d6c",
-        "01ff0301",
+        "01ff03d402aa0101",
         "cc".repeat(32),
         "03".repeat(32)
     );
@@ -103,8 +110,17 @@ fn largest_structures_fit_one_payload() {
         version: 1,
         level: u8::MAX,
         children: vec![child(0xFF, 0xFF); MAX_FANOUT as usize],
+        checks: Vec::new(),
     };
     assert!(idx.to_payload().len() <= MAX_PAYLOAD);
+    let p = TreeParams::default();
+    let seg = IndexBlock {
+        version: 1,
+        level: 1,
+        children: vec![child(0xFF, 0xFF); p.segment as usize],
+        checks: vec![child(0xFF, 0xFF); p.checks as usize],
+    };
+    assert!(seg.to_payload().len() <= MAX_PAYLOAD);
     let top = TopBlock {
         version: 1,
         meta: Metadata {
@@ -117,6 +133,8 @@ fn largest_structures_fit_one_payload() {
         },
         body: Body::Tree {
             fanout: MAX_FANOUT,
+            segment: u16::MAX,
+            checks: u16::MAX,
             depth: u8::MAX,
             root: child(0xFF, 0xFF),
         },
@@ -130,12 +148,31 @@ fn shape() {
     assert_eq!(data_blocks(1), 1);
     assert_eq!(data_blocks(MAX_PAYLOAD as u64), 1);
     assert_eq!(data_blocks(MAX_PAYLOAD as u64 + 1), 2);
-    assert_eq!(depth_for(1, 511), 0);
-    assert_eq!(depth_for(511, 511), 1);
-    assert_eq!(depth_for(512, 511), 2);
-    assert_eq!(depth_for(3200, 511), 2);
-    assert_eq!(child_span(511, 1), 1);
-    assert_eq!(child_span(511, 3), 511 * 511);
+    let p = TreeParams::default();
+    assert!(p.is_valid());
+    assert_eq!(p.depth_for(1), 0);
+    assert_eq!(p.depth_for(2), 1);
+    assert_eq!(p.depth_for(340), 1);
+    assert_eq!(p.depth_for(341), 2);
+    assert_eq!(p.depth_for(3200), 2);
+    assert_eq!(p.depth_for(340 * 511 + 1), 3);
+    assert_eq!(p.cover(1), 340);
+    assert_eq!(p.cover(3), 340 * 511 * 511);
+    assert_eq!(p.checks_for(340), 170);
+    assert_eq!(p.checks_for(1), 1);
+    assert_eq!(p.checks_for(3), 2);
+    for bad in [(1, 2, 0), (512, 2, 0), (511, 1, 0), (511, 400, 112)] {
+        let (fanout, segment, checks) = bad;
+        assert!(
+            !TreeParams {
+                fanout,
+                segment,
+                checks
+            }
+            .is_valid(),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -149,12 +186,24 @@ fn invalid_top_blocks_are_refused() {
     top.meta.size = 100 * MAX_PAYLOAD as u64;
     top.body = Body::Tree {
         fanout: 4,
-        depth: 2,
+        segment: 4,
+        checks: 2,
+        depth: 3,
         root: child(1, 2),
     };
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.body = Body::Tree {
+        fanout: 4,
+        segment: 4,
+        checks: 2,
+        depth: 4,
+        root: child(1, 2),
+    };
+    TopBlock::from_payload(&top.to_payload()).unwrap();
+    top.body = Body::Tree {
         fanout: 1,
+        segment: 4,
+        checks: 2,
         depth: 100,
         root: child(1, 2),
     };
@@ -167,6 +216,7 @@ fn invalid_top_blocks_are_refused() {
         version: 1,
         level: 1,
         children: vec![],
+        checks: vec![],
     }
     .to_payload();
     p.push(0);
