@@ -184,9 +184,15 @@ impl Driver {
         self.counters.links_closed.inc();
         match &reason {
             LinkError::Io(_) => tracing::debug!(peer = peer.0, %reason, "link closed"),
+            LinkError::Dead(_) => {
+                self.counters.link_errors.inc();
+                tracing::info!(peer = peer.0, %reason, "link closed")
+            }
+            // The peer proved its key in the handshake, then broke the protocol: worth
+            // an operator's attention.
             _ => {
                 self.counters.link_errors.inc();
-                tracing::info!(peer = peer.0, %reason, "link closed on error")
+                tracing::warn!(peer = peer.0, %reason, "link closed on a protocol error")
             }
         }
         if self.by_key.get(&p.info.key) == Some(&peer) {

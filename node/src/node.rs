@@ -226,13 +226,6 @@ impl Node {
         identity::ensure_data_dir(&dir)?;
         let id = Identity::load_or_create(&dir)?;
         let token = identity::load_or_create_token(&dir)?;
-        let store = {
-            let dir = dir.clone();
-            let (s, c) = (config.store_bytes, config.cache_bytes);
-            tokio::task::spawn_blocking(move || Store::open(&dir, s, c))
-                .await
-                .map_err(|e| StoreError::Db(e.to_string()))??
-        };
         let peer_listener =
             TcpListener::bind(config.listen)
                 .await
@@ -263,6 +256,14 @@ impl Node {
                 addr: config.api,
                 source,
             })?;
+        // Listeners first: a port clash fails before the store is opened.
+        let store = {
+            let dir = dir.clone();
+            let (s, c) = (config.store_bytes, config.cache_bytes);
+            tokio::task::spawn_blocking(move || Store::open(&dir, s, c))
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))??
+        };
         // A wildcard listen address is not dialable; name loopback in our own address and
         // let operators publish their public address themselves.
         let mut advertised = listen;
@@ -356,18 +357,16 @@ impl Node {
         for p in &handle.shared.config.peers {
             handle.connect(*p);
         }
-        identity::write_atomic(
-            &dir.join(identity::ADDRESS_FILE),
-            format!("{address}\n").as_bytes(),
-            0o644,
-        )
-        .map_err(|e| NodeError::ReadyFile(identity::ADDRESS_FILE, e))?;
-        identity::write_atomic(
-            &dir.join(identity::API_FILE),
-            format!("{}\n", handle.api_url()).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| NodeError::ReadyFile(identity::API_FILE, e))?;
+        let ready = [
+            (identity::ADDRESS_FILE, format!("{address}\n")),
+            (identity::API_FILE, format!("{}\n", handle.api_url())),
+        ];
+        for (name, text) in ready {
+            if let Err(e) = identity::write_atomic(&dir.join(name), text.as_bytes(), 0o644) {
+                handle.shutdown().await;
+                return Err(NodeError::ReadyFile(name, e));
+            }
+        }
         tracing::info!(address = %address, api = %handle.api_url(), "node ready");
         Ok(handle)
     }
