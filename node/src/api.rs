@@ -86,10 +86,34 @@ pub(crate) fn app(node: NodeHandle) -> Router {
     Router::new()
         .route("/", get(crate::status_page::page))
         .merge(api)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
-        .with_state(node)
+        .with_state(node.clone())
+        // Every other path goes to the browser gateway (`/veil:CHK@...` documents, and its
+        // own error pages for anything else).
+        .fallback_service(veil_client::gateway::router(node))
+}
+
+/// The gateway fetches through the node: local store and cache first, then the network.
+impl veil_client::BlockSource for NodeHandle {
+    fn fetch(
+        &self,
+        key: RoutingKey,
+    ) -> impl std::future::Future<Output = Result<Block, veil_client::FetchError>> + Send {
+        use veil_client::FetchError;
+        let node = self.clone();
+        async move {
+            NodeHandle::fetch(&node, key, None)
+                .await
+                .map_err(|e| match e {
+                    RequestError::DataNotFound => FetchError::NotFound,
+                    RequestError::Timeout => FetchError::Timeout,
+                    RequestError::BadBlock => FetchError::BadBlock,
+                    e @ (RequestError::RouteNotFound
+                    | RequestError::Overloaded
+                    | RequestError::Stopped) => FetchError::Unavailable(e.to_string()),
+                    e => FetchError::Other(e.to_string()),
+                })
+        }
+    }
 }
 
 /// Serves the app until shutdown.

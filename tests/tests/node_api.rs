@@ -93,3 +93,28 @@ async fn status_page_checks_host() -> anyhow::Result<()> {
     net.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn gateway_is_mounted_beside_the_api() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let api = net.api(0);
+    // The gateway answers without a token (a malformed URI is its 400 page)...
+    let r = api
+        .http()
+        .get(format!("{}/veil:CHK@not-a-uri", api.base))
+        .send()
+        .await?;
+    let (status, headers) = (r.status(), r.headers().clone());
+    let body = r.text().await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(headers.contains_key("content-security-policy"));
+    // ...while the API's own paths still demand one.
+    let r = api
+        .http()
+        .get(format!("{}/api/v1/status", api.base))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    net.shutdown().await;
+    Ok(())
+}
