@@ -10,11 +10,11 @@
 //! The tokenizer follows the HTML tokenizer's tag states closely enough for this purpose
 //! (tag open, attribute names and values, quoted and unquoted, `/` between attributes);
 //! comments, doctypes and processing instructions pass unchanged. An attribute is dropped
-//! when its value contains `//`, `\`, `&` (an entity could spell either) or a `:` (a
-//! scheme) — except `data:` URLs, which never touch the network, and attributes that only
-//! ever hold text (`alt`, `title`, ...), which are kept as they are. `style` attributes
-//! may hold `:` but lose the rest of the rules' matches. `srcdoc` is always dropped: it is
-//! a whole document of its own.
+//! when its value contains a backslash or `&` (an entity could spell anything), or else `//` or a
+//! `:` (a scheme) — except `data:` URLs, which never touch the network, absolute paths on
+//! the gateway (`/veil:CHK@...`), and attributes that only ever hold text (`alt`,
+//! `title`, ...), which are kept as they are. A `style` attribute may hold a `:`; the other
+//! rules apply to it. `srcdoc` is always dropped: it is a whole document of its own.
 
 /// Attributes that hold only text, never a URL: kept whatever they contain.
 const TEXT_ATTRIBUTES: &[&str] = &[
@@ -67,11 +67,16 @@ fn keep(name: &[u8], value: &[u8]) -> bool {
         .filter(|b| !b.is_ascii_whitespace() && !b.is_ascii_control())
         .map(u8::to_ascii_lowercase)
         .collect();
-    if v.starts_with(b"data:") && !v.contains(&b'&') {
+    // An entity could spell `/`, `:` or `\`; a backslash counts as a slash in URLs.
+    if v.contains(&b'&') || v.contains(&b'\\') {
+        return false;
+    }
+    // A data URL never touches the network; an absolute path (`/veil:CHK@...`, but not
+    // `//host`) stays on the gateway.
+    if v.starts_with(b"data:") || (v.first() == Some(&b'/') && v.get(1) != Some(&b'/')) {
         return true;
     }
-    let has = |pat: &[u8]| v.windows(pat.len()).any(|w| w == pat);
-    if has(b"//") || v.contains(&b'\\') || v.contains(&b'&') {
+    if v.windows(2).any(|w| w == b"//") {
         return false;
     }
     name == b"style" || !v.contains(&b':')
@@ -225,6 +230,9 @@ mod tests {
             r#"<a href=" ht	tp://evil.example">x</a>"#,
             r#"<div style="background:url(//evil.example/x)">"#,
             "<img src=\"http://evil.example",
+            r#"<img src="/\evil.example/x">"#,
+            r#"<img src="/&#47;evil.example/x">"#,
+            r#"<img src=" //evil.example/x">"#,
         ] {
             let out = f(bad);
             assert!(!out.contains("evil.example"), "{bad} -> {out}");
@@ -234,7 +242,7 @@ mod tests {
 
     #[test]
     fn ordinary_pages_survive() {
-        let page = r#"<!DOCTYPE html><!-- a <comment> --><html lang=en><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="style.css"></head><body class='x y'><h1 title="a: b // c">Hi &amp; bye: see http://example.org</h1><img src="img/a.png" alt="a // b"><img src="data:image/png;base64,iVBORw0KGgo="><a href="../other/page.html#top">x</a><p style="color:red">1 < 2</p><input disabled></body></html>"#;
+        let page = r#"<!DOCTYPE html><!-- a <comment> --><html lang=en><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="style.css"></head><body class='x y'><h1 title="a: b // c">Hi &amp; bye: see http://example.org</h1><img src="img/a.png" alt="a // b"><img src="data:image/png;base64,iVBORw0KGgo="><a href="../other/page.html#top">x</a><a href="/veil:CHK@abc,def/site/a.html">y</a><p style="color:red">1 < 2</p><input disabled></body></html>"#;
         assert_eq!(f(page), page);
     }
 }
