@@ -255,3 +255,28 @@ async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
     let text = node.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
+
+/// In-process publishing (tools, the testnet): the same path as `PUT /api/v1/blocks`.
+impl veil_client::BlockSink for NodeHandle {
+    fn insert(
+        &self,
+        key: RoutingKey,
+        block: Block,
+    ) -> impl std::future::Future<Output = Result<(), veil_client::InsertError>> + Send {
+        use veil_client::InsertError;
+        let node = self.clone();
+        async move {
+            NodeHandle::insert(&node, key, block, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    RequestError::Timeout => InsertError::Timeout,
+                    RequestError::BadBlock => InsertError::Rejected(e.to_string()),
+                    e @ (RequestError::RouteNotFound
+                    | RequestError::Overloaded
+                    | RequestError::Stopped) => InsertError::Unavailable(e.to_string()),
+                    e => InsertError::Other(e.to_string()),
+                })
+        }
+    }
+}
