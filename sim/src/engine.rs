@@ -276,6 +276,11 @@ impl<'p> Sim<'p> {
                     return;
                 };
                 let block = self.keys.blocks[key as usize].clone();
+                // As veild's PUT does: the publisher's node keeps the block long-term
+                // (the router itself never stores its own user's inserts).
+                self.nodes[node as usize]
+                    .store
+                    .insert(self.keys.routing[key as usize], block.clone());
                 self.nodes[node as usize]
                     .router
                     .start_insert(now, block, None);

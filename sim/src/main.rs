@@ -92,8 +92,9 @@ struct Common {
     /// block's identity, which is equivalent here because simulated nodes never forge).
     #[arg(long)]
     full_verify: bool,
-    /// Virtual milliseconds between two inserts and between two requests.
-    #[arg(long, default_value_t = 1.0)]
+    /// Virtual milliseconds between two inserts and between two requests; 0 picks
+    /// 10,000 / nodes, which keeps the load on each node the same at every size.
+    #[arg(long, default_value_t = 0.0)]
     interval_ms: f64,
     /// Output directory (created if missing).
     #[arg(long)]

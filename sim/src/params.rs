@@ -68,7 +68,9 @@ pub struct Params {
     pub swaps_per_node: usize,
     /// Hash every block at every hop, as the daemon does, instead of the memo.
     pub full_verify: bool,
-    /// Virtual milliseconds between two requests (and two inserts).
+    /// Virtual milliseconds between two requests (and two inserts); 0 for
+    /// `10,000 / nodes`, which keeps each node's load the same at every size (about one
+    /// request passing through a node every two virtual seconds).
     pub interval_ms: f64,
 }
 
@@ -91,7 +93,7 @@ impl Params {
             cache_size: 100,
             swaps_per_node: 50,
             full_verify: false,
-            interval_ms: 1.0,
+            interval_ms: 0.0,
         }
     }
 
@@ -102,6 +104,16 @@ impl Params {
         } else {
             (self.requests / 10).clamp(1, 10_000)
         }
+    }
+
+    /// Virtual nanoseconds between two requests.
+    pub fn interval_nanos(&self) -> u64 {
+        let ms = if self.interval_ms > 0.0 {
+            self.interval_ms
+        } else {
+            10_000.0 / self.nodes.max(1) as f64
+        };
+        ((ms * 1e6) as u64).max(1)
     }
 
     /// Checks the values a user may get wrong, with one plain line each.
@@ -127,8 +139,8 @@ impl Params {
         if !(self.zipf_exponent >= 0.0 && self.zipf_exponent.is_finite()) {
             return Err("--zipf-exponent must be a non-negative number".into());
         }
-        if !(self.interval_ms > 0.0 && self.interval_ms.is_finite()) {
-            return Err("--interval-ms must be positive".into());
+        if !(self.interval_ms >= 0.0 && self.interval_ms.is_finite()) {
+            return Err("--interval-ms must be a non-negative number".into());
         }
         if self.cache_size == 0 {
             return Err("--cache-size must be at least 1".into());

@@ -122,7 +122,7 @@ pub fn schedule(
     key_count: usize,
     rng: &mut ChaCha8Rng,
 ) -> Timeline {
-    let gap = (params.interval_ms * 1e6) as Nanos;
+    let gap = params.interval_nanos();
     for k in 0..key_count {
         sim.schedule(k as Nanos * gap, Action::Insert { key: k as u32 });
     }

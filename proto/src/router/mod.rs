@@ -73,7 +73,7 @@ use peers::PeerTable;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use request::{Kind, Req, Seen};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// An opaque handle the shell assigns to a link. Never reused for another link.
@@ -303,6 +303,9 @@ pub struct Router {
     rng: ChaCha8Rng,
     peers: PeerTable,
     requests: BTreeMap<RequestId, Req>,
+    /// Deadlines in order. Entries whose request moved on are dropped lazily (see
+    /// `tidy_timers`), so the first entry is always the next real deadline.
+    timers: BTreeSet<(Instant, RequestId)>,
     seen: Seen,
     transmits: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
@@ -318,6 +321,7 @@ impl Router {
             location,
             peers: PeerTable::default(),
             requests: BTreeMap::new(),
+            timers: BTreeSet::new(),
             seen: Seen::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -382,6 +386,7 @@ impl Router {
                 self.advance(now, id);
             }
         }
+        self.tidy_timers();
     }
 
     /// The number of connected peers.
@@ -418,6 +423,7 @@ impl Router {
         }
         let htl = self.clamp_htl(htl);
         self.begin(now, id, key, Kind::Request, None, htl);
+        self.tidy_timers();
         id
     }
 
@@ -431,6 +437,7 @@ impl Router {
         let key = block.routing_key();
         let htl = self.clamp_htl(htl);
         self.begin(now, id, key, Kind::Insert(block), None, htl);
+        self.tidy_timers();
         id
     }
 
@@ -462,20 +469,26 @@ impl Router {
             | Message::PeerInfo { .. } => {}
             reply => self.on_reply(now, from, reply),
         }
+        self.tidy_timers();
     }
 
     /// Handles every timeout due at `now`. Harmless when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
-        let mut due: Vec<(Instant, RequestId)> = self
-            .requests
-            .iter()
-            .filter_map(|(id, r)| r.deadline.filter(|d| *d <= now).map(|d| (d, *id)))
-            .collect();
-        due.sort_unstable();
-        for (_, id) in due {
-            self.on_timeout(now, id);
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(t))
+            {
+                self.on_timeout(now, id);
+            }
         }
+        self.tidy_timers();
     }
 
     /// The next message to send, in order.
@@ -487,7 +500,7 @@ impl Router {
     /// When [`Router::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.requests.values().filter_map(|r| r.deadline).min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// The next event for the shell.
@@ -514,6 +527,21 @@ impl Router {
             if !self.requests.contains_key(&id) && !self.seen.contains(id) {
                 return id;
             }
+        }
+    }
+
+    /// Drops timer entries of requests that finished or moved on, up to the first live
+    /// one. Called at the end of every input.
+    fn tidy_timers(&mut self) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(t))
+            {
+                break;
+            }
+            self.timers.pop_first();
         }
     }
 

@@ -234,7 +234,9 @@ impl Router {
             .saturating_mul(u32::from(req.htl) + 1);
         let own = later(now, budget);
         req.deadline_is_budget = req.answer_by.is_some_and(|t| t < own);
-        req.deadline = Some(req.answer_by.map_or(own, |t| t.min(own)));
+        let deadline = req.answer_by.map_or(own, |t| t.min(own));
+        req.deadline = Some(deadline);
+        self.timers.insert((deadline, id));
         let htl = Htl(req.htl);
         let msg = match &req.kind {
             Kind::Request => {
