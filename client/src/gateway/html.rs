@@ -9,12 +9,13 @@
 //!
 //! The tokenizer follows the HTML tokenizer's tag states closely enough for this purpose
 //! (tag open, attribute names and values, quoted and unquoted, `/` between attributes);
-//! comments, doctypes and processing instructions pass unchanged. An attribute is dropped
-//! when its value contains a backslash or `&` (an entity could spell anything), or else `//` or a
-//! `:` (a scheme) — except `data:` URLs, which never touch the network, absolute paths on
-//! the gateway (`/veil:CHK@...`), and attributes that only ever hold text (`alt`,
-//! `title`, ...), which are kept as they are. A `style` attribute may hold a `:`; the other
-//! rules apply to it. `srcdoc` is always dropped: it is a whole document of its own.
+//! comments, doctypes and processing instructions pass unchanged. An attribute is
+//! dropped when its value contains a backslash or `&` (an entity could spell anything),
+//! or else `//` or a `:` (a scheme) — except `data:` URLs, which never touch the network,
+//! absolute paths on the gateway (`/veil:CHK@...`), and attributes that only ever hold
+//! text (`alt`, `title`, ...), which are kept as they are. A `style` attribute may hold a
+//! `:`; the other rules apply to it. `srcdoc` is always dropped: it is a whole document
+//! of its own.
 
 /// Attributes that hold only text, never a URL: kept whatever they contain.
 const TEXT_ATTRIBUTES: &[&str] = &[
