@@ -105,3 +105,14 @@ fn bad_parameters_are_refused() {
     p.fail_fraction = 1.0;
     assert!(run(&p).is_err());
 }
+
+#[test]
+fn identity_verification_matches_hashing() {
+    // The simulator's memo stands in for SHA-256 only because nothing forges blocks:
+    // hashing every block at every hop must give exactly the same run.
+    let mut p = small(120, 200, 11);
+    let fast = run(&p).unwrap().summary;
+    p.full_verify = true;
+    let full = run(&p).unwrap().summary;
+    assert_eq!(fast.without_timing(), full.without_timing());
+}
