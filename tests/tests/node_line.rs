@@ -28,7 +28,6 @@ async fn fetch_two_hops_then_from_cache() -> anyhow::Result<()> {
     assert_eq!(c.counter("received").await?, c_received);
     // The requester never caches its own user's requests.
     assert_eq!(a.status().await?["store"]["cache_blocks"], 0);
-    assert_eq!(b.status().await?["store"]["cache_blocks"], 1);
 
     net.shutdown().await;
     Ok(())

@@ -177,8 +177,9 @@ async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
         let mut junk = vec![0u8; len];
         rng.fill_bytes(&mut junk);
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(&junk).await?;
-        s.shutdown().await?;
+        // The node may hang up before it has read everything: a failed write is fine.
+        let _ = s.write_all(&junk).await;
+        let _ = s.shutdown().await;
         assert_eq!(bytes_until_close(&mut s, Duration::from_secs(10)).await?, 0);
     }
 
