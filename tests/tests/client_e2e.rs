@@ -78,6 +78,54 @@ async fn documents_round_trip_across_a_link() {
     net.shutdown().await;
 }
 
+/// A sink that loses the blocks named in `lost`, as a network that lost them would.
+#[derive(Clone)]
+struct LossySink {
+    inner: ApiClient,
+    lost: std::sync::Arc<std::collections::HashSet<veil_proto::RoutingKey>>,
+}
+
+impl veil_client::BlockSink for LossySink {
+    async fn insert(
+        &self,
+        key: veil_proto::RoutingKey,
+        block: veil_proto::Block,
+    ) -> Result<(), veil_client::InsertError> {
+        if self.lost.contains(&key) {
+            return Ok(());
+        }
+        veil_client::BlockSink::insert(&self.inner, key, block).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_blocks_are_rebuilt_across_a_link() {
+    let net = two_nodes().await;
+    let (a, b) = (client(&net, 0), client(&net, 1));
+    // 60 data blocks (one segment, 30 check blocks); every third data block never reaches
+    // the network.
+    let data = pattern(60 * MAX_PAYLOAD - 1, 11);
+    let lost = (0..60)
+        .step_by(3)
+        .map(|i| {
+            let end = data.len().min((i + 1) * MAX_PAYLOAD);
+            veil_proto::block::encode(&data[i * MAX_PAYLOAD..end])
+                .unwrap()
+                .1
+                .routing
+        })
+        .collect();
+    let sink = LossySink {
+        inner: a,
+        lost: std::sync::Arc::new(lost),
+    };
+    let done = encode(&sink, &data[..], &EncodeOptions::named("lossy.bin"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(get(&b, &done.uri).await, data);
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_directory_round_trips() {
     let net = two_nodes().await;
