@@ -77,7 +77,7 @@ mod tests {
         let mean = adj.iter().map(Vec::len).sum::<usize>() as f64 / 25.0;
         assert!((4.5..=6.5).contains(&mean), "mean degree {mean}");
         // Connected: the ring alone guarantees it.
-        let mut seen = vec![false; 25];
+        let mut seen = [false; 25];
         let mut stack = vec![0];
         while let Some(v) = stack.pop() {
             if !std::mem::replace(&mut seen[v], true) {
