@@ -10,7 +10,7 @@
 use crate::metrics::{Counters, RequestOutcome, RequestRecord};
 use crate::params::Params;
 use crate::topology::Graph;
-use crate::workload::{KeyHasher, Keys};
+use crate::workload::{KeyHasher, KeyPicker, Keys};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
@@ -47,15 +47,15 @@ pub enum Action {
         /// The node.
         node: u32,
     },
-    /// A random live node inserts a key.
+    /// A random live node inserts key `key`, and the next insert is scheduled (one at a
+    /// time, so the heap stays small).
     Insert {
         /// The key.
         key: u32,
     },
-    /// A random live node requests a key.
+    /// A random live node requests a key drawn by popularity, and the next request is
+    /// scheduled.
     Request {
-        /// The key.
-        key: u32,
         /// Request number, in issue order.
         index: u32,
     },
@@ -150,8 +150,11 @@ pub struct Sim<'p> {
     keys: Keys,
     rng: ChaCha8Rng,
     tick: u64,
+    picker: KeyPicker,
+    /// Virtual time between two inserts or two requests.
+    gap: Nanos,
     /// Local requests by id: index into `records`.
-    by_id: HashMap<RequestId, u32>,
+    by_id: HashMap<RequestId, u32, BuildHasherDefault<KeyHasher>>,
     /// Per request.
     pub records: Vec<RequestRecord>,
     /// Everything else counted.
@@ -192,6 +195,7 @@ impl<'p> Sim<'p> {
             }
         }
         let n = nodes.len();
+        let picker = KeyPicker::new(params, keys.len().max(1));
         Sim {
             params,
             base,
@@ -203,7 +207,9 @@ impl<'p> Sim<'p> {
             keys,
             rng,
             tick: 0,
-            by_id: HashMap::new(),
+            picker,
+            gap: params.interval_nanos(),
+            by_id: HashMap::default(),
             records: Vec::with_capacity(params.requests),
             counters: Counters::default(),
             load: vec![0; n],
@@ -272,6 +278,10 @@ impl<'p> Sim<'p> {
                 self.after(node);
             }
             Action::Insert { key } => {
+                if (key as usize) + 1 < self.keys.len() {
+                    let next = Action::Insert { key: key + 1 };
+                    self.schedule(self.now + self.gap, next);
+                }
                 let Some(node) = self.random_live_node() else {
                     return;
                 };
@@ -287,7 +297,14 @@ impl<'p> Sim<'p> {
                 self.counters.inserts += 1;
                 self.after(node);
             }
-            Action::Request { key, index } => self.start_request(key, index),
+            Action::Request { index } => {
+                if (index as usize) + 1 < self.params.requests {
+                    let next = Action::Request { index: index + 1 };
+                    self.schedule(self.now + self.gap, next);
+                }
+                let key = self.picker.pick(&mut self.rng);
+                self.start_request(key, index);
+            }
             Action::Fail { fraction } => {
                 let n = self.nodes.len();
                 let count = (fraction * n as f64).round() as usize;
