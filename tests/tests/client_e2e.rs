@@ -290,6 +290,18 @@ async fn gateway_serves_documents_and_manifests() {
         .unwrap();
     assert_eq!(r.status(), 400);
     check_headers(&r);
+
+    // The same gateway mounted in the node itself, on its API port.
+    let node_gateway = &net.api(1).base;
+    let r = http
+        .get(format!("{node_gateway}/{}", page.uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    check_headers(&r);
+    assert_eq!(r.headers()["content-type"], "text/html");
+    assert_eq!(r.bytes().await.unwrap(), html);
     net.shutdown().await;
 }
 
