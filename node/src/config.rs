@@ -86,6 +86,9 @@ pub struct Config {
     pub redial_max_ms: u64,
     /// Most peers connected at once. Default 40.
     pub max_peers: usize,
+    /// A link this node dialled is closed and redialled with a fresh handshake (new
+    /// keys) after this long, in ms; 0 never renews. Default 3,600,000 (1 h).
+    pub link_renew_ms: u64,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             redial_min_ms: 250,
             redial_max_ms: 30_000,
             max_peers: 40,
+            link_renew_ms: 3_600_000,
         }
     }
 }
@@ -251,6 +255,10 @@ pub struct Overrides {
     /// Most peers connected at once [default: 40]
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
+    /// Redial links this node dialled after this long, for fresh keys; 0 never, ms
+    /// [default: 3600000]
+    #[arg(long, value_name = "MS")]
+    pub link_renew_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -295,7 +303,8 @@ impl Overrides {
             handshake_timeout_ms,
             redial_min_ms,
             redial_max_ms,
-            max_peers
+            max_peers,
+            link_renew_ms
         );
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();

@@ -183,7 +183,9 @@ impl Driver {
         };
         self.counters.links_closed.inc();
         match &reason {
-            LinkError::Io(_) => tracing::debug!(peer = peer.0, %reason, "link closed"),
+            LinkError::Io(_) | LinkError::Renew => {
+                tracing::debug!(peer = peer.0, %reason, "link closed")
+            }
             LinkError::Dead(_) => {
                 self.counters.link_errors.inc();
                 tracing::info!(peer = peer.0, %reason, "link closed")

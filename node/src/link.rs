@@ -72,6 +72,9 @@ pub enum LinkError {
     /// The peer is ourselves.
     #[error("connected to self")]
     SelfConnect,
+    /// The link reached its age limit and closed to be redialled with fresh keys.
+    #[error("link renewed")]
+    Renew,
 }
 
 /// Timing of a link.
@@ -83,6 +86,9 @@ pub struct LinkParams {
     pub dead_after: Duration,
     /// Bound on the whole handshake, Hello included.
     pub handshake_timeout: Duration,
+    /// The dialer closes the link after this long so that it is redialled with a fresh
+    /// handshake (fresh keys); `None` keeps links forever.
+    pub renew_after: Option<Duration>,
 }
 
 impl Default for LinkParams {
@@ -91,6 +97,7 @@ impl Default for LinkParams {
             keepalive: Duration::from_secs(1),
             dead_after: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            renew_after: None,
         }
     }
 }
@@ -318,7 +325,19 @@ impl Link {
             inbox.clone(),
             self.params.dead_after,
         ));
-        let mut writer = tokio::spawn(write_loop(write_half, transport, rx, self.params.keepalive));
+        // Only the dialer renews, so the two ends never race to replace the link.
+        let renew_at = self
+            .params
+            .renew_after
+            .filter(|_| self.initiator)
+            .map(|d| tokio::time::Instant::now() + d);
+        let mut writer = tokio::spawn(write_loop(
+            write_half,
+            transport,
+            rx,
+            self.params.keepalive,
+            renew_at,
+        ));
         let handle = LinkHandle {
             tx,
             reader: reader.abort_handle(),
@@ -401,6 +420,7 @@ async fn write_loop(
     transport: Arc<snow::StatelessTransportState>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     keepalive: Duration,
+    renew_at: Option<tokio::time::Instant>,
 ) -> LinkError {
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, write_half);
     let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
@@ -408,6 +428,11 @@ async fn write_loop(
     let mut nonce = 1u64;
     let mut ping_nonce = 0u64;
     loop {
+        if renew_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            let _ = w.flush().await;
+            let _ = w.shutdown().await;
+            return LinkError::Renew;
+        }
         let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
             Ok(Some(m)) => m,
             Ok(None) => {

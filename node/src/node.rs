@@ -321,6 +321,8 @@ impl Node {
                 keepalive: config.keepalive(),
                 dead_after: config.dead_after(),
                 handshake_timeout: config.handshake_timeout(),
+                renew_after: (config.link_renew_ms > 0)
+                    .then(|| std::time::Duration::from_millis(config.link_renew_ms)),
             },
             new_links: new_tx,
             counters: counters.clone(),

@@ -120,7 +120,10 @@ pub(crate) async fn dialer(
                     _ = closed_rx => {}
                 }
                 if up.elapsed() >= STABLE_LINK {
+                    // A long-lived link that ends (renewal, or the peer restarted) is
+                    // redialled at once; backoff is for links that keep failing.
                     delay = redial_min;
+                    continue;
                 }
             }
             Err(link::LinkError::SelfConnect) => {

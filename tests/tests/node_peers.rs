@@ -87,3 +87,29 @@ async fn outbound_peer_is_redialled() -> anyhow::Result<()> {
     net.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialled_links_are_renewed_with_a_fresh_handshake() -> anyhow::Result<()> {
+    let net = Testnet::start_with(2, Topology::Line, |i, c| {
+        if i == 0 {
+            c.link_renew_ms = 1_000;
+        }
+    })
+    .await?;
+    let (a, b) = (net.node(0), net.node(1));
+    let first = b.peers()[0].addr;
+    // A new link shows at B as a new remote socket address for A.
+    let mut w = b.watch_peers();
+    tokio::time::timeout(
+        veil_tests::WAIT,
+        w.wait_for(|l| l.iter().any(|p| p.key == a.key() && p.addr != first)),
+    )
+    .await??;
+    // And the renewed link (fresh: a second before its own renewal) carries requests.
+    let (key, block) = veil_tests::random_block(21, 100);
+    net.api(1).put_block(&key, &block, Some(0)).await?;
+    wait_for_peer(a, b.key(), true).await?;
+    assert_eq!(net.api(0).get_block(&key, Some(3)).await?, block);
+    net.shutdown().await;
+    Ok(())
+}
