@@ -39,3 +39,32 @@ fn a_mistake_is_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("location"), "{err}");
 }
+
+#[test]
+fn a_bad_config_file_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("veild.toml");
+    std::fs::write(&file, "max_htl = 10\nlissen = \"127.0.0.1:1\"\n").unwrap();
+    let out = veild()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("lissen") && err.contains("veild.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_peer_address_is_refused() {
+    let out = veild().args(["--peer", "nokey"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--peer"), "{err}");
+}
