@@ -178,6 +178,7 @@ fn sweep_plot(path: &Path, rows: &[Summary]) -> Result<()> {
         .map_err(plot_err)?;
     c.configure_mesh()
         .x_desc("nodes")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(plot_err)?;
     let pts: Vec<(f64, f64)> = rows
@@ -199,6 +200,7 @@ fn sweep_plot(path: &Path, rows: &[Summary]) -> Result<()> {
         .map_err(plot_err)?;
     c.configure_mesh()
         .x_desc("nodes")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(plot_err)?;
     for (series, color, label) in [
