@@ -259,7 +259,7 @@ pub enum Event {
 pub struct RouterStats {
     /// Requests received from peers.
     pub requests_received: u64,
-    /// Inserts received from peers (verified).
+    /// Inserts received from peers.
     pub inserts_received: u64,
     /// Request messages sent (first tries and retries).
     pub requests_forwarded: u64,

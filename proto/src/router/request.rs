@@ -396,12 +396,14 @@ impl Router {
         block: Block,
         store: &mut impl BlockStore,
     ) {
-        if !store.verify(&key, &block) {
-            self.misbehaved(from, "insert with a block that fails verification");
+        self.stats.inserts_received += 1;
+        // Loop and overload checks first: they are cheap, and a looping insert need not
+        // be hashed again.
+        if !self.admit(from, id) {
             return;
         }
-        self.stats.inserts_received += 1;
-        if !self.admit(from, id) {
+        if !store.verify(&key, &block) {
+            self.misbehaved(from, "insert with a block that fails verification");
             return;
         }
         let max = self.config.max_htl.0;
