@@ -169,7 +169,7 @@ impl<'p> Sim<'p> {
         let base = Instant::now();
         let config = |i: usize| RouterConfig {
             max_htl: veil_proto::message::Htl(params.max_htl),
-            htl_policy: params.htl_policy.policy(),
+            htl_policy: params.router_policy(),
             hop_timeout: Duration::from_secs(1),
             backoff: Duration::from_secs(5),
             max_inflight_per_peer: 64,

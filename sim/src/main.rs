@@ -69,6 +69,12 @@ struct Common {
     /// (p = 0.5) and at 1 (p = 0.25).
     #[arg(long, value_enum, default_value_t = PolicyChoice::Probabilistic)]
     htl_policy: PolicyChoice,
+    /// Probabilistic policy: chance that a link decrements HTL at the maximum.
+    #[arg(long, default_value_t = 0.5)]
+    decrement_at_max: f64,
+    /// Probabilistic policy: chance that a link decrements HTL at 1.
+    #[arg(long, default_value_t = 0.25)]
+    decrement_at_one: f64,
     /// Maximum and starting HTL.
     #[arg(long, default_value_t = 18)]
     max_htl: u8,
@@ -109,6 +115,8 @@ impl Common {
             fail_fraction: self.fail_fraction,
             churn: self.churn,
             htl_policy: self.htl_policy,
+            decrement_at_max: self.decrement_at_max,
+            decrement_at_one: self.decrement_at_one,
             max_htl: self.max_htl,
             keys: self.keys,
             popularity: self.popularity,

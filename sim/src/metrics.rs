@@ -95,6 +95,10 @@ pub struct Summary {
     pub topology: String,
     /// HTL policy.
     pub htl_policy: String,
+    /// Probabilistic policy: chance a link decrements at the maximum (and at 1).
+    pub decrement_at_max: f64,
+    /// Probabilistic policy: chance a link decrements at 1.
+    pub decrement_at_one: f64,
     /// Fraction of nodes failed before the requests.
     pub fail_fraction: f64,
     /// Fraction of nodes churned during the requests.
@@ -214,6 +218,8 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         seed: d.params.seed,
         topology: format!("{:?}", d.params.topology),
         htl_policy: format!("{:?}", d.params.htl_policy),
+        decrement_at_max: d.params.decrement_at_max,
+        decrement_at_one: d.params.decrement_at_one,
         fail_fraction: d.params.fail_fraction,
         churn: d.params.churn,
         keys: d.keys,

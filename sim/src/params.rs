@@ -10,19 +10,9 @@ use veil_proto::router::HtlPolicy;
 pub enum PolicyChoice {
     /// Every forwarding node decrements HTL.
     Always,
-    /// Freenet's rule: per link, decrement at the maximum with probability 0.5 and at 1
-    /// with probability 0.25 (the router's default).
+    /// Freenet's rule: per link, decrement at the maximum and at 1 each with a
+    /// probability (by default 0.5 and 0.25, the router's default).
     Probabilistic,
-}
-
-impl PolicyChoice {
-    /// The router's policy.
-    pub fn policy(self) -> HtlPolicy {
-        match self {
-            PolicyChoice::Always => HtlPolicy::Always,
-            PolicyChoice::Probabilistic => HtlPolicy::default(),
-        }
-    }
 }
 
 /// How requests pick their keys.
@@ -54,6 +44,10 @@ pub struct Params {
     pub churn: f64,
     /// HTL policy.
     pub htl_policy: PolicyChoice,
+    /// Probabilistic policy: chance that a link decrements at the maximum.
+    pub decrement_at_max: f64,
+    /// Probabilistic policy: chance that a link decrements at 1.
+    pub decrement_at_one: f64,
     /// Maximum (and starting) HTL.
     pub max_htl: u8,
     /// Number of distinct blocks inserted (0: one per ten requests, 1..=10,000).
@@ -86,6 +80,8 @@ impl Params {
             fail_fraction: 0.0,
             churn: 0.0,
             htl_policy: PolicyChoice::Probabilistic,
+            decrement_at_max: 0.5,
+            decrement_at_one: 0.25,
             max_htl: Htl::DEFAULT_MAX.0,
             keys: 0,
             popularity: Popularity::Uniform,
@@ -103,6 +99,17 @@ impl Params {
             self.keys
         } else {
             (self.requests / 10).clamp(1, 10_000)
+        }
+    }
+
+    /// The routers' HTL policy.
+    pub fn router_policy(&self) -> HtlPolicy {
+        match self.htl_policy {
+            PolicyChoice::Always => HtlPolicy::Always,
+            PolicyChoice::Probabilistic => HtlPolicy::Probabilistic {
+                decrement_at_max: self.decrement_at_max,
+                decrement_at_one: self.decrement_at_one,
+            },
         }
     }
 
@@ -141,6 +148,14 @@ impl Params {
         }
         if !(self.interval_ms >= 0.0 && self.interval_ms.is_finite()) {
             return Err("--interval-ms must be a non-negative number".into());
+        }
+        for (name, p) in [
+            ("--decrement-at-max", self.decrement_at_max),
+            ("--decrement-at-one", self.decrement_at_one),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} must be a probability in [0, 1]"));
+            }
         }
         if self.cache_size == 0 {
             return Err("--cache-size must be at least 1".into());
