@@ -268,3 +268,60 @@ fn probabilistic_htl_still_bounds_the_nodes_an_insert_visits() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// On random graphs with silent links, every request and insert finishes exactly once,
+    /// no honest node is called a misbehaver, and no state is left behind.
+    #[test]
+    fn everything_finishes_exactly_once(
+        locs in proptest::collection::vec(proptest::prelude::any::<u64>(), 4..16),
+        edges in proptest::collection::vec((0usize..16, 0usize..16), 4..60),
+        holes in proptest::collection::vec((0usize..16, 0usize..16), 0..4),
+        starts in proptest::collection::vec((0usize..16, 0u8..4, proptest::prelude::any::<bool>()), 1..12),
+        seed: u64,
+    ) {
+        let n = locs.len();
+        let mut net = Net::new(&locs, |i| RouterConfig { rng_seed: seed ^ i, ..RouterConfig::default() });
+        let mut linked = HashSet::new();
+        for (a, b) in edges {
+            let (a, b) = (a % n, b % n);
+            if a != b && linked.insert((a.min(b), a.max(b))) {
+                net.link(a, b);
+            }
+        }
+        for (a, b) in holes {
+            net.black_holes.insert((a % n, b % n));
+        }
+        let mut started = Vec::new();
+        for (node, b, insert) in starts {
+            let node = node % n;
+            let (block, key) = blk(b);
+            let id = if insert {
+                net.insert(node, block, None)
+            } else {
+                net.request(node, key, None)
+            };
+            started.push((node, id, insert));
+        }
+        net.drive();
+        for (node, id, insert) in started {
+            let finished = net.nodes[node]
+                .events
+                .iter()
+                .filter(|e| match e {
+                    Event::RequestFinished { id: i, .. } => !insert && *i == id,
+                    Event::InsertFinished { id: i, .. } => insert && *i == id,
+                    _ => false,
+                })
+                .count();
+            proptest::prop_assert_eq!(finished, 1);
+        }
+        for node in &net.nodes {
+            proptest::prop_assert_eq!(node.router.active_requests(), 0);
+            proptest::prop_assert_eq!(node.router.stats().misbehaviour, 0);
+            proptest::prop_assert_eq!(node.router.poll_timeout(), None);
+        }
+    }
+}
