@@ -197,7 +197,7 @@ impl Levels {
         let c = self.params.checks_for(d as u64) as usize;
         let mut checks = Vec::with_capacity(c);
         if c > 0 {
-            let shards = reed_solomon_simd::encode(d, c, &self.payloads)
+            let shards = crate::segment::encode_checks(&self.payloads, c)
                 .map_err(|e| EncodeError::Redundancy(e.to_string()))?;
             self.payloads.clear();
             for shard in shards {
