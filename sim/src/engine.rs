@@ -481,6 +481,18 @@ impl<'p> Sim<'p> {
         }
         let now = self.instant();
         self.nodes[node as usize].alive = false;
+        // Its own requests in flight are lost with it (not routing failures).
+        let records = &mut self.records;
+        self.by_id.retain(|_, r| {
+            let rec = &mut records[*r as usize];
+            if rec.origin == node {
+                rec.outcome = RequestOutcome::Lost;
+                rec.end = Some(self.now);
+                false
+            } else {
+                true
+            }
+        });
         let links = self.graph.links[node as usize].clone();
         for &m in &links {
             if self.nodes[m as usize].alive {
