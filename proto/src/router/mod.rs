@@ -8,7 +8,7 @@
 //! # Driving it
 //! Inputs:
 //! - [`Router::add_peer`] / [`Router::remove_peer`] when a link comes up or goes down
-//!   (the shell assigns [`PeerId`]s and never reuses one);
+//!   (the shell assigns [`PeerId`]s; an id always names the same remote node);
 //! - [`Router::handle_message`] for every request-related message a peer sends
 //!   (`Hello`, `Ping`, `Pong` and `PeerInfo` are the shell's business and are ignored);
 //! - [`Router::start_request`] / [`Router::start_insert`] for the local user;
@@ -45,7 +45,8 @@
 //!   `h` answers within `hop_timeout × h`: once that passes it starts no new attempt,
 //!   stops waiting and answers `RouteNotFound` with the hops it has left. Its upstream
 //!   waits one `hop_timeout` longer, so a live peer is never timed out (given a round
-//!   trip under `hop_timeout`) and no subtree is explored twice in parallel.
+//!   trip under `hop_timeout`) and a subtree is not explored twice in parallel (except
+//!   briefly where HTL stays at the maximum for a hop).
 //! - Backtracking: `RouteNotFound` (own HTL becomes the smaller of own and returned),
 //!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (back off that
 //!   peer too) and a bad block (the peer misbehaved) all move on to the next peer while
@@ -76,7 +77,8 @@ use request::{Kind, Req, Seen};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-/// An opaque handle the shell assigns to a link. Never reused for another link.
+/// An opaque handle the shell assigns to a link. It always names the same remote node:
+/// after [`Router::remove_peer`] it may be added again for that node, never for another.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct PeerId(pub u64);
 
@@ -295,6 +297,15 @@ pub struct RouterStats {
     pub misbehaviour: u64,
 }
 
+/// A configured probability made safe for `gen_bool`: clamped to [0, 1], NaN as 0.5.
+fn probability(p: f64) -> f64 {
+    if p.is_nan() {
+        0.5
+    } else {
+        p.clamp(0.0, 1.0)
+    }
+}
+
 /// One node's routing state machine. See the module documentation for the contract.
 #[derive(Debug)]
 pub struct Router {
@@ -353,8 +364,8 @@ impl Router {
                 decrement_at_max,
                 decrement_at_one,
             } => (
-                self.rng.gen_bool(decrement_at_max.clamp(0.0, 1.0)),
-                self.rng.gen_bool(decrement_at_one.clamp(0.0, 1.0)),
+                self.rng.gen_bool(probability(decrement_at_max)),
+                self.rng.gen_bool(probability(decrement_at_one)),
             ),
         };
         self.peers.add(peer, location, at_max, at_one);

@@ -639,3 +639,39 @@ fn a_node_answers_within_its_budget() {
     );
     assert_eq!(drain(&mut r)[0].0, PeerId(2));
 }
+
+#[test]
+fn odd_configurations_do_not_panic() {
+    let key = key_at(1000);
+    let mut store = Mem::default();
+    let config = RouterConfig {
+        max_htl: Htl(0),
+        htl_policy: HtlPolicy::Probabilistic {
+            decrement_at_max: f64::NAN,
+            decrement_at_one: 7.0,
+        },
+        hop_timeout: Duration::MAX,
+        max_inflight_per_peer: 0,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[900, 5000], config);
+    let id = r.start_request(now, key, None, &mut store);
+    assert!(matches!(
+        events(&mut r)[..],
+        [Event::RequestFinished { id: i, result: Err(RequestFailure::DataNotFound), .. }] if i == id
+    ));
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(1),
+            key,
+            htl: Htl(255),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![(PeerId(1), Message::RejectedOverload { id: RequestId(1) })]
+    );
+}
