@@ -257,3 +257,28 @@ fn manifest_conflicts_and_order() {
     let sub: Vec<_> = ok.subdir("a").into_iter().map(|e| e.path).collect();
     assert_eq!(sub, ["x", "y/z"]);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = TopBlock::from_payload(&bytes);
+            let _ = IndexBlock::from_payload(&bytes);
+            let _ = Manifest::from_bytes(&bytes);
+            let mut versioned = bytes.clone();
+            versioned.insert(0, FORMAT_VERSION);
+            let _ = TopBlock::from_payload(&versioned);
+            let _ = IndexBlock::from_payload(&versioned);
+            let _ = Manifest::from_bytes(&versioned);
+        }
+
+        #[test]
+        fn paths_never_panic(path in ".{0,40}") {
+            let _ = check_path(&path);
+        }
+    }
+}

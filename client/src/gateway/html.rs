@@ -247,3 +247,27 @@ mod tests {
         assert_eq!(f(page), page);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any bytes: no panic, and no `//` survives inside a tag's `src`/`href`.
+        #[test]
+        fn filter_never_panics(doc in proptest::collection::vec(
+            prop_oneof![Just(b'<'), Just(b'>'), Just(b'"'), Just(b'\''), Just(b'='), Just(b'/'),
+                        Just(b' '), Just(b'a'), Just(b':'), Just(b'&'), any::<u8>()], 0..300)) {
+            let _ = filter(&doc);
+        }
+
+        #[test]
+        fn outside_srcs_never_survive(pre in "([a-z]{1,5}(=\"[a-z ]{0,5}\"|='[a-z]{0,3}'|=[a-z]{1,3})? ){0,3}", host in "[a-z]{1,8}") {
+            let doc = format!("<img {pre} src=\"http://{host}.evil/x\">");
+            let out = String::from_utf8_lossy(&filter(doc.as_bytes())).into_owned();
+            prop_assert!(!out.contains(".evil"), "{} -> {}", doc, out);
+        }
+    }
+}
