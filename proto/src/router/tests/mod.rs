@@ -3,6 +3,7 @@
 //! shuttles `poll_transmit` output into `handle_message` with a fixed latency
 //! (`network`). This file holds the shared harness.
 
+mod edges;
 mod network;
 mod rules;
 

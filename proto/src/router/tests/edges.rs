@@ -1,0 +1,146 @@
+//! Hostile and odd inputs (bad blocks, replies nobody asked for, strange
+//! configurations) and the local shortcuts (own store, no peers).
+
+use super::*;
+
+#[test]
+fn bad_data_is_misbehaviour_and_the_next_peer_is_tried() {
+    let (_, key) = blk(4);
+    let (other, _) = blk(5);
+    let (mut r, now) = lone(&[1, 2], cfg(1));
+    r.add_peer(now, PeerId(1), Location::of_key(&key));
+    let mut store = Mem::default();
+    let id = r.start_request(now, key, None, &mut store);
+    drain(&mut r);
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Data { id, block: other },
+        &mut store,
+    );
+    assert_eq!(
+        events(&mut r),
+        vec![Event::PeerMisbehaved {
+            peer: PeerId(1),
+            reason: "data that fails verification"
+        }]
+    );
+    assert_eq!(drain(&mut r)[0].0, PeerId(2));
+}
+
+#[test]
+fn replies_for_unknown_ids_are_misbehaviour() {
+    let (mut r, now) = lone(&[1], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::InsertReply { id: RequestId(9) },
+        &mut store,
+    );
+    assert!(matches!(
+        events(&mut r)[..],
+        [Event::PeerMisbehaved {
+            peer: PeerId(1),
+            ..
+        }]
+    ));
+    // Messages from peers never added are dropped, and chatter is the shell's.
+    r.handle_message(
+        now,
+        PeerId(77),
+        Message::InsertReply { id: RequestId(9) },
+        &mut store,
+    );
+    r.handle_message(now, PeerId(1), Message::Ping { nonce: 1 }, &mut store);
+    assert!(events(&mut r).is_empty());
+    assert!(drain(&mut r).is_empty());
+}
+
+#[test]
+fn bad_insert_is_misbehaviour() {
+    let (b, _) = blk(9);
+    let (mut r, now) = lone(&[1], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Insert {
+            id: RequestId(1),
+            key: key_at(5),
+            htl: Htl(5),
+            block: b,
+        },
+        &mut store,
+    );
+    assert!(matches!(events(&mut r)[..], [Event::PeerMisbehaved { .. }]));
+    assert!(drain(&mut r).is_empty());
+}
+
+#[test]
+fn local_inserts_without_peers_fail() {
+    let (b, _) = blk(10);
+    let (mut r, now) = lone(&[], cfg(1));
+    let id = r.start_insert(now, b, None);
+    assert!(matches!(
+        events(&mut r)[..],
+        [Event::InsertFinished { id: i, result: Err(InsertFailure::RouteNotFound), .. }] if i == id
+    ));
+}
+
+#[test]
+fn local_store_answers_first() {
+    let (b, key) = blk(11);
+    let (mut r, now) = lone(&[1], cfg(1));
+    let mut store = Mem::default();
+    store.blocks.insert(key, (b.clone(), Placement::Cache));
+    let id = r.start_request(now, key, None, &mut store);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(
+        events(&mut r),
+        vec![Event::RequestFinished {
+            id,
+            key,
+            result: Ok(Fetched {
+                block: b,
+                from: None
+            })
+        }]
+    );
+}
+
+#[test]
+fn odd_configurations_do_not_panic() {
+    let key = key_at(1000);
+    let mut store = Mem::default();
+    let config = RouterConfig {
+        max_htl: Htl(0),
+        htl_policy: HtlPolicy::Probabilistic {
+            decrement_at_max: f64::NAN,
+            decrement_at_one: 7.0,
+        },
+        hop_timeout: Duration::MAX,
+        max_inflight_per_peer: 0,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[900, 5000], config);
+    let id = r.start_request(now, key, None, &mut store);
+    assert!(matches!(
+        events(&mut r)[..],
+        [Event::RequestFinished { id: i, result: Err(RequestFailure::DataNotFound), .. }] if i == id
+    ));
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(1),
+            key,
+            htl: Htl(255),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![(PeerId(1), Message::RejectedOverload { id: RequestId(1) })]
+    );
+}
