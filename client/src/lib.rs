@@ -6,8 +6,8 @@
 //! # Layout
 //! - [`source`]: the [`BlockSource`] / [`BlockSink`] traits the rest is generic over,
 //!   and [`MemoryStore`] for tests.
-//! - [`format`]: the top block, index block and manifest formats (frozen by test vectors).
-//! - [`encode`]: a byte stream to blocks and a URI, streaming and convergent.
+//! - [`mod@format`]: the top block, index block and manifest formats (frozen by test vectors).
+//! - [`mod@encode`]: a byte stream to blocks and a URI, streaming and convergent.
 //! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
 //! - [`segment`]: rebuilding lost data blocks from Reed–Solomon check blocks.
 //! - [`dir`]: directories: publish, resolve paths, restore.
