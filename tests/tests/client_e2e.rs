@@ -530,6 +530,7 @@ async fn cli_publishes_and_restores_directories_and_stdin() {
         ("index.html", b"<p>home</p>".to_vec()),
         ("docs/a/b.txt", pattern(2 * MAX_PAYLOAD + 9, 3)),
         ("docs/c.txt", b"c".to_vec()),
+        ("docs/big.bin", pattern(1 << 20, 4)),
     ];
     for (p, data) in &files {
         let path = site.join(p);
@@ -576,6 +577,29 @@ async fn cli_publishes_and_restores_directories_and_stdin() {
         for (p, data) in &files {
             assert_eq!(&std::fs::read(restored.join(p)).unwrap(), data, "{p}");
         }
+        // A reader that stops early (`veil get URI | head -c 10`) is no error.
+        let mut child = Command::new(&bin)
+            .args(["--api", &b2.base, "--token", &b2.token, "get"])
+            .arg(format!("{uri}/docs/big.bin"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
         // A directory without -o is a mistake, said in one line.
         let out = veil(&bin, Some(&b2), &["get", &uri]);
         assert_one_error_line(&out, "names a directory");
