@@ -105,6 +105,17 @@ async fn serves_documents_and_manifests_with_protective_headers() {
     assert_eq!(resp.headers()["content-type"], "text/html");
     assert_eq!(resp.bytes().await.unwrap(), html);
 
+    // The same URI with its scheme and keys percent-encoded, as some tools send it.
+    let encoded = doc
+        .uri
+        .to_string()
+        .replace(':', "%3A")
+        .replace('@', "%40")
+        .replace(',', "%2C");
+    let resp = http.get(format!("{base}/{encoded}")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), html);
+
     let resp = http
         .get(format!("{base}/{}", site.uri))
         .send()
