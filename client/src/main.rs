@@ -318,12 +318,17 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
                     let mut file = tokio::fs::File::create(&path)
                         .await
                         .with_context(|| format!("cannot create {}", path.display()))?;
-                    let res = write_body(client, top, DEFAULT_WINDOW, &mut file, tick).await;
+                    let res = tokio::select! {
+                        r = write_body(client, top, DEFAULT_WINDOW, &mut file, tick) => {
+                            r.map(drop).map_err(anyhow::Error::from)
+                        }
+                        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    };
                     if let Err(e) = res {
                         // Leave no truncated file that looks like the document.
                         drop(file);
                         let _ = std::fs::remove_file(&path);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
             }
