@@ -46,7 +46,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
     /// The node's API token (the contents of its `token` file)
-    #[arg(long, global = true, value_name = "TOKEN")]
+    // Tokens are base64url and may start with `-`.
+    #[arg(long, global = true, value_name = "TOKEN", allow_hyphen_values = true)]
     token: Option<String>,
     /// Hops-to-live for inserts (the node's default when absent)
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=60))]
@@ -336,4 +337,23 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["veil", "--token", "-5abc", "status"]).unwrap();
+        assert_eq!(cli.token.as_deref(), Some("-5abc"));
+        let cli = Cli::try_parse_from(["veil", "status", "--token", "--x"]).unwrap();
+        assert_eq!(cli.token.as_deref(), Some("--x"));
+    }
+
+    #[test]
+    fn help_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
