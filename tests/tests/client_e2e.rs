@@ -631,3 +631,79 @@ async fn cli_publishes_and_restores_directories_and_stdin() {
     .unwrap();
     net.shutdown().await;
 }
+
+/// Waits until the `veild` behind `api` reports a peer. A process has no event to await,
+/// so this polls its API, briefly and with a deadline.
+async fn wait_for_a_peer(api: &veil_tests::Api) {
+    let client = ApiClient::new(&api.base, &api.token).unwrap();
+    let deadline = tokio::time::Instant::now() + veil_tests::WAIT;
+    loop {
+        if let Ok(peers) = client.peers().await {
+            let n = peers
+                .as_array()
+                .or_else(|| peers["peers"].as_array())
+                .map_or(0, Vec::len);
+            if n > 0 {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no link came up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_finds_veild_processes_through_their_data_directories() {
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = veil_tests::VeildProcess::spawn(da.path(), &[])
+        .await
+        .expect("veild a");
+    let peer = a.address.to_string();
+    let b = veil_tests::VeildProcess::spawn(db.path(), &["--peer", &peer])
+        .await
+        .expect("veild b");
+    wait_for_a_peer(&a.api).await;
+    wait_for_a_peer(&b.api).await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("note.txt");
+    std::fs::write(&file, b"found through the data directory").unwrap();
+    let (pa, pb) = (da.path().to_path_buf(), db.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
+        let out = veil(
+            &bin,
+            None,
+            &["--data-dir", pa, "put", file.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let uri = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let out = veil(&bin, None, &["--data-dir", pb, "get", &uri]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"found through the data directory");
+        // Without --data-dir, VEIL_DATA_DIR names the node.
+        let out = Command::new(&bin)
+            .arg("peers")
+            .env("VEIL_DATA_DIR", pb)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    })
+    .await
+    .unwrap();
+    b.terminate().unwrap();
+    a.terminate().unwrap();
+}
