@@ -31,7 +31,7 @@ pub const API_FILE: &str = "api";
 #[non_exhaustive]
 pub enum IdentityError {
     /// Reading or writing a file of the data directory failed.
-    #[error("{what} in {dir}: {source}")]
+    #[error("{what} in {dir}")]
     Io {
         /// What was being done.
         what: &'static str,

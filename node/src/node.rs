@@ -31,10 +31,10 @@ pub enum NodeError {
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     /// The store could not be opened.
-    #[error("opening the store: {0}")]
+    #[error("opening the store")]
     Store(#[from] StoreError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// Which listener.
         what: &'static str,
