@@ -85,6 +85,10 @@ enum Command {
 }
 
 fn main() {
+    // A bug is still one line, not a backtrace (RUST_BACKTRACE does not apply here).
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (please report): {info}");
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
