@@ -87,7 +87,8 @@ enum Command {
 fn main() {
     // A bug is still one line, not a backtrace (RUST_BACKTRACE does not apply here).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error (please report): {info}");
+        let what = info.to_string().replace('\n', " ");
+        eprintln!("error: internal error (please report): {what}");
     }));
     tracing_subscriber::fmt()
         .with_env_filter(
