@@ -113,3 +113,25 @@ async fn dialled_links_are_renewed_with_a_fresh_handshake() -> anyhow::Result<()
     net.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_dial_each_other_keep_one_link() -> anyhow::Result<()> {
+    let net = Testnet::start(2, Topology::Edges(vec![(0, 1), (1, 0)])).await?;
+    let (a, b) = (net.node(0), net.node(1));
+    // Both ends settle on the link dialled by the smaller key (each may briefly hold the
+    // other link while the second one is still on its way).
+    let dialer_is_a = a.key() < b.key();
+    for (node, outbound) in [(a, dialer_is_a), (b, !dialer_is_a)] {
+        let mut w = node.watch_peers();
+        tokio::time::timeout(
+            veil_tests::WAIT,
+            w.wait_for(|l| l.len() == 1 && l[0].outbound == outbound),
+        )
+        .await??;
+    }
+    let (key, block) = veil_tests::random_block(31, 100);
+    net.api(1).put_block(&key, &block, Some(0)).await?;
+    assert_eq!(net.api(0).get_block(&key, Some(3)).await?, block);
+    net.shutdown().await;
+    Ok(())
+}
