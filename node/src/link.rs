@@ -336,6 +336,7 @@ impl Link {
             transport,
             rx,
             self.params.keepalive,
+            self.params.dead_after,
             renew_at,
         ));
         let handle = LinkHandle {
@@ -420,8 +421,18 @@ async fn write_loop(
     transport: Arc<snow::StatelessTransportState>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     keepalive: Duration,
+    stall: Duration,
     renew_at: Option<tokio::time::Instant>,
 ) -> LinkError {
+    // A peer that stops reading would make our queue grow without bound (it can keep
+    // asking while its replies pile up here): a write that cannot progress for `stall`
+    // ends the link.
+    let stalled = || {
+        LinkError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "peer stopped reading",
+        ))
+    };
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, write_half);
     let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
     let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
@@ -429,16 +440,22 @@ async fn write_loop(
     let mut ping_nonce = 0u64;
     loop {
         if renew_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
-            let _ = w.flush().await;
-            let _ = w.shutdown().await;
+            let _ = tokio::time::timeout(stall, async {
+                let _ = w.flush().await;
+                let _ = w.shutdown().await;
+            })
+            .await;
             return LinkError::Renew;
         }
         let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 // Owner dropped the handle: flush and close our half.
-                let _ = w.flush().await;
-                let _ = w.shutdown().await;
+                let _ = tokio::time::timeout(stall, async {
+                    let _ = w.flush().await;
+                    let _ = w.shutdown().await;
+                })
+                .await;
                 return LinkError::Io(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "closed locally",
@@ -467,14 +484,19 @@ async fn write_loop(
             };
             nonce += 1;
             out[CT_OFFSET - 2..CT_OFFSET].copy_from_slice(&(n as u16).to_be_bytes());
-            if let Err(e) = w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n]).await {
-                return LinkError::Io(e);
+            match tokio::time::timeout(stall, w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n])).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return LinkError::Io(e),
+                Err(_) => return stalled(),
             }
             next = rx.try_recv().ok();
         }
         // Nothing more queued right now: push what we have onto the wire.
-        if let Err(e) = w.flush().await {
-            return LinkError::Io(e);
+        match tokio::time::timeout(stall, w.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return LinkError::Io(e),
+            Err(_) => return stalled(),
         }
     }
 }
