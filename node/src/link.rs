@@ -360,6 +360,40 @@ impl Link {
     }
 }
 
+/// A deadline that moves forward on progress, without a timer operation per message:
+/// it is re-armed only once a quarter of its period has passed since the last arming, so
+/// it fires between 3/4 and 1 period after the last progress.
+struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    period: Duration,
+    armed_at: tokio::time::Instant,
+}
+
+impl Watchdog {
+    fn new(period: Duration) -> Watchdog {
+        let now = tokio::time::Instant::now();
+        Watchdog {
+            sleep: Box::pin(tokio::time::sleep_until(now + period)),
+            period,
+            armed_at: now,
+        }
+    }
+
+    /// Records progress.
+    fn kick(&mut self) {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.armed_at) >= self.period / 4 {
+            self.armed_at = now;
+            self.sleep.as_mut().reset(now + self.period);
+        }
+    }
+
+    /// Completes when the period has passed without (recent enough) progress.
+    async fn expired(&mut self) {
+        self.sleep.as_mut().await
+    }
+}
+
 async fn read_loop<T: Clone>(
     read_half: OwnedReadHalf,
     transport: Arc<snow::StatelessTransportState>,
@@ -373,12 +407,16 @@ async fn read_loop<T: Clone>(
     let mut pt = vec![0u8; MAX_NOISE_MESSAGE];
     // Nonce 0 carried the Hello.
     let mut nonce = 1u64;
+    let mut silence = Watchdog::new(dead_after);
     loop {
-        let n = match tokio::time::timeout(dead_after, read_frame(&mut r, &mut ct)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return e,
-            Err(_) => return LinkError::Dead(dead_after),
+        let n = tokio::select! {
+            r = read_frame(&mut r, &mut ct) => match r {
+                Ok(n) => n,
+                Err(e) => return e,
+            },
+            () = silence.expired() => return LinkError::Dead(dead_after),
         };
+        silence.kick();
         if n < TAG_LEN {
             return LinkError::BadFrame(n);
         }
@@ -433,6 +471,7 @@ async fn write_loop(
             "peer stopped reading",
         ))
     };
+    let mut stuck = Watchdog::new(stall);
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, write_half);
     let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
     let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
@@ -466,6 +505,8 @@ async fn write_loop(
                 Message::Ping { nonce: ping_nonce }
             }
         };
+        // Idle time is not a stall: the clock starts with this batch.
+        stuck.kick();
         let mut next = Some(msg);
         while let Some(msg) = next.take() {
             plain.clear();
@@ -484,19 +525,25 @@ async fn write_loop(
             };
             nonce += 1;
             out[CT_OFFSET - 2..CT_OFFSET].copy_from_slice(&(n as u16).to_be_bytes());
-            match tokio::time::timeout(stall, w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n])).await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return LinkError::Io(e),
-                Err(_) => return stalled(),
+            tokio::select! {
+                r = w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n]) => {
+                    if let Err(e) = r {
+                        return LinkError::Io(e);
+                    }
+                }
+                () = stuck.expired() => return stalled(),
             }
+            stuck.kick();
             next = rx.try_recv().ok();
         }
         // Nothing more queued right now: push what we have onto the wire.
-        match tokio::time::timeout(stall, w.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return LinkError::Io(e),
-            Err(_) => return stalled(),
+        tokio::select! {
+            r = w.flush() => {
+                if let Err(e) = r {
+                    return LinkError::Io(e);
+                }
+            }
+            () = stuck.expired() => return stalled(),
         }
     }
 }

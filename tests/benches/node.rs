@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench -p veil-tests --bench node` (release). Sizes from the environment:
 //! `VEIL_BENCH_MESSAGES` (per throughput run, default 20000), `VEIL_BENCH_RUNS`
-//! (default 5), `VEIL_BENCH_FETCHES` (latency samples per hop count, default 300),
+//! (default 7), `VEIL_BENCH_FETCHES` (latency samples per hop count, default 300),
 //! `VEIL_BENCH_BLOCKS` (line throughput, default 1500).
 
 use std::time::{Duration, Instant};
@@ -174,7 +174,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let messages = env("VEIL_BENCH_MESSAGES", 20_000);
-    let runs = env("VEIL_BENCH_RUNS", 5).max(1);
+    let runs = env("VEIL_BENCH_RUNS", 7).max(1);
     let fetches = env("VEIL_BENCH_FETCHES", 300);
     let blocks = env("VEIL_BENCH_BLOCKS", 1_500);
     println!(
@@ -191,6 +191,10 @@ async fn run() -> anyhow::Result<()> {
         linked.push(l);
         raw.push(raw_noise(messages, plain_len).await?);
     }
+    // Each link run is paired with the raw run right after it, so load that drifts over
+    // the benchmark hits both sides of a ratio alike.
+    let ratios: Vec<f64> = linked.iter().zip(&raw).map(|(l, r)| l / r).collect();
+    let (qmin, qmed, qmax) = stats(ratios);
     let (rmin, rmed, rmax) = stats(raw.clone());
     let (lmin, lmed, lmax) = stats(linked.clone());
     println!("message size: {plain_len} bytes plaintext (a Data message), {messages} messages per run, {runs} runs");
@@ -206,7 +210,10 @@ async fn run() -> anyhow::Result<()> {
         mb(lmin),
         mb(lmax)
     );
-    println!("link / raw (medians):        {:.2}", lmed / rmed);
+    println!(
+        "link / raw, paired runs:     median {qmed:.2}  (min {qmin:.2}, max {qmax:.2}; ratio of medians {:.2})",
+        lmed / rmed
+    );
 
     // 2. Per-hop fetch latency on a line A-B-C, in-process (no HTTP).
     let net = Testnet::start_with(3, Topology::Line, |_, c| {

@@ -56,7 +56,8 @@ async fn silent_peer_is_dropped_within_seconds() -> anyhow::Result<()> {
     wait_for_peer(node, key, false).await?;
     let took = up.elapsed();
     assert!(
-        took >= Duration::from_millis(500),
+        // The silence watchdog fires between 3/4 and all of `dead_after` (600 ms).
+        took >= Duration::from_millis(400),
         "dropped too early: {took:?}"
     );
     assert!(
