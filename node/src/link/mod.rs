@@ -9,20 +9,20 @@
 //! handshake message 1 (the dialer named another key, or sent garbage) closes the
 //! connection without a word, so a scanner learns nothing.
 //!
-//! A running link is two tasks: a reader that decrypts and decodes, and a writer that
+//! A running link (`run.rs`) is two tasks: a reader that decrypts and decodes, and a writer that
 //! encodes and encrypts; they share a [`snow::StatelessTransportState`] and keep their
 //! own nonces, so encryption and decryption run in parallel. A bad frame, a failed
 //! decryption or an undecodable message ends that link only. Keepalive pings go out
 //! when a link has been quiet for the keepalive interval; a link silent for
 //! `dead_after` is closed as dead.
 
+mod run;
+
 use crate::identity::Identity;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use veil_proto::message::PROTOCOL_VERSION;
@@ -306,245 +306,6 @@ impl Link {
     /// Whether we dialled.
     pub fn is_initiator(&self) -> bool {
         self.initiator
-    }
-
-    /// Starts the reader and writer tasks. Messages and the final close go to `inbox`
-    /// tagged with `tag`.
-    pub fn spawn<T>(self, tag: T, inbox: mpsc::Sender<LinkEvent<T>>) -> LinkHandle
-    where
-        T: Clone + Send + Sync + 'static,
-    {
-        let (read_half, write_half) = self.stream.into_split();
-        let transport = Arc::new(self.transport);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut reader = tokio::spawn(read_loop(
-            read_half,
-            transport.clone(),
-            tx.downgrade(),
-            tag.clone(),
-            inbox.clone(),
-            self.params.dead_after,
-        ));
-        // Only the dialer renews, so the two ends never race to replace the link.
-        let renew_at = self
-            .params
-            .renew_after
-            .filter(|_| self.initiator)
-            .map(|d| tokio::time::Instant::now() + d);
-        let mut writer = tokio::spawn(write_loop(
-            write_half,
-            transport,
-            rx,
-            self.params.keepalive,
-            self.params.dead_after,
-            renew_at,
-        ));
-        let handle = LinkHandle {
-            tx,
-            reader: reader.abort_handle(),
-        };
-        tokio::spawn(async move {
-            let reason = tokio::select! {
-                r = &mut reader => r,
-                w = &mut writer => w,
-            };
-            reader.abort();
-            writer.abort();
-            let reason = match reason {
-                Ok(e) => e,
-                Err(_) => LinkError::Io(io::Error::new(io::ErrorKind::ConnectionAborted, "closed")),
-            };
-            let _ = inbox.send(LinkEvent::Closed(tag, reason)).await;
-        });
-        handle
-    }
-}
-
-/// A deadline that moves forward on progress, without a timer operation per message:
-/// it is re-armed only once a quarter of its period has passed since the last arming, so
-/// it fires between 3/4 and 1 period after the last progress.
-struct Watchdog {
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    period: Duration,
-    armed_at: tokio::time::Instant,
-}
-
-impl Watchdog {
-    fn new(period: Duration) -> Watchdog {
-        let now = tokio::time::Instant::now();
-        Watchdog {
-            sleep: Box::pin(tokio::time::sleep_until(now + period)),
-            period,
-            armed_at: now,
-        }
-    }
-
-    /// Records progress.
-    fn kick(&mut self) {
-        let now = tokio::time::Instant::now();
-        if now.duration_since(self.armed_at) >= self.period / 4 {
-            self.armed_at = now;
-            self.sleep.as_mut().reset(now + self.period);
-        }
-    }
-
-    /// Completes when the period has passed without (recent enough) progress.
-    async fn expired(&mut self) {
-        self.sleep.as_mut().await
-    }
-}
-
-async fn read_loop<T: Clone>(
-    read_half: OwnedReadHalf,
-    transport: Arc<snow::StatelessTransportState>,
-    pong: mpsc::WeakUnboundedSender<Message>,
-    tag: T,
-    inbox: mpsc::Sender<LinkEvent<T>>,
-    dead_after: Duration,
-) -> LinkError {
-    let mut r = BufReader::with_capacity(READ_BUFFER, read_half);
-    let mut ct = vec![0u8; MAX_NOISE_MESSAGE];
-    let mut pt = vec![0u8; MAX_NOISE_MESSAGE];
-    // Nonce 0 carried the Hello.
-    let mut nonce = 1u64;
-    let mut silence = Watchdog::new(dead_after);
-    loop {
-        let n = tokio::select! {
-            r = read_frame(&mut r, &mut ct) => match r {
-                Ok(n) => n,
-                Err(e) => return e,
-            },
-            () = silence.expired() => return LinkError::Dead(dead_after),
-        };
-        silence.kick();
-        if n < TAG_LEN {
-            return LinkError::BadFrame(n);
-        }
-        let m = match transport.read_message(nonce, &ct[..n], &mut pt) {
-            Ok(m) => m,
-            Err(e) => return LinkError::Noise(e),
-        };
-        nonce += 1;
-        let msg = match Message::decode(&pt[..m]) {
-            Ok(msg) => msg,
-            Err(e) => return LinkError::Message(e),
-        };
-        match msg {
-            Message::Ping { nonce } => {
-                if let Some(tx) = pong.upgrade() {
-                    let _ = tx.send(Message::Pong { nonce });
-                }
-            }
-            Message::Pong { .. } => {}
-            Message::Hello(_) => return LinkError::Protocol("second hello".into()),
-            msg => {
-                if inbox
-                    .send(LinkEvent::Message(tag.clone(), msg))
-                    .await
-                    .is_err()
-                {
-                    // The owner is gone: the node is shutting down.
-                    return LinkError::Io(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "node stopped",
-                    ));
-                }
-            }
-        }
-    }
-}
-
-async fn write_loop(
-    write_half: OwnedWriteHalf,
-    transport: Arc<snow::StatelessTransportState>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    keepalive: Duration,
-    stall: Duration,
-    renew_at: Option<tokio::time::Instant>,
-) -> LinkError {
-    // A peer that stops reading would make our queue grow without bound (it can keep
-    // asking while its replies pile up here): a write that cannot progress for `stall`
-    // ends the link.
-    let stalled = || {
-        LinkError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "peer stopped reading",
-        ))
-    };
-    let mut stuck = Watchdog::new(stall);
-    let mut w = BufWriter::with_capacity(WRITE_BUFFER, write_half);
-    let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
-    let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
-    let mut nonce = 1u64;
-    let mut ping_nonce = 0u64;
-    loop {
-        if renew_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
-            let _ = tokio::time::timeout(stall, async {
-                let _ = w.flush().await;
-                let _ = w.shutdown().await;
-            })
-            .await;
-            return LinkError::Renew;
-        }
-        let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                // Owner dropped the handle: flush and close our half.
-                let _ = tokio::time::timeout(stall, async {
-                    let _ = w.flush().await;
-                    let _ = w.shutdown().await;
-                })
-                .await;
-                return LinkError::Io(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed locally",
-                ));
-            }
-            Err(_) => {
-                ping_nonce += 1;
-                Message::Ping { nonce: ping_nonce }
-            }
-        };
-        // Idle time is not a stall: the clock starts with this batch.
-        stuck.kick();
-        let mut next = Some(msg);
-        while let Some(msg) = next.take() {
-            plain.clear();
-            msg.encode_into(&mut plain);
-            if plain.len() + TAG_LEN > MAX_NOISE_MESSAGE {
-                // The router never builds such a message; refuse rather than split.
-                tracing::error!(
-                    kind = msg.kind(),
-                    "message too large for one frame; dropped"
-                );
-                continue;
-            }
-            let n = match transport.write_message(nonce, &plain, &mut out[CT_OFFSET..]) {
-                Ok(n) => n,
-                Err(e) => return LinkError::Noise(e),
-            };
-            nonce += 1;
-            out[CT_OFFSET - 2..CT_OFFSET].copy_from_slice(&(n as u16).to_be_bytes());
-            tokio::select! {
-                r = w.write_all(&out[CT_OFFSET - 2..CT_OFFSET + n]) => {
-                    if let Err(e) = r {
-                        return LinkError::Io(e);
-                    }
-                }
-                () = stuck.expired() => return stalled(),
-            }
-            stuck.kick();
-            next = rx.try_recv().ok();
-        }
-        // Nothing more queued right now: push what we have onto the wire.
-        tokio::select! {
-            r = w.flush() => {
-                if let Err(e) = r {
-                    return LinkError::Io(e);
-                }
-            }
-            () = stuck.expired() => return stalled(),
-        }
     }
 }
 
