@@ -176,12 +176,13 @@ impl Shape {
     }
 }
 
-/// Fetches an index block of `level` covering data blocks `first..first+count` and checks
-/// it lists exactly the children (and, at level 1, the check blocks) that range needs.
+/// Fetches an index block of `level` covering data blocks `first..first+count` — the
+/// first of its `copies` that can be fetched and verified — and checks it lists exactly
+/// the children (and, at level 1, the check blocks) that range needs.
 async fn fetch_index<S: BlockSource>(
     source: &S,
     shape: Shape,
-    keys: ChildRef,
+    copies: &[ChildRef],
     level: u8,
     first: u64,
     count: u64,
@@ -192,20 +193,39 @@ async fn fetch_index<S: BlockSource>(
         end: first + count,
         total: shape.total,
     };
-    let payload = fetch_payload(source, keys, &at).await?;
-    let index = IndexBlock::from_payload(&payload).map_err(|e| corrupt(at.clone(), e))?;
-    let want = count.div_ceil(shape.params.cover(level - 1));
-    let want_checks = if level == 1 {
-        shape.params.checks_for(count)
+    let mut first_error = None;
+    for &keys in copies {
+        match fetch_payload(source, keys, &at).await {
+            Ok(payload) => return check_index(shape, &at, &payload, level, count),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| corrupt(at, "no copies listed")))
+}
+
+/// Decodes an index block payload and checks it against the tree's shape.
+fn check_index(
+    shape: Shape,
+    at: &Position,
+    payload: &[u8],
+    level: u8,
+    count: u64,
+) -> Result<IndexBlock, DecodeError> {
+    let index = IndexBlock::from_payload(payload).map_err(|e| corrupt(at.clone(), e))?;
+    let children = count.div_ceil(shape.params.cover(level - 1));
+    let (want, want_checks) = if level == 1 {
+        (children, shape.params.checks_for(count))
     } else {
-        0
+        (children * shape.params.copies as u64, 0)
     };
     if index.version != FORMAT_VERSION || index.level != level {
-        return Err(corrupt(at, format!("claims level {}", index.level)));
+        return Err(corrupt(at.clone(), format!("claims level {}", index.level)));
     }
     if index.children.len() as u64 != want || index.checks.len() as u64 != want_checks {
         return Err(corrupt(
-            at,
+            at.clone(),
             format!(
                 "lists {} children and {} checks, {want} and {want_checks} expected",
                 index.children.len(),
@@ -241,13 +261,18 @@ fn data_refs<S: BlockSource>(
     }
     let span = shape.params.cover(level - 1);
     let fetcher = source.clone();
-    stream::iter(index.children.into_iter().enumerate())
-        .map(move |(i, c)| {
+    let groups: Vec<Vec<ChildRef>> = index
+        .children
+        .chunks(shape.params.copies as usize)
+        .map(<[ChildRef]>::to_vec)
+        .collect();
+    stream::iter(groups.into_iter().enumerate())
+        .map(move |(i, copies)| {
             let source = fetcher.clone();
             let cfirst = first + i as u64 * span;
             let ccount = span.min(count - i as u64 * span);
             async move {
-                let kids = fetch_index(&source, shape, c, level - 1, cfirst, ccount).await?;
+                let kids = fetch_index(&source, shape, &copies, level - 1, cfirst, ccount).await?;
                 Ok((kids, cfirst, ccount))
             }
         })
@@ -300,6 +325,7 @@ pub fn body_stream<S: BlockSource>(
             fanout,
             segment,
             checks,
+            copies,
             depth,
             root,
         } => {
@@ -308,17 +334,23 @@ pub fn body_stream<S: BlockSource>(
                     fanout,
                     segment,
                     checks,
+                    copies,
                 },
                 size,
                 total: data_blocks(size),
             };
             let refs: RefStream = if depth == 0 {
-                let seg = Arc::new(Segment::new(0, vec![root], Vec::new()));
-                stream::once(async move { Ok((0, root, seg)) }).boxed()
+                match root.first() {
+                    Some(&keys) => {
+                        let seg = Arc::new(Segment::new(0, vec![keys], Vec::new()));
+                        stream::once(async move { Ok((0, keys, seg)) }).boxed()
+                    }
+                    None => failed(corrupt(Position::Top, "no root")),
+                }
             } else {
                 let src = source.clone();
                 stream::once(async move {
-                    let index = fetch_index(&src, shape, root, depth, 0, shape.total).await?;
+                    let index = fetch_index(&src, shape, &root, depth, 0, shape.total).await?;
                     Ok(data_refs(src, shape, index, 0, shape.total))
                 })
                 .map(|r: Result<RefStream, DecodeError>| r.unwrap_or_else(failed))

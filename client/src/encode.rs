@@ -151,8 +151,8 @@ impl<K: BlockSink> Inserter<K> {
 /// Pending children per tree level; a full level becomes an index block one level up.
 struct Levels {
     params: TreeParams,
-    /// `pending[0]` holds the current segment's data blocks, `pending[l]` index blocks of
-    /// level `l`.
+    /// `pending[0]` holds the current segment's data blocks; `pending[l]` the copies of
+    /// index blocks of level `l`, `copies` consecutive entries per index block.
     pending: Vec<Vec<ChildRef>>,
     /// The current segment's payloads, zero-padded, for its check blocks.
     payloads: Vec<Vec<u8>>,
@@ -165,6 +165,24 @@ impl Levels {
             pending: vec![Vec::new()],
             payloads: Vec::new(),
         }
+    }
+
+    fn copies(&self) -> usize {
+        self.params.copies as usize
+    }
+
+    /// Inserts every copy of `index` (its `copy` field set to 0, 1, ...).
+    async fn put_index<K: BlockSink>(
+        &self,
+        ins: &mut Inserter<K>,
+        mut index: IndexBlock,
+    ) -> Result<Vec<ChildRef>, EncodeError> {
+        let mut refs = Vec::with_capacity(self.copies());
+        for copy in 0..self.params.copies {
+            index.copy = copy;
+            refs.push(ins.put(&index.to_payload()).await?);
+        }
+        Ok(refs)
     }
 
     /// Inserts a data block; a full segment becomes a level-1 index block.
@@ -191,10 +209,9 @@ impl Levels {
     async fn flush_segment<K: BlockSink>(
         &mut self,
         ins: &mut Inserter<K>,
-    ) -> Result<ChildRef, EncodeError> {
+    ) -> Result<Vec<ChildRef>, EncodeError> {
         let children = std::mem::take(&mut self.pending[0]);
-        let d = children.len();
-        let c = self.params.checks_for(d as u64) as usize;
+        let c = self.params.checks_for(children.len() as u64) as usize;
         let mut checks = Vec::with_capacity(c);
         if c > 0 {
             let shards = crate::segment::encode_checks(&self.payloads, c)
@@ -207,28 +224,29 @@ impl Levels {
         let index = IndexBlock {
             version: FORMAT_VERSION,
             level: 1,
+            copy: 0,
             children,
             checks,
         };
-        ins.put(&index.to_payload()).await
+        self.put_index(ins, index).await
     }
 
-    /// Adds an index block of level `level` to its parent's pending list.
+    /// Adds the copies of an index block of level `level` to its parent's pending list.
     async fn push<K: BlockSink>(
         &mut self,
         ins: &mut Inserter<K>,
         mut level: usize,
-        mut child: ChildRef,
+        mut copies: Vec<ChildRef>,
     ) -> Result<(), EncodeError> {
         loop {
             if self.pending.len() == level {
                 self.pending.push(Vec::new());
             }
-            self.pending[level].push(child);
-            if self.pending[level].len() < self.params.fanout as usize {
+            self.pending[level].extend(copies);
+            if self.pending[level].len() < self.params.fanout as usize * self.copies() {
                 return Ok(());
             }
-            child = self.flush(ins, level).await?;
+            copies = self.flush(ins, level).await?;
             level += 1;
         }
     }
@@ -238,45 +256,45 @@ impl Levels {
         &mut self,
         ins: &mut Inserter<K>,
         level: usize,
-    ) -> Result<ChildRef, EncodeError> {
-        let children = std::mem::take(&mut self.pending[level]);
+    ) -> Result<Vec<ChildRef>, EncodeError> {
         let index = IndexBlock {
             version: FORMAT_VERSION,
             level: (level + 1) as u8,
-            children,
+            copy: 0,
+            children: std::mem::take(&mut self.pending[level]),
             checks: Vec::new(),
         };
-        ins.put(&index.to_payload()).await
+        self.put_index(ins, index).await
     }
 
-    /// Closes every level and returns the root and its depth.
+    /// Closes every level and returns the copies of the root and its depth.
     async fn finish<K: BlockSink>(
         mut self,
         ins: &mut Inserter<K>,
-    ) -> Result<(ChildRef, u8), EncodeError> {
-        // A single data block is its own root: no index, no checks.
+    ) -> Result<(Vec<ChildRef>, u8), EncodeError> {
+        // A single data block is its own root: no index, no checks, no copies.
         if self.pending.len() == 1 && self.pending[0].len() == 1 {
-            return Ok((self.pending[0][0], 0));
+            return Ok((self.pending[0].clone(), 0));
         }
         if !self.pending[0].is_empty() {
             let index = self.flush_segment(ins).await?;
             if self.pending.len() == 1 {
                 self.pending.push(Vec::new());
             }
-            self.pending[1].push(index);
+            self.pending[1].extend(index);
         }
         let mut level = 1;
         loop {
             let top = level + 1 == self.pending.len();
-            if top && self.pending[level].len() == 1 {
-                return Ok((self.pending[level][0], level as u8));
+            if top && self.pending[level].len() == self.copies() {
+                return Ok((std::mem::take(&mut self.pending[level]), level as u8));
             }
             if !self.pending[level].is_empty() {
-                let child = self.flush(ins, level).await?;
+                let copies = self.flush(ins, level).await?;
                 if top {
                     self.pending.push(Vec::new());
                 }
-                self.pending[level + 1].push(child);
+                self.pending[level + 1].extend(copies);
             }
             level += 1;
         }
@@ -361,6 +379,7 @@ where
                     fanout: opts.tree.fanout,
                     segment: opts.tree.segment,
                     checks: opts.tree.checks,
+                    copies: opts.tree.copies,
                     depth,
                     root,
                 },

@@ -7,8 +7,10 @@
 //! TopBlock   = version u8 = 1, Metadata, Body
 //! Metadata   = size u64, mime String, name Option<String>, compression, kind
 //! Body       = Inline(bytes)                            -- whole document, when it fits
-//!            | Tree { fanout u16, segment u16, checks u16, depth u8, root ChildRef }
-//! IndexBlock = version u8 = 1, level u8 (>= 1), children Vec<ChildRef>, checks Vec<ChildRef>
+//!            | Tree { fanout u16, segment u16, checks u16, copies u8, depth u8,
+//!                     root Vec<ChildRef> }                -- `copies` copies of the root
+//! IndexBlock = version u8 = 1, level u8 (>= 1), copy u8,
+//!              children Vec<ChildRef>, checks Vec<ChildRef>
 //! ChildRef   = routing key [u8; 32], data key [u8; 32]   -- 64 bytes
 //! Manifest   = version u8 = 1, entries Vec<{ path String, keys ChildRef, size u64, mime String }>
 //! ```
@@ -22,16 +24,24 @@
 //! shape and rejects any block whose child count, check count, level or payload length
 //! disagrees.
 //!
+//! Index blocks are stored `copies` times: copy `c` is the same index block with its
+//! `copy` field set to `c`, so each copy is a different CHK block. A parent lists all
+//! copies of each child index block, consecutively (`children[i * copies + c]`), and the
+//! top block lists all copies of the root. A reader takes the first copy that verifies,
+//! so losing an index block loses nothing while one copy of it survives.
+//!
 //! Redundancy: a segment of `d` data blocks has `ceil(d * checks / segment)` check blocks
 //! (so a full one has `checks`). Check block `j` is the CHK block of Reed–Solomon recovery
 //! shard `j` (reed-solomon-simd, GF(2^16)) computed over the segment's payloads, each
 //! zero-padded to 32768 bytes. Any `d` of a segment's `d + c` blocks rebuild its data; a
 //! rebuilt payload is accepted only when it hashes to the data key its index lists.
 //!
-//! Defaults: [`DEFAULT_FANOUT`] 511 (the most 64-byte children one 32 KiB payload holds
-//! beside the header), [`DEFAULT_SEGMENT`] 340 data and [`DEFAULT_CHECKS`] 170 check
-//! blocks per segment (50% more blocks; a segment survives the loss of a third of its
-//! blocks). One level-1 index covers 10.6 MiB, two levels 5.3 GiB, three 2.7 TiB.
+//! Defaults: [`DEFAULT_SEGMENT`] 340 data and [`DEFAULT_CHECKS`] 170 check blocks per
+//! segment (50% more blocks; a segment survives the loss of a third of its blocks),
+//! [`DEFAULT_COPIES`] 3 copies of every index block, and [`DEFAULT_FANOUT`] 170 children
+//! per index block above level 1 (170 × 3 copies = 510 of the [`MAX_ENTRIES`] 511 64-byte
+//! entries one 32 KiB payload holds beside the header). One level-1 index covers
+//! 10.6 MiB, two levels 1.8 GiB, three 306 GiB.
 
 use serde::{Deserialize, Serialize};
 use veil_proto::{ChkKeys, DataKey, RoutingKey, MAX_PAYLOAD};
@@ -39,13 +49,15 @@ use veil_proto::{ChkKeys, DataKey, RoutingKey, MAX_PAYLOAD};
 /// The version byte every top block, index block and manifest starts with.
 pub const FORMAT_VERSION: u8 = 1;
 /// Children per index block above level 1 in the shipped format.
-pub const DEFAULT_FANOUT: u16 = 511;
+pub const DEFAULT_FANOUT: u16 = 170;
+/// Copies of every index block in the shipped format.
+pub const DEFAULT_COPIES: u8 = 3;
 /// Data blocks per segment (per level-1 index block) in the shipped format.
 pub const DEFAULT_SEGMENT: u16 = 340;
 /// Check blocks per full segment in the shipped format.
 pub const DEFAULT_CHECKS: u16 = 170;
-/// The largest fan-out whose index block fits one payload.
-pub const MAX_FANOUT: u16 = 511;
+/// The most 64-byte entries (children and checks) one index block holds.
+pub const MAX_ENTRIES: usize = 511;
 /// Longest file name kept in metadata, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 /// Longest MIME type kept in metadata, in bytes.
@@ -130,10 +142,12 @@ pub enum Body {
         segment: u16,
         /// Check blocks per full segment.
         checks: u16,
+        /// Copies of every index block.
+        copies: u8,
         /// Levels of index blocks above the data blocks (0: `root` is a data block).
         depth: u8,
-        /// The root of the tree.
-        root: ChildRef,
+        /// The copies of the root (one when the root is a data block).
+        root: Vec<ChildRef>,
     },
 }
 
@@ -155,7 +169,9 @@ pub struct IndexBlock {
     pub version: u8,
     /// Height above the data blocks: 1 lists data blocks, 2 lists level-1 blocks, ...
     pub level: u8,
-    /// The children, in document order.
+    /// Which copy of this index block this is (0-based).
+    pub copy: u8,
+    /// The children, in document order; above level 1, every copy of each child.
     pub children: Vec<ChildRef>,
     /// Level 1 only: the segment's check blocks, by recovery shard index.
     pub checks: Vec<ChildRef>,
@@ -230,6 +246,8 @@ pub struct TreeParams {
     pub segment: u16,
     /// Check blocks per full segment.
     pub checks: u16,
+    /// Copies of every index block.
+    pub copies: u8,
 }
 
 impl Default for TreeParams {
@@ -238,6 +256,7 @@ impl Default for TreeParams {
             fanout: DEFAULT_FANOUT,
             segment: DEFAULT_SEGMENT,
             checks: DEFAULT_CHECKS,
+            copies: DEFAULT_COPIES,
         }
     }
 }
@@ -245,9 +264,11 @@ impl Default for TreeParams {
 impl TreeParams {
     /// Whether every index block of such a tree fits one payload.
     pub fn is_valid(&self) -> bool {
-        (2..=MAX_FANOUT).contains(&self.fanout)
+        self.fanout >= 2
+            && self.copies >= 1
+            && self.fanout as usize * self.copies as usize <= MAX_ENTRIES
             && self.segment >= 2
-            && self.segment as u32 + self.checks as u32 <= MAX_FANOUT as u32
+            && self.segment as usize + self.checks as usize <= MAX_ENTRIES
     }
 
     /// Most data blocks under a node of `level` (1 for a data block), saturating.
@@ -300,19 +321,25 @@ impl TopBlock {
                 fanout,
                 segment,
                 checks,
+                copies,
                 depth,
-                ..
+                root,
             } => {
                 let params = TreeParams {
                     fanout: *fanout,
                     segment: *segment,
                     checks: *checks,
+                    copies: *copies,
                 };
                 if !params.is_valid() {
                     return Err(FormatError::Invalid(format!("tree parameters {params:?}")));
                 }
                 if m.size == 0 || *depth != params.depth_for(data_blocks(m.size)) {
                     return Err(FormatError::Invalid("tree depth does not fit size".into()));
+                }
+                let want = if *depth == 0 { 1 } else { *copies as usize };
+                if root.len() != want {
+                    return Err(FormatError::Invalid("wrong number of root copies".into()));
                 }
             }
         }

@@ -26,12 +26,14 @@ async fn get(store: &MemoryStore, uri: &Uri) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+/// Options for a small tree; two copies of each index block.
 fn tree(fanout: u16, segment: u16, checks: u16) -> EncodeOptions {
     EncodeOptions {
         tree: TreeParams {
             fanout,
             segment,
             checks,
+            copies: 2,
         },
         ..EncodeOptions::named("doc.bin")
     }
@@ -59,13 +61,13 @@ async fn edge_sizes_round_trip() {
         // Small documents live in the top block alone; 32 KiB and more need a tree.
         let inline = matches!(top.body, Body::Inline(_));
         assert_eq!(inline, len < MAX_PAYLOAD - 100, "len {len}");
-        // Data blocks, plus (past one) half as many check blocks and one index block,
-        // plus the top block.
+        // Data blocks, plus (past one) half as many check blocks and three copies of one
+        // index block, plus the top block.
         let n = len.div_ceil(MAX_PAYLOAD);
         let expected_blocks = match (inline, n) {
             (true, _) => 1,
             (false, 1) => 2,
-            (false, n) => n + n.div_ceil(2) + 2,
+            (false, n) => n + n.div_ceil(2) + 3 + 1,
         };
         assert_eq!(store.len(), expected_blocks, "len {len}");
     }
@@ -109,15 +111,16 @@ async fn default_format_needs_two_levels_past_one_segment() {
         top.body,
         Body::Tree {
             depth: 2,
-            fanout: 511,
+            fanout: 170,
             segment: 340,
             checks: 170,
+            copies: 3,
             ..
         }
     ));
     // 341 data blocks: a full segment (170 checks) and one of 1 (1 check), 2 level-1
-    // index blocks, 1 level-2, 1 top.
-    assert_eq!(store.len(), 341 + 171 + 2 + 1 + 1);
+    // index blocks and 1 level-2, three copies each, 1 top.
+    assert_eq!(store.len(), 341 + 171 + 3 * (2 + 1) + 1);
     assert_eq!(get(&store, &uri).await.unwrap(), data);
 }
 
@@ -246,6 +249,7 @@ async fn a_lying_tree_is_refused() {
     let index = crate::format::IndexBlock {
         version: FORMAT_VERSION,
         level: 1,
+        copy: 0,
         children: vec![keys.into(); 3],
         checks: vec![],
     };
@@ -264,8 +268,9 @@ async fn a_lying_tree_is_refused() {
             fanout: 4,
             segment: 4,
             checks: 0,
+            copies: 1,
             depth: 1,
-            root: ikeys.into(),
+            root: vec![ikeys.into()],
         },
     };
     let (blk, tkeys) = veil_proto::block::encode(&top.to_payload()).unwrap();
@@ -412,5 +417,49 @@ async fn uri_vector() {
         uri.to_string(),
         "veil:CHK@WTzleyCtM09JikxLPYjnk_RwxemS1VliktwPay5tmPE,\
          cSS07rYYkH51xzxWF1JjGMPI9Lx5GGXEOK5QU6b04O4/hello.txt"
+    );
+}
+
+/// Fetches and decodes the index block `keys` names.
+async fn index_at(store: &MemoryStore, keys: ChildRef) -> crate::format::IndexBlock {
+    let block = crate::source::BlockSource::fetch(store, keys.routing)
+        .await
+        .unwrap();
+    crate::format::IndexBlock::from_payload(&block.decrypt(&keys.data).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn index_blocks_survive_while_one_copy_does() {
+    let store = MemoryStore::new();
+    // Segments of 4: 10 level-1 index blocks under a level-2 root, 3 copies each.
+    let data = pattern(40 * MAX_PAYLOAD, 12);
+    let opts = EncodeOptions {
+        tree: TreeParams {
+            fanout: 16,
+            segment: 4,
+            checks: 2,
+            copies: 3,
+        },
+        ..EncodeOptions::default()
+    };
+    let uri = put(&store, &data, &opts).await;
+    let top = fetch_top(&store, uri.keys).await.unwrap();
+    let Body::Tree { root, depth: 2, .. } = top.body else {
+        panic!("{top:?}")
+    };
+    // Lose the first two copies of the root and of every level-1 index block.
+    let root_index = index_at(&store, root[2]).await;
+    assert_eq!(root_index.children.len(), 10 * 3);
+    for copies in std::iter::once(&root[..]).chain(root_index.children.chunks(3)) {
+        assert!(store.remove(&copies[0].routing) && store.remove(&copies[1].routing));
+    }
+    assert_eq!(get(&store, &uri).await.unwrap(), data);
+    // Losing every copy of one loses its part of the document, and says which.
+    assert!(store.remove(&root_index.children[3 * 3 + 2].routing));
+    let err = get(&store, &uri).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the level-1 index block over data blocks 13..16 of 40 could not be fetched: \
+         block not found"
     );
 }

@@ -66,6 +66,7 @@ async fn documents_round_trip_across_a_link() {
             fanout: 4,
             segment: 4,
             checks: 2,
+            copies: 2,
         },
         ..EncodeOptions::named("deep.bin")
     };

@@ -30,12 +30,13 @@ fn index_vector() {
     let idx = IndexBlock {
         version: 1,
         level: 1,
+        copy: 2,
         children: vec![child(0xAA, 0x01), child(0xBB, 0x02)],
         checks: vec![child(0xDD, 0x04)],
     };
-    // version | level 1 | 2 children | 1 check
+    // version | level 1 | copy 2 | 2 children | 1 check
     let expected = format!(
-        "010102{}{}{}{}01{}{}",
+        "01010202{}{}{}{}01{}{}",
         "aa".repeat(32),
         "01".repeat(32),
         "bb".repeat(32),
@@ -53,22 +54,25 @@ fn top_vectors() {
         version: 1,
         meta: meta(40000, "text/html", Some("a.html")),
         body: Body::Tree {
-            fanout: 511,
+            fanout: 170,
             segment: 340,
             checks: 170,
+            copies: 2,
             depth: 1,
-            root: child(0xCC, 0x03),
+            root: vec![child(0xCC, 0x03), child(0xEE, 0x05)],
         },
     };
     // version | size 40000 | "text/html" | Some("a.html") | none | file |
-    // Tree: fanout 511, segment 340, checks 170, depth 1, root
+    // Tree: fanout 170, segment 340, checks 170, copies 2, depth 1, 2 roots
     let expected = format!(
-        "01c0b802{}{}0000{}{}{}",
+        "01c0b802{}{}0000{}{}{}{}{}",
         "09746578742f68746d6c",
         "0106612e68746d6c",
-        "01ff03d402aa0101",
+        "01aa01d402aa01020102",
         "cc".repeat(32),
-        "03".repeat(32)
+        "03".repeat(32),
+        "ee".repeat(32),
+        "05".repeat(32)
     );
     assert_eq!(hex(&top.to_payload()), expected);
     assert_eq!(TopBlock::from_payload(&top.to_payload()).unwrap(), top);
@@ -109,7 +113,8 @@ fn largest_structures_fit_one_payload() {
     let idx = IndexBlock {
         version: 1,
         level: u8::MAX,
-        children: vec![child(0xFF, 0xFF); MAX_FANOUT as usize],
+        copy: u8::MAX,
+        children: vec![child(0xFF, 0xFF); MAX_ENTRIES],
         checks: Vec::new(),
     };
     assert!(idx.to_payload().len() <= MAX_PAYLOAD);
@@ -117,6 +122,7 @@ fn largest_structures_fit_one_payload() {
     let seg = IndexBlock {
         version: 1,
         level: 1,
+        copy: u8::MAX,
         children: vec![child(0xFF, 0xFF); p.segment as usize],
         checks: vec![child(0xFF, 0xFF); p.checks as usize],
     };
@@ -132,11 +138,12 @@ fn largest_structures_fit_one_payload() {
             )
         },
         body: Body::Tree {
-            fanout: MAX_FANOUT,
+            fanout: u16::MAX,
             segment: u16::MAX,
             checks: u16::MAX,
+            copies: 8,
             depth: u8::MAX,
-            root: child(0xFF, 0xFF),
+            root: vec![child(0xFF, 0xFF); 8],
         },
     };
     assert!(top.to_payload().len() <= MAX_PAYLOAD);
@@ -155,23 +162,29 @@ fn shape() {
     assert_eq!(p.depth_for(340), 1);
     assert_eq!(p.depth_for(341), 2);
     assert_eq!(p.depth_for(3200), 2);
-    assert_eq!(p.depth_for(340 * 511 + 1), 3);
+    assert_eq!(p.depth_for(340 * 170), 2);
+    assert_eq!(p.depth_for(340 * 170 + 1), 3);
     assert_eq!(p.cover(1), 340);
-    assert_eq!(p.cover(3), 340 * 511 * 511);
+    assert_eq!(p.cover(3), 340 * 170 * 170);
     assert_eq!(p.checks_for(340), 170);
     assert_eq!(p.checks_for(1), 1);
     assert_eq!(p.checks_for(3), 2);
-    for bad in [(1, 2, 0), (512, 2, 0), (511, 1, 0), (511, 400, 112)] {
-        let (fanout, segment, checks) = bad;
-        assert!(
-            !TreeParams {
-                fanout,
-                segment,
-                checks
-            }
-            .is_valid(),
-            "{bad:?}"
-        );
+    for bad in [
+        (1, 2, 0, 1),
+        (512, 2, 0, 1),
+        (511, 1, 0, 1),
+        (511, 400, 112, 1),
+        (171, 340, 170, 3),
+        (4, 4, 2, 0),
+    ] {
+        let (fanout, segment, checks, copies) = bad;
+        let p = TreeParams {
+            fanout,
+            segment,
+            checks,
+            copies,
+        };
+        assert!(!p.is_valid(), "{bad:?}");
     }
 }
 
@@ -188,24 +201,37 @@ fn invalid_top_blocks_are_refused() {
         fanout: 4,
         segment: 4,
         checks: 2,
+        copies: 1,
         depth: 3,
-        root: child(1, 2),
+        root: vec![child(1, 2)],
     };
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.body = Body::Tree {
         fanout: 4,
         segment: 4,
         checks: 2,
+        copies: 1,
         depth: 4,
-        root: child(1, 2),
+        root: vec![child(1, 2)],
     };
     TopBlock::from_payload(&top.to_payload()).unwrap();
+    // The root needs exactly `copies` copies.
+    top.body = Body::Tree {
+        fanout: 4,
+        segment: 4,
+        checks: 2,
+        copies: 2,
+        depth: 4,
+        root: vec![child(1, 2)],
+    };
+    assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.body = Body::Tree {
         fanout: 1,
         segment: 4,
         checks: 2,
+        copies: 1,
         depth: 100,
-        root: child(1, 2),
+        root: vec![child(1, 2)],
     };
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     let mut p = top.to_payload();
@@ -215,6 +241,7 @@ fn invalid_top_blocks_are_refused() {
     let mut p = IndexBlock {
         version: 1,
         level: 1,
+        copy: 0,
         children: vec![],
         checks: vec![],
     }
