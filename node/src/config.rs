@@ -58,6 +58,7 @@ pub struct Config {
     /// on loopback: the token guards the API, but the gateway is open to any local user.
     pub api: SocketAddr,
     /// Peers to connect to and keep connected, as `<key>@<ip>:<port>`.
+    #[serde(with = "peer_text")]
     pub peers: Vec<PeerAddress>,
     /// The node's ring location as a fraction in [0, 1). Default: derived from the
     /// node's key, so it is stable across restarts.
@@ -112,6 +113,26 @@ impl Default for Config {
             max_peers: 40,
             link_renew_ms: 3_600_000,
         }
+    }
+}
+
+/// Peer addresses in the config file are their text form, `<key>@<ip>:<port>`.
+mod peer_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use veil_proto::PeerAddress;
+
+    pub fn serialize<S: Serializer>(peers: &[PeerAddress], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(peers.iter().map(|p| p.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PeerAddress>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| {
+                t.parse()
+                    .map_err(|e| serde::de::Error::custom(format!("peer {t:?}: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -353,6 +374,25 @@ mod tests {
         };
         assert!(c.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let key = veil_proto::NodeKey([7; 32]);
+        let text = format!(
+            "listen = \"0.0.0.0:7400\"\npeers = [\"{key}@203.0.113.7:7400\"]\nstore_bytes = 10_737_418_240\n"
+        );
+        let c = Config::from_toml(&text, Path::new("veild.toml")).unwrap();
+        assert_eq!(c.store_bytes, 10 << 30);
+        assert_eq!(c.peers[0].key, key);
+        assert!(c.validate().is_ok());
+        // And it writes back in the same form.
+        let again = toml::to_string(&c).unwrap();
+        assert!(
+            again.contains(&format!("\"{key}@203.0.113.7:7400\"")),
+            "{again}"
+        );
+        assert!(Config::from_toml("peers = [\"nokey\"]", Path::new("x")).is_err());
     }
 
     #[test]
