@@ -236,7 +236,9 @@ impl Driver {
             location: hello.location.0,
             outbound: initiator,
         };
-        let handle = link.spawn(id, self.link_tx.clone());
+        let handle = link
+            .count_traffic(self.counters.traffic.clone())
+            .spawn(id, self.link_tx.clone());
         self.counters.links_opened.inc();
         self.peers.insert(
             id,

@@ -31,4 +31,7 @@ pub mod testnet;
 
 pub use config::{Config, Overrides};
 pub use driver::PeerInfo;
-pub use node::{InsertOutcome, Node, NodeError, NodeHandle, RequestError, Status};
+pub use node::{
+    InsertOutcome, Node, NodeError, NodeHandle, RequestCounters, RequestError, Status,
+    TrafficCounters,
+};

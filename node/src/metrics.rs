@@ -42,6 +42,8 @@ pub struct Counters {
     pub misbehaviour: Counter,
     /// API calls refused for a missing or wrong token.
     pub api_unauthorized: Counter,
+    /// Bytes all links moved.
+    pub traffic: std::sync::Arc<crate::link::Traffic>,
 }
 
 /// Renders the Prometheus text exposition.
@@ -107,6 +109,18 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "counter",
         "API calls refused for a missing or wrong token.",
         c.api_unauthorized.get(),
+    );
+    metric(
+        "link_bytes_sent_total",
+        "counter",
+        "Bytes written to peers (frames, prefixes and tags).",
+        c.traffic.sent.load(Ordering::Relaxed),
+    );
+    metric(
+        "link_bytes_received_total",
+        "counter",
+        "Bytes read from peers (frames, prefixes and tags).",
+        c.traffic.received.load(Ordering::Relaxed),
     );
     let router = [
         (

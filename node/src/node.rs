@@ -127,6 +127,17 @@ pub struct Status {
     pub store: Usage,
     /// Router counters.
     pub requests: RequestCounters,
+    /// Bytes all links moved.
+    pub traffic: TrafficCounters,
+}
+
+/// The traffic counters of [`Status`].
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TrafficCounters {
+    /// Bytes written to peers (frames, prefixes and tags; handshakes excluded).
+    pub bytes_sent: u64,
+    /// Bytes read from peers.
+    pub bytes_received: u64,
 }
 
 /// The request counters of [`Status`].
@@ -445,6 +456,7 @@ impl NodeHandle {
     /// The node's status.
     pub async fn status(&self) -> Result<Status, RequestError> {
         let stats = self.router_stats().await?;
+        let t = &self.shared.counters.traffic;
         Ok(Status {
             identity: self.key().to_string(),
             address: self.address().to_string(),
@@ -453,6 +465,10 @@ impl NodeHandle {
             peers: self.peers().len(),
             store: self.store_usage(),
             requests: RequestCounters::from(&stats),
+            traffic: TrafficCounters {
+                bytes_sent: t.sent.load(std::sync::atomic::Ordering::Relaxed),
+                bytes_received: t.received.load(std::sync::atomic::Ordering::Relaxed),
+            },
         })
     }
 

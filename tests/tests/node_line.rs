@@ -26,6 +26,11 @@ async fn fetch_two_hops_then_from_cache() -> anyhow::Result<()> {
     assert_eq!(a.get_block(&key, Some(5)).await?, block);
     assert_eq!(b.counter("served_from_cache").await?, 1);
     assert_eq!(c.counter("received").await?, c_received);
+    // The block crossed A's link twice (once per fetch), framed and encrypted.
+    let received = a.status().await?["traffic"]["bytes_received"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(received >= 2 * veil_proto::BLOCK_LEN as u64, "{received}");
     // The requester never caches its own user's requests.
     assert_eq!(a.status().await?["store"]["cache_blocks"], 0);
 

@@ -102,6 +102,16 @@ impl Default for LinkParams {
     }
 }
 
+/// Bytes moved by a set of links, length prefixes and Noise tags included (handshakes
+/// excluded), for the "bytes on the wire per fetched byte" measure.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes written to peers.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Bytes read from peers.
+    pub received: std::sync::atomic::AtomicU64,
+}
+
 /// A link whose handshake and Hello exchange are done, not yet running.
 pub struct Link {
     stream: TcpStream,
@@ -111,6 +121,7 @@ pub struct Link {
     peer_addr: SocketAddr,
     initiator: bool,
     params: LinkParams,
+    traffic: Option<std::sync::Arc<Traffic>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -157,6 +168,7 @@ pub async fn dial(
         remote_hello,
         initiator: true,
         params,
+        traffic: None,
     })
 }
 
@@ -193,6 +205,7 @@ pub async fn accept(
         remote_hello,
         initiator: false,
         params,
+        traffic: None,
     })
 }
 
@@ -306,6 +319,12 @@ impl Link {
     /// Whether we dialled.
     pub fn is_initiator(&self) -> bool {
         self.initiator
+    }
+
+    /// Counts this link's bytes into `traffic` once it runs.
+    pub fn count_traffic(mut self, traffic: std::sync::Arc<Traffic>) -> Link {
+        self.traffic = Some(traffic);
+        self
     }
 }
 

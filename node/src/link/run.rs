@@ -2,10 +2,11 @@
 //! stuck link.
 
 use super::{
-    read_frame, Link, LinkError, LinkEvent, LinkHandle, CT_OFFSET, MAX_NOISE_MESSAGE, READ_BUFFER,
-    TAG_LEN, WRITE_BUFFER,
+    read_frame, Link, LinkError, LinkEvent, LinkHandle, Traffic, CT_OFFSET, MAX_NOISE_MESSAGE,
+    READ_BUFFER, TAG_LEN, WRITE_BUFFER,
 };
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -23,7 +24,9 @@ impl Link {
         let (read_half, write_half) = self.stream.into_split();
         let transport = Arc::new(self.transport);
         let (tx, rx) = mpsc::unbounded_channel();
+        let traffic = self.traffic.clone();
         let mut reader = tokio::spawn(read_loop(
+            traffic.clone(),
             read_half,
             transport.clone(),
             tx.downgrade(),
@@ -38,6 +41,7 @@ impl Link {
             .filter(|_| self.initiator)
             .map(|d| tokio::time::Instant::now() + d);
         let mut writer = tokio::spawn(write_loop(
+            traffic,
             write_half,
             transport,
             rx,
@@ -101,6 +105,7 @@ impl Watchdog {
 }
 
 async fn read_loop<T: Clone>(
+    traffic: Option<Arc<Traffic>>,
     read_half: OwnedReadHalf,
     transport: Arc<snow::StatelessTransportState>,
     pong: mpsc::WeakUnboundedSender<Message>,
@@ -123,6 +128,9 @@ async fn read_loop<T: Clone>(
             () = silence.expired() => return LinkError::Dead(dead_after),
         };
         silence.kick();
+        if let Some(t) = &traffic {
+            t.received.fetch_add(n as u64 + 2, Ordering::Relaxed);
+        }
         if n < TAG_LEN {
             return LinkError::BadFrame(n);
         }
@@ -161,6 +169,7 @@ async fn read_loop<T: Clone>(
 }
 
 async fn write_loop(
+    traffic: Option<Arc<Traffic>>,
     write_half: OwnedWriteHalf,
     transport: Arc<snow::StatelessTransportState>,
     mut rx: mpsc::UnboundedReceiver<Message>,
@@ -240,6 +249,9 @@ async fn write_loop(
                 () = stuck.expired() => return stalled(),
             }
             stuck.kick();
+            if let Some(t) = &traffic {
+                t.sent.fetch_add(n as u64 + 2, Ordering::Relaxed);
+            }
             next = rx.try_recv().ok();
         }
         // Nothing more queued right now: push what we have onto the wire.
