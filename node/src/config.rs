@@ -241,7 +241,7 @@ pub struct Overrides {
     #[arg(long = "peer", value_name = "ADDRESS")]
     pub peers: Vec<PeerAddress>,
     /// Ring location as a fraction in [0, 1) [default: derived from the node key]
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]
     pub location: Option<f64>,
     /// Byte bound of the long-term store [default: 1073741824]
     #[arg(long, value_name = "BYTES")]
