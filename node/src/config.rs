@@ -238,7 +238,8 @@ pub struct Overrides {
     pub api: Option<SocketAddr>,
     /// A peer to keep connected, as <key>@<ip>:<port> (repeatable; adds to the config
     /// file's list)
-    #[arg(long = "peer", value_name = "ADDRESS")]
+    // A key's base64url text may begin with '-': never read it as a flag.
+    #[arg(long = "peer", value_name = "ADDRESS", allow_hyphen_values = true)]
     pub peers: Vec<PeerAddress>,
     /// Ring location as a fraction in [0, 1) [default: derived from the node key]
     #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]

@@ -68,3 +68,24 @@ fn a_bad_peer_address_is_refused() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--peer"), "{err}");
 }
+
+#[test]
+fn a_peer_key_may_start_with_a_minus() {
+    // Base64url keys can begin with '-'; such a peer must not be read as a flag. A bad
+    // location makes veild stop right after parsing, so nothing is started.
+    let key = "-".to_string() + &"A".repeat(42);
+    let dir = tempfile::tempdir().unwrap();
+    let out = veild()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--peer",
+            &format!("{key}@127.0.0.1:7400"),
+            "--location",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("location"), "{err}");
+}
