@@ -39,7 +39,7 @@ pub enum ApiError {
     #[error("the node refused the request: {0}")]
     BadRequest(String),
     /// The node cannot serve now (503).
-    #[error("the node is unavailable: {0}")]
+    #[error("the node could not complete it: {0}")]
     Unavailable(String),
     /// The node or the request timed out (504 or a local timeout).
     #[error("timed out{0}")]

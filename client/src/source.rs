@@ -27,7 +27,7 @@ pub enum FetchError {
     #[error("timed out")]
     Timeout,
     /// The node is overloaded or has no peers to ask.
-    #[error("the node is unavailable: {0}")]
+    #[error("the node could not complete it: {0}")]
     Unavailable(String),
     /// The bytes that came back are not a block named by the requested key.
     #[error("the block does not match its key")]
@@ -51,7 +51,7 @@ pub enum InsertError {
     #[error("timed out")]
     Timeout,
     /// The node is overloaded or cannot store the block now.
-    #[error("the node is unavailable: {0}")]
+    #[error("the node could not complete it: {0}")]
     Unavailable(String),
     /// The node says the block is malformed or does not match its key.
     #[error("the node rejected the block: {0}")]

@@ -136,15 +136,9 @@ mod peer_text {
     }
 }
 
-/// `$VEIL_DATA_DIR`, else `$HOME/.veil`.
-pub fn default_data_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("VEIL_DATA_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .map(|h| PathBuf::from(h).join(".veil"))
-}
+/// `$VEIL_DATA_DIR`, else `$HOME/.veil`: the one rule `veild` and `veil` share, so the
+/// client finds the node without being told where it is.
+pub use veil_client::api::default_data_dir;
 
 impl Config {
     /// Parses a config file's text.

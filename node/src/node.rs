@@ -59,7 +59,7 @@ pub enum RequestError {
     #[error("data not found")]
     DataNotFound,
     /// No route: too few peers, or all tried.
-    #[error("route not found")]
+    #[error("route not found: no peer could take it (does the node have peers?)")]
     RouteNotFound,
     /// Every peer tried was overloaded.
     #[error("peers overloaded")]
