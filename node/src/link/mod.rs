@@ -43,6 +43,12 @@ const CT_OFFSET: usize = 16;
 const READ_BUFFER: usize = 256 * 1024;
 /// Write buffer: frames queued back to back go out in one write.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// Messages queued for one link, at most. A peer that reads more slowly than it makes us
+/// answer (a stream of requests for stored blocks, or of pings) would otherwise grow our
+/// memory without bound while it keeps the write from stalling outright; once this many
+/// are waiting the link is closed. 1,024 blocks is 32 MiB, well beyond any burst the
+/// router sends a peer that keeps reading.
+const SEND_QUEUE: usize = 1024;
 
 /// Why a link could not be set up or ended.
 #[derive(Debug, thiserror::Error)]
@@ -284,14 +290,22 @@ pub enum LinkEvent<T> {
 /// messages are still sent).
 #[derive(Debug)]
 pub struct LinkHandle {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::Sender<Message>,
     reader: tokio::task::AbortHandle,
 }
 
 impl LinkHandle {
-    /// Queues a message. Returns false if the link has closed.
+    /// Queues a message. Returns false if the link has closed, or if its queue is full
+    /// (the peer does not keep up with what it asks for): then the link is closed now.
     pub fn send(&self, msg: Message) -> bool {
-        self.tx.send(msg).is_ok()
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.abort();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     /// Closes the link at once, dropping what is queued.
@@ -380,6 +394,40 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(irx.recv().await.unwrap(), LinkEvent::Closed(..)));
         }
+    }
+
+    /// A peer that does not read what it is sent (here: nobody reads its socket) gets
+    /// its link closed once the queue is full, instead of growing our memory.
+    #[tokio::test]
+    async fn full_send_queue_closes_the_link() {
+        let (a, b) = (Identity::generate(), Identity::generate());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let b_key = b.public();
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            accept(s, &b, hello(2), LinkParams::default())
+                .await
+                .unwrap()
+        });
+        let la = dial(addr, b_key, &a, hello(1), LinkParams::default()).await;
+        let (la, _lb) = (la.unwrap(), srv.await.unwrap());
+        let (itx, mut irx) = mpsc::channel(8);
+        let ha = la.spawn(1u8, itx);
+        let (block, _) = veil_proto::block::encode(&[7; 1000]).unwrap();
+        // The writer task cannot run while this loop holds the (single-threaded) runtime,
+        // so the queue fills deterministically.
+        let accepted = (0..2 * SEND_QUEUE)
+            .take_while(|&i| {
+                ha.send(Message::Data {
+                    id: RequestId(i as u64),
+                    block: block.clone(),
+                })
+            })
+            .count();
+        assert_eq!(accepted, SEND_QUEUE);
+        assert!(matches!(irx.recv().await.unwrap(), LinkEvent::Closed(1, _)));
+        assert!(!ha.send(Message::Ping { nonce: 1 }));
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use super::{
     read_frame, Link, LinkError, LinkEvent, LinkHandle, Traffic, CT_OFFSET, MAX_NOISE_MESSAGE,
-    READ_BUFFER, TAG_LEN, WRITE_BUFFER,
+    READ_BUFFER, SEND_QUEUE, TAG_LEN, WRITE_BUFFER,
 };
 use std::io;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ impl Link {
     {
         let (read_half, write_half) = self.stream.into_split();
         let transport = Arc::new(self.transport);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let traffic = self.traffic.clone();
         let mut reader = tokio::spawn(read_loop(
             traffic.clone(),
@@ -108,7 +108,7 @@ async fn read_loop<T: Clone>(
     traffic: Option<Arc<Traffic>>,
     read_half: OwnedReadHalf,
     transport: Arc<snow::StatelessTransportState>,
-    pong: mpsc::WeakUnboundedSender<Message>,
+    pong: mpsc::WeakSender<Message>,
     tag: T,
     inbox: mpsc::Sender<LinkEvent<T>>,
     dead_after: Duration,
@@ -145,8 +145,10 @@ async fn read_loop<T: Clone>(
         };
         match msg {
             Message::Ping { nonce } => {
+                // A full queue drops the pong: the peer is pinging faster than it reads,
+                // and only its own keepalive can suffer.
                 if let Some(tx) = pong.upgrade() {
-                    let _ = tx.send(Message::Pong { nonce });
+                    let _ = tx.try_send(Message::Pong { nonce });
                 }
             }
             Message::Pong { .. } => {}
@@ -172,7 +174,7 @@ async fn write_loop(
     traffic: Option<Arc<Traffic>>,
     write_half: OwnedWriteHalf,
     transport: Arc<snow::StatelessTransportState>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
+    mut rx: mpsc::Receiver<Message>,
     keepalive: Duration,
     stall: Duration,
     renew_at: Option<tokio::time::Instant>,
