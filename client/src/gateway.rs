@@ -145,23 +145,6 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     page(status, title, &format!("<p>{}</p>", html_escape(message)))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The Veil URI in a request path: the path without its leading `/`. The scheme and keys
 /// may arrive percent-encoded (`veil%3ACHK%40...`); name and path segments stay encoded
 /// for [`Uri`]'s parser, which decodes each segment once.
@@ -171,7 +154,7 @@ fn uri_from_path(path: &str) -> Result<Uri, String> {
         Some(i) => path.split_at(i),
         None => (path, ""),
     };
-    let head = percent_decode(head).ok_or("bad percent-encoding")?;
+    let head = veil_proto::uri::percent_decode(head).map_err(|e| e.to_string())?;
     format!("{head}{tail}")
         .parse::<Uri>()
         .map_err(|e| e.to_string())

@@ -98,13 +98,18 @@ fn escape(s: &str, out: &mut String) {
     }
 }
 
-fn unescape(s: &str) -> Result<String, UriError> {
+/// Decodes `%XX` escapes (exactly two hex digits each) in `s`; the result must be UTF-8.
+pub fn percent_decode(s: &str) -> Result<String, UriError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or(UriError::BadEscape)?;
+            // `from_str_radix` alone would also take a sign (`%+1`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(UriError::BadEscape);
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| UriError::BadEscape)?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| UriError::BadEscape)?);
             i += 3;
@@ -164,10 +169,10 @@ impl FromStr for Uri {
         let mut uri = Uri::new(ChkKeys { routing, data });
         if let Some(tail) = tail {
             let mut segs = tail.split('/');
-            let name = unescape(segs.next().unwrap_or(""))?;
+            let name = percent_decode(segs.next().unwrap_or(""))?;
             uri.name = (!name.is_empty()).then_some(name);
             for seg in segs.filter(|s| !s.is_empty()) {
-                uri.path.push(unescape(seg)?);
+                uri.path.push(percent_decode(seg)?);
             }
         }
         Ok(uri)
@@ -233,6 +238,11 @@ mod tests {
             format!("{good}/%zz").parse::<Uri>(),
             Err(UriError::BadEscape)
         ));
+        // Two hex digits, not a signed number.
+        assert_eq!(
+            format!("{good}/a%+1").parse::<Uri>(),
+            Err(UriError::BadEscape)
+        );
         assert_eq!("veil:".repeat(3000).parse::<Uri>(), Err(UriError::TooLong));
     }
 
