@@ -15,6 +15,7 @@
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 pub use veil_proto::router::Placement;
 use veil_proto::{Block, RoutingKey, BLOCK_LEN};
@@ -27,6 +28,11 @@ const CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
 
 /// Most writes one transaction gathers.
 const MAX_BATCH: usize = 512;
+
+/// Most background writes (blocks passing through, nobody waiting) queued at once. Peers
+/// can hand us verified blocks faster than a disk commits them; past this bound such a
+/// block is not kept (a cache miss later) rather than held in memory. 32 MiB.
+const MAX_BACKGROUND: usize = 1024;
 
 /// What can go wrong in the store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,6 +50,9 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store closed")]
     Closed,
+    /// Too many background writes are queued; this one was not kept.
+    #[error("too many writes queued")]
+    Busy,
 }
 
 fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -148,6 +157,8 @@ struct Inner {
     /// Blocks queued but not yet committed, so a read right after a write finds them.
     pending: Mutex<HashMap<RoutingKey, (Block, Placement, u32)>>,
     writer: Mutex<Option<std::sync::mpsc::Sender<WriteOp>>>,
+    /// Queued writes without an `ack` (bounded by [`MAX_BACKGROUND`]).
+    background: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -194,6 +205,7 @@ impl Store {
             index: Mutex::new(index),
             pending: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(tx)),
+            background: AtomicUsize::new(0),
             thread: Mutex::new(None),
         });
         let for_thread = inner.clone();
@@ -257,7 +269,8 @@ impl Store {
     }
 
     /// Queues a write without waiting for it (used for blocks passing through, whose
-    /// loss in a crash costs nothing but a cache miss).
+    /// loss in a crash costs nothing but a cache miss). Dropped when 1,024 such writes are
+    /// queued already.
     pub fn put_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
         let _ = self.queue(WriteOp {
             key,
@@ -270,6 +283,7 @@ impl Store {
 
     /// Queues a block the router has already verified against `key` (its `Store` events
     /// carry only verified blocks), without hashing it a second time on the hot path.
+    /// Bounded as [`Store::put_nowait`] is.
     pub fn put_verified_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
         let _ = self.queue(WriteOp {
             key,
@@ -289,6 +303,13 @@ impl Store {
         }
         let w = self.inner.writer.lock().expect("store lock");
         let w = w.as_ref().ok_or(StoreError::Closed)?;
+        // Checked and counted under the writer lock, so the bound holds.
+        if op.ack.is_none() {
+            if self.inner.background.load(Ordering::Relaxed) >= MAX_BACKGROUND {
+                return Err(StoreError::Busy);
+            }
+            self.inner.background.fetch_add(1, Ordering::Relaxed);
+        }
         {
             let mut pending = self.inner.pending.lock().expect("store lock");
             let e = pending
@@ -344,6 +365,9 @@ fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
         {
             let mut pending = inner.pending.lock().expect("store lock");
             for op in &batch {
+                if op.ack.is_none() {
+                    inner.background.fetch_sub(1, Ordering::Relaxed);
+                }
                 if let Some(e) = pending.get_mut(&op.key) {
                     e.2 -= 1;
                     if e.2 == 0 {
@@ -451,6 +475,25 @@ mod tests {
         (k.routing, b)
     }
 
+    /// Peers can hand over blocks faster than the disk commits them: the background
+    /// queue stays bounded while the writer is held up.
+    #[tokio::test]
+    async fn background_writes_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let (k, b) = block(1);
+        let held = s.inner.db.write().unwrap();
+        for _ in 0..MAX_BACKGROUND + 100 {
+            s.put_verified_nowait(k, b.clone(), Placement::Cache);
+        }
+        let queued: u32 = s.inner.pending.lock().unwrap().values().map(|e| e.2).sum();
+        assert_eq!(queued as usize, MAX_BACKGROUND);
+        drop(held);
+        // A durable write queued behind them is acknowledged after they were written
+        // (one writer, in order): then the queue is empty again.
+        s.put(k, b, Placement::Store).await.unwrap();
+        assert_eq!(s.inner.background.load(Ordering::Relaxed), 0);
+    }
     #[tokio::test]
     async fn put_get_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
