@@ -268,22 +268,11 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Queues a write without waiting for it (used for blocks passing through, whose
-    /// loss in a crash costs nothing but a cache miss). Dropped when 1,024 such writes are
-    /// queued already.
-    pub fn put_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
-        let _ = self.queue(WriteOp {
-            key,
-            block,
-            placement,
-            verified: false,
-            ack: None,
-        });
-    }
-
     /// Queues a block the router has already verified against `key` (its `Store` events
-    /// carry only verified blocks), without hashing it a second time on the hot path.
-    /// Bounded as [`Store::put_nowait`] is.
+    /// carry only verified blocks), without hashing it a second time on the hot path,
+    /// and without waiting for the write: these are blocks passing through, whose loss in
+    /// a crash costs nothing but a cache miss. Dropped when 1,024 such writes are queued
+    /// already.
     pub fn put_verified_nowait(&self, key: RoutingKey, block: Block, placement: Placement) {
         let _ = self.queue(WriteOp {
             key,

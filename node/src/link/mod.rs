@@ -161,7 +161,7 @@ pub async fn dial(
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let hs = builder(id).remote_public_key(&remote.0).build_initiator()?;
-        handshake(stream, hs, true, hello, params).await
+        handshake(stream, hs, true, hello).await
     };
     let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
         .await
@@ -190,7 +190,7 @@ pub async fn accept(
     let work = async {
         stream.set_nodelay(true)?;
         let hs = builder(id).build_responder()?;
-        handshake(stream, hs, false, hello, params).await
+        handshake(stream, hs, false, hello).await
     };
     let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
         .await
@@ -221,7 +221,6 @@ async fn handshake(
     mut hs: snow::HandshakeState,
     initiator: bool,
     hello: Hello,
-    _params: LinkParams,
 ) -> Result<(TcpStream, snow::StatelessTransportState, Hello), LinkError> {
     let mut frame = vec![0u8; MAX_NOISE_MESSAGE];
     let mut scratch = vec![0u8; MAX_NOISE_MESSAGE];
