@@ -7,19 +7,13 @@ use crate::node::NodeHandle;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use veil_client::gateway::html_escape;
 
 /// Whether `host` names this API on loopback.
 pub(crate) fn host_allowed(host: &str, port: u16) -> bool {
     ["127.0.0.1", "localhost", "[::1]"]
         .iter()
         .any(|h| host.eq_ignore_ascii_case(&format!("{h}:{port}")))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> Response {
@@ -38,8 +32,8 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
     for p in node.peers().iter() {
         peers.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
-            esc(&p.key.to_string()),
-            esc(&p.addr.to_string()),
+            html_escape(&p.key.to_string()),
+            html_escape(&p.addr.to_string()),
             veil_proto::Location(p.location).as_fraction(),
             if p.outbound { "out" } else { "in" }
         ));
@@ -55,8 +49,8 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
 <h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th></tr>{peers}</table>\
 </body></html>",
-        id = esc(&status.identity),
-        addr = esc(&status.address),
+        id = html_escape(&status.identity),
+        addr = html_escape(&status.address),
         loc = status.location,
         sb = mib(u.store_bytes),
         sm = mib(u.store_max),

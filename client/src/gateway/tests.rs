@@ -57,6 +57,15 @@ fn loopback_hosts() {
     }
 }
 
+/// The status page of `veild` uses this too, inside single- and double-quoted values.
+#[test]
+fn escapes_markup_and_both_quotes() {
+    assert_eq!(
+        html_escape(r#"<a href='x' title="y">&</a>"#),
+        "&lt;a href=&#39;x&#39; title=&quot;y&quot;&gt;&amp;&lt;/a&gt;"
+    );
+}
+
 #[test]
 fn paths_parse() {
     let text = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
