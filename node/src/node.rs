@@ -228,6 +228,17 @@ impl std::fmt::Debug for NodeHandle {
     }
 }
 
+/// Binds `addr` and reads back the address bound (port 0 picks one).
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let err = |source| NodeError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
 impl Node {
     /// Starts a node: binds its listeners, spawns its tasks on the current tokio runtime
     /// and writes the `address` and `api` files. Returns once the node is ready.
@@ -237,36 +248,8 @@ impl Node {
         identity::ensure_data_dir(&dir)?;
         let id = Identity::load_or_create(&dir)?;
         let token = identity::load_or_create_token(&dir)?;
-        let peer_listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    what: "peers",
-                    addr: config.listen,
-                    source,
-                })?;
-        let api_listener =
-            TcpListener::bind(config.api)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    what: "api",
-                    addr: config.api,
-                    source,
-                })?;
-        let listen = peer_listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind {
-                what: "peers",
-                addr: config.listen,
-                source,
-            })?;
-        let api_addr = api_listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind {
-                what: "api",
-                addr: config.api,
-                source,
-            })?;
+        let (peer_listener, listen) = bind("peers", config.listen).await?;
+        let (api_listener, api_addr) = bind("api", config.api).await?;
         // Listeners first: a port clash fails before the store is opened.
         let store = {
             let dir = dir.clone();
@@ -581,5 +564,22 @@ impl NodeHandle {
         }
         let store = self.shared.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_names_the_listener_that_failed() {
+        let (_held, addr) = bind("peers", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        assert_ne!(addr.port(), 0);
+        match bind("api", addr).await {
+            Err(e @ NodeError::Bind { what: "api", .. }) => {
+                assert_eq!(e.to_string(), format!("cannot listen on {addr} (api)"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
