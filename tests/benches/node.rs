@@ -138,11 +138,14 @@ async fn link_throughput(n: usize) -> anyhow::Result<(f64, usize)> {
     };
     let plain_len = msg.encode().len();
     let start = Instant::now();
-    for _ in 0..n {
-        ha.send(msg.clone());
-    }
-    let mut got = 0;
+    let (mut sent, mut got) = (0, 0);
     while got < n {
+        // Keep the link's queue fed, within its bound (a send to a full queue closes
+        // the link as a peer that does not keep up).
+        while sent < n && sent - got < 512 {
+            anyhow::ensure!(ha.send(msg.clone()), "link closed while sending");
+            sent += 1;
+        }
         match rx.recv().await {
             Some(LinkEvent::Message(1, _)) => got += 1,
             Some(LinkEvent::Closed(t, e)) => anyhow::bail!("link {t} closed: {e}"),
