@@ -16,6 +16,9 @@ pub const CONFIG_FILE: &str = "veild.toml";
 /// Placeholder data directory when no environment variable names one; `resolve` refuses it.
 const FALLBACK_DATA_DIR: &str = ".veil";
 
+/// Longest duration any `*_ms` setting takes: 30 days.
+const MAX_DURATION_MS: u64 = 30 * 86_400_000;
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -183,6 +186,20 @@ impl Config {
         }
         if self.max_peers == 0 {
             return bad("max_peers must be at least 1");
+        }
+        // Deadlines are `now + duration` and backoff doubles: a huge value would overflow
+        // the clock inside a link's task instead of being refused here.
+        let longest = [
+            self.hop_timeout_ms,
+            self.request_timeout_ms,
+            self.keepalive_ms,
+            self.dead_after_ms,
+            self.handshake_timeout_ms,
+            self.redial_max_ms,
+            self.link_renew_ms,
+        ];
+        if longest.iter().any(|&ms| ms > MAX_DURATION_MS) {
+            return bad("durations (*_ms) must be at most 30 days (2592000000 ms)");
         }
         Ok(())
     }
@@ -369,6 +386,25 @@ mod tests {
         };
         assert!(c.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        let c = Config {
+            dead_after_ms: u64::MAX,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            link_renew_ms: MAX_DURATION_MS + 1,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            link_renew_ms: MAX_DURATION_MS,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 
     #[test]
