@@ -160,6 +160,35 @@ impl Params {
         if self.cache_size == 0 {
             return Err("--cache-size must be at least 1".into());
         }
+        // Virtual time is u64 nanoseconds: the whole workload must fit, with room left
+        // for the settling minute and the requests' own timeouts.
+        let steps = self.key_count() as u128 + self.requests as u128 + 2;
+        if steps * u128::from(self.interval_nanos()) > u128::from(u64::MAX / 4) {
+            return Err(
+                "--interval-ms times the number of requests and keys is too long \
+                        for the simulated clock (about 146 years)"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_longer_than_the_clock_is_refused() {
+        let mut p = Params::new(20, 5, 1);
+        p.degree = 4;
+        assert_eq!(p.validate(), Ok(()));
+        p.interval_ms = 1e300;
+        assert!(p.validate().unwrap_err().contains("--interval-ms"));
+        p.interval_ms = 1e9;
+        p.requests = 1_000_000;
+        assert!(p.validate().is_err());
+        p.interval_ms = 1000.0;
+        assert_eq!(p.validate(), Ok(()));
     }
 }
