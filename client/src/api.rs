@@ -124,7 +124,10 @@ impl ApiClient {
         if token.trim().is_empty() {
             return Err(LocateError::MissingToken);
         }
-        if !base.starts_with("http://") || base.len() <= "http://".len() {
+        // Parsed here, so a bad port or bracket is this one clear error rather than the
+        // HTTP client's "builder error" at the first request.
+        let parsed = reqwest::Url::parse(base).ok();
+        if !base.starts_with("http://") || parsed.is_none_or(|u| u.host().is_none()) {
             return Err(LocateError::BadUrl(base.to_string()));
         }
         let http = reqwest::Client::builder()
@@ -297,5 +300,33 @@ impl BlockSource for ApiClient {
 impl BlockSink for ApiClient {
     async fn insert(&self, key: RoutingKey, block: Block) -> Result<(), InsertError> {
         Ok(self.put_block(&key, &block).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_api_urls_are_refused_up_front() {
+        for bad in [
+            "http://",
+            "https://127.0.0.1:7401",
+            "http://127.0.0.1:99999",
+            "http://[::1",
+            "127.0.0.1:7401",
+        ] {
+            assert!(
+                matches!(ApiClient::new(bad, "t"), Err(LocateError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+        for good in [
+            "http://127.0.0.1:7401",
+            "http://[::1]:7401/",
+            "http://localhost:1",
+        ] {
+            assert!(ApiClient::new(good, "t").is_ok(), "{good}");
+        }
     }
 }
