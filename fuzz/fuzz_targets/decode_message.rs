@@ -1,6 +1,7 @@
 //! Any bytes a peer sends must decode to a message or an error, never a panic, and a
 //! message that decodes must encode to bytes that decode to the same message.
 #![no_main]
+#![forbid(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
 use veil_proto::Message;
 

@@ -1,6 +1,7 @@
 //! Any text must parse to a URI or an error; a parsed URI prints to text that parses back
 //! to the same URI.
 #![no_main]
+#![forbid(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
 use veil_proto::Uri;
 

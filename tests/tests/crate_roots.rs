@@ -1,0 +1,51 @@
+//! Rules that hold for every crate root of the project, including the fuzz targets that
+//! live outside the workspace (the workspace's `unsafe_code = "forbid"` lint does not
+//! reach them): each one says `#![forbid(unsafe_code)]` itself.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every library root, binary root and fuzz target of the project.
+fn crate_roots() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut roots = Vec::new();
+    for member in ["proto", "node", "client", "sim", "tests"] {
+        let src = root.join(member).join("src");
+        roots.extend(
+            ["lib.rs", "main.rs"]
+                .iter()
+                .map(|f| src.join(f))
+                .filter(|p| p.exists()),
+        );
+        roots.extend(rust_files(&src.join("bin")));
+    }
+    roots.extend(rust_files(&root.join("fuzz").join("fuzz_targets")));
+    roots
+}
+
+#[test]
+fn every_crate_root_forbids_unsafe_code() {
+    let roots = crate_roots();
+    // The five libraries, three binaries and two fuzz targets at least.
+    assert!(roots.len() >= 10, "{roots:?}");
+    for path in roots {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let forbids = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("#![forbid("))
+            .any(|l| l.contains("unsafe_code"));
+        assert!(forbids, "{} lacks #![forbid(unsafe_code)]", path.display());
+    }
+}
