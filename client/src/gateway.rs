@@ -18,6 +18,14 @@
 //! plugins and `<meta http-equiv=refresh>` navigation. The gateway answers only requests
 //! whose Host header is a loopback name (`127.0.0.1`, `localhost`, `[::1]`, any port), so
 //! a web page elsewhere cannot reach it through DNS rebinding.
+//!
+//! Nor may another web site use the gateway from the reader's browser: a page elsewhere
+//! could embed `http://127.0.0.1:7401/veil:CHK@...` and time the answers to learn what
+//! this node has cached, or make it fetch documents. Browsers say where a request comes
+//! from in `Sec-Fetch-Site`; anything but `same-origin` (the gateway's own pages) and
+//! `none` (a URI typed or pasted by the user) is refused before any block is looked at.
+//! A link followed from another site gets a page that asks the user to go on, so links to
+//! Veil documents still work with one click, and the other site learns nothing.
 
 use crate::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
 use crate::dir::{resolve, Resolved};
@@ -146,6 +154,36 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     page(status, title, &format!("<p>{}</p>", html_escape(message)))
 }
 
+/// `None` when the request comes from the gateway itself, from the user directly, or from
+/// a client that does not say (not a browser); else the answer that replaces it: for a
+/// followed link, a page asking the user to go on (its link is same-origin); for anything
+/// else (images, frames, scripts' fetches), 403. Neither touches a block, so neither's
+/// timing reveals what the node holds.
+fn refuse_cross_site(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+    let site = headers
+        .get("sec-fetch-site")?
+        .to_str()
+        .unwrap_or("cross-site");
+    if site == "same-origin" || site == "none" {
+        return None;
+    }
+    let navigate = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() == b"navigate");
+    if !navigate {
+        return Some(error_page(
+            StatusCode::FORBIDDEN,
+            "another web site may not load documents through this gateway",
+        ));
+    }
+    let body = format!(
+        "<p>You followed a link from another web site to a Veil document. The gateway does \
+         not open it on that site's behalf.</p><p><a href=\"{}\">Open the document</a></p>",
+        html_escape(&link(uri))
+    );
+    Some(page(StatusCode::OK, "Follow a link into Veil?", &body))
+}
+
 /// The Veil URI in a request path: the path without its leading `/`. The scheme and keys
 /// may arrive percent-encoded (`veil%3ACHK%40...`); name and path segments stay encoded
 /// for [`Uri`]'s parser, which decodes each segment once.
@@ -234,6 +272,9 @@ async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("not a Veil URI: {e}")),
     };
+    if let Some(refused) = refuse_cross_site(req.headers(), &uri) {
+        return refused;
+    }
     let top = match resolve(&source, &uri).await {
         Ok(Resolved::File(_, top)) => top,
         Ok(Resolved::Directory(entries)) => return listing(&uri, &entries),

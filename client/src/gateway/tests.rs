@@ -173,3 +173,50 @@ async fn serves_documents_and_manifests_with_protective_headers() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn other_sites_cannot_use_the_gateway() {
+    let store = MemoryStore::new();
+    let doc = encode(
+        &store,
+        &b"private"[..],
+        &EncodeOptions::named("a.txt"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    // A document the node does not have: a refusal must come before any lookup, so the
+    // answer (and its timing) is the same whether or not the node holds it.
+    let mut missing = doc.uri.clone();
+    missing.keys.routing = veil_proto::RoutingKey([7; 32]);
+    let missing = missing.to_string();
+    let base = serve(store).await;
+    let http = reqwest::Client::new();
+    let get = |uri: String, site: Option<&'static str>, mode: &'static str| {
+        let mut req = http.get(format!("{base}/{uri}"));
+        if let Some(site) = site {
+            req = req
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", mode);
+        }
+        req.send()
+    };
+    for uri in [doc.uri.to_string(), missing.clone()] {
+        for site in ["cross-site", "same-site"] {
+            let resp = get(uri.clone(), Some(site), "no-cors").await.unwrap();
+            assert_eq!(resp.status(), 403, "{site} subresource");
+            assert_protective(&resp);
+            let resp = get(uri.clone(), Some(site), "navigate").await.unwrap();
+            assert_eq!(resp.status(), 200, "{site} navigation");
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains("private"), "{body}");
+            assert!(body.contains("href=\"/veil:CHK@"), "{body}");
+        }
+    }
+    // The gateway's own pages, the user typing a URI, and clients that do not say.
+    for site in [Some("same-origin"), Some("none"), None] {
+        let resp = get(doc.uri.to_string(), site, "navigate").await.unwrap();
+        assert_eq!(resp.status(), 200, "{site:?}");
+        assert_eq!(resp.text().await.unwrap(), "private");
+    }
+}
