@@ -477,17 +477,22 @@ impl NodeHandle {
     /// Fetches a block from the local store or cache, else from the network with `htl`
     /// (default and cap: the maximum). The block is verified.
     pub async fn fetch(&self, key: RoutingKey, htl: Option<Htl>) -> Result<Block, RequestError> {
+        let fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+        Ok(fetched?.block)
+    }
+
+    /// Sends the driver a command that answers on a oneshot, and waits for the answer
+    /// within the request timeout.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RequestError> {
         let (tx, rx) = oneshot::channel();
-        self.command(Command::Fetch {
-            key,
-            htl,
-            reply: tx,
-        })
-        .await?;
+        self.command(command(tx)).await?;
         match tokio::time::timeout(self.shared.config.request_timeout(), rx).await {
             Err(_) => Err(RequestError::Timeout),
             Ok(Err(_)) => Err(RequestError::Stopped),
-            Ok(Ok(r)) => r.map(|f| f.block).map_err(RequestError::from),
+            Ok(Ok(answer)) => Ok(answer),
         }
     }
 
@@ -515,22 +520,13 @@ impl NodeHandle {
                 route_exhausted: false,
             });
         }
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Insert {
-            block,
-            htl,
-            reply: tx,
+        let report = self
+            .ask(|reply| Command::Insert { block, htl, reply })
+            .await??;
+        Ok(InsertOutcome {
+            routed: true,
+            route_exhausted: report.route_exhausted,
         })
-        .await?;
-        match tokio::time::timeout(self.shared.config.request_timeout(), rx).await {
-            Err(_) => Err(RequestError::Timeout),
-            Ok(Err(_)) => Err(RequestError::Stopped),
-            Ok(Ok(Ok(report))) => Ok(InsertOutcome {
-                routed: true,
-                route_exhausted: report.route_exhausted,
-            }),
-            Ok(Ok(Err(e))) => Err(e.into()),
-        }
     }
 
     /// Keeps `peer` connected from now on, as if it had been given with `--peer`:
