@@ -119,6 +119,25 @@ struct Host<'a> {
     tick: u64,
 }
 
+impl Node {
+    /// The router and, beside it, the view of this node's store it routes against.
+    fn router_and_host<'a>(
+        &'a mut self,
+        keys: &'a Keys,
+        full_verify: bool,
+        tick: u64,
+    ) -> (&'a mut Router, Host<'a>) {
+        let host = Host {
+            store: &self.store,
+            cache: &mut self.cache,
+            keys,
+            full_verify,
+            tick,
+        };
+        (&mut self.router, host)
+    }
+}
+
 impl BlockStore for Host<'_> {
     fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
         if let Some(b) = self.store.get(key) {
@@ -256,16 +275,12 @@ impl<'p> Sim<'p> {
                 self.load[to as usize] += 1;
                 self.observe(from, &msg);
                 self.tick += 1;
-                let node = &mut self.nodes[to as usize];
-                let mut host = Host {
-                    store: &node.store,
-                    cache: &mut node.cache,
-                    keys: &self.keys,
-                    full_verify: self.params.full_verify,
-                    tick: self.tick,
-                };
-                node.router
-                    .handle_message(now, PeerId(u64::from(from)), msg, &mut host);
+                let (router, mut host) = self.nodes[to as usize].router_and_host(
+                    &self.keys,
+                    self.params.full_verify,
+                    self.tick,
+                );
+                router.handle_message(now, PeerId(u64::from(from)), msg, &mut host);
                 self.after(to);
             }
             Action::Timer { node } => {
@@ -354,15 +369,12 @@ impl<'p> Sim<'p> {
         });
         let record = (self.records.len() - 1) as u32;
         self.tick += 1;
-        let node = &mut self.nodes[origin as usize];
-        let mut host = Host {
-            store: &node.store,
-            cache: &mut node.cache,
-            keys: &self.keys,
-            full_verify: self.params.full_verify,
-            tick: self.tick,
-        };
-        let id = node.router.start_request(now, routing_key, None, &mut host);
+        let (router, mut host) = self.nodes[origin as usize].router_and_host(
+            &self.keys,
+            self.params.full_verify,
+            self.tick,
+        );
+        let id = router.start_request(now, routing_key, None, &mut host);
         self.by_id.insert(id, record);
         self.after(origin);
     }
