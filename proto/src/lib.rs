@@ -25,5 +25,8 @@ pub use block::{Block, BlockError, ChkKeys, BLOCK_LEN, MAX_PAYLOAD};
 pub use keys::{DataKey, KeyParseError, NodeKey, RoutingKey};
 pub use message::{Hello, Htl, Message, MessageError, PeerAddress, PeerAddressError, RequestId};
 pub use ring::{Distance, Location};
-pub use router::{BlockStore, HtlPolicy, PeerId, Placement, Router, RouterConfig};
+pub use router::{
+    BlockStore, HtlPolicy, LinkDecision, OpennetConfig, PeerId, PeerMeta, PeerOrigin, Placement,
+    Router, RouterConfig,
+};
 pub use uri::{Uri, UriError};

@@ -242,6 +242,35 @@ pub enum Message {
         /// At most [`MAX_PEER_INFO`] entries.
         peers: BoundedVec<PeerAddress, MAX_PEER_INFO>,
     },
+    /// Opennet: a node announces itself. Routed greedily towards `target` (the
+    /// newcomer's own location); nodes on the way that want a peer answer with
+    /// [`Message::AnnounceReply`], and so do the ring neighbours of the target.
+    Announce {
+        /// Random id, for loop detection and matching replies.
+        id: RequestId,
+        /// The location the newcomer took.
+        target: Location,
+        /// Where the newcomer can be dialled.
+        address: PeerAddress,
+        /// Hops left.
+        htl: Htl,
+    },
+    /// Opennet: a node that would link to an announcing newcomer, travelling back along
+    /// the announcement's path.
+    AnnounceReply {
+        /// The announcement answered.
+        id: RequestId,
+        /// Where the answering node can be dialled.
+        address: PeerAddress,
+    },
+    /// Opennet path folding: after `Data`, the address of a node offered as a peer to
+    /// the nodes on the request's return path (the data source's, or a relay's own).
+    FoldOffer {
+        /// The request that succeeded.
+        id: RequestId,
+        /// Where the offered node can be dialled.
+        address: PeerAddress,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -299,7 +328,10 @@ impl Message {
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
-            | Message::PeerInfo { .. } => None,
+            | Message::PeerInfo { .. }
+            | Message::Announce { .. }
+            | Message::AnnounceReply { .. }
+            | Message::FoldOffer { .. } => None,
         }
     }
 
@@ -318,6 +350,9 @@ impl Message {
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::PeerInfo { .. } => "peer_info",
+            Message::Announce { .. } => "announce",
+            Message::AnnounceReply { .. } => "announce_reply",
+            Message::FoldOffer { .. } => "fold_offer",
         }
     }
 }
@@ -361,6 +396,18 @@ mod tests {
             (
                 Message::PeerInfo { peers: BoundedVec::new(vec![addr()]).unwrap() },
                 "0b010909090909090909090909090909090909090909090909090909090909090909007f0000018420",
+            ),
+            (
+                Message::Announce { id: RequestId(2), target: Location(0x0102), address: addr(), htl: Htl(18) },
+                "0c0282020909090909090909090909090909090909090909090909090909090909090909007f000001842012",
+            ),
+            (
+                Message::AnnounceReply { id: RequestId(2), address: addr() },
+                "0d020909090909090909090909090909090909090909090909090909090909090909007f0000018420",
+            ),
+            (
+                Message::FoldOffer { id: RequestId(2), address: addr() },
+                "0e020909090909090909090909090909090909090909090909090909090909090909007f0000018420",
             ),
         ];
         for (msg, expected) in cases {
@@ -459,7 +506,7 @@ mod tests {
         }
 
         #[test]
-        fn decoding_mutated_messages_never_panics(idx in 0usize..40, val: u8, kind in 0u8..12) {
+        fn decoding_mutated_messages_never_panics(idx in 0usize..40, val: u8, kind in 0u8..16) {
             let mut m = vec![kind, 1, 2, 3];
             m.extend_from_slice(&[0x55; 36]);
             m[idx] = val;

@@ -18,11 +18,14 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 use veil_proto::block::Block;
+use veil_proto::keys::NodeKey;
 use veil_proto::keys::RoutingKey;
+use veil_proto::message::PeerAddress;
 use veil_proto::message::{Message, RequestId};
 use veil_proto::ring::Location;
 use veil_proto::router::{
-    BlockStore, Event, PeerId, Placement, RequestFailure, Router, RouterConfig,
+    BlockStore, Event, LinkDecision, OpennetConfig, PeerId, PeerMeta, PeerOrigin, Placement,
+    RequestFailure, Router, RouterConfig,
 };
 
 type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyHasher>>;
@@ -48,10 +51,32 @@ pub enum Action {
         node: u32,
     },
     /// A random live node inserts key `key`, and the next insert is scheduled (one at a
-    /// time, so the heap stays small).
+    /// time, so the heap stays small) while keys below `end` remain.
     Insert {
         /// The key.
         key: u32,
+        /// One past the last key of this run of inserts.
+        end: u32,
+    },
+    /// Opennet warm-up: a random live node requests one of the warm-up keys (no record
+    /// is kept), and the next warm-up request is scheduled.
+    Warmup {
+        /// Warm-up requests left after this one.
+        left: u32,
+    },
+    /// Opennet: a node comes up knowing only a seed, links to it and announces.
+    Bootstrap {
+        /// The node.
+        node: u32,
+    },
+    /// Opennet: a dial from `from` reaches `to`; both sides decide whether to keep it.
+    Link {
+        /// The dialling node.
+        from: u32,
+        /// The dialled node.
+        to: u32,
+        /// Why `from` dialled.
+        origin: PeerOrigin,
     },
     /// A random live node requests a key drawn by popularity, and the next request is
     /// scheduled.
@@ -180,6 +205,46 @@ pub struct Sim<'p> {
     pub counters: Counters,
     /// Messages each node received.
     pub load: Vec<u32>,
+    /// Warm-up keys: indices `warm.0..warm.1` of the blocks.
+    warm: (u32, u32),
+    /// Links to close once the current node's outputs are drained.
+    deferred: Vec<(u32, u32)>,
+}
+
+/// The simulated node key of node `i`: its index, then a marker.
+pub fn node_key(i: u32) -> NodeKey {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&i.to_be_bytes());
+    k[4..8].copy_from_slice(b"veil");
+    NodeKey(k)
+}
+
+/// The node a simulated key names.
+pub fn node_of(key: &NodeKey) -> Option<u32> {
+    if &key.0[4..8] != b"veil" {
+        return None;
+    }
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&key.0[..4]);
+    Some(u32::from_be_bytes(b))
+}
+
+/// The simulated address of node `i` (only its key matters).
+pub fn node_address(i: u32) -> PeerAddress {
+    PeerAddress {
+        key: node_key(i),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7400)),
+    }
+}
+
+/// The opennet settings a simulated node runs with, for a target degree.
+pub fn opennet_config(params: &Params) -> OpennetConfig {
+    OpennetConfig {
+        enabled: true,
+        max_peers: params.degree,
+        min_peers: (params.degree / 2).max(1),
+        ..OpennetConfig::default()
+    }
 }
 
 impl<'p> Sim<'p> {
@@ -194,27 +259,47 @@ impl<'p> Sim<'p> {
             max_inflight_per_peer: 64,
             seen_ttl: Duration::from_secs(120),
             rng_seed: params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            opennet: if params.topology == crate::topology::Topology::Opennet {
+                opennet_config(params)
+            } else {
+                OpennetConfig::default()
+            },
         };
+        let opennet = params.topology == crate::topology::Topology::Opennet;
         let mut nodes: Vec<Node> = graph
             .locations
             .iter()
             .enumerate()
-            .map(|(i, l)| Node {
-                router: Router::new(config(i), Location(*l)),
-                store: KeyMap::default(),
-                cache: KeyMap::default(),
-                timer: None,
-                alive: true,
+            .map(|(i, l)| {
+                let mut router = Router::new(config(i), Location(*l));
+                if opennet {
+                    router.set_address(node_address(i as u32));
+                }
+                Node {
+                    router,
+                    store: KeyMap::default(),
+                    cache: KeyMap::default(),
+                    timer: None,
+                    // Opennet nodes come up one by one (`Bootstrap`).
+                    alive: !opennet || i < params.seeds,
+                }
             })
             .collect();
         for (i, ls) in graph.links.iter().enumerate() {
             for &j in ls {
                 let loc = Location(graph.locations[j as usize]);
-                nodes[i].router.add_peer(base, PeerId(u64::from(j)), loc);
+                let meta = PeerMeta {
+                    origin: PeerOrigin::Friend,
+                    address: opennet.then(|| node_address(j)),
+                    routable: true,
+                };
+                nodes[i]
+                    .router
+                    .add_peer_with(base, PeerId(u64::from(j)), loc, meta);
             }
         }
         let n = nodes.len();
-        let picker = KeyPicker::new(params, keys.len().max(1));
+        let picker = KeyPicker::new(params, params.key_count().min(keys.len()).max(1));
         Sim {
             params,
             base,
@@ -232,7 +317,28 @@ impl<'p> Sim<'p> {
             records: Vec::with_capacity(params.requests),
             counters: Counters::default(),
             load: vec![0; n],
+            warm: (0, 0),
+            deferred: Vec::new(),
         }
+    }
+
+    /// Sets the range of warm-up keys.
+    pub fn set_warm_keys(&mut self, start: u32, end: u32) {
+        self.warm = (start, end);
+    }
+
+    /// The current links (opennet changes them as it runs).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Routable peers of each live node.
+    pub fn live_degrees(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| n.router.routable_peer_count())
+            .collect()
     }
 
     /// Schedules `action` at `at`.
@@ -245,10 +351,15 @@ impl<'p> Sim<'p> {
         });
     }
 
-    /// Runs until nothing is left to do; returns the number of events processed.
-    pub fn run(&mut self) -> u64 {
+    /// Runs until nothing is left to do before `until` (opennet nodes short of peers
+    /// announce for ever, so a run needs an end); returns the number of events
+    /// processed.
+    pub fn run_until(&mut self, until: Nanos) -> u64 {
         let mut events = 0;
-        while let Some(Entry { at, action, .. }) = self.heap.pop() {
+        while self.heap.peek().is_some_and(|e| e.at <= until) {
+            let Some(Entry { at, action, .. }) = self.heap.pop() else {
+                break;
+            };
             self.now = at;
             events += 1;
             self.dispatch(action);
@@ -292,9 +403,9 @@ impl<'p> Sim<'p> {
                 n.router.handle_timeout(now);
                 self.after(node);
             }
-            Action::Insert { key } => {
-                if (key as usize) + 1 < self.keys.len() {
-                    let next = Action::Insert { key: key + 1 };
+            Action::Insert { key, end } => {
+                if key + 1 < end {
+                    let next = Action::Insert { key: key + 1, end };
                     self.schedule(self.now + self.gap, next);
                 }
                 let Some(node) = self.random_live_node() else {
@@ -337,6 +448,123 @@ impl<'p> Sim<'p> {
                 }
             }
             Action::Join { node } => self.bring_up(node),
+            Action::Warmup { left } => {
+                if left > 0 {
+                    self.schedule(self.now + self.gap, Action::Warmup { left: left - 1 });
+                }
+                let (a, b) = self.warm;
+                if a >= b {
+                    return;
+                }
+                let Some(origin) = self.random_live_node() else {
+                    return;
+                };
+                let key = self.keys.routing[self.rng.gen_range(a..b) as usize];
+                self.tick += 1;
+                let (router, mut host) = self.nodes[origin as usize].router_and_host(
+                    &self.keys,
+                    self.params.full_verify,
+                    self.tick,
+                );
+                router.start_request(now, key, None, &mut host);
+                self.after(origin);
+            }
+            Action::Bootstrap { node } => {
+                let seeds = self.params.seeds.min(self.nodes.len()) as u32;
+                self.nodes[node as usize].alive = true;
+                if node < seeds {
+                    return;
+                }
+                let seed = self.rng.gen_range(0..seeds);
+                self.try_link(node, seed, PeerOrigin::Seed);
+            }
+            Action::Link { from, to, origin } => self.try_link(from, to, origin),
+        }
+    }
+
+    /// `a` dialled `b`: both decide whether to keep the link, and make room if needed.
+    fn try_link(&mut self, a: u32, b: u32, origin: PeerOrigin) {
+        let now = self.instant();
+        let (ka, kb) = (node_key(a), node_key(b));
+        let ok = a != b
+            && self.nodes[a as usize].alive
+            && self.nodes[b as usize].alive
+            && !self.graph.links[a as usize].contains(&b);
+        let (la, lb) = (
+            Location(self.graph.locations[a as usize]),
+            Location(self.graph.locations[b as usize]),
+        );
+        let decisions = ok
+            .then(|| {
+                let (da, oa) = self.nodes[a as usize]
+                    .router
+                    .link_decision(now, &kb, lb, origin);
+                if matches!(da, LinkDecision::Refuse | LinkDecision::Transient) {
+                    return None;
+                }
+                let (db, ob) =
+                    self.nodes[b as usize]
+                        .router
+                        .link_decision(now, &ka, la, PeerOrigin::Inbound);
+                (db != LinkDecision::Refuse).then_some(((da, oa), (db, ob)))
+            })
+            .flatten();
+        let Some(((da, oa), (db, ob))) = decisions else {
+            if self.nodes[a as usize].alive {
+                self.nodes[a as usize].router.connect_failed(&kb);
+                self.after(a);
+                if origin == PeerOrigin::Seed && self.nodes[a as usize].router.peer_count() == 0 {
+                    // Nobody at all: try a seed again in a while, as veild's seed dialer does.
+                    self.schedule(self.now + 10_000_000_000, Action::Bootstrap { node: a });
+                }
+            }
+            return;
+        };
+        for (node, d) in [(a, da), (b, db)] {
+            if let LinkDecision::Replace(victim) = d {
+                self.unlink(node, victim.0 as u32);
+            }
+        }
+        self.graph.links[a as usize].push(b);
+        self.graph.links[b as usize].push(a);
+        let meta_a = PeerMeta {
+            origin: oa,
+            address: Some(node_address(b)),
+            routable: true,
+        };
+        let meta_b = PeerMeta {
+            origin: ob,
+            address: Some(node_address(a)),
+            routable: db != LinkDecision::Transient,
+        };
+        self.nodes[a as usize]
+            .router
+            .add_peer_with(now, PeerId(u64::from(b)), lb, meta_a);
+        self.nodes[b as usize]
+            .router
+            .add_peer_with(now, PeerId(u64::from(a)), la, meta_b);
+        self.after(a);
+        self.after(b);
+    }
+
+    /// Closes the link between `a` and `b` on both sides.
+    fn unlink(&mut self, a: u32, b: u32) {
+        let now = self.instant();
+        self.graph.links[a as usize].retain(|&x| x != b);
+        self.graph.links[b as usize].retain(|&x| x != a);
+        for (x, y) in [(a, b), (b, a)] {
+            if self.nodes[x as usize].alive {
+                self.nodes[x as usize]
+                    .router
+                    .remove_peer(now, PeerId(u64::from(y)));
+                self.after(x);
+                if self.params.topology == crate::topology::Topology::Opennet
+                    && self.nodes[x as usize].router.peer_count() == 0
+                {
+                    // Alone again: back to a seed, as veild's seed dialer does.
+                    self.schedule(self.now + 10_000_000_000, Action::Bootstrap { node: x });
+                }
+            }
         }
     }
 
@@ -422,6 +650,9 @@ impl<'p> Sim<'p> {
         while let Some(ev) = self.nodes[n as usize].router.poll_event() {
             self.on_event(n, ev);
         }
+        while let Some((a, b)) = self.deferred.pop() {
+            self.unlink(a, b);
+        }
         let node = &mut self.nodes[n as usize];
         if let Some(t) = node.router.poll_timeout() {
             let at = t.saturating_duration_since(self.base).as_nanos() as Nanos;
@@ -481,6 +712,24 @@ impl<'p> Sim<'p> {
                 // Keep watching late messages of finished requests out of the figures.
             }
             Event::InsertFinished { result: Ok(_), .. } => self.counters.inserts_ok += 1,
+            Event::Connect { address, origin } => {
+                match node_of(&address.key).filter(|&j| (j as usize) < self.nodes.len()) {
+                    Some(j) => {
+                        // A dial takes a handshake's round trip.
+                        let at = self.now + 2 * latency(self.params.seed, n, j);
+                        self.schedule(
+                            at,
+                            Action::Link {
+                                from: n,
+                                to: j,
+                                origin,
+                            },
+                        );
+                    }
+                    None => self.nodes[n as usize].router.connect_failed(&address.key),
+                }
+            }
+            Event::Disconnect { peer, .. } => self.deferred.push((n, peer.0 as u32)),
             Event::PeerMisbehaved { .. } => self.counters.misbehaviour += 1,
             _ => {}
         }
@@ -532,6 +781,21 @@ impl<'p> Sim<'p> {
         }
         let now = self.instant();
         self.nodes[node as usize].alive = true;
+        if self.params.topology == crate::topology::Topology::Opennet {
+            // It rejoins from the peers it saved, like a restarted veild.
+            let links = std::mem::take(&mut self.graph.links[node as usize]);
+            for m in links {
+                self.graph.links[m as usize].retain(|&x| x != node);
+                if self.nodes[m as usize].alive {
+                    self.nodes[m as usize]
+                        .router
+                        .remove_peer(now, PeerId(u64::from(node)));
+                    self.after(m);
+                    self.try_link(node, m, PeerOrigin::Announcement);
+                }
+            }
+            return;
+        }
         let loc = Location(self.graph.locations[node as usize]);
         let links = self.graph.links[node as usize].clone();
         for &m in &links {

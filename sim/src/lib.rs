@@ -44,18 +44,33 @@ pub fn run(params: &Params) -> Result<Report, String> {
         params.nodes,
         params.degree,
         params.swaps_per_node,
+        params.seeds,
         &mut rng,
     );
-    let graph_figures = (graph.mean_degree(), topology::mean_link_length(&graph));
     let key_count = params.key_count();
-    let keys = workload::Keys::generate(key_count, params.seed);
+    let warm_keys = params.warmup_keys();
+    let keys = workload::Keys::generate(key_count + warm_keys, params.seed);
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
-    workload::schedule(&mut sim, params, key_count, &mut rng);
+    sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);
+    let timeline = workload::schedule(&mut sim, params, key_count, &mut rng);
     let started = Instant::now();
-    let events = sim.run();
+    // Every request has long finished ten virtual minutes after the last one starts.
+    let events = sim.run_until(timeline.requests_end + 600_000_000_000);
     let loop_secs = started.elapsed().as_secs_f64();
     sim.finish();
+    let graph_figures = if params.topology == topology::Topology::Opennet {
+        let d = sim.live_degrees();
+        (
+            d.iter().sum::<usize>() as f64 / d.len().max(1) as f64,
+            topology::mean_link_length(sim.graph()),
+        )
+    } else {
+        (
+            sim.graph().mean_degree(),
+            topology::mean_link_length(sim.graph()),
+        )
+    };
     let data = RunData {
         params,
         records: &sim.records,
@@ -66,7 +81,55 @@ pub fn run(params: &Params) -> Result<Report, String> {
         events,
         wall: (loop_secs, wall.elapsed().as_secs_f64()),
     };
-    let summary = metrics::summarize(&data, sim.routers());
+    if std::env::var_os("VEIL_SIM_DEBUG").is_some() {
+        let g = sim.graph();
+        let mut order: Vec<usize> = (0..g.locations.len()).collect();
+        order.sort_by_key(|&i| g.locations[i]);
+        let n = order.len();
+        let mut succ = 0;
+        for k in 0..n {
+            let (a, b) = (order[k], order[(k + 1) % n]);
+            if g.links[a].contains(&(b as u32)) {
+                succ += 1;
+            }
+        }
+        let degs = sim.live_degrees();
+        let zero = degs.iter().filter(|&&d| d == 0).count();
+        let low = degs.iter().filter(|&&d| d < 5).count();
+        let mut hist = [0usize; 41];
+        for &d in &degs {
+            hist[d.min(40)] += 1;
+        }
+        eprintln!("degree histogram: {hist:?}");
+        eprintln!("ring successor linked: {succ}/{n}; degree 0: {zero}, <5: {low}");
+        let mut total = veil_proto::router::OpennetStats::default();
+        for r in sim.routers() {
+            let o = &r.stats().opennet;
+            total.announces_started += o.announces_started;
+            total.announces_received += o.announces_received;
+            total.announce_offers += o.announce_offers;
+            total.fold_offers += o.fold_offers;
+            total.folds_taken += o.folds_taken;
+            total.connects += o.connects;
+            total.peers_dropped += o.peers_dropped;
+            total.links_refused += o.links_refused;
+            total.links_transient += o.links_transient;
+        }
+        eprintln!("{total:?}");
+    }
+    let mut summary = metrics::summarize(&data, sim.routers());
+    if params.topology == topology::Topology::Opennet {
+        // The yardstick: a pre-wired small world of the same size and mean degree,
+        // same seed and workload.
+        let ideal = Params {
+            topology: topology::Topology::SmallWorld,
+            degree: (summary.mean_degree.round() as usize).clamp(2, params.nodes - 1),
+            ..params.clone()
+        };
+        let r = run(&ideal)?;
+        summary.ideal_mean_hops = Some(r.summary.mean_hops);
+        summary.ideal_success_rate = Some(r.summary.success_rate);
+    }
     Ok(Report {
         summary,
         records: std::mem::take(&mut sim.records),

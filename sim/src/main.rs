@@ -94,6 +94,13 @@ struct Common {
     /// Location-swap attempts per node before the workload (darknet only).
     #[arg(long, default_value_t = 50)]
     swaps_per_node: usize,
+    /// Opennet: seed nodes that newcomers announce through.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Opennet: warm-up requests per node (on warm-up keys of their own) between the
+    /// joins and the measured inserts; path folding reshapes the network meanwhile.
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
     /// Hash every block at every hop as the daemon does (slower; the default checks the
     /// block's identity, which is equivalent here because simulated nodes never forge).
     #[arg(long)]
@@ -124,6 +131,8 @@ impl Common {
             cache_size: self.cache_size,
             swaps_per_node: self.swaps_per_node,
             full_verify: self.full_verify,
+            seeds: self.seeds,
+            warmup: self.warmup,
             interval_ms: self.interval_ms,
             ..Params::new(nodes, self.requests, self.seed)
         }

@@ -105,8 +105,25 @@ pub struct Summary {
     pub churn: f64,
     /// Distinct keys inserted.
     pub keys: usize,
-    /// Mean links per node.
+    /// Target links per node (`--degree`; opennet's `max_peers`).
+    pub degree: usize,
+    /// Maximum HTL.
+    pub max_htl: u8,
+    /// Opennet: seed nodes.
+    pub seeds: usize,
+    /// Opennet: warm-up requests per node before the measured ones.
+    pub warmup_per_node: usize,
+    /// Mean links per node (opennet: routable peers of live nodes at the end).
     pub mean_degree: f64,
+    /// Opennet: mean hops of a pre-wired Kleinberg small world with the same nodes and
+    /// mean degree, run with the same seed and workload in the same invocation.
+    pub ideal_mean_hops: Option<f64>,
+    /// Opennet: success rate of that small world.
+    pub ideal_success_rate: Option<f64>,
+    /// Opennet: links taken from path-folding offers, over the whole run.
+    pub folds_taken: u64,
+    /// Opennet: announcements started, over the whole run.
+    pub announcements: u64,
     /// Mean link length as a fraction of the ring.
     pub mean_link_length: f64,
     /// Fraction of inserts that completed.
@@ -203,9 +220,12 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
     let lat_sum: u64 = ok.iter().map(|r| r.end.unwrap_or(r.start) - r.start).sum();
     let msg_sum: u64 = d.records.iter().map(|r| u64::from(r.messages)).sum();
     let (mut from_cache, mut from_store) = (0u64, 0u64);
+    let (mut folds, mut announces) = (0u64, 0u64);
     for r in routers {
         from_cache += r.stats().served_from_cache;
         from_store += r.stats().served_from_store;
+        folds += r.stats().opennet.folds_taken;
+        announces += r.stats().opennet.announces_started;
     }
     let mut load = d.load.to_vec();
     load.sort_unstable();
@@ -216,14 +236,26 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         nodes: d.params.nodes,
         requests: d.records.len(),
         seed: d.params.seed,
-        topology: format!("{:?}", d.params.topology),
+        topology: d.params.topology.name().to_string(),
         htl_policy: format!("{:?}", d.params.htl_policy),
         decrement_at_max: d.params.decrement_at_max,
         decrement_at_one: d.params.decrement_at_one,
         fail_fraction: d.params.fail_fraction,
         churn: d.params.churn,
         keys: d.keys,
+        degree: d.params.degree,
+        max_htl: d.params.max_htl,
+        seeds: d.params.seeds,
+        warmup_per_node: if d.params.topology == crate::topology::Topology::Opennet {
+            d.params.warmup
+        } else {
+            0
+        },
         mean_degree: d.graph.0,
+        ideal_mean_hops: None,
+        ideal_success_rate: None,
+        folds_taken: folds,
+        announcements: announces,
         mean_link_length: d.graph.1,
         insert_success_rate: ratio(c.inserts_ok, c.inserts),
         success_rate: ratio(n_ok, d.records.len() as u64),

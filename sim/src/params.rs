@@ -62,6 +62,11 @@ pub struct Params {
     pub swaps_per_node: usize,
     /// Hash every block at every hop, as the daemon does, instead of the memo.
     pub full_verify: bool,
+    /// Opennet: seed nodes that newcomers announce through.
+    pub seeds: usize,
+    /// Opennet: warm-up requests per node (on keys of their own) before the measured
+    /// inserts and requests, during which path folding reshapes the network.
+    pub warmup: usize,
     /// Virtual milliseconds between two requests (and two inserts); 0 for
     /// `10,000 / nodes`, which keeps each node's load the same at every size (about one
     /// request passing through a node every two virtual seconds).
@@ -89,6 +94,8 @@ impl Params {
             cache_size: 100,
             swaps_per_node: 50,
             full_verify: false,
+            seeds: 3,
+            warmup: 20,
             interval_ms: 0.0,
         }
     }
@@ -99,6 +106,26 @@ impl Params {
             self.keys
         } else {
             (self.requests / 10).clamp(1, 10_000)
+        }
+    }
+
+    /// Opennet warm-up requests in all.
+    pub fn warmup_requests(&self) -> usize {
+        if self.topology == Topology::Opennet {
+            self.warmup.saturating_mul(self.nodes)
+        } else {
+            0
+        }
+    }
+
+    /// Distinct keys the opennet warm-up requests (one per ten warm-up requests,
+    /// between 1 and 10,000).
+    pub fn warmup_keys(&self) -> usize {
+        let w = self.warmup_requests();
+        if w == 0 {
+            0
+        } else {
+            (w / 10).clamp(1, 10_000)
         }
     }
 
@@ -157,12 +184,19 @@ impl Params {
                 return Err(format!("{name} must be a probability in [0, 1]"));
             }
         }
+        if self.seeds == 0 || self.seeds > self.nodes {
+            return Err("--seeds must be between 1 and the number of nodes".into());
+        }
         if self.cache_size == 0 {
             return Err("--cache-size must be at least 1".into());
         }
         // Virtual time is u64 nanoseconds: the whole workload must fit, with room left
         // for the settling minute and the requests' own timeouts.
-        let steps = self.key_count() as u128 + self.requests as u128 + 2;
+        let steps = self.key_count() as u128
+            + self.requests as u128
+            + 1_000 * self.nodes as u128
+            + self.warmup as u128 * self.nodes as u128
+            + 2;
         if steps * u128::from(self.interval_nanos()) > u128::from(u64::MAX / 4) {
             return Err(
                 "--interval-ms times the number of requests and keys is too long \

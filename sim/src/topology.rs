@@ -27,6 +27,22 @@ pub enum Topology {
     RandomRegular,
     /// Friend graph with random locations, then Sandberg location swapping.
     Darknet,
+    /// Grown by the routers themselves: nodes at random locations join one by one
+    /// through a few seeds (announcement), then path folding reshapes the links during
+    /// a warm-up of requests.
+    Opennet,
+}
+
+impl Topology {
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::SmallWorld => "small-world",
+            Topology::RandomRegular => "random-regular",
+            Topology::Darknet => "darknet",
+            Topology::Opennet => "opennet",
+        }
+    }
 }
 
 /// Locations and adjacency lists (indices into the same vectors).
@@ -52,6 +68,7 @@ pub fn build(
     n: usize,
     degree: usize,
     swaps_per_node: usize,
+    seeds: usize,
     rng: &mut ChaCha8Rng,
 ) -> Graph {
     match kind {
@@ -65,6 +82,18 @@ pub fn build(
             }
             swap_locations(&mut g, swaps_per_node * n, rng);
             g
+        }
+        Topology::Opennet => {
+            // Random locations; only the seeds know each other. The rest is grown.
+            let locations: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+            let mut sets = vec![HashSet::new(); n];
+            let seeds = seeds.min(n);
+            for a in 0..seeds {
+                for b in a + 1..seeds {
+                    link(&mut sets, a, b);
+                }
+            }
+            finish(locations, sets)
         }
     }
 }
@@ -220,7 +249,7 @@ mod tests {
             Topology::RandomRegular,
             Topology::Darknet,
         ] {
-            let g = build(kind, 500, 20, 5, &mut rng);
+            let g = build(kind, 500, 20, 5, 3, &mut rng);
             let d = g.mean_degree();
             assert!((17.0..=22.0).contains(&d), "{kind:?}: {d}");
             for (i, ls) in g.links.iter().enumerate() {

@@ -134,11 +134,51 @@ pub fn schedule(
     rng: &mut ChaCha8Rng,
 ) -> Timeline {
     let gap = params.interval_nanos();
+    const MINUTE: Nanos = 60_000_000_000;
+    let mut start: Nanos = 0;
+    if params.topology == crate::topology::Topology::Opennet {
+        // Nodes come up one by one, ten a second, each knowing only a seed.
+        let join_gap: Nanos = 100_000_000;
+        for node in 0..params.nodes {
+            sim.schedule(
+                node as Nanos * join_gap,
+                Action::Bootstrap { node: node as u32 },
+            );
+        }
+        start = params.nodes as Nanos * join_gap + MINUTE;
+        // Warm-up: keys of its own inserted, then requested, while folding reshapes.
+        let warm_keys = params.warmup_keys();
+        let warm_requests = params.warmup_requests();
+        if warm_keys > 0 && warm_requests > 0 {
+            let end = (key_count + warm_keys) as u32;
+            sim.schedule(
+                start,
+                Action::Insert {
+                    key: key_count as u32,
+                    end,
+                },
+            );
+            start += warm_keys as Nanos * gap + MINUTE / 2;
+            sim.schedule(
+                start,
+                Action::Warmup {
+                    left: warm_requests as u32 - 1,
+                },
+            );
+            start += warm_requests as Nanos * gap + MINUTE / 2;
+        }
+    }
     if key_count > 0 {
-        sim.schedule(0, Action::Insert { key: 0 });
+        sim.schedule(
+            start,
+            Action::Insert {
+                key: 0,
+                end: key_count as u32,
+            },
+        );
     }
     // Inserts settle well within a minute of virtual time (timeouts are seconds).
-    let fail_at = key_count as Nanos * gap + 60_000_000_000;
+    let fail_at = start + key_count as Nanos * gap + MINUTE;
     if params.fail_fraction > 0.0 {
         sim.schedule(
             fail_at,

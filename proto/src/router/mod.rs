@@ -61,6 +61,7 @@
 //! - For an insert, running out of peers is also the end of its route: the originator
 //!   reports success with [`InsertReport::route_exhausted`] set.
 
+mod opennet;
 mod peers;
 mod request;
 #[cfg(test)]
@@ -70,6 +71,9 @@ use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId};
 use crate::ring::Location;
+use opennet::Opennet;
+pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin};
+pub use peers::PeerMeta;
 use peers::PeerTable;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -127,6 +131,8 @@ pub struct RouterConfig {
     pub seen_ttl: Duration,
     /// Seed of the router's random generator (request ids, per-link HTL flags).
     pub rng_seed: u64,
+    /// Opennet: announcement, path folding and peer replacement (off by default).
+    pub opennet: OpennetConfig,
 }
 
 impl Default for RouterConfig {
@@ -139,6 +145,7 @@ impl Default for RouterConfig {
             max_inflight_per_peer: 64,
             seen_ttl: Duration::from_secs(600),
             rng_seed: 0,
+            opennet: OpennetConfig::default(),
         }
     }
 }
@@ -254,6 +261,22 @@ pub enum Event {
         /// What it did.
         reason: &'static str,
     },
+    /// Opennet: dial this node, and offer the link with this origin to
+    /// [`Router::link_decision`] once it is up. On failure, tell
+    /// [`Router::connect_failed`].
+    Connect {
+        /// Where to dial.
+        address: crate::message::PeerAddress,
+        /// Why.
+        origin: PeerOrigin,
+    },
+    /// Opennet: close this link (then call [`Router::remove_peer`]).
+    Disconnect {
+        /// The peer.
+        peer: PeerId,
+        /// Why, for logs.
+        reason: &'static str,
+    },
 }
 
 /// Counters for status pages, metrics and the simulator.
@@ -295,6 +318,8 @@ pub struct RouterStats {
     pub stored: u64,
     /// Protocol violations by peers.
     pub misbehaviour: u64,
+    /// Opennet counters.
+    pub opennet: OpennetStats,
 }
 
 /// A configured probability made safe for `gen_bool`: clamped to [0, 1], NaN as 0.5.
@@ -321,6 +346,7 @@ pub struct Router {
     transmits: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
     stats: RouterStats,
+    opennet: Opennet,
 }
 
 impl Router {
@@ -337,6 +363,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: RouterStats::default(),
+            opennet: Opennet::default(),
         }
     }
 
@@ -355,10 +382,15 @@ impl Router {
         self.location = location;
     }
 
-    /// Adds a link, drawing its HTL flags. Adding a known peer only updates its location.
+    /// Adds a routable friend link, drawing its HTL flags. Adding a known peer only
+    /// updates its location. [`Router::add_peer_with`] says more about the link.
     pub fn add_peer(&mut self, now: Instant, peer: PeerId, location: Location) {
-        self.expire(now);
-        let (at_max, at_one) = match self.config.htl_policy {
+        self.add_peer_with(now, peer, location, PeerMeta::friend());
+    }
+
+    /// The HTL flags of a new link.
+    fn draw_htl_flags(&mut self) -> (bool, bool) {
+        match self.config.htl_policy {
             HtlPolicy::Always => (true, true),
             HtlPolicy::Probabilistic {
                 decrement_at_max,
@@ -367,8 +399,7 @@ impl Router {
                 self.rng.gen_bool(probability(decrement_at_max)),
                 self.rng.gen_bool(probability(decrement_at_one)),
             ),
-        };
-        self.peers.add(peer, location, at_max, at_one);
+        }
     }
 
     /// Drops a link: requests it sent are abandoned, requests waiting on it move on.
@@ -397,12 +428,18 @@ impl Router {
                 self.advance(now, id);
             }
         }
+        self.peers_changed(now);
         self.tidy_timers();
     }
 
     /// The number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// The number of routable peers (transient links left out).
+    pub fn routable_peer_count(&self) -> usize {
+        self.peers.routable()
     }
 
     /// The number of requests and inserts this node is working on.
@@ -474,6 +511,16 @@ impl Router {
                 block,
             } => self.on_insert(now, from, id, key, htl, block, store),
             Message::Data { id, block } => self.on_data(now, from, id, block, store),
+            Message::Announce {
+                id,
+                target,
+                address,
+                htl,
+            } => self.on_announce(now, from, id, target, address, htl),
+            Message::AnnounceReply { id, address } => {
+                self.on_announce_reply(now, from, id, address)
+            }
+            Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -499,6 +546,9 @@ impl Router {
                 self.on_timeout(now, id);
             }
         }
+        if self.opennet_timeout().is_some_and(|t| t <= now) {
+            self.opennet_tick(now);
+        }
         self.tidy_timers();
     }
 
@@ -511,7 +561,11 @@ impl Router {
     /// When [`Router::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        let request = self.timers.first().map(|(t, _)| *t);
+        match (request, self.opennet_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event for the shell.

@@ -4,7 +4,8 @@
 //! Peer counts are in the tens, so a plain vector scanned linearly beats any index in
 //! both speed and memory (the simulator keeps 100,000 of these).
 
-use super::PeerId;
+use super::{PeerId, PeerOrigin};
+use crate::message::PeerAddress;
 use crate::ring::{Distance, Location};
 use std::time::Instant;
 
@@ -21,6 +22,40 @@ pub(super) struct Peer {
     pub inflight: u32,
     /// Avoid this peer until then (overload or timeout).
     pub backoff_until: Option<Instant>,
+    /// How this link came about.
+    pub origin: PeerOrigin,
+    /// Where the peer can be dialled, when the shell knows it.
+    pub address: Option<PeerAddress>,
+    /// Routable peers are chosen as next hops; a transient link (an announcing
+    /// newcomer this node had no room for) only carries what the peer asks.
+    pub routable: bool,
+    /// When the link came up.
+    pub added_at: Instant,
+    /// The router's success clock when the peer last delivered data (when it was added,
+    /// before that): least recently successful opennet peers are dropped first.
+    pub last_success: u64,
+}
+
+/// What the shell knows about a new link besides its location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerMeta {
+    /// How the link came about.
+    pub origin: PeerOrigin,
+    /// Where the peer can be dialled (its key and listening address), if known.
+    pub address: Option<PeerAddress>,
+    /// False for a transient link ([`super::LinkDecision::Transient`]).
+    pub routable: bool,
+}
+
+impl PeerMeta {
+    /// A routable friend whose address does not matter to the router.
+    pub fn friend() -> PeerMeta {
+        PeerMeta {
+            origin: PeerOrigin::Friend,
+            address: None,
+            routable: true,
+        }
+    }
 }
 
 /// All links.
@@ -34,9 +69,31 @@ impl PeerTable {
         self.peers.len()
     }
 
+    #[cfg(test)]
     pub fn add(&mut self, id: PeerId, location: Location, at_max: bool, at_one: bool) {
+        self.add_with(
+            id,
+            location,
+            (at_max, at_one),
+            PeerMeta::friend(),
+            (Instant::now(), 0),
+        );
+    }
+
+    /// Adds a link, or updates the location (and meta) of a known one.
+    pub fn add_with(
+        &mut self,
+        id: PeerId,
+        location: Location,
+        (at_max, at_one): (bool, bool),
+        meta: PeerMeta,
+        (now, clock): (Instant, u64),
+    ) {
         if let Some(p) = self.get_mut(id) {
             p.location = location;
+            p.origin = meta.origin;
+            p.address = meta.address.or(p.address);
+            p.routable = meta.routable;
             return;
         }
         self.peers.push(Peer {
@@ -46,7 +103,22 @@ impl PeerTable {
             decrement_at_one: at_one,
             inflight: 0,
             backoff_until: None,
+            origin: meta.origin,
+            address: meta.address,
+            routable: meta.routable,
+            added_at: now,
+            last_success: clock,
         });
+    }
+
+    /// All links.
+    pub fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.iter()
+    }
+
+    /// The number of routable links.
+    pub fn routable(&self) -> usize {
+        self.peers.iter().filter(|p| p.routable).count()
     }
 
     /// Removes `id`; false if it was not there.
@@ -71,7 +143,9 @@ impl PeerTable {
     /// Whether any peer is strictly closer to `target` than `own` is.
     pub fn any_closer(&self, target: Location, own: Location) -> bool {
         let d = own.distance(target);
-        self.peers.iter().any(|p| p.location.distance(target) < d)
+        self.peers
+            .iter()
+            .any(|p| p.routable && p.location.distance(target) < d)
     }
 
     /// The peer closest to `target` that is not in `exclude`, preferring peers out of
@@ -79,7 +153,7 @@ impl PeerTable {
     pub fn closest(&self, target: Location, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
         let mut best: Option<(bool, Distance, PeerId)> = None;
         for p in &self.peers {
-            if exclude.contains(&p.id) {
+            if !p.routable || exclude.contains(&p.id) {
                 continue;
             }
             let backed_off = p.backoff_until.is_some_and(|t| t > now);

@@ -380,6 +380,7 @@ impl Router {
             }
             self.transmits
                 .push_back((from, Message::Data { id, block }));
+            self.offer_fold(from, id);
             return;
         }
         self.begin(now, id, key, Kind::Request, Some(from), received);
@@ -458,6 +459,11 @@ impl Router {
             return;
         }
         // Late data from a peer that timed out counts as much as the awaited answer.
+        if let Some(req) = self.requests.get(&id) {
+            let (source, received) = (req.source, req.received_htl);
+            self.note_success(from);
+            self.await_fold(now, id, source, received, from);
+        }
         self.finish(id, Outcome::Data(block, Some(from)));
     }
 

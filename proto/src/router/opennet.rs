@@ -1,0 +1,796 @@
+//! Opennet: how a node that knows one seed finds its place, and how the network keeps
+//! reshaping itself into a small world. All of it is sans-IO, like the rest of the
+//! router: the shell dials what [`Event::Connect`] names, closes what
+//! [`Event::Disconnect`] names, and asks [`Router::link_decision`] before it keeps a new
+//! link.
+//!
+//! - Announcement. While it has fewer than `min_peers` routable peers, a node sends an
+//!   [`Message::Announce`] for its own location (with its address) to a seed, or to the
+//!   peer closest to it. Every node on the way that wants a peer answers with an
+//!   [`Message::AnnounceReply`] carrying its address; the node where greedy routing
+//!   stops (no peer closer to the target) also offers the addresses of its peers
+//!   closest to the target, so the newcomer meets its ring neighbours. Replies travel
+//!   back along the path. The newcomer dials the offers its peer policy wants.
+//! - Path folding. The node that answers a request from its store or cache follows
+//!   `Data` with a [`Message::FoldOffer`] of its own address. The first node on the way
+//!   back that wants a peer takes it; the others pass it on, each replacing it with its
+//!   own address with a small probability, so an offer does not prove where the data
+//!   came from. Nodes that received the request at an HTL above `max − 2` (the
+//!   originator and its neighbours) never take an offer, so a new link does not point
+//!   at whoever asked.
+//! - Peer management. A node keeps at most `max_peers` routable links. When full, a new
+//!   link replaces the opennet peer that least recently delivered data (never a friend,
+//!   never one younger than `min_peer_age`), at most once per `drop_interval`;
+//!   an announcing newcomer it has no room for gets a transient link that carries its
+//!   announcement and is closed after `transient_ttl`. A node drops its links to seeds
+//!   once it has `min_peers` other peers, so a seed does not keep every newcomer.
+
+use super::peers::{decrement, PeerMeta};
+use super::request::later;
+use super::{Event, PeerId, Router};
+use crate::keys::NodeKey;
+use crate::message::{Htl, Message, PeerAddress, RequestId};
+use crate::ring::Location;
+use rand::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How a link came about, as the API and the status page show it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum PeerOrigin {
+    /// Configured by the operator (`--peer`); never dropped to make room.
+    Friend,
+    /// A seed node dialled to announce; dropped once enough other peers are found.
+    Seed,
+    /// Found through an announcement (ours, or a newcomer's that we answered).
+    Announcement,
+    /// Taken from a path-folding offer.
+    PathFolding,
+    /// Dialled us without this node asking.
+    Inbound,
+}
+
+impl PeerOrigin {
+    /// The name used in JSON, files and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerOrigin::Friend => "friend",
+            PeerOrigin::Seed => "seed",
+            PeerOrigin::Announcement => "announcement",
+            PeerOrigin::PathFolding => "path_folding",
+            PeerOrigin::Inbound => "inbound",
+        }
+    }
+
+    /// Parses [`PeerOrigin::as_str`].
+    pub fn parse(s: &str) -> Option<PeerOrigin> {
+        [
+            PeerOrigin::Friend,
+            PeerOrigin::Seed,
+            PeerOrigin::Announcement,
+            PeerOrigin::PathFolding,
+            PeerOrigin::Inbound,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for PeerOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the shell should do with a link that just came up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LinkDecision {
+    /// Keep it as a routable peer.
+    Accept,
+    /// Keep it, and close this peer's link to make room (call
+    /// [`Router::remove_peer`] for it first).
+    Replace(PeerId),
+    /// Keep it as a transient, non-routable link: it carries what the peer asks (its
+    /// announcement) and the router asks for it to be closed after `transient_ttl`.
+    Transient,
+    /// Close it.
+    Refuse,
+}
+
+/// Opennet tunables. Disabled by default: a router then only routes over the links its
+/// shell gives it (friends, a fixed test topology).
+#[derive(Clone, Debug)]
+pub struct OpennetConfig {
+    /// Take part in opennet: announce, answer announcements, fold paths.
+    pub enabled: bool,
+    /// Announce while fewer routable peers than this are connected.
+    pub min_peers: usize,
+    /// Most routable peers.
+    pub max_peers: usize,
+    /// Pause between two announcements of this node.
+    pub announce_interval: Duration,
+    /// How long relays remember an announcement to pass its replies back.
+    pub announce_ttl: Duration,
+    /// Ring neighbours of the target that the end of an announcement offers.
+    pub near_offers: usize,
+    /// A peer younger than this is never dropped to make room.
+    pub min_peer_age: Duration,
+    /// Shortest time between two replacements.
+    pub drop_interval: Duration,
+    /// Probability that a relay puts its own address into a fold offer it passes on.
+    pub fold_replace_probability: f64,
+    /// Most transient links at once.
+    pub transient_slots: usize,
+    /// How long a transient link is kept.
+    pub transient_ttl: Duration,
+}
+
+impl Default for OpennetConfig {
+    fn default() -> OpennetConfig {
+        OpennetConfig {
+            enabled: false,
+            min_peers: 10,
+            max_peers: 40,
+            announce_interval: Duration::from_secs(10),
+            announce_ttl: Duration::from_secs(10),
+            near_offers: 3,
+            min_peer_age: Duration::from_secs(10),
+            drop_interval: Duration::from_secs(10),
+            fold_replace_probability: 0.05,
+            transient_slots: 32,
+            transient_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Most announcements relayed at once; more are dropped.
+const MAX_ANNOUNCES: usize = 4096;
+/// Most replies passed back for one announcement.
+const MAX_REPLIES: u32 = 40;
+/// Most finished requests remembered for their fold offers.
+const MAX_FOLDS: usize = 4096;
+/// How long a finished request waits for its fold offer.
+const FOLD_TTL: Duration = Duration::from_secs(30);
+/// Most connections asked of the shell and not yet resolved.
+const MAX_PENDING: usize = 64;
+/// How long a requested connection counts as pending.
+const PENDING_TTL: Duration = Duration::from_secs(30);
+/// The nearest peers on the ring, kept whatever their success: about two each side.
+const NEAR_SLOTS: usize = 4;
+/// Most newcomers remembered as expected to dial in.
+const MAX_EXPECTED: usize = 256;
+
+/// An instant well before `t` (so a link marked for closing counts as expired).
+fn far_past(t: Instant) -> Instant {
+    t.checked_sub(Duration::from_secs(86_400)).unwrap_or(t)
+}
+
+/// An announcement passing through (or started by) this node.
+#[derive(Clone, Debug)]
+struct Relay {
+    /// Where replies go; `None` for our own.
+    source: Option<PeerId>,
+    expires: Instant,
+    replies: u32,
+}
+
+/// A request that ended here with data, waiting for its fold offer.
+#[derive(Clone, Debug)]
+struct Fold {
+    /// Where the offer goes on; `None` at the originator.
+    upstream: Option<PeerId>,
+    received_htl: u8,
+    data_from: PeerId,
+    expires: Instant,
+}
+
+/// Opennet state of one router.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Opennet {
+    pub address: Option<PeerAddress>,
+    relays: BTreeMap<RequestId, Relay>,
+    folds: BTreeMap<RequestId, Fold>,
+    fold_order: VecDeque<(Instant, RequestId)>,
+    /// Connections asked of the shell: key, and until when they count.
+    pending: BTreeMap<NodeKey, Instant>,
+    /// Newcomers we answered, expected to dial in.
+    expected: BTreeMap<NodeKey, Instant>,
+    next_announce: Option<Instant>,
+    /// Announcements in a row while short of peers: the pause doubles with each, up to
+    /// 16 times `announce_interval`.
+    announce_streak: u32,
+    /// Data deliveries seen (the clock of "least recently successful").
+    pub clock: u64,
+    last_drop: Option<Instant>,
+}
+
+/// Opennet counters, part of [`super::RouterStats`].
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct OpennetStats {
+    /// Announcements this node started.
+    pub announces_started: u64,
+    /// Announcements received from peers.
+    pub announces_received: u64,
+    /// Announce replies this node sent with its own or a neighbour's address.
+    pub announce_offers: u64,
+    /// Fold offers this node sent as the data source.
+    pub fold_offers: u64,
+    /// Fold offers this node took.
+    pub folds_taken: u64,
+    /// Connections asked of the shell.
+    pub connects: u64,
+    /// Peers dropped to make room or because they were seeds no longer needed.
+    pub peers_dropped: u64,
+    /// Links refused for want of room.
+    pub links_refused: u64,
+    /// Links kept as transient for want of room.
+    pub links_transient: u64,
+}
+
+impl Router {
+    /// Tells the router where this node can be dialled; opennet offers carry it.
+    pub fn set_address(&mut self, address: PeerAddress) {
+        self.opennet.address = Some(address);
+    }
+
+    /// Whether this node would take another routable peer now without dropping one.
+    pub fn has_room(&self) -> bool {
+        self.peers.routable() + self.opennet.pending.len() < self.config.opennet.max_peers
+    }
+
+    /// How a peer was found, if it is connected.
+    pub fn peer_origin(&self, peer: PeerId) -> Option<PeerOrigin> {
+        self.peers.get(peer).map(|p| p.origin)
+    }
+
+    /// Whether a peer's link is routable (not transient).
+    pub fn peer_is_routable(&self, peer: PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.routable)
+    }
+
+    /// Adds a link with what the shell knows about it. [`Router::add_peer`] is this for
+    /// a routable friend.
+    pub fn add_peer_with(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        location: Location,
+        meta: PeerMeta,
+    ) {
+        self.expire(now);
+        if let Some(a) = meta.address {
+            self.opennet.pending.remove(&a.key);
+            self.opennet.expected.remove(&a.key);
+        }
+        let flags = self.draw_htl_flags();
+        let clock = self.opennet.clock;
+        self.peers
+            .add_with(peer, location, flags, meta, (now, clock));
+        self.peers_changed(now);
+    }
+
+    /// Decides whether to keep a link that just came up from (or to) the node `key` at
+    /// `location`, and with which origin: `origin` is what the shell knows (an inbound
+    /// link it did not ask for is [`PeerOrigin::Inbound`]; a newcomer this node
+    /// answered becomes [`PeerOrigin::Announcement`]).
+    pub fn link_decision(
+        &mut self,
+        now: Instant,
+        key: &NodeKey,
+        location: Location,
+        origin: PeerOrigin,
+    ) -> (LinkDecision, PeerOrigin) {
+        self.expire(now);
+        let origin = match (origin, self.opennet.expected.remove(key)) {
+            (PeerOrigin::Inbound, Some(_)) => PeerOrigin::Announcement,
+            (o, _) => o,
+        };
+        self.opennet.pending.remove(key);
+        let max = self.config.opennet.max_peers;
+        if self.peers.routable() < max {
+            return (LinkDecision::Accept, origin);
+        }
+        if origin == PeerOrigin::Friend || self.config.opennet.enabled {
+            if let Some(victim) = self.replaceable(now, Some(location)) {
+                self.opennet.last_drop = Some(now);
+                self.stats.opennet.peers_dropped += 1;
+                return (LinkDecision::Replace(victim), origin);
+            }
+        }
+        let transient = self.peers.iter().filter(|p| !p.routable).count();
+        if self.config.opennet.enabled
+            && matches!(origin, PeerOrigin::Inbound | PeerOrigin::Announcement)
+            && transient < self.config.opennet.transient_slots
+        {
+            self.stats.opennet.links_transient += 1;
+            return (LinkDecision::Transient, origin);
+        }
+        self.stats.opennet.links_refused += 1;
+        (LinkDecision::Refuse, origin)
+    }
+
+    /// The shell could not reach an address it was asked to dial.
+    pub fn connect_failed(&mut self, key: &NodeKey) {
+        self.opennet.pending.remove(key);
+    }
+
+    /// Whether a node at `location` would be among our [`NEAR_SLOTS`] nearest peers on
+    /// the ring. Those short links are what lets greedy routing finish a route, so they
+    /// are kept apart from the least-recently-successful rule.
+    fn is_near(&self, location: Location) -> bool {
+        let d = self.location.distance(location);
+        self.peers
+            .iter()
+            .filter(|p| p.routable && self.location.distance(p.location) < d)
+            .count()
+            < NEAR_SLOTS
+    }
+
+    /// The opennet peer to drop for a newcomer (at `newcomer`, if known), if the drop
+    /// rules allow one now. The [`NEAR_SLOTS`] nearest peers are never dropped. A
+    /// newcomer that would be one of them may replace a farther peer at once; any other
+    /// waits for `drop_interval` since the last replacement.
+    fn replaceable(&self, now: Instant, newcomer: Option<Location>) -> Option<PeerId> {
+        let c = &self.config.opennet;
+        let near_newcomer = newcomer.is_some_and(|l| self.is_near(l));
+        if !near_newcomer {
+            if let Some(last) = self.opennet.last_drop {
+                if now.saturating_duration_since(last) < c.drop_interval {
+                    return None;
+                }
+            }
+        }
+        let mut by_distance: Vec<(crate::ring::Distance, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|p| p.routable)
+            .map(|p| (self.location.distance(p.location), p.id))
+            .collect();
+        by_distance.sort_unstable();
+        let near: Vec<PeerId> = by_distance
+            .iter()
+            .take(NEAR_SLOTS)
+            .map(|(_, id)| *id)
+            .collect();
+        self.peers
+            .iter()
+            .filter(|p| {
+                p.routable
+                    && p.origin != PeerOrigin::Friend
+                    && !near.contains(&p.id)
+                    && now.saturating_duration_since(p.added_at) >= c.min_peer_age
+            })
+            .min_by_key(|p| (p.last_success, p.added_at, p.id))
+            .map(|p| p.id)
+    }
+
+    /// Whether this node wants one more peer (at `location`, if known): room, or a
+    /// peer it may replace.
+    fn wants_peer(&self, now: Instant, location: Option<Location>) -> bool {
+        self.config.opennet.enabled
+            && self.opennet.pending.len() < MAX_PENDING
+            && (self.has_room() || self.replaceable(now, location).is_some())
+    }
+
+    fn connected_to(&self, key: &NodeKey) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .find(|p| p.address.is_some_and(|a| a.key == *key))
+            .map(|p| p.id)
+    }
+
+    /// Asks the shell to dial `address`, unless it is us, connected or already asked.
+    fn connect(&mut self, now: Instant, address: PeerAddress, origin: PeerOrigin) -> bool {
+        if self.opennet.address.is_some_and(|a| a.key == address.key)
+            || self.opennet.pending.contains_key(&address.key)
+            || self.opennet.pending.len() >= MAX_PENDING
+        {
+            return false;
+        }
+        if let Some(id) = self.connected_to(&address.key) {
+            // A seed that answered our announcement wants us: keep that link.
+            if let Some(p) = self.peers.get_mut(id) {
+                if p.origin == PeerOrigin::Seed && origin == PeerOrigin::Announcement {
+                    p.origin = PeerOrigin::Announcement;
+                }
+            }
+            return false;
+        }
+        self.opennet
+            .pending
+            .insert(address.key, later(now, PENDING_TTL));
+        self.stats.opennet.connects += 1;
+        self.events.push_back(Event::Connect { address, origin });
+        true
+    }
+
+    /// Records a data delivery by `peer` (the least-recently-successful clock).
+    pub(super) fn note_success(&mut self, peer: PeerId) {
+        self.opennet.clock += 1;
+        let clock = self.opennet.clock;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.last_success = clock;
+        }
+    }
+
+    /// The next instant opennet upkeep wants [`Router::handle_timeout`].
+    pub(super) fn opennet_timeout(&self) -> Option<Instant> {
+        if !self.config.opennet.enabled {
+            return None;
+        }
+        let ttl = self.config.opennet.transient_ttl;
+        let transient = self
+            .peers
+            .iter()
+            .filter(|p| !p.routable)
+            .map(|p| later(p.added_at, ttl))
+            .min();
+        let announce = if self.needs_announce() {
+            self.opennet.next_announce
+        } else {
+            None
+        };
+        match (transient, announce) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn needs_announce(&self) -> bool {
+        self.config.opennet.enabled
+            && self.opennet.address.is_some()
+            && self.peers.len() > 0
+            && self.peers.routable() < self.config.opennet.min_peers
+    }
+
+    /// After a link came or went: announce soon if peers are short, let seeds go if
+    /// not.
+    pub(super) fn peers_changed(&mut self, now: Instant) {
+        if !self.config.opennet.enabled {
+            return;
+        }
+        if self.needs_announce() {
+            if self.opennet.next_announce.is_none() {
+                self.opennet.next_announce = Some(now);
+            }
+        } else {
+            self.opennet.announce_streak = 0;
+        }
+        self.release_seeds();
+    }
+
+    /// Drops the links to seeds once enough other routable peers are connected.
+    fn release_seeds(&mut self) {
+        let min = self.config.opennet.min_peers;
+        let others = self
+            .peers
+            .iter()
+            .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
+            .count();
+        if others < min {
+            return;
+        }
+        let seeds: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|p| p.origin == PeerOrigin::Seed)
+            .map(|p| p.id)
+            .collect();
+        for peer in seeds {
+            // Not routed to while the shell closes it.
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.origin = PeerOrigin::Inbound;
+                p.routable = false;
+                p.added_at = far_past(p.added_at);
+            }
+            self.stats.opennet.peers_dropped += 1;
+            self.events.push_back(Event::Disconnect {
+                peer,
+                reason: "seed no longer needed",
+            });
+        }
+    }
+
+    /// Opennet upkeep: expiry, closing transient and seed links, announcing.
+    pub(super) fn opennet_tick(&mut self, now: Instant) {
+        if !self.config.opennet.enabled {
+            return;
+        }
+        self.forget_stale(now);
+        // Transient links have had their time.
+        let ttl = self.config.opennet.transient_ttl;
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|p| !p.routable && later(p.added_at, ttl) <= now)
+            .map(|p| p.id)
+            .collect();
+        for peer in stale {
+            self.events.push_back(Event::Disconnect {
+                peer,
+                reason: "transient link expired",
+            });
+        }
+        self.release_seeds();
+        if self.needs_announce() && self.opennet.next_announce.is_none_or(|t| t <= now) {
+            self.announce(now);
+        }
+    }
+
+    /// Forgets expired relays, folds, pending dials and expected newcomers.
+    fn forget_stale(&mut self, now: Instant) {
+        self.opennet.relays.retain(|_, r| r.expires > now);
+        while let Some(&(t, id)) = self.opennet.fold_order.front() {
+            if t > now {
+                break;
+            }
+            self.opennet.fold_order.pop_front();
+            if self
+                .opennet
+                .folds
+                .get(&id)
+                .is_some_and(|f| f.expires <= now)
+            {
+                self.opennet.folds.remove(&id);
+            }
+        }
+        self.opennet.pending.retain(|_, t| *t > now);
+        self.opennet.expected.retain(|_, t| *t > now);
+    }
+
+    /// Starts an announcement for our own location.
+    fn announce(&mut self, now: Instant) {
+        let Some(address) = self.opennet.address else {
+            return;
+        };
+        let pause = self
+            .config
+            .opennet
+            .announce_interval
+            .saturating_mul(1 << self.opennet.announce_streak.min(4));
+        self.opennet.announce_streak += 1;
+        self.opennet.next_announce = Some(later(now, pause));
+        let target = self.location;
+        // The first time through the seeds (they are there for this); after that
+        // through the peer closest to us, so each announcement starts nearer the target
+        // and ends among our ring neighbours.
+        let mut first: Vec<PeerId> = Vec::new();
+        let closest = self
+            .peers
+            .iter()
+            .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
+            .min_by_key(|p| (p.location.distance(target), p.id))
+            .map(|p| p.id);
+        match closest {
+            Some(p) if self.opennet.announce_streak > 1 => first.push(p),
+            _ => first.extend(
+                self.peers
+                    .iter()
+                    .filter(|p| p.origin == PeerOrigin::Seed)
+                    .map(|p| p.id)
+                    .take(2),
+            ),
+        }
+        if first.is_empty() {
+            first.extend(closest);
+        }
+        if first.is_empty() {
+            return;
+        }
+        let id = self.fresh_id();
+        self.seen.insert(later(now, self.config.seen_ttl), id);
+        self.opennet.relays.insert(
+            id,
+            Relay {
+                source: None,
+                expires: later(now, self.config.opennet.announce_ttl),
+                replies: 0,
+            },
+        );
+        self.stats.opennet.announces_started += 1;
+        let htl = self.config.max_htl;
+        for peer in first {
+            self.transmits.push_back((
+                peer,
+                Message::Announce {
+                    id,
+                    target,
+                    address,
+                    htl,
+                },
+            ));
+        }
+    }
+
+    pub(super) fn on_announce(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        target: Location,
+        address: PeerAddress,
+        htl: Htl,
+    ) {
+        if !self.config.opennet.enabled {
+            return;
+        }
+        self.stats.opennet.announces_received += 1;
+        if self.opennet.relays.len() >= MAX_ANNOUNCES {
+            self.forget_stale(now);
+        }
+        if self.seen.contains(id)
+            || self.opennet.relays.len() >= MAX_ANNOUNCES
+            || self.opennet.address.is_some_and(|a| a.key == address.key)
+        {
+            // A loop, a flood or ourselves: dropped without a word.
+            return;
+        }
+        self.seen.insert(later(now, self.config.seen_ttl), id);
+        self.opennet.relays.insert(
+            id,
+            Relay {
+                source: Some(from),
+                expires: later(now, self.config.opennet.announce_ttl),
+                replies: 0,
+            },
+        );
+        let newcomer = self.connected_to(&address.key);
+        // Answer if we would link to the newcomer.
+        if newcomer.is_none() && self.wants_peer(now, Some(target)) {
+            if let Some(own) = self.opennet.address {
+                if self.opennet.expected.len() < MAX_EXPECTED {
+                    self.opennet
+                        .expected
+                        .insert(address.key, later(now, PENDING_TTL));
+                }
+                self.stats.opennet.announce_offers += 1;
+                self.transmits
+                    .push_back((from, Message::AnnounceReply { id, address: own }));
+            }
+        }
+        let mut exclude = vec![from];
+        exclude.extend(newcomer);
+        let next = decrement(htl.0, self.config.max_htl.0, true, true);
+        let own = self.location.distance(target);
+        if next > 0 {
+            // Greedy only: a walk that would move away from the target has arrived.
+            let closer = self.peers.closest(target, &exclude, now).filter(|&p| {
+                self.peers
+                    .get(p)
+                    .is_some_and(|p| p.location.distance(target) < own)
+            });
+            if let Some(peer) = closer {
+                self.transmits.push_back((
+                    peer,
+                    Message::Announce {
+                        id,
+                        target,
+                        address,
+                        htl: Htl(next),
+                    },
+                ));
+                return;
+            }
+        }
+        // The end of the walk: introduce our peers nearest the target.
+        let mut near: Vec<(crate::ring::Distance, PeerAddress)> = self
+            .peers
+            .iter()
+            .filter(|p| p.routable && !exclude.contains(&p.id))
+            .filter_map(|p| p.address.map(|a| (p.location.distance(target), a)))
+            .filter(|(_, a)| a.key != address.key)
+            .collect();
+        near.sort_by_key(|(d, a)| (*d, a.key));
+        for (_, a) in near.into_iter().take(self.config.opennet.near_offers) {
+            self.stats.opennet.announce_offers += 1;
+            self.transmits
+                .push_back((from, Message::AnnounceReply { id, address: a }));
+        }
+    }
+
+    pub(super) fn on_announce_reply(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        address: PeerAddress,
+    ) {
+        let Some(relay) = self.opennet.relays.get_mut(&id) else {
+            return;
+        };
+        if relay.replies >= MAX_REPLIES || relay.source == Some(from) {
+            return;
+        }
+        relay.replies += 1;
+        match relay.source {
+            Some(src) => self
+                .transmits
+                .push_back((src, Message::AnnounceReply { id, address })),
+            None => {
+                if self.wants_peer(now, None) {
+                    self.connect(now, address, PeerOrigin::Announcement);
+                }
+            }
+        }
+    }
+
+    /// The data source offers itself to the request's return path.
+    pub(super) fn offer_fold(&mut self, to: PeerId, id: RequestId) {
+        if !self.config.opennet.enabled {
+            return;
+        }
+        if let Some(address) = self.opennet.address {
+            self.stats.opennet.fold_offers += 1;
+            self.transmits
+                .push_back((to, Message::FoldOffer { id, address }));
+        }
+    }
+
+    /// A request ended here with data from `data_from`: remember where its fold offer
+    /// goes.
+    pub(super) fn await_fold(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        upstream: Option<PeerId>,
+        received_htl: u8,
+        data_from: PeerId,
+    ) {
+        if !self.config.opennet.enabled {
+            return;
+        }
+        if self.opennet.folds.len() >= MAX_FOLDS {
+            if let Some((_, old)) = self.opennet.fold_order.pop_front() {
+                self.opennet.folds.remove(&old);
+            }
+        }
+        let expires = later(now, FOLD_TTL);
+        self.opennet.folds.insert(
+            id,
+            Fold {
+                upstream,
+                received_htl,
+                data_from,
+                expires,
+            },
+        );
+        self.opennet.fold_order.push_back((expires, id));
+    }
+
+    pub(super) fn on_fold_offer(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        address: PeerAddress,
+    ) {
+        let Some(fold) = self.opennet.folds.get(&id) else {
+            return;
+        };
+        if fold.data_from != from {
+            return;
+        }
+        let fold = self.opennet.folds.remove(&id).expect("just seen");
+        let max = self.config.max_htl.0;
+        let near_originator = fold.received_htl > max.saturating_sub(2);
+        if fold.upstream.is_some()
+            && !near_originator
+            && self.connected_to(&address.key).is_none()
+            && self.wants_peer(now, None)
+            && self.connect(now, address, PeerOrigin::PathFolding)
+        {
+            self.stats.opennet.folds_taken += 1;
+            return;
+        }
+        let Some(up) = fold.upstream else {
+            return;
+        };
+        let p = super::probability(self.config.opennet.fold_replace_probability);
+        let address = match self.opennet.address {
+            Some(own) if self.rng.gen_bool(p) => own,
+            _ => address,
+        };
+        self.transmits
+            .push_back((up, Message::FoldOffer { id, address }));
+    }
+}
