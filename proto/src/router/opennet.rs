@@ -160,6 +160,11 @@ const NEAR_SLOTS: usize = 4;
 /// Most newcomers remembered as expected to dial in.
 const MAX_EXPECTED: usize = 256;
 
+/// Whether `b` lies clockwise of `a` (within half the ring).
+fn clockwise(a: Location, b: Location) -> bool {
+    b.0.wrapping_sub(a.0) < (1 << 63)
+}
+
 /// An instant well before `t` (so a link marked for closing counts as expired).
 fn far_past(t: Instant) -> Instant {
     t.checked_sub(Duration::from_secs(86_400)).unwrap_or(t)
@@ -319,11 +324,32 @@ impl Router {
     /// are kept apart from the least-recently-successful rule.
     fn is_near(&self, location: Location) -> bool {
         let d = self.location.distance(location);
+        let side = clockwise(self.location, location);
         self.peers
             .iter()
-            .filter(|p| p.routable && self.location.distance(p.location) < d)
+            .filter(|p| {
+                p.routable
+                    && clockwise(self.location, p.location) == side
+                    && self.location.distance(p.location) < d
+            })
             .count()
-            < NEAR_SLOTS
+            < NEAR_SLOTS / 2
+    }
+
+    /// The nearest [`NEAR_SLOTS`] / 2 routable peers on each side of us.
+    fn near_peers(&self) -> Vec<PeerId> {
+        let mut out = Vec::new();
+        for side in [true, false] {
+            let mut v: Vec<(crate::ring::Distance, PeerId)> = self
+                .peers
+                .iter()
+                .filter(|p| p.routable && clockwise(self.location, p.location) == side)
+                .map(|p| (self.location.distance(p.location), p.id))
+                .collect();
+            v.sort_unstable();
+            out.extend(v.into_iter().take(NEAR_SLOTS / 2).map(|(_, id)| id));
+        }
+        out
     }
 
     /// The opennet peer to drop for a newcomer (at `newcomer`, if known), if the drop
@@ -340,18 +366,7 @@ impl Router {
                 }
             }
         }
-        let mut by_distance: Vec<(crate::ring::Distance, PeerId)> = self
-            .peers
-            .iter()
-            .filter(|p| p.routable)
-            .map(|p| (self.location.distance(p.location), p.id))
-            .collect();
-        by_distance.sort_unstable();
-        let near: Vec<PeerId> = by_distance
-            .iter()
-            .take(NEAR_SLOTS)
-            .map(|(_, id)| *id)
-            .collect();
+        let near = self.near_peers();
         self.peers
             .iter()
             .filter(|p| {
@@ -681,7 +696,31 @@ impl Router {
             .filter(|(_, a)| a.key != address.key)
             .collect();
         near.sort_by_key(|(d, a)| (*d, a.key));
-        for (_, a) in near.into_iter().take(self.config.opennet.near_offers) {
+        // Both sides of the target: the nearest peer either way first, then the rest
+        // by distance.
+        let side = |a: &PeerAddress| {
+            let l = self
+                .peers
+                .iter()
+                .find(|p| p.address.is_some_and(|x| x.key == a.key))
+                .map_or(Location(0), |p| p.location);
+            clockwise(target, l)
+        };
+        let mut picked: Vec<PeerAddress> = Vec::new();
+        for want in [true, false] {
+            if let Some((_, a)) = near.iter().find(|(_, a)| side(a) == want) {
+                picked.push(*a);
+            }
+        }
+        for (_, a) in &near {
+            if picked.len() >= self.config.opennet.near_offers {
+                break;
+            }
+            if !picked.contains(a) {
+                picked.push(*a);
+            }
+        }
+        for a in picked.into_iter().take(self.config.opennet.near_offers) {
             self.stats.opennet.announce_offers += 1;
             self.transmits
                 .push_back((from, Message::AnnounceReply { id, address: a }));

@@ -1,0 +1,435 @@
+//! Opennet: announcement, path folding and the link policy, on routers poked by hand
+//! and on a small in-memory network whose shell links whatever `Event::Connect` names.
+
+use super::*;
+use crate::keys::NodeKey;
+use crate::message::PeerAddress;
+
+fn addr(i: usize) -> PeerAddress {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    PeerAddress {
+        key: NodeKey(k),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16)),
+    }
+}
+
+fn node_of(key: &NodeKey) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key.0[..8]);
+    u64::from_be_bytes(b) as usize - 1
+}
+
+fn open_cfg(seed: u64, max_peers: usize) -> RouterConfig {
+    RouterConfig {
+        opennet: OpennetConfig {
+            enabled: true,
+            min_peers: 2,
+            max_peers,
+            min_peer_age: Duration::ZERO,
+            ..OpennetConfig::default()
+        },
+        ..cfg(seed)
+    }
+}
+
+/// An opennet network: every router knows its address; links made by the test carry
+/// addresses and origins.
+fn open_net(locations: &[u64], max_peers: usize) -> Net {
+    let mut net = Net::new(locations, |s| open_cfg(s, max_peers));
+    for i in 0..locations.len() {
+        net.nodes[i].router.set_address(addr(i));
+    }
+    net
+}
+
+impl Net {
+    /// Links `a` (which dialled, for `origin`) and `b` the way a shell does: both ask
+    /// the router, and a refusal on either side means no link.
+    fn open_link(&mut self, a: usize, b: usize, origin: PeerOrigin) -> bool {
+        let now = self.now;
+        let (la, lb) = (
+            self.nodes[a].router.location(),
+            self.nodes[b].router.location(),
+        );
+        let (da, oa) = self.nodes[a]
+            .router
+            .link_decision(now, &addr(b).key, lb, origin);
+        let (db, ob) =
+            self.nodes[b]
+                .router
+                .link_decision(now, &addr(a).key, la, PeerOrigin::Inbound);
+        if matches!(da, LinkDecision::Refuse | LinkDecision::Transient)
+            || db == LinkDecision::Refuse
+        {
+            self.nodes[a].router.connect_failed(&addr(b).key);
+            return false;
+        }
+        for (n, d) in [(a, da), (b, db)] {
+            if let LinkDecision::Replace(v) = d {
+                self.nodes[n].router.remove_peer(now, v);
+                let other = v.0 as usize;
+                self.nodes[other].router.remove_peer(now, PeerId(n as u64));
+            }
+        }
+        let meta = |o, address, routable| PeerMeta {
+            origin: o,
+            address: Some(address),
+            routable,
+        };
+        self.nodes[a]
+            .router
+            .add_peer_with(now, PeerId(b as u64), lb, meta(oa, addr(b), true));
+        self.nodes[b].router.add_peer_with(
+            now,
+            PeerId(a as u64),
+            la,
+            meta(ob, addr(a), db != LinkDecision::Transient),
+        );
+        self.flush(a);
+        self.flush(b);
+        true
+    }
+
+    /// Runs to idle, linking every `Connect` as it appears; returns what was linked.
+    fn drive_open(&mut self) -> Vec<(usize, usize, PeerOrigin)> {
+        let mut linked = Vec::new();
+        for _ in 0..200 {
+            self.drive_until_quiet();
+            let mut todo = Vec::new();
+            for (n, node) in self.nodes.iter_mut().enumerate() {
+                for ev in node.events.drain(..) {
+                    if let Event::Connect { address, origin } = ev {
+                        todo.push((n, node_of(&address.key), origin));
+                    }
+                }
+            }
+            if todo.is_empty() {
+                return linked;
+            }
+            for (a, b, o) in todo {
+                if self.open_link(a, b, o) {
+                    linked.push((a, b, o));
+                }
+            }
+        }
+        panic!("linking never settled");
+    }
+
+    /// Delivers messages until none are in flight (timers that are far off wait).
+    fn drive_until_quiet(&mut self) {
+        for _ in 0..100_000 {
+            let Some(Reverse((t, seq, from, to))) = self.queue.pop() else {
+                return;
+            };
+            self.now = self.now.max(t);
+            let msg = self.in_flight.remove(&seq).unwrap();
+            let node = &mut self.nodes[to];
+            node.received.push((PeerId(from as u64), msg.clone()));
+            node.router
+                .handle_message(self.now, PeerId(from as u64), msg, &mut node.store);
+            self.flush(to);
+        }
+        panic!("network did not go quiet");
+    }
+
+    fn peers_of(&self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self.nodes[n]
+            .router
+            .peers
+            .iter()
+            .filter(|p| p.routable)
+            .map(|p| p.id.0 as usize)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+const STEP: u64 = u64::MAX / 16;
+
+/// Nodes 0..16 evenly round the ring, each linked to its ring neighbours and to the
+/// node opposite: routable, but with room for more.
+fn ring_net(max_peers: usize) -> Net {
+    let locs: Vec<u64> = (0..16).map(|i| i * STEP).collect();
+    let mut net = open_net(&locs, max_peers);
+    for i in 0..16 {
+        net.open_link(i, (i + 1) % 16, PeerOrigin::Friend);
+        if i < 8 {
+            net.open_link(i, i + 8, PeerOrigin::Friend);
+        }
+    }
+    net
+}
+
+/// A newcomer that knows one seed ends up linked to its two ring neighbours (and to
+/// nodes on the way), and lets the seed go.
+#[test]
+fn announcement_finds_the_ring_neighbours() {
+    let mut locs: Vec<u64> = (0..16).map(|i| i * STEP).collect();
+    // The newcomer sits between nodes 11 and 12.
+    locs.push(11 * STEP + STEP / 3);
+    let mut net = open_net(&locs, 6);
+    for i in 0..16 {
+        net.open_link(i, (i + 1) % 16, PeerOrigin::Friend);
+        if i < 8 {
+            net.open_link(i, i + 8, PeerOrigin::Friend);
+        }
+    }
+    let newcomer = 16;
+    assert!(net.open_link(newcomer, 0, PeerOrigin::Seed));
+    // The router announces on its own, from its timer.
+    let due = net.nodes[newcomer]
+        .router
+        .poll_timeout()
+        .expect("announce due");
+    net.now = net.now.max(due);
+    net.nodes[newcomer].router.handle_timeout(net.now);
+    net.flush(newcomer);
+    let linked = net.drive_open();
+    let peers = net.peers_of(newcomer);
+    assert!(
+        peers.contains(&11) && peers.contains(&12),
+        "peers {peers:?}, linked {linked:?}"
+    );
+    assert!(linked
+        .iter()
+        .all(|&(a, _, o)| a == newcomer && o == PeerOrigin::Announcement));
+    assert_eq!(
+        net.nodes[newcomer].router.stats().opennet.announces_started,
+        1
+    );
+    // Nodes 11 and 12 know the newcomer as found by announcement.
+    let origin = net.nodes[11].router.peer_origin(PeerId(newcomer as u64));
+    assert_eq!(origin, Some(PeerOrigin::Announcement));
+    // With min_peers (2) others, the seed link is released: no longer routable, and
+    // the shell was asked to close it.
+    assert!(!net.nodes[newcomer].router.peer_is_routable(PeerId(0)));
+    assert!(net.nodes[newcomer].router.stats().opennet.peers_dropped >= 1);
+}
+
+/// A full node makes room for a newcomer by dropping its least recently successful
+/// opennet peer, never a friend and never one of its nearest ring neighbours; with no
+/// such peer, an inbound newcomer gets a transient link, and past the slots, none.
+#[test]
+fn a_full_node_replaces_the_least_recently_successful_opennet_peer() {
+    let now = Instant::now();
+    let mut config = open_cfg(1, 4);
+    config.opennet.transient_slots = 1;
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    let meta = |o, i| PeerMeta {
+        origin: o,
+        address: Some(addr(i)),
+        routable: true,
+    };
+    // Two ring neighbours each side (protected), all opennet.
+    let near = [
+        STEP / 100,
+        STEP / 50,
+        u64::MAX - STEP / 100,
+        u64::MAX - STEP / 50,
+    ];
+    for (i, l) in near.iter().enumerate() {
+        r.add_peer_with(
+            now,
+            PeerId(i as u64 + 1),
+            Location(*l),
+            meta(PeerOrigin::Announcement, i + 1),
+        );
+    }
+    // Full, and every peer is a protected neighbour: a far newcomer is transient...
+    let far = Location(8 * STEP);
+    assert_eq!(
+        r.link_decision(now, &addr(9).key, far, PeerOrigin::Inbound)
+            .0,
+        LinkDecision::Transient
+    );
+    r.add_peer_with(
+        now,
+        PeerId(9),
+        far,
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 9)
+        },
+    );
+    // ...and with the one transient slot taken, the next is refused.
+    assert_eq!(
+        r.link_decision(now, &addr(10).key, far, PeerOrigin::Inbound)
+            .0,
+        LinkDecision::Refuse
+    );
+    assert_eq!(r.stats().opennet.links_refused, 1);
+    // Transient links are closed when their time is up.
+    let later = now + r.config().opennet.transient_ttl;
+    r.handle_timeout(later);
+    let evs = events(&mut r);
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::Disconnect {
+                peer: PeerId(9),
+                ..
+            }
+        )),
+        "{evs:?}"
+    );
+    r.remove_peer(later, PeerId(9));
+
+    // Swap one neighbour for two far opennet peers and a friend.
+    r.remove_peer(later, PeerId(4));
+    r.add_peer_with(
+        later,
+        PeerId(5),
+        Location(3 * STEP),
+        meta(PeerOrigin::PathFolding, 5),
+    );
+    assert_eq!(r.routable_peer_count(), 4);
+    let t = later + Duration::from_secs(60);
+    // Peer 5 delivers nothing; a far newcomer replaces it (the only droppable one).
+    assert_eq!(
+        r.link_decision(t, &addr(11).key, Location(5 * STEP), PeerOrigin::Inbound)
+            .0,
+        LinkDecision::Replace(PeerId(5))
+    );
+    // Within drop_interval, no second replacement for a far newcomer.
+    r.remove_peer(t, PeerId(5));
+    r.add_peer_with(
+        t,
+        PeerId(11),
+        Location(5 * STEP),
+        meta(PeerOrigin::Announcement, 11),
+    );
+    assert_ne!(
+        r.link_decision(t, &addr(12).key, Location(6 * STEP), PeerOrigin::Inbound)
+            .0,
+        LinkDecision::Replace(PeerId(11))
+    );
+    // A friend is never dropped.
+    let mut f = Router::new(open_cfg(2, 1), Location(0));
+    f.add_peer(t, PeerId(1), Location(4 * STEP));
+    assert_eq!(
+        f.link_decision(
+            t + Duration::from_secs(60),
+            &addr(3).key,
+            Location(STEP),
+            PeerOrigin::PathFolding
+        )
+        .0,
+        LinkDecision::Refuse
+    );
+}
+
+/// Hostile announcements: our own address, a replayed id and a reply for an
+/// announcement nobody made change nothing.
+#[test]
+fn hostile_announcements_change_nothing() {
+    let mut net = ring_net(8);
+    let now = net.now;
+    let r = &mut net.nodes[3].router;
+    let own = addr(3);
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::Announce {
+            id: RequestId(77),
+            target: Location(0),
+            address: own,
+            htl: Htl(18),
+        },
+        &mut Mem::default(),
+    );
+    assert!(drain(r).is_empty());
+    let stranger = addr(40);
+    let msg = Message::Announce {
+        id: RequestId(78),
+        target: Location(5),
+        address: stranger,
+        htl: Htl(18),
+    };
+    r.handle_message(now, PeerId(2), msg.clone(), &mut Mem::default());
+    let first = drain(r).len();
+    assert!(first > 0);
+    r.handle_message(now, PeerId(4), msg, &mut Mem::default());
+    assert!(drain(r).is_empty(), "a replayed announcement is dropped");
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::AnnounceReply {
+            id: RequestId(999),
+            address: stranger,
+        },
+        &mut Mem::default(),
+    );
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::FoldOffer {
+            id: RequestId(999),
+            address: stranger,
+        },
+        &mut Mem::default(),
+    );
+    assert!(drain(r).is_empty());
+    assert!(!events(r).iter().any(|e| matches!(e, Event::Connect { .. })));
+}
+
+/// After a request succeeds, the data source's address is offered back down the
+/// path; a node far enough from the originator takes it, the originator never does.
+#[test]
+fn path_folding_offers_the_source_and_spares_the_originator() {
+    // A line 0-1-...-6; 6 holds the block.
+    let locs: Vec<u64> = (0..7).map(|i| i * STEP).collect();
+    let mut net = open_net(&locs, 8);
+    for i in 0..6 {
+        net.open_link(i, i + 1, PeerOrigin::Friend);
+    }
+    let (b, key) = blk(1);
+    net.nodes[6]
+        .store
+        .blocks
+        .insert(key, (b.clone(), Placement::Store));
+    let id = net.request(0, key, None);
+    net.drive_until_quiet();
+    assert!(matches!(net.request_result(0, id), Some(Ok(_))));
+    let offers: Vec<(usize, PeerAddress)> = (0..7)
+        .flat_map(|n| {
+            net.nodes[n]
+                .received
+                .iter()
+                .filter_map(move |(_, m)| match m {
+                    Message::FoldOffer { address, .. } => Some((n, *address)),
+                    _ => None,
+                })
+        })
+        .collect();
+    // The source (6) offered itself to 5.
+    assert!(offers.contains(&(5, addr(6))), "{offers:?}");
+    assert_eq!(net.nodes[6].router.stats().opennet.fold_offers, 1);
+    // Nobody near the originator (HTL above max - 2 when received) takes it, and the
+    // originator never does.
+    let takers: Vec<usize> = (0..7)
+        .filter(|&n| {
+            net.nodes[n].events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Connect {
+                        origin: PeerOrigin::PathFolding,
+                        ..
+                    }
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        takers.len(),
+        1,
+        "exactly one node takes the offer: {takers:?}"
+    );
+    assert!(takers[0] >= 2, "{takers:?}");
+    let taken: u64 = (0..7)
+        .map(|n| net.nodes[n].router.stats().opennet.folds_taken)
+        .sum();
+    assert_eq!(taken, 1);
+}
