@@ -93,6 +93,16 @@ pub struct Config {
     /// A link this node dialled is closed and redialled with a fresh handshake (new
     /// keys) after this long, in ms; 0 never renews. Default 3,600,000 (1 h).
     pub link_renew_ms: u64,
+    /// Seed nodes, as `<key>@<ip>:<port>`: a node short of peers dials one and
+    /// announces itself through it (opennet).
+    #[serde(with = "peer_text")]
+    pub seed_nodes: Vec<PeerAddress>,
+    /// Opennet: the node announces itself while it has fewer routable peers than
+    /// `min(min_peers, max_peers)`. Default 10.
+    pub min_peers: usize,
+    /// Opennet: find peers by announcement and path folding, and answer newcomers.
+    /// Default true; false keeps only the configured peers.
+    pub opennet: bool,
 }
 
 impl Default for Config {
@@ -115,6 +125,9 @@ impl Default for Config {
             redial_max_ms: 30_000,
             max_peers: 40,
             link_renew_ms: 3_600_000,
+            seed_nodes: Vec::new(),
+            min_peers: 10,
+            opennet: true,
         }
     }
 }
@@ -210,6 +223,11 @@ impl Config {
         self.location.map(|f| (f * 2f64.powi(64)) as u64)
     }
 
+    /// The routable peer count below which the node announces.
+    pub fn effective_min_peers(&self) -> usize {
+        self.min_peers.min(self.max_peers)
+    }
+
     /// `hop_timeout_ms` as a duration.
     pub fn hop_timeout(&self) -> Duration {
         Duration::from_millis(self.hop_timeout_ms)
@@ -292,6 +310,16 @@ pub struct Overrides {
     /// [default: 3600000]
     #[arg(long, value_name = "MS")]
     pub link_renew_ms: Option<u64>,
+    /// A seed node to announce through when short of peers, as <key>@<ip>:<port>
+    /// (repeatable; adds to the config file's `seed_nodes`)
+    #[arg(long = "seed-node", value_name = "ADDRESS", allow_hyphen_values = true)]
+    pub seed_nodes: Vec<PeerAddress>,
+    /// Announce while fewer routable peers than this (capped at max_peers) [default: 10]
+    #[arg(long, value_name = "N")]
+    pub min_peers: Option<usize>,
+    /// Opennet on or off: find peers by announcement and path folding [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub opennet: Option<bool>,
 }
 
 impl Overrides {
@@ -337,8 +365,15 @@ impl Overrides {
             redial_min_ms,
             redial_max_ms,
             max_peers,
-            link_renew_ms
+            link_renew_ms,
+            min_peers,
+            opennet
         );
+        for p in &self.seed_nodes {
+            if !c.seed_nodes.contains(p) {
+                c.seed_nodes.push(*p);
+            }
+        }
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
         }

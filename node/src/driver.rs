@@ -11,16 +11,30 @@
 //! links down instead of growing memory.
 
 use crate::link::{Link, LinkError, LinkEvent, LinkHandle};
+use crate::peers::LinkFactory;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use veil_proto::router::{
-    BlockStore, Event, Fetched, InsertFailure, InsertReport, Placement, RequestFailure, RouterStats,
+    BlockStore, Event, Fetched, InsertFailure, InsertReport, LinkDecision, PeerMeta, Placement,
+    RequestFailure, RouterStats,
 };
-use veil_proto::{Block, Htl, Location, NodeKey, PeerId, RequestId, Router, RoutingKey};
+use veil_proto::{
+    Block, Htl, Location, NodeKey, PeerAddress, PeerId, PeerOrigin, RequestId, Router, RoutingKey,
+};
+
+/// File in the data directory listing the opennet peers to dial again after a restart.
+pub const KNOWN_PEERS_FILE: &str = "known_peers";
+
+/// How long a peer that broke the protocol is refused.
+const BAN: Duration = Duration::from_secs(600);
+
+/// Most entries of the ban list.
+const MAX_BANNED: usize = 4096;
 
 /// What the driver is asked to do by the rest of the node.
 #[derive(Debug)]
@@ -48,6 +62,8 @@ pub(crate) struct NewLink {
     /// Dropped by the driver when the link is gone (or refused), so a dialer knows
     /// when to redial.
     pub closed: Option<oneshot::Sender<()>>,
+    /// How the link came about, as the side that made it knows.
+    pub origin: PeerOrigin,
 }
 
 /// One connected peer, as the API shows it.
@@ -63,6 +79,11 @@ pub struct PeerInfo {
     pub location: u64,
     /// Whether this node dialled.
     pub outbound: bool,
+    /// How the peer was found: friend, seed, announcement, path_folding or inbound.
+    pub origin: &'static str,
+    /// False for a transient link (a newcomer announcing through us while we are
+    /// full): it is not routed to and closes soon.
+    pub routable: bool,
 }
 
 struct Peer {
@@ -100,6 +121,18 @@ pub(crate) struct Driver {
     link_tx: mpsc::Sender<LinkEvent<PeerId>>,
     peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
     counters: Arc<crate::metrics::Counters>,
+    opennet: Option<Opennet>,
+    banned: HashMap<NodeKey, Instant>,
+}
+
+/// What the driver needs to dial for the router and to remember peers.
+pub(crate) struct Opennet {
+    pub factory: LinkFactory,
+    pub failed_tx: mpsc::Sender<NodeKey>,
+    pub data_dir: PathBuf,
+    pub shutdown: watch::Receiver<bool>,
+    /// The saved list as last written, to skip identical rewrites.
+    pub saved: String,
 }
 
 /// The channels the driver listens on.
@@ -107,6 +140,7 @@ pub(crate) struct Inputs {
     pub links: mpsc::Receiver<LinkEvent<PeerId>>,
     pub new_links: mpsc::Receiver<NewLink>,
     pub commands: mpsc::Receiver<Command>,
+    pub failed: mpsc::Receiver<NodeKey>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -120,6 +154,7 @@ impl Driver {
         link_tx: mpsc::Sender<LinkEvent<PeerId>>,
         peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
         counters: Arc<crate::metrics::Counters>,
+        opennet: Option<Opennet>,
     ) -> Driver {
         Driver {
             router,
@@ -134,6 +169,8 @@ impl Driver {
             link_tx,
             peers_tx,
             counters,
+            opennet,
+            banned: HashMap::new(),
         }
     }
 
@@ -153,6 +190,7 @@ impl Driver {
                 Some(ev) = inputs.links.recv() => self.on_link_event(ev),
                 Some(nl) = inputs.new_links.recv() => self.on_new_link(nl),
                 Some(cmd) = inputs.commands.recv() => self.on_command(cmd),
+                Some(key) = inputs.failed.recv() => self.router.connect_failed(&key),
                 () = sleep => self.router.handle_timeout(Instant::now()),
                 else => break,
             }
@@ -205,9 +243,20 @@ impl Driver {
     }
 
     fn on_new_link(&mut self, nl: NewLink) {
-        let NewLink { link, closed } = nl;
+        let NewLink {
+            link,
+            closed,
+            origin,
+        } = nl;
         let key = link.remote();
         let initiator = link.is_initiator();
+        let now = Instant::now();
+        if self.banned.get(&key).is_some_and(|until| *until > now) {
+            tracing::debug!("link from a banned peer refused");
+            self.router.connect_failed(&key);
+            return;
+        }
+        let hello = link.remote_hello();
         if let Some(&old) = self.by_key.get(&key) {
             // Two links to one peer (both dialled at once): both ends keep the link
             // dialled by the smaller key, so they agree without talking.
@@ -221,20 +270,45 @@ impl Driver {
             if let Some(p) = self.peers.remove(&old) {
                 p.handle.abort();
             }
-            self.router.remove_peer(Instant::now(), old);
-        } else if self.peers.len() >= self.max_peers {
-            tracing::debug!("link refused: peer limit reached");
-            return;
+            self.router.remove_peer(now, old);
         }
+        let (decision, origin) = if self.opennet.is_some() {
+            self.router.link_decision(now, &key, hello.location, origin)
+        } else if self.router.peer_count() >= self.max_peers {
+            (LinkDecision::Refuse, origin)
+        } else {
+            (LinkDecision::Accept, origin)
+        };
+        match decision {
+            LinkDecision::Refuse => {
+                tracing::debug!("link refused: peer limit reached");
+                self.counters.links_refused.inc();
+                return;
+            }
+            LinkDecision::Replace(victim) => {
+                tracing::debug!(peer = victim.0, "peer dropped to make room");
+                if let Some(p) = self.peers.remove(&victim) {
+                    p.handle.abort();
+                    if self.by_key.get(&p.info.key) == Some(&victim) {
+                        self.by_key.remove(&p.info.key);
+                    }
+                }
+                self.router.remove_peer(now, victim);
+            }
+            LinkDecision::Accept | LinkDecision::Transient => {}
+        }
+        let routable = decision != LinkDecision::Transient;
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
-        let hello = link.remote_hello();
+        let addr = link.peer_addr();
         let info = PeerInfo {
             key,
-            addr: link.peer_addr(),
+            addr,
             listen_port: hello.listen_port,
             location: hello.location.0,
             outbound: initiator,
+            origin: origin.as_str(),
+            routable,
         };
         let handle = link
             .count_traffic(self.counters.traffic.clone())
@@ -249,7 +323,16 @@ impl Driver {
             },
         );
         self.by_key.insert(key, id);
-        self.router.add_peer(Instant::now(), id, hello.location);
+        let address = (hello.listen_port != 0).then(|| PeerAddress {
+            key,
+            addr: SocketAddr::new(addr.ip(), hello.listen_port),
+        });
+        let meta = PeerMeta {
+            origin,
+            address,
+            routable,
+        };
+        self.router.add_peer_with(now, id, hello.location, meta);
         self.publish_peers();
     }
 
@@ -305,6 +388,14 @@ impl Driver {
                     tracing::info!(peer = peer.0, reason, "peer misbehaved; closing its link");
                     if let Some(p) = self.peers.get(&peer) {
                         p.handle.abort();
+                        self.ban(p.info.key);
+                    }
+                }
+                Event::Connect { address, origin } => self.dial(address, origin),
+                Event::Disconnect { peer, reason } => {
+                    tracing::debug!(peer = peer.0, reason, "closing a link for the router");
+                    if let Some(p) = self.peers.get(&peer) {
+                        p.handle.abort();
                     }
                 }
                 other => tracing::debug!(?other, "unhandled router event"),
@@ -312,12 +403,96 @@ impl Driver {
         }
     }
 
-    fn publish_peers(&self) {
+    /// Refuses `key` for a while.
+    fn ban(&mut self, key: NodeKey) {
+        let now = Instant::now();
+        if self.banned.len() >= MAX_BANNED {
+            self.banned.retain(|_, t| *t > now);
+        }
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(key, now + BAN);
+            self.counters.peers_banned.inc();
+        }
+    }
+
+    /// Dials `address` for the router, unless it is banned or connected.
+    fn dial(&mut self, address: PeerAddress, origin: PeerOrigin) {
+        let now = Instant::now();
+        let Some(o) = &self.opennet else {
+            self.router.connect_failed(&address.key);
+            return;
+        };
+        if self.by_key.contains_key(&address.key)
+            || self.banned.get(&address.key).is_some_and(|t| *t > now)
+            || address.key == self.own_key
+        {
+            self.router.connect_failed(&address.key);
+            return;
+        }
+        tokio::spawn(crate::peers::dial_once(
+            address,
+            origin,
+            o.factory.clone(),
+            o.failed_tx.clone(),
+            o.shutdown.clone(),
+        ));
+    }
+
+    fn publish_peers(&mut self) {
         let mut list: Vec<PeerInfo> = self.peers.values().map(|p| p.info.clone()).collect();
         list.sort_by_key(|p| p.key);
+        self.save_known_peers(&list);
         self.peers_tx.send_replace(Arc::new(list));
     }
+
+    /// Keeps the opennet peers' addresses on disk, so a restarted node rejoins without
+    /// a seed. Friends are in the config already; seeds and transient links are not
+    /// worth keeping.
+    fn save_known_peers(&mut self, list: &[PeerInfo]) {
+        let Some(o) = &mut self.opennet else {
+            return;
+        };
+        let text: String = list
+            .iter()
+            .filter(|p| {
+                p.routable && p.listen_port != 0 && p.origin != "friend" && p.origin != "seed"
+            })
+            .map(|p| {
+                let a = PeerAddress {
+                    key: p.key,
+                    addr: SocketAddr::new(p.addr.ip(), p.listen_port),
+                };
+                format!("{a} {}\n", p.origin)
+            })
+            .collect();
+        if text.is_empty() || text == o.saved {
+            // An empty list is not written: a node that lost every peer keeps the old
+            // list to rejoin from.
+            return;
+        }
+        let path = o.data_dir.join(KNOWN_PEERS_FILE);
+        match crate::identity::write_atomic(&path, text.as_bytes(), 0o600) {
+            Ok(()) => o.saved = text,
+            Err(e) => tracing::warn!(error = %e, "cannot save the known peers"),
+        }
+    }
 }
+
+/// Reads the saved opennet peers: `<address> <origin>` per line; bad lines are skipped.
+pub(crate) fn load_known_peers(dir: &std::path::Path) -> Vec<(PeerAddress, PeerOrigin)> {
+    let Ok(text) = std::fs::read_to_string(dir.join(KNOWN_PEERS_FILE)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .take(256)
+        .filter_map(|l| {
+            let (a, o) = l.trim().split_once(' ')?;
+            Some((a.parse().ok()?, PeerOrigin::parse(o.trim())?))
+        })
+        .collect()
+}
+
+impl Driver {}
 
 /// The location of a node: configured, else the first 8 bytes of its key.
 pub(crate) fn default_location(key: &NodeKey) -> Location {

@@ -50,6 +50,11 @@ enum Command {
         /// Seed of the nodes' locations and links: the same seed gives the same network
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Opennet instead of wiring: every node knows only node-0 as its seed and
+        /// finds its peers by announcement and path folding; prints how the topology
+        /// grows
+        #[arg(long)]
+        opennet: bool,
     },
 }
 
@@ -63,7 +68,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Some(Command::Testnet { nodes, dir, seed }) => run_testnet(nodes.into(), dir, seed),
+        Some(Command::Testnet {
+            nodes,
+            dir,
+            seed,
+            opennet,
+        }) => run_testnet(nodes.into(), dir, seed, opennet),
         None => run(cli.run),
     };
     match result {
@@ -98,7 +108,7 @@ fn run(overrides: Overrides) -> anyhow::Result<()> {
     })
 }
 
-fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64) -> anyhow::Result<()> {
+fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64, opennet: bool) -> anyhow::Result<()> {
     let dir = match dir {
         Some(d) => d,
         None => veil_node::config::default_data_dir()
@@ -109,9 +119,19 @@ fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64) -> anyhow::Result<
     // Modest bounds: a testnet is for trying things out, eight of them share one disk.
     options.template.store_bytes = 256 << 20;
     options.template.cache_bytes = 64 << 20;
+    options.opennet = opennet;
+    if opennet {
+        options.template.max_peers = 8;
+        options.template.min_peers = 6;
+        options.link_timeout = std::time::Duration::from_secs(60);
+    }
     runtime()?.block_on(async {
         eprintln!("veild: starting {nodes} nodes under {} ...", dir.display());
+        let growth = opennet.then(|| tokio::spawn(print_growth(dir.clone())));
         let net = Testnet::start(options).await?;
+        if let Some(g) = growth {
+            g.abort();
+        }
         print_testnet(&net, &dir);
         wait_for_signal().await?;
         eprintln!("veild: stopping the testnet");
@@ -120,16 +140,78 @@ fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64) -> anyhow::Result<
     })
 }
 
+/// While an opennet testnet grows, prints the peer counts of its nodes every second
+/// (read from their status through the API files, as any script would).
+async fn print_growth(dir: PathBuf) {
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let mut counts = Vec::new();
+        for i in 0.. {
+            let d = veil_node::testnet::node_dir(&dir, i);
+            if !d.exists() {
+                break;
+            }
+            counts.push(count_peers(&d).await.unwrap_or(0));
+        }
+        let linked = counts.iter().filter(|&&c| c > 0).count();
+        eprintln!(
+            "veild: {:>3} s  {linked}/{} nodes linked, peers per node {:?}",
+            start.elapsed().as_secs(),
+            counts.len(),
+            counts
+        );
+    }
+}
+
+/// A node's routable peer count from its peers file list, via its API.
+async fn count_peers(dir: &std::path::Path) -> Option<usize> {
+    let api = std::fs::read_to_string(dir.join("api")).ok()?;
+    let token = std::fs::read_to_string(dir.join("token")).ok()?;
+    let url = format!("{}/api/v1/status", api.trim());
+    let body = simple_get(&url, token.trim()).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.get("peers")?.as_u64().map(|n| n as usize)
+}
+
+/// A minimal HTTP/1.1 GET on loopback (the daemon has no HTTP client of its own).
+async fn simple_get(url: &str, token: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/')?;
+    let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+    let req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
 /// How a newcomer reaches the testnet from another terminal.
 fn print_testnet(net: &Testnet, dir: &std::path::Path) {
     let veil = veil_command();
     let last = net.nodes.len() - 1;
-    println!(
-        "Testnet up: {} nodes, {} links (seed {}), all on 127.0.0.1.",
-        net.nodes.len(),
-        net.edges.len(),
-        net.options.seed
-    );
+    if net.options.opennet {
+        let links: usize = net
+            .nodes
+            .iter()
+            .map(|n| n.peers().iter().filter(|p| p.routable).count())
+            .sum::<usize>()
+            / 2;
+        println!(
+            "Opennet testnet up: {} nodes, about {links} links found by announcement, all on 127.0.0.1.",
+            net.nodes.len()
+        );
+    } else {
+        println!(
+            "Testnet up: {} nodes, {} links (seed {}), all on 127.0.0.1.",
+            net.nodes.len(),
+            net.edges.len(),
+            net.options.seed
+        );
+    }
     println!();
     println!("  node     peers  API / gateway                 data directory");
     for (i, node) in net.nodes.iter().enumerate() {

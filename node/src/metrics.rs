@@ -42,6 +42,10 @@ pub struct Counters {
     pub misbehaviour: Counter,
     /// API calls refused for a missing or wrong token.
     pub api_unauthorized: Counter,
+    /// Links refused for want of room.
+    pub links_refused: Counter,
+    /// Peers refused for a while after breaking the protocol.
+    pub peers_banned: Counter,
     /// Bytes all links moved.
     pub traffic: std::sync::Arc<crate::link::Traffic>,
 }
@@ -54,7 +58,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         let _ = writeln!(out, "# TYPE veil_{name} {kind}");
         let _ = writeln!(out, "veil_{name} {value}");
     };
-    metric("peers", "gauge", "Connected peers.", peers.len() as u64);
+    metric(
+        "peers",
+        "gauge",
+        "Connected routable peers.",
+        peers.iter().filter(|p| p.routable).count() as u64,
+    );
     metric(
         "store_bytes",
         "gauge",
@@ -103,6 +112,36 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "counter",
         "Outbound dials that failed.",
         c.dial_failures.get(),
+    );
+    metric(
+        "links_refused_total",
+        "counter",
+        "Links refused for want of room.",
+        c.links_refused.get(),
+    );
+    metric(
+        "peers_banned_total",
+        "counter",
+        "Peers banned for a while after breaking the protocol.",
+        c.peers_banned.get(),
+    );
+    metric(
+        "opennet_announcements_total",
+        "counter",
+        "Announcements this node started.",
+        r.opennet.announces_started,
+    );
+    metric(
+        "opennet_folds_taken_total",
+        "counter",
+        "Path-folding offers this node took.",
+        r.opennet.folds_taken,
+    );
+    metric(
+        "opennet_peers_dropped_total",
+        "counter",
+        "Opennet peers dropped to make room or released seeds.",
+        r.opennet.peers_dropped,
     );
     metric(
         "api_unauthorized_total",

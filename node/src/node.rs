@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use veil_proto::message::PROTOCOL_VERSION;
-use veil_proto::router::{InsertFailure, RequestFailure, RouterConfig, RouterStats};
+use veil_proto::router::{InsertFailure, OpennetConfig, RequestFailure, RouterConfig, RouterStats};
 use veil_proto::{Block, Hello, Htl, Location, PeerAddress, Router, RoutingKey};
 
 /// Why a node could not start.
@@ -273,37 +273,29 @@ impl Node {
             .map(Location)
             .unwrap_or_else(|| crate::driver::default_location(&id.public()));
 
-        let router = Router::new(
+        let mut router = Router::new(
             RouterConfig {
                 max_htl: Htl(config.max_htl),
                 hop_timeout: config.hop_timeout(),
                 rng_seed: rand::random(),
+                opennet: OpennetConfig {
+                    enabled: config.opennet,
+                    min_peers: config.effective_min_peers(),
+                    max_peers: config.max_peers,
+                    ..OpennetConfig::default()
+                },
                 ..RouterConfig::default()
             },
             location,
         );
+        router.set_address(address);
         let counters = Arc::new(Counters::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (link_tx, link_rx) = mpsc::channel(1024);
         let (new_tx, new_rx) = mpsc::channel(64);
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (failed_tx, failed_rx) = mpsc::channel(64);
         let (peers_tx, peers_rx) = watch::channel(Arc::new(Vec::new()));
-        let driver = Driver::new(
-            router,
-            store.clone(),
-            id.public(),
-            config.max_peers,
-            link_tx,
-            peers_tx,
-            counters.clone(),
-        );
-        let mut tasks = JoinSet::new();
-        tasks.spawn(driver.run(Inputs {
-            links: link_rx,
-            new_links: new_rx,
-            commands: cmd_rx,
-            shutdown: shutdown_rx.clone(),
-        }));
         let factory = LinkFactory {
             identity: id.clone(),
             hello: Hello {
@@ -322,6 +314,54 @@ impl Node {
             counters: counters.clone(),
             peers: peers_rx.clone(),
         };
+        let opennet = config.opennet.then(|| crate::driver::Opennet {
+            factory: factory.clone(),
+            failed_tx: failed_tx.clone(),
+            data_dir: dir.clone(),
+            shutdown: shutdown_rx.clone(),
+            saved: String::new(),
+        });
+        let driver = Driver::new(
+            router,
+            store.clone(),
+            id.public(),
+            config.max_peers,
+            link_tx,
+            peers_tx,
+            counters.clone(),
+            opennet,
+        );
+        let mut tasks = JoinSet::new();
+        tasks.spawn(driver.run(Inputs {
+            links: link_rx,
+            new_links: new_rx,
+            commands: cmd_rx,
+            failed: failed_rx,
+            shutdown: shutdown_rx.clone(),
+        }));
+        if config.opennet {
+            // Rejoin through the peers of the last run, then the seeds if still short.
+            for (peer, origin) in crate::driver::load_known_peers(&dir) {
+                if peer.key == id.public() || config.peers.iter().any(|p| p.key == peer.key) {
+                    continue;
+                }
+                tasks.spawn(peers::dial_once(
+                    peer,
+                    origin,
+                    factory.clone(),
+                    failed_tx.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+            tasks.spawn(peers::seed_dialer(
+                config.seed_nodes.clone(),
+                config.effective_min_peers(),
+                factory.clone(),
+                std::time::Duration::from_millis(config.redial_min_ms),
+                std::time::Duration::from_millis(config.redial_max_ms),
+                shutdown_rx.clone(),
+            ));
+        }
         tasks.spawn(peers::accept_loop(
             peer_listener,
             factory.clone(),
@@ -445,7 +485,7 @@ impl NodeHandle {
             address: self.address().to_string(),
             location: self.location().as_fraction(),
             location_u64: self.location().0,
-            peers: self.peers().len(),
+            peers: self.peers().iter().filter(|p| p.routable).count(),
             store: self.store_usage(),
             requests: RequestCounters::from(&stats),
             traffic: TrafficCounters {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
-use veil_proto::{Hello, PeerAddress};
+use veil_proto::{Hello, NodeKey, PeerAddress, PeerOrigin};
 
 /// Most inbound handshakes in flight at once; more connections are closed at once.
 const MAX_PENDING_HANDSHAKES: usize = 128;
@@ -119,7 +119,12 @@ pub(crate) async fn accept_loop(
             let _ip_slot = ip_slot;
             match link::accept(stream, &f.identity, f.hello, f.params).await {
                 Ok(link) => {
-                    let _ = f.new_links.send(NewLink { link, closed: None }).await;
+                    let nl = NewLink {
+                        link,
+                        closed: None,
+                        origin: PeerOrigin::Inbound,
+                    };
+                    let _ = f.new_links.send(nl).await;
                 }
                 Err(e) => {
                     f.counters.handshake_failures.inc();
@@ -159,6 +164,7 @@ pub(crate) async fn dialer(
                 let offered = NewLink {
                     link,
                     closed: Some(closed_tx),
+                    origin: PeerOrigin::Friend,
                 };
                 if f.new_links.send(offered).await.is_err() {
                     return;
@@ -182,6 +188,105 @@ pub(crate) async fn dialer(
             Err(e) => {
                 f.counters.dial_failures.inc();
                 tracing::debug!(error = %e, "dial failed");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(redial_max);
+    }
+}
+
+/// Dials `peer` once for the router (an announcement reply, a fold offer, a saved
+/// peer) and offers the link with `origin`; on failure, tells the driver.
+pub(crate) async fn dial_once(
+    peer: PeerAddress,
+    origin: PeerOrigin,
+    f: LinkFactory,
+    failed: mpsc::Sender<NodeKey>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let attempt = link::dial(peer.addr, peer.key, &f.identity, f.hello, f.params);
+    let result = tokio::select! {
+        _ = shutdown.changed() => return,
+        r = attempt => r,
+    };
+    match result {
+        Ok(link) => {
+            let nl = NewLink {
+                link,
+                closed: None,
+                origin,
+            };
+            let _ = f.new_links.send(nl).await;
+        }
+        Err(e) => {
+            f.counters.dial_failures.inc();
+            tracing::debug!(error = %e, %peer, "opennet dial failed");
+            let _ = failed.send(peer.key).await;
+        }
+    }
+}
+
+/// Keeps the node able to announce: while it has fewer than `min_peers` links and
+/// none to a seed, dials the seeds in turn (backing off while that does not help).
+pub(crate) async fn seed_dialer(
+    seeds: Vec<PeerAddress>,
+    min_peers: usize,
+    f: LinkFactory,
+    redial_min: Duration,
+    redial_max: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if seeds.is_empty() {
+        return;
+    }
+    let mut peers = f.peers.clone();
+    let mut delay = redial_min.max(Duration::from_millis(500));
+    let mut next = 0usize;
+    loop {
+        let short = peers.wait_for(|list| {
+            list.iter().filter(|p| p.routable).count() < min_peers
+                && !list.iter().any(|p| seeds.iter().any(|s| s.key == p.key))
+        });
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = short => if r.is_err() { return },
+        }
+        let seed = seeds[next % seeds.len()];
+        next += 1;
+        let attempt = link::dial(seed.addr, seed.key, &f.identity, f.hello, f.params);
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = attempt => r,
+        };
+        match result {
+            Ok(link) => {
+                let (closed_tx, closed_rx) = oneshot::channel();
+                let nl = NewLink {
+                    link,
+                    closed: Some(closed_tx),
+                    origin: PeerOrigin::Seed,
+                };
+                if f.new_links.send(nl).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = closed_rx => {}
+                }
+            }
+            Err(link::LinkError::SelfConnect) => {
+                tracing::debug!("this node is one of its own seeds");
+                if seeds.len() == 1 {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                f.counters.dial_failures.inc();
+                tracing::debug!(error = %e, "seed dial failed");
             }
         }
         tokio::select! {

@@ -30,6 +30,10 @@ pub struct TestnetOptions {
     pub template: Config,
     /// How long to wait for every link before giving up.
     pub link_timeout: Duration,
+    /// Opennet instead of wiring: every node knows only node 0 as its seed and finds
+    /// its peers by announcement; [`Testnet::start`] waits until each has
+    /// `min(min_peers, nodes - 1)` of them... or at least a few.
+    pub opennet: bool,
 }
 
 impl TestnetOptions {
@@ -41,8 +45,13 @@ impl TestnetOptions {
             seed,
             near: 2,
             long: 1,
-            template: Config::default(),
+            template: Config {
+                // A wired testnet keeps exactly the links it was given.
+                opennet: false,
+                ..Config::default()
+            },
             link_timeout: Duration::from_secs(30),
+            opennet: false,
         }
     }
 }
@@ -100,12 +109,28 @@ impl Testnet {
             return Err(TestnetError::TooFew(n));
         }
         let locations = topology::evenly_spaced(n, options.seed);
-        let mut nodes = Vec::with_capacity(n);
+        let mut nodes: Vec<NodeHandle> = Vec::with_capacity(n);
         for (index, loc) in locations.iter().enumerate() {
-            let node = Node::start(node_config(&options, index, loc.as_fraction()))
+            let mut config = node_config(&options, index, loc.as_fraction());
+            if options.opennet {
+                config.opennet = true;
+                if let Some(seed) = nodes.first() {
+                    config.seed_nodes = vec![seed.address()];
+                }
+            }
+            let node = Node::start(config)
                 .await
                 .map_err(|source| TestnetError::Node { index, source })?;
             nodes.push(node);
+        }
+        if options.opennet {
+            let net = Testnet {
+                nodes,
+                edges: Vec::new(),
+                options,
+            };
+            net.wait_opennet().await?;
+            return Ok(net);
         }
         let edges = topology::small_world(n, options.near, options.long, options.seed);
         for &(a, b) in &edges {
@@ -138,6 +163,37 @@ impl Testnet {
                 return Err(TestnetError::LinksTimeout {
                     index,
                     have: node.peers().len(),
+                    want,
+                    secs: timeout.as_secs(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The routable peers each opennet node should reach before the net counts as up.
+    pub fn opennet_target(&self) -> usize {
+        let c = &self.options.template;
+        c.effective_min_peers()
+            .min(self.nodes.len() - 1)
+            .min(c.max_peers * 5 / 8)
+            .max(1)
+    }
+
+    /// Waits until every opennet node has [`Testnet::opennet_target`] routable peers.
+    pub async fn wait_opennet(&self) -> Result<(), TestnetError> {
+        let want = self.opennet_target();
+        let timeout = self.options.link_timeout;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let mut rx = node.watch_peers();
+            let enough = |p: &std::sync::Arc<Vec<crate::PeerInfo>>| {
+                p.iter().filter(|p| p.routable).count() >= want
+            };
+            let waited = tokio::time::timeout(timeout, rx.wait_for(enough)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return Err(TestnetError::LinksTimeout {
+                    index,
+                    have: node.peers().iter().filter(|p| p.routable).count(),
                     want,
                     secs: timeout.as_secs(),
                 });

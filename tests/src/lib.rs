@@ -60,6 +60,8 @@ pub fn test_config(dir: &Path) -> Config {
         handshake_timeout_ms: 2_000,
         redial_min_ms: 50,
         redial_max_ms: 1_000,
+        // Wired test topologies stay as wired; opennet tests turn it on.
+        opennet: false,
         ..Config::default()
     }
 }
