@@ -245,6 +245,8 @@ async fn peers(State(node): State<NodeHandle>) -> Response {
                 "location": veil_proto::Location(p.location).as_fraction(),
                 "location_u64": p.location,
                 "outbound": p.outbound,
+                "origin": p.origin,
+                "routable": p.routable,
             })
         })
         .collect();

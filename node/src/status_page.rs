@@ -31,11 +31,13 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
     let mut peers = String::new();
     for p in node.peers().iter() {
         peers.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td><td>{}{}</td></tr>",
             html_escape(&p.key.to_string()),
             html_escape(&p.addr.to_string()),
             veil_proto::Location(p.location).as_fraction(),
-            if p.outbound { "out" } else { "in" }
+            if p.outbound { "out" } else { "in" },
+            p.origin,
+            if p.routable { "" } else { " (transient)" }
         ));
     }
     let u = status.store;
@@ -47,7 +49,7 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <p>Identity <code>{id}</code><br>Address <code>{addr}</code><br>Location {loc:.6}</p>\
 <h2>Store</h2><p>Store {sb:.1} / {sm:.1} MiB ({sn} blocks)<br>Cache {cb:.1} / {cm:.1} MiB ({cn} blocks)</p>\
 <h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
-<h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th></tr>{peers}</table>\
+<h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th><th>found by</th></tr>{peers}</table>\
 </body></html>",
         id = html_escape(&status.identity),
         addr = html_escape(&status.address),
