@@ -115,6 +115,8 @@ pub struct ApiClient {
     token: String,
     htl: Option<u8>,
     http: reqwest::Client,
+    /// Set when the node kept a block only locally (it had no peers).
+    local_only: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ApiClient {
@@ -140,6 +142,7 @@ impl ApiClient {
             token: token.trim().to_string(),
             htl: None,
             http,
+            local_only: Default::default(),
         })
     }
 
@@ -242,7 +245,25 @@ impl ApiClient {
             url.push_str(&format!("?htl={htl}"));
         }
         let req = self.http.put(url).body(block.bytes().clone());
-        self.send(req).await.map(drop)
+        let resp = self.send(req).await?;
+        let bytes = read_limited(resp, MAX_JSON)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let local_only = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("local_only").and_then(serde_json::Value::as_bool))
+            .unwrap_or(false);
+        if local_only {
+            self.local_only
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether the node kept any block put through this client only in its own store,
+    /// for want of peers (it inserts them once it has some).
+    pub fn stored_locally_only(&self) -> bool {
+        self.local_only.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fetches a block (the node verifies it; so does the caller).

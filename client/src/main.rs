@@ -266,6 +266,11 @@ async fn put(
         }
     };
     println!("{}", done.uri);
+    if client.stored_locally_only() {
+        eprintln!(
+            "veil: stored locally only (the node has 0 peers); it inserts the blocks into the network once it has peers"
+        );
+    }
     Ok(())
 }
 

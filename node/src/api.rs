@@ -225,6 +225,7 @@ async fn put_block(
         "routing_key": key.to_string(),
         "routed": outcome.routed,
         "route_exhausted": outcome.route_exhausted,
+        "local_only": outcome.local_only,
     }))
     .into_response())
 }

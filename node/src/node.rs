@@ -108,6 +108,9 @@ pub struct InsertOutcome {
     pub routed: bool,
     /// The route ran out of peers before HTL ran out (small network).
     pub route_exhausted: bool,
+    /// The node has no peers: the block is kept here only, and inserted into the
+    /// network once peers come (it is remembered in `pending_inserts`).
+    pub local_only: bool,
 }
 
 /// A node's state as `GET /api/v1/status` shows it.
@@ -194,6 +197,10 @@ impl From<&RouterStats> for RequestCounters {
     }
 }
 
+/// File in the data directory listing blocks stored while the node had no peers, one
+/// routing key a line; they are inserted once peers come.
+pub const PENDING_FILE: &str = "pending_inserts";
+
 /// Starts nodes.
 #[derive(Debug)]
 pub struct Node;
@@ -212,6 +219,8 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Option<JoinSet<()>>>,
     factory: LinkFactory,
+    pending: Mutex<std::collections::BTreeSet<RoutingKey>>,
+    pending_changed: tokio::sync::Notify,
 }
 
 /// A running node. Cheap to clone; [`NodeHandle::shutdown`] stops it.
@@ -382,8 +391,11 @@ impl Node {
                 shutdown: shutdown_tx,
                 tasks: Mutex::new(None),
                 factory,
+                pending: Mutex::new(load_pending(&dir)),
+                pending_changed: tokio::sync::Notify::new(),
             }),
         };
+        tasks.spawn(pending_inserter(handle.clone(), shutdown_rx.clone()));
         tasks.spawn(crate::api::serve(
             api_listener,
             handle.clone(),
@@ -558,14 +570,41 @@ impl NodeHandle {
             return Ok(InsertOutcome {
                 routed: false,
                 route_exhausted: false,
+                local_only: false,
             });
         }
-        let report = self
+        let alone = || !self.peers().iter().any(|p| p.routable);
+        if alone() {
+            return self.keep_for_later(key);
+        }
+        match self
             .ask(|reply| Command::Insert { block, htl, reply })
-            .await??;
+            .await?
+        {
+            Ok(report) => Ok(InsertOutcome {
+                routed: true,
+                route_exhausted: report.route_exhausted,
+                local_only: false,
+            }),
+            Err(InsertFailure::RouteNotFound) if alone() => self.keep_for_later(key),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Notes a block stored but not yet inserted (no peers), for [`pending_inserter`].
+    fn keep_for_later(&self, key: RoutingKey) -> Result<InsertOutcome, RequestError> {
+        let mut pending = self.shared.pending.lock().expect("pending lock");
+        if pending.insert(key) {
+            let text: String = pending.iter().map(|k| format!("{k}\n")).collect();
+            let path = self.shared.config.data_dir.join(PENDING_FILE);
+            identity::write_atomic(&path, text.as_bytes(), 0o600)
+                .map_err(|e| RequestError::Store(StoreError::Db(e.to_string())))?;
+        }
+        self.shared.pending_changed.notify_one();
         Ok(InsertOutcome {
-            routed: true,
-            route_exhausted: report.route_exhausted,
+            routed: false,
+            route_exhausted: false,
+            local_only: true,
         })
     }
 
@@ -600,6 +639,85 @@ impl NodeHandle {
         }
         let store = self.shared.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+/// The routing keys in `pending_inserts`; bad lines are skipped.
+fn load_pending(dir: &std::path::Path) -> std::collections::BTreeSet<RoutingKey> {
+    std::fs::read_to_string(dir.join(PENDING_FILE))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Inserts the blocks a lone node kept, once it has peers: waits for a peer, routes
+/// each block from the store, and forgets those that went out.
+async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+    let mut peers = node.watch_peers();
+    loop {
+        let empty = node.shared.pending.lock().expect("pending lock").is_empty();
+        if empty {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = node.shared.pending_changed.notified() => continue,
+            }
+        }
+        let has_peer = peers.wait_for(|l| l.iter().any(|p| p.routable));
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = has_peer => if r.is_err() { return },
+        }
+        let keys: Vec<RoutingKey> = node
+            .shared
+            .pending
+            .lock()
+            .expect("pending lock")
+            .iter()
+            .copied()
+            .collect();
+        let mut done = Vec::new();
+        for key in keys {
+            let block = match node.shared.store.get(&key) {
+                Ok(Some((block, _))) => block,
+                // Evicted or gone: nothing left to insert.
+                _ => {
+                    done.push(key);
+                    continue;
+                }
+            };
+            let sent = node
+                .ask(|reply| Command::Insert {
+                    block,
+                    htl: None,
+                    reply,
+                })
+                .await;
+            if matches!(sent, Ok(Ok(_))) {
+                done.push(key);
+            }
+        }
+        let text = {
+            let mut pending = node.shared.pending.lock().expect("pending lock");
+            for k in &done {
+                pending.remove(k);
+            }
+            pending.iter().map(|k| format!("{k}\n")).collect::<String>()
+        };
+        let path = node.shared.config.data_dir.join(PENDING_FILE);
+        if let Err(e) = identity::write_atomic(&path, text.as_bytes(), 0o600) {
+            tracing::warn!(error = %e, "cannot update the pending inserts");
+        }
+        if !done.is_empty() {
+            tracing::info!(
+                blocks = done.len(),
+                "blocks kept while alone are now inserted"
+            );
+        }
+        // Whatever failed waits for the peer set to change (or a new block) and tries again.
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = peers.changed() => {}
+            _ = node.shared.pending_changed.notified() => {}
+        }
     }
 }
 

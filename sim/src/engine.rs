@@ -69,6 +69,11 @@ pub enum Action {
         /// The node.
         node: u32,
     },
+    /// Debugging: report whether a node found its ring neighbours.
+    Check {
+        /// The node.
+        node: u32,
+    },
     /// Opennet: a dial from `from` reaches `to`; both sides decide whether to keep it.
     Link {
         /// The dialling node.
@@ -239,12 +244,29 @@ pub fn node_address(i: u32) -> PeerAddress {
 
 /// The opennet settings a simulated node runs with, for a target degree.
 pub fn opennet_config(params: &Params) -> OpennetConfig {
-    OpennetConfig {
+    let mut c = OpennetConfig {
         enabled: true,
         max_peers: params.degree,
         min_peers: (params.degree / 2).max(1),
         ..OpennetConfig::default()
+    };
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(v) = env("X_TRANSIENT") {
+        c.transient_slots = v as usize;
     }
+    if let Some(v) = env("X_AGE") {
+        c.min_peer_age = Duration::from_secs_f64(v);
+    }
+    if let Some(v) = env("X_DROP") {
+        c.drop_interval = Duration::from_secs_f64(v);
+    }
+    if let Some(v) = env("X_NEAR") {
+        c.near_offers = v as usize;
+    }
+    if let Some(v) = env("X_STAB") {
+        c.stabilize_interval = Duration::from_secs_f64(v);
+    }
+    c
 }
 
 impl<'p> Sim<'p> {
@@ -330,6 +352,14 @@ impl<'p> Sim<'p> {
     /// The current links (opennet changes them as it runs).
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Routable peers of every node.
+    pub fn all_degrees(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .map(|n| n.router.routable_peer_count())
+            .collect()
     }
 
     /// Routable peers of each live node.
@@ -477,9 +507,50 @@ impl<'p> Sim<'p> {
                 }
                 let seed = self.rng.gen_range(0..seeds);
                 self.try_link(node, seed, PeerOrigin::Seed);
+                if std::env::var_os("VEIL_SIM_DEBUG").is_some() {
+                    self.schedule(self.now + 20_000_000_000, Action::Check { node });
+                }
             }
             Action::Link { from, to, origin } => self.try_link(from, to, origin),
+            Action::Check { node } => self.check(node),
         }
+    }
+
+    fn check(&mut self, node: u32) {
+        let me = self.graph.locations[node as usize];
+        let (mut pred, mut succ) = (None::<(u64, u32)>, None::<(u64, u32)>);
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.alive || i as u32 == node {
+                continue;
+            }
+            let l = self.graph.locations[i];
+            let cw = l.wrapping_sub(me);
+            let ccw = me.wrapping_sub(l);
+            if succ.is_none_or(|(d, _)| cw < d) {
+                succ = Some((cw, i as u32));
+            }
+            if pred.is_none_or(|(d, _)| ccw < d) {
+                pred = Some((ccw, i as u32));
+            }
+        }
+        let links = &self.graph.links[node as usize];
+        let has = |x: Option<(u64, u32)>| x.is_some_and(|(_, j)| links.contains(&j));
+        let full = |x: Option<(u64, u32)>| {
+            x.map_or(0, |(_, j)| {
+                self.nodes[j as usize].router.routable_peer_count()
+            })
+        };
+        let st = &self.nodes[node as usize].router.stats().opennet;
+        eprintln!(
+            "check {node}: peers {} pred {} ({}) succ {} ({}) announces {} connects {}",
+            self.nodes[node as usize].router.routable_peer_count(),
+            has(pred),
+            full(pred),
+            has(succ),
+            full(succ),
+            st.announces_started,
+            st.connects
+        );
     }
 
     /// `a` dialled `b`: both decide whether to keep the link, and make room if needed.

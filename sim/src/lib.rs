@@ -87,12 +87,41 @@ pub fn run(params: &Params) -> Result<Report, String> {
         order.sort_by_key(|&i| g.locations[i]);
         let n = order.len();
         let mut succ = 0;
+        let mut missing = std::collections::BTreeMap::new();
+        let degs_all: Vec<usize> = sim.all_degrees();
         for k in 0..n {
             let (a, b) = (order[k], order[(k + 1) % n]);
             if g.links[a].contains(&(b as u32)) {
                 succ += 1;
+            } else {
+                if missing.values().sum::<usize>() < 6 {
+                    let spacing = (u64::MAX / n as u64) as f64;
+                    let la = g.locations[a];
+                    let lb = g.locations[b];
+                    let mut cw: Vec<f64> = g.links[a]
+                        .iter()
+                        .map(|&j| g.locations[j as usize].wrapping_sub(la) as f64 / spacing)
+                        .filter(|d| *d < n as f64 / 2.0)
+                        .collect();
+                    cw.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                    let mut ccw: Vec<f64> = g.links[b]
+                        .iter()
+                        .map(|&j| lb.wrapping_sub(g.locations[j as usize]) as f64 / spacing)
+                        .filter(|d| *d < n as f64 / 2.0)
+                        .collect();
+                    ccw.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                    eprintln!(
+                        "missing {a}->{b}: gap {:.2}; a's clockwise peers {:?}; b's counter-clockwise peers {:?}",
+                        lb.wrapping_sub(la) as f64 / spacing,
+                        &cw[..cw.len().min(5)],
+                        &ccw[..ccw.len().min(5)]
+                    );
+                }
+                let full = |x: usize| degs_all[x] >= params.degree;
+                *missing.entry((full(a), full(b))).or_insert(0) += 1;
             }
         }
+        eprintln!("missing successor links by (a full, b full): {missing:?}");
         let degs = sim.live_degrees();
         let zero = degs.iter().filter(|&&d| d == 0).count();
         let low = degs.iter().filter(|&&d| d < 5).count();

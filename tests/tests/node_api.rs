@@ -62,9 +62,12 @@ async fn error_codes() -> anyhow::Result<()> {
         r.json::<serde_json::Value>().await?["error"],
         "body_too_large"
     );
-    // No peers: an insert stored locally cannot be routed; a fetch finds no route.
+    // No peers: an insert is kept locally (and said so); a fetch finds no route.
     let r = put(format!("/api/v1/blocks/{key}"), block.as_bytes().to_vec()).await?;
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 200);
+    let body = r.json::<serde_json::Value>().await?;
+    assert_eq!(body["local_only"], true, "{body}");
+    assert_eq!(body["routed"], false, "{body}");
     assert_eq!(api.get_block(&key, None).await?, block);
     let r = api.get_block_response(&other, None).await?;
     assert_eq!(r.status(), 503);
@@ -115,6 +118,45 @@ async fn gateway_is_mounted_beside_the_api() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 401);
+    net.shutdown().await;
+    Ok(())
+}
+
+/// A node alone keeps what its user puts and inserts it into the network once it has a
+/// peer: the peer receives the insert, and the pending list empties.
+#[tokio::test]
+async fn a_lone_node_inserts_its_blocks_once_it_has_a_peer() -> anyhow::Result<()> {
+    let net = Testnet::start(2, Topology::None).await?;
+    let (a, b) = (net.api(0), net.api(1));
+    let (key, block) = random_block(6, 10);
+    let r = a
+        .request(reqwest::Method::PUT, &format!("/api/v1/blocks/{key}"))
+        .body(block.as_bytes().to_vec())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await?["local_only"], true);
+    let pending = net.node(0).data_dir().join("pending_inserts");
+    assert!(std::fs::read_to_string(&pending)?.contains(&key.to_string()));
+    assert_eq!(b.status().await?["requests"]["inserts_received"], 0);
+    net.link(&[(0, 1)]).await?;
+    // The insert travels on the new link; nothing else would bring B an insert.
+    let deadline = tokio::time::Instant::now() + veil_tests::WAIT;
+    while b.status().await?["requests"]["inserts_received"] == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no insert reached the new peer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + veil_tests::WAIT;
+    while !std::fs::read_to_string(&pending)?.trim().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pending list not emptied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     net.shutdown().await;
     Ok(())
 }

@@ -113,6 +113,10 @@ pub struct OpennetConfig {
     pub announce_ttl: Duration,
     /// Ring neighbours of the target that the end of an announcement offers.
     pub near_offers: usize,
+    /// How often a node re-announces through its nearest peer on each side of the ring,
+    /// so it meets ring neighbours that joined later or that it missed (Chord's
+    /// stabilisation, with announcements). Zero turns it off.
+    pub stabilize_interval: Duration,
     /// A peer younger than this is never dropped to make room.
     pub min_peer_age: Duration,
     /// Shortest time between two replacements.
@@ -133,9 +137,10 @@ impl Default for OpennetConfig {
             max_peers: 40,
             announce_interval: Duration::from_secs(2),
             announce_ttl: Duration::from_secs(10),
-            near_offers: 3,
+            near_offers: 4,
+            stabilize_interval: Duration::from_secs(10),
             min_peer_age: Duration::from_secs(5),
-            drop_interval: Duration::from_secs(3),
+            drop_interval: Duration::from_secs(120),
             fold_replace_probability: 0.05,
             transient_slots: 32,
             transient_ttl: Duration::from_secs(5),
@@ -201,6 +206,8 @@ pub(super) struct Opennet {
     /// Newcomers we answered, expected to dial in.
     expected: BTreeMap<NodeKey, Instant>,
     next_announce: Option<Instant>,
+    /// When to check the ring neighbours next.
+    next_stabilize: Option<Instant>,
     /// Announcements in a row while short of peers: the pause doubles with each, up to
     /// 16 times `announce_interval`.
     announce_streak: u32,
@@ -445,10 +452,10 @@ impl Router {
         } else {
             None
         };
-        match (transient, announce) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [transient, announce, self.opennet.next_stabilize]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn needs_announce(&self) -> bool {
@@ -470,6 +477,12 @@ impl Router {
             }
         } else {
             self.opennet.announce_streak = 0;
+        }
+        if self.opennet.next_stabilize.is_none()
+            && self.opennet.address.is_some()
+            && !self.config.opennet.stabilize_interval.is_zero()
+        {
+            self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
         }
         self.release_seeds();
     }
@@ -527,6 +540,9 @@ impl Router {
             });
         }
         self.release_seeds();
+        if self.opennet.next_stabilize.is_some_and(|t| t <= now) {
+            self.stabilize(now);
+        }
         if self.needs_announce() && self.opennet.next_announce.is_none_or(|t| t <= now) {
             self.announce(now);
         }
@@ -553,11 +569,30 @@ impl Router {
         self.opennet.expected.retain(|_, t| *t > now);
     }
 
+    /// Announces through the nearest peer on each side of the ring: the walk ends at
+    /// whichever node is nearest to us there, which offers itself and its neighbours.
+    fn stabilize(&mut self, now: Instant) {
+        self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
+        let me = self.location;
+        for side in [true, false] {
+            let nearest = self
+                .peers
+                .iter()
+                .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
+                .filter(|p| clockwise(me, p.location) == side)
+                .min_by_key(|p| (me.distance(p.location), p.id))
+                .map(|p| p.id);
+            if let Some(peer) = nearest {
+                self.send_announce(now, vec![peer]);
+            }
+        }
+    }
+
     /// Starts an announcement for our own location.
     fn announce(&mut self, now: Instant) {
-        let Some(address) = self.opennet.address else {
+        if self.opennet.address.is_none() {
             return;
-        };
+        }
         let pause = self
             .config
             .opennet
@@ -565,17 +600,22 @@ impl Router {
             .saturating_mul(1 << self.opennet.announce_streak.min(4));
         self.opennet.announce_streak += 1;
         self.opennet.next_announce = Some(later(now, pause));
-        let target = self.location;
         // The first time through the seeds (they are there for this); after that
-        // through the peer closest to us, so each announcement starts nearer the target
-        // and ends among our ring neighbours.
+        // through a random peer of ours, so each walk passes other nodes on its way
+        // (whose answers give links of every length) and ends among our ring
+        // neighbours.
         let mut first: Vec<PeerId> = Vec::new();
-        let closest = self
+        let candidates: Vec<PeerId> = self
             .peers
             .iter()
             .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
-            .min_by_key(|p| (p.location.distance(target), p.id))
-            .map(|p| p.id);
+            .map(|p| p.id)
+            .collect();
+        let closest = if candidates.is_empty() {
+            None
+        } else {
+            Some(candidates[self.rng.gen_range(0..candidates.len())])
+        };
         match closest {
             Some(p) if self.opennet.announce_streak > 1 => first.push(p),
             _ => first.extend(
@@ -589,9 +629,19 @@ impl Router {
         if first.is_empty() {
             first.extend(closest);
         }
+        self.stats.opennet.announces_started += 1;
+        self.send_announce(now, first);
+    }
+
+    /// Sends one announcement of ours to `first`.
+    fn send_announce(&mut self, now: Instant, first: Vec<PeerId>) {
+        let Some(address) = self.opennet.address else {
+            return;
+        };
         if first.is_empty() {
             return;
         }
+        let target = self.location;
         let id = self.fresh_id();
         self.seen.insert(later(now, self.config.seen_ttl), id);
         self.opennet.relays.insert(
@@ -602,7 +652,6 @@ impl Router {
                 replies: 0,
             },
         );
-        self.stats.opennet.announces_started += 1;
         let htl = self.config.max_htl;
         for peer in first {
             self.transmits.push_back((
