@@ -32,6 +32,20 @@ enum Command {
     /// Simulate several network sizes with the same settings: writes DIR/sweep.json,
     /// DIR/sweep.csv, DIR/sweep.svg (success and hops against size) and one run
     /// directory per size (DIR/n<SIZE>/), and prints the table.
+    /// Grow opennet networks with several warm-up lengths: writes DIR/warmup.json,
+    /// DIR/warmup.csv and DIR/warmup.svg (success, and hops beside the ideal small
+    /// world's, against warm-up requests per node), one run directory per length
+    /// (DIR/w<LENGTH>/), and prints the table. The topology is always opennet.
+    Warmup {
+        /// Number of nodes.
+        #[arg(long)]
+        nodes: usize,
+        /// Warm-up requests per node, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,5,10,20,40")]
+        warmups: Vec<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
     Sweep {
         /// Network sizes, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
@@ -167,6 +181,49 @@ fn real_main() -> Result<()> {
                 report.summary.events_per_sec,
                 common.out.display()
             );
+        }
+        Command::Warmup {
+            nodes,
+            warmups,
+            common,
+        } => {
+            if warmups.is_empty() {
+                bail!("--warmups needs at least one length");
+            }
+            let mut rows = Vec::new();
+            for &w in &warmups {
+                let params = Params {
+                    topology: Topology::Opennet,
+                    warmup: w,
+                    ..common.params(nodes)
+                };
+                params.validate().map_err(anyhow::Error::msg)?;
+                let report = one(&params)?;
+                eprintln!(
+                    "veil-sim: warm-up {w}: success {:.4}, {:.2} hops (ideal {:.2}), {:.1} s",
+                    report.summary.success_rate,
+                    report.summary.mean_hops,
+                    report.summary.ideal_mean_hops.unwrap_or(f64::NAN),
+                    report.summary.wall_seconds
+                );
+                let dir = common.out.join(format!("w{w}"));
+                output::write_run(&dir, &report.summary, &report.records)
+                    .with_context(|| format!("writing the warm-up {w} run"))?;
+                rows.push(report.summary);
+            }
+            output::write_warmup(&common.out, &rows)?;
+            println!("warmup/node  success  mean-hops  ideal-hops  mean-degree");
+            for r in &rows {
+                println!(
+                    "{:>11}  {:>7.4}  {:>9.2}  {:>10.2}  {:>11.1}",
+                    r.warmup_per_node,
+                    r.success_rate,
+                    r.mean_hops,
+                    r.ideal_mean_hops.unwrap_or(f64::NAN),
+                    r.mean_degree
+                );
+            }
+            println!("files in {}", common.out.display());
         }
         Command::Sweep { sizes, common } => {
             if sizes.is_empty() {

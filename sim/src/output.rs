@@ -112,6 +112,114 @@ pub fn write_sweep(dir: &Path, rows: &[Summary]) -> Result<()> {
     sweep_plot(&dir.join("sweep.svg"), rows)
 }
 
+/// Writes an opennet warm-up sweep: `warmup.json`, `warmup.csv` and `warmup.svg`
+/// (success rate, and mean hops beside the ideal small world's, against warm-up
+/// requests per node).
+pub fn write_warmup(dir: &Path, rows: &[Summary]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write(
+        &dir.join("warmup.json"),
+        serde_json::to_string_pretty(rows)?.as_bytes(),
+    )?;
+    let mut csv = String::from(
+        "nodes,warmup_per_node,success_rate,mean_hops,ideal_mean_hops,ideal_success_rate,mean_degree,folds_taken\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{}",
+            r.nodes,
+            r.warmup_per_node,
+            r.success_rate,
+            r.mean_hops,
+            r.ideal_mean_hops.unwrap_or(f64::NAN),
+            r.ideal_success_rate.unwrap_or(f64::NAN),
+            r.mean_degree,
+            r.folds_taken
+        );
+    }
+    write(&dir.join("warmup.csv"), csv.as_bytes())?;
+    warmup_plot(&dir.join("warmup.svg"), rows)
+}
+
+fn warmup_plot(path: &Path, rows: &[Summary]) -> Result<()> {
+    let root = SVGBackend::new(path, (1000, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (left, right) = root.split_horizontally(500);
+    let xmax = rows
+        .iter()
+        .map(|r| r.warmup_per_node)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.05;
+    let mut c = ChartBuilder::on(&left)
+        .caption("success rate (opennet)", ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..xmax, 0f64..1.05)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("warm-up requests per node")
+        .draw()
+        .map_err(plot_err)?;
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.warmup_per_node as f64, r.success_rate))
+        .collect();
+    c.draw_series(LineSeries::new(pts.clone(), &BLUE))
+        .map_err(plot_err)?;
+    c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
+        .map_err(plot_err)?;
+    let ymax = rows
+        .iter()
+        .map(|r| r.mean_hops.max(r.ideal_mean_hops.unwrap_or(0.0)))
+        .fold(1.0, f64::max)
+        * 1.2;
+    let mut c = ChartBuilder::on(&right)
+        .caption("mean hops: grown vs ideal", ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("warm-up requests per node")
+        .draw()
+        .map_err(plot_err)?;
+    for (series, color, label) in [
+        (
+            rows.iter()
+                .map(|r| (r.warmup_per_node as f64, r.mean_hops))
+                .collect::<Vec<_>>(),
+            BLUE,
+            "opennet",
+        ),
+        (
+            rows.iter()
+                .map(|r| (r.warmup_per_node as f64, r.ideal_mean_hops.unwrap_or(0.0)))
+                .collect(),
+            RED,
+            "ideal small world",
+        ),
+    ] {
+        c.draw_series(LineSeries::new(series.clone(), &color))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        c.draw_series(series.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(plot_err)?;
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

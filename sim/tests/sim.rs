@@ -116,3 +116,34 @@ fn identity_verification_matches_hashing() {
     let full = run(&p).unwrap().summary;
     assert_eq!(fast.without_timing(), full.without_timing());
 }
+
+/// Nodes that know only a seed grow a network that routes almost as well as a
+/// pre-wired small world of the same size and degree, measured in the same run; and the
+/// run is deterministic.
+#[test]
+fn an_opennet_grown_from_seeds_routes_like_a_small_world() {
+    let mut p = small(400, 2000, 5);
+    p.topology = Topology::Opennet;
+    p.degree = 16;
+    p.keys = 400;
+    let r = run(&p).unwrap();
+    let s = &r.summary;
+    assert!(s.success_rate >= 0.97, "{s:?}");
+    let ideal = s.ideal_mean_hops.expect("ideal measured beside");
+    assert!(
+        s.mean_hops <= 1.5 * ideal,
+        "{} vs ideal {ideal}",
+        s.mean_hops
+    );
+    assert!(
+        s.mean_degree >= 8.0 && s.mean_degree <= 16.0,
+        "{}",
+        s.mean_degree
+    );
+    assert!(s.announcements >= 400 && s.folds_taken > 0, "{s:?}");
+    assert_eq!(s.misbehaviour, 0);
+    assert_eq!(
+        run(&p).unwrap().summary.without_timing(),
+        s.without_timing()
+    );
+}

@@ -433,3 +433,32 @@ fn path_folding_offers_the_source_and_spares_the_originator() {
         .sum();
     assert_eq!(taken, 1);
 }
+
+/// Stabilisation: a node that missed its ring neighbour meets it within one
+/// `stabilize_interval`, through its nearest peer on that side.
+#[test]
+fn stabilisation_finds_a_missed_ring_neighbour() {
+    // X=0 at 0; Y=1 just clockwise of X; C=2 beyond Y; W=3 counter-clockwise of X.
+    let locs = [0, STEP, 2 * STEP, u64::MAX - STEP];
+    let mut net = open_net(&locs, 8);
+    net.open_link(0, 2, PeerOrigin::Announcement);
+    net.open_link(0, 3, PeerOrigin::Announcement);
+    net.open_link(2, 1, PeerOrigin::Announcement);
+    net.open_link(1, 3, PeerOrigin::Announcement);
+    net.drive_open();
+    assert!(!net.peers_of(0).contains(&1));
+    let due = net.nodes[0]
+        .router
+        .poll_timeout()
+        .expect("stabilisation is scheduled");
+    assert!(due <= net.now + net.nodes[0].router.config().opennet.stabilize_interval);
+    net.now = due;
+    net.nodes[0].router.handle_timeout(net.now);
+    net.flush(0);
+    net.drive_open();
+    assert!(net.peers_of(0).contains(&1), "{:?}", net.peers_of(0));
+    assert_eq!(
+        net.nodes[0].router.peer_origin(PeerId(1)),
+        Some(PeerOrigin::Announcement)
+    );
+}
