@@ -263,6 +263,9 @@ pub fn opennet_config(params: &Params) -> OpennetConfig {
     if let Some(v) = env("X_NEAR") {
         c.near_offers = v as usize;
     }
+    if let Some(v) = env("X_SLOTS") {
+        c.near_slots = v as usize;
+    }
     if let Some(v) = env("X_STAB") {
         c.stabilize_interval = Duration::from_secs_f64(v);
     }

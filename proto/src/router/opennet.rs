@@ -113,6 +113,9 @@ pub struct OpennetConfig {
     pub announce_ttl: Duration,
     /// Ring neighbours of the target that the end of an announcement offers.
     pub near_offers: usize,
+    /// The nearest peers on the ring (half each side) that are kept whatever their
+    /// success: the short links that let greedy routing finish a route.
+    pub near_slots: usize,
     /// How often a node re-announces through its nearest peer on each side of the ring,
     /// so it meets ring neighbours that joined later or that it missed (Chord's
     /// stabilisation, with announcements). Zero turns it off.
@@ -138,6 +141,7 @@ impl Default for OpennetConfig {
             announce_interval: Duration::from_secs(2),
             announce_ttl: Duration::from_secs(10),
             near_offers: 4,
+            near_slots: 4,
             stabilize_interval: Duration::from_secs(10),
             min_peer_age: Duration::from_secs(5),
             drop_interval: Duration::from_secs(120),
@@ -160,8 +164,6 @@ const FOLD_TTL: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 64;
 /// How long a requested connection counts as pending.
 const PENDING_TTL: Duration = Duration::from_secs(30);
-/// The nearest peers on the ring, kept whatever their success: about two each side.
-const NEAR_SLOTS: usize = 4;
 /// Most newcomers remembered as expected to dial in.
 const MAX_EXPECTED: usize = 256;
 
@@ -326,7 +328,7 @@ impl Router {
         self.opennet.pending.remove(key);
     }
 
-    /// Whether a node at `location` would be among our [`NEAR_SLOTS`] nearest peers on
+    /// Whether a node at `location` would be among our `near_slots` nearest peers on
     /// the ring. Those short links are what lets greedy routing finish a route, so they
     /// are kept apart from the least-recently-successful rule.
     fn is_near(&self, location: Location) -> bool {
@@ -340,10 +342,10 @@ impl Router {
                     && self.location.distance(p.location) < d
             })
             .count()
-            < NEAR_SLOTS / 2
+            < self.config.opennet.near_slots / 2
     }
 
-    /// The nearest [`NEAR_SLOTS`] / 2 routable peers on each side of us.
+    /// The nearest `near_slots` / 2 routable peers on each side of us.
     fn near_peers(&self) -> Vec<PeerId> {
         let mut out = Vec::new();
         for side in [true, false] {
@@ -354,13 +356,13 @@ impl Router {
                 .map(|p| (self.location.distance(p.location), p.id))
                 .collect();
             v.sort_unstable();
-            out.extend(v.into_iter().take(NEAR_SLOTS / 2).map(|(_, id)| id));
+            out.extend(v.into_iter().take(self.config.opennet.near_slots / 2).map(|(_, id)| id));
         }
         out
     }
 
     /// The opennet peer to drop for a newcomer (at `newcomer`, if known), if the drop
-    /// rules allow one now. The [`NEAR_SLOTS`] nearest peers are never dropped. A
+    /// rules allow one now. The `near_slots` nearest peers are never dropped. A
     /// newcomer that would be one of them may replace a farther peer at once; any other
     /// waits for `drop_interval` since the last replacement.
     fn replaceable(&self, now: Instant, newcomer: Option<Location>) -> Option<PeerId> {
