@@ -244,32 +244,12 @@ pub fn node_address(i: u32) -> PeerAddress {
 
 /// The opennet settings a simulated node runs with, for a target degree.
 pub fn opennet_config(params: &Params) -> OpennetConfig {
-    let mut c = OpennetConfig {
+    OpennetConfig {
         enabled: true,
         max_peers: params.degree,
         min_peers: (params.degree / 2).max(1),
         ..OpennetConfig::default()
-    };
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
-    if let Some(v) = env("X_TRANSIENT") {
-        c.transient_slots = v as usize;
     }
-    if let Some(v) = env("X_AGE") {
-        c.min_peer_age = Duration::from_secs_f64(v);
-    }
-    if let Some(v) = env("X_DROP") {
-        c.drop_interval = Duration::from_secs_f64(v);
-    }
-    if let Some(v) = env("X_NEAR") {
-        c.near_offers = v as usize;
-    }
-    if let Some(v) = env("X_SLOTS") {
-        c.near_slots = v as usize;
-    }
-    if let Some(v) = env("X_STAB") {
-        c.stabilize_interval = Duration::from_secs_f64(v);
-    }
-    c
 }
 
 impl<'p> Sim<'p> {
