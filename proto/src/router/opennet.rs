@@ -356,7 +356,11 @@ impl Router {
                 .map(|p| (self.location.distance(p.location), p.id))
                 .collect();
             v.sort_unstable();
-            out.extend(v.into_iter().take(self.config.opennet.near_slots / 2).map(|(_, id)| id));
+            out.extend(
+                v.into_iter()
+                    .take(self.config.opennet.near_slots / 2)
+                    .map(|(_, id)| id),
+            );
         }
         out
     }
