@@ -229,10 +229,11 @@ impl Driver {
                 tracing::info!(peer = peer.0, %reason, "link closed")
             }
             // The peer proved its key in the handshake, then broke the protocol: worth
-            // an operator's attention.
+            // an operator's attention, and refused for a while.
             _ => {
                 self.counters.link_errors.inc();
-                tracing::warn!(peer = peer.0, %reason, "link closed on a protocol error")
+                tracing::warn!(peer = peer.0, %reason, "link closed on a protocol error");
+                self.ban(p.info.key);
             }
         }
         if self.by_key.get(&p.info.key) == Some(&peer) {

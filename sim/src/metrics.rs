@@ -237,7 +237,11 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         requests: d.records.len(),
         seed: d.params.seed,
         topology: d.params.topology.name().to_string(),
-        htl_policy: format!("{:?}", d.params.htl_policy),
+        htl_policy: match d.params.htl_policy {
+            crate::params::PolicyChoice::Always => "always",
+            crate::params::PolicyChoice::Probabilistic => "probabilistic",
+        }
+        .to_string(),
         decrement_at_max: d.params.decrement_at_max,
         decrement_at_one: d.params.decrement_at_one,
         fail_fraction: d.params.fail_fraction,

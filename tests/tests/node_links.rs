@@ -52,8 +52,15 @@ struct RawPeer {
 
 impl RawPeer {
     async fn connect(addr: std::net::SocketAddr, remote: &NodeKey) -> anyhow::Result<RawPeer> {
-        let builder = snow::Builder::new(NOISE_PARAMS.parse()?);
-        let kp = builder.generate_keypair()?;
+        let kp = snow::Builder::new(NOISE_PARAMS.parse()?).generate_keypair()?;
+        RawPeer::connect_as(addr, remote, &kp).await
+    }
+
+    async fn connect_as(
+        addr: std::net::SocketAddr,
+        remote: &NodeKey,
+        kp: &snow::Keypair,
+    ) -> anyhow::Result<RawPeer> {
         let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
             .local_private_key(&kp.private)
             .remote_public_key(&remote.0)
@@ -184,9 +191,13 @@ async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
     }
 
     // Garbage inside open links: a frame that does not decrypt, a frame that decrypts
-    // to no message, and a second Hello. Each closes only that link.
+    // to no message, and a second Hello. Each closes only that link, and the peer that
+    // sent it is refused for a while.
+    let mut keys = Vec::new();
     for case in 0..3 {
-        let mut peer = RawPeer::connect(addr, &b.key()).await?;
+        let kp = snow::Builder::new(NOISE_PARAMS.parse()?).generate_keypair()?;
+        let mut peer = RawPeer::connect_as(addr, &b.key(), &kp).await?;
+        keys.push(kp);
         let _their_hello = peer.recv_msg().await?;
         peer.send_msg(&Message::Hello(hello())).await?;
         wait_for_peer(b, NodeKey(peer.key), true).await?;
@@ -208,6 +219,17 @@ async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
         wait_for_peer(b, NodeKey(peer.key), false).await?;
     }
     assert!(b.counters().link_errors.get() >= 3);
+    assert!(b.counters().peers_banned.get() >= 2);
+    // The peer that sent an undecodable message comes back: its handshake completes,
+    // then the node hangs up without taking the link.
+    let mut again = RawPeer::connect_as(addr, &b.key(), &keys[1]).await?;
+    let _their_hello = again.recv_msg().await?;
+    again.send_msg(&Message::Hello(hello())).await?;
+    bytes_until_close(&mut again.stream, Duration::from_secs(10)).await?;
+    assert!(!b
+        .peers()
+        .iter()
+        .any(|p| p.key.0 == keys[1].public.as_slice()));
 
     // B still routes for A and C.
     assert_eq!(b.peers().len(), 2);
