@@ -260,8 +260,11 @@ pub enum Message {
     AnnounceReply {
         /// The announcement answered.
         id: RequestId,
-        /// Where the answering node can be dialled.
+        /// Where the offered node can be dialled.
         address: PeerAddress,
+        /// Its ring location, so a full newcomer can tell a ring neighbour (worth a
+        /// replacement) from any other offer.
+        location: Location,
     },
     /// Opennet path folding: after `Data`, the address of a node offered as a peer to
     /// the nodes on the request's return path (the data source's, or a relay's own).
@@ -402,8 +405,8 @@ mod tests {
                 "0c0282020909090909090909090909090909090909090909090909090909090909090909007f000001842012",
             ),
             (
-                Message::AnnounceReply { id: RequestId(2), address: addr() },
-                "0d020909090909090909090909090909090909090909090909090909090909090909007f0000018420",
+                Message::AnnounceReply { id: RequestId(2), address: addr(), location: Location(0x0102) },
+                "0d020909090909090909090909090909090909090909090909090909090909090909007f00000184208202",
             ),
             (
                 Message::FoldOffer { id: RequestId(2), address: addr() },

@@ -517,9 +517,11 @@ impl Router {
                 address,
                 htl,
             } => self.on_announce(now, from, id, target, address, htl),
-            Message::AnnounceReply { id, address } => {
-                self.on_announce_reply(now, from, id, address)
-            }
+            Message::AnnounceReply {
+                id,
+                address,
+                location,
+            } => self.on_announce_reply(now, from, id, address, location),
             Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
             Message::Hello(_)
             | Message::Ping { .. }

@@ -714,8 +714,14 @@ impl Router {
                         .insert(address.key, later(now, PENDING_TTL));
                 }
                 self.stats.opennet.announce_offers += 1;
-                self.transmits
-                    .push_back((from, Message::AnnounceReply { id, address: own }));
+                self.transmits.push_back((
+                    from,
+                    Message::AnnounceReply {
+                        id,
+                        address: own,
+                        location: self.location,
+                    },
+                ));
             }
         }
         let mut exclude = vec![from];
@@ -743,42 +749,43 @@ impl Router {
             }
         }
         // The end of the walk: introduce our peers nearest the target.
-        let mut near: Vec<(crate::ring::Distance, PeerAddress)> = self
+        let mut near: Vec<(crate::ring::Distance, PeerAddress, Location)> = self
             .peers
             .iter()
             .filter(|p| p.routable && !exclude.contains(&p.id))
-            .filter_map(|p| p.address.map(|a| (p.location.distance(target), a)))
-            .filter(|(_, a)| a.key != address.key)
+            .filter_map(|p| {
+                p.address
+                    .map(|a| (p.location.distance(target), a, p.location))
+            })
+            .filter(|(_, a, _)| a.key != address.key)
             .collect();
-        near.sort_by_key(|(d, a)| (*d, a.key));
+        near.sort_by_key(|(d, a, _)| (*d, a.key));
         // Both sides of the target: the nearest peer either way first, then the rest
         // by distance.
-        let side = |a: &PeerAddress| {
-            let l = self
-                .peers
-                .iter()
-                .find(|p| p.address.is_some_and(|x| x.key == a.key))
-                .map_or(Location(0), |p| p.location);
-            clockwise(target, l)
-        };
-        let mut picked: Vec<PeerAddress> = Vec::new();
+        let mut picked: Vec<(PeerAddress, Location)> = Vec::new();
         for want in [true, false] {
-            if let Some((_, a)) = near.iter().find(|(_, a)| side(a) == want) {
-                picked.push(*a);
+            if let Some((_, a, l)) = near.iter().find(|(_, _, l)| clockwise(target, *l) == want) {
+                picked.push((*a, *l));
             }
         }
-        for (_, a) in &near {
+        for (_, a, l) in &near {
             if picked.len() >= self.config.opennet.near_offers {
                 break;
             }
-            if !picked.contains(a) {
-                picked.push(*a);
+            if !picked.iter().any(|(x, _)| x == a) {
+                picked.push((*a, *l));
             }
         }
-        for a in picked.into_iter().take(self.config.opennet.near_offers) {
+        for (a, l) in picked.into_iter().take(self.config.opennet.near_offers) {
             self.stats.opennet.announce_offers += 1;
-            self.transmits
-                .push_back((from, Message::AnnounceReply { id, address: a }));
+            self.transmits.push_back((
+                from,
+                Message::AnnounceReply {
+                    id,
+                    address: a,
+                    location: l,
+                },
+            ));
         }
     }
 
@@ -788,6 +795,7 @@ impl Router {
         from: PeerId,
         id: RequestId,
         address: PeerAddress,
+        location: Location,
     ) {
         let Some(relay) = self.opennet.relays.get_mut(&id) else {
             return;
@@ -797,11 +805,16 @@ impl Router {
         }
         relay.replies += 1;
         match relay.source {
-            Some(src) => self
-                .transmits
-                .push_back((src, Message::AnnounceReply { id, address })),
+            Some(src) => self.transmits.push_back((
+                src,
+                Message::AnnounceReply {
+                    id,
+                    address,
+                    location,
+                },
+            )),
             None => {
-                if self.wants_peer(now, None) {
+                if self.wants_peer(now, Some(location)) {
                     self.connect(now, address, PeerOrigin::Announcement);
                 }
             }

@@ -359,6 +359,7 @@ fn hostile_announcements_change_nothing() {
         Message::AnnounceReply {
             id: RequestId(999),
             address: stranger,
+            location: Location(5),
         },
         &mut Mem::default(),
     );
