@@ -214,6 +214,8 @@ pub struct Sim<'p> {
     warm: (u32, u32),
     /// Links to close once the current node's outputs are drained.
     deferred: Vec<(u32, u32)>,
+    /// Debugging: a node whose opennet messages are printed (`VEIL_SIM_TRACE`).
+    trace: Option<u32>,
 }
 
 /// The simulated node key of node `i`: its index, then a marker.
@@ -324,6 +326,9 @@ impl<'p> Sim<'p> {
             load: vec![0; n],
             warm: (0, 0),
             deferred: Vec::new(),
+            trace: std::env::var("VEIL_SIM_TRACE")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -395,6 +400,52 @@ impl<'p> Sim<'p> {
             Action::Deliver { from, to, msg } => {
                 if !self.nodes[to as usize].alive {
                     return;
+                }
+                if let Some(t) = self.trace {
+                    if t == from || t == to {
+                        let me = self.graph.locations[t as usize];
+                        let rel = |x: u32| {
+                            let l = self.graph.locations[x as usize];
+                            let d = l.wrapping_sub(me) as i64 as f64
+                                / (u64::MAX / self.nodes.len() as u64) as f64;
+                            format!("{x}@{d:+.2}")
+                        };
+                        let detail = match &msg {
+                            Message::AnnounceReply { address, .. } => {
+                                format!(
+                                    " offer {}",
+                                    node_of(&address.key).map(rel).unwrap_or_default()
+                                )
+                            }
+                            Message::Announce { address, .. } => {
+                                format!(
+                                    " for {}",
+                                    node_of(&address.key).map(rel).unwrap_or_default()
+                                )
+                            }
+                            _ => String::new(),
+                        };
+                        if !matches!(
+                            msg,
+                            Message::Request { .. }
+                                | Message::Data { .. }
+                                | Message::Insert { .. }
+                                | Message::InsertReply { .. }
+                                | Message::RejectedLoop { .. }
+                                | Message::DataNotFound { .. }
+                                | Message::RouteNotFound { .. }
+                                | Message::FoldOffer { .. }
+                        ) {
+                            eprintln!(
+                                "trace {:.1}s {} -> {} {}{}",
+                                self.now as f64 / 1e9,
+                                rel(from),
+                                rel(to),
+                                msg.kind(),
+                                detail
+                            );
+                        }
+                    }
                 }
                 self.load[to as usize] += 1;
                 self.observe(from, &msg);

@@ -88,6 +88,7 @@ pub fn run(params: &Params) -> Result<Report, String> {
         let n = order.len();
         let mut succ = 0;
         let mut missing = std::collections::BTreeMap::new();
+        let mut by_decile = std::collections::BTreeMap::new();
         let degs_all: Vec<usize> = sim.all_degrees();
         for k in 0..n {
             let (a, b) = (order[k], order[(k + 1) % n]);
@@ -117,11 +118,14 @@ pub fn run(params: &Params) -> Result<Report, String> {
                         &ccw[..ccw.len().min(5)]
                     );
                 }
+                let decile = a * 10 / n;
+                *by_decile.entry(decile).or_insert(0usize) += 1;
                 let full = |x: usize| degs_all[x] >= params.degree;
                 *missing.entry((full(a), full(b))).or_insert(0) += 1;
             }
         }
         eprintln!("missing successor links by (a full, b full): {missing:?}");
+        eprintln!("missing successor links by join decile of a: {by_decile:?}");
         let degs = sim.live_degrees();
         let zero = degs.iter().filter(|&&d| d == 0).count();
         let low = degs.iter().filter(|&&d| d < 5).count();
