@@ -268,7 +268,12 @@ pub struct Overrides {
     /// A peer to keep connected, as <key>@<ip>:<port> (repeatable; adds to the config
     /// file's list)
     // A key's base64url text may begin with '-': never read it as a flag.
-    #[arg(long = "peer", value_name = "ADDRESS", allow_hyphen_values = true)]
+    #[arg(
+        long = "peer",
+        alias = "peers",
+        value_name = "ADDRESS",
+        allow_hyphen_values = true
+    )]
     pub peers: Vec<PeerAddress>,
     /// Ring location as a fraction in [0, 1) [default: derived from the node key]
     #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]
@@ -312,7 +317,12 @@ pub struct Overrides {
     pub link_renew_ms: Option<u64>,
     /// A seed node to announce through when short of peers, as <key>@<ip>:<port>
     /// (repeatable; adds to the config file's `seed_nodes`)
-    #[arg(long = "seed-node", value_name = "ADDRESS", allow_hyphen_values = true)]
+    #[arg(
+        long = "seed-node",
+        alias = "seed-nodes",
+        value_name = "ADDRESS",
+        allow_hyphen_values = true
+    )]
     pub seed_nodes: Vec<PeerAddress>,
     /// Announce while fewer routable peers than this (capped at max_peers) [default: 10]
     #[arg(long, value_name = "N")]
