@@ -639,6 +639,11 @@ impl NodeHandle {
         }
         let store = self.shared.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        // `address` and `api` mean "ready": a stopped node takes them back (a killed one
+        // cannot; scripts and the CLI then find nobody listening).
+        for name in [identity::ADDRESS_FILE, identity::API_FILE] {
+            let _ = std::fs::remove_file(self.shared.config.data_dir.join(name));
+        }
     }
 }
 

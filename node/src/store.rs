@@ -53,6 +53,9 @@ pub enum StoreError {
     /// Too many background writes are queued; this one was not kept.
     #[error("too many writes queued")]
     Busy,
+    /// Another process holds the store open.
+    #[error("another veild is already running on {0} (stop it, or use another --data-dir)")]
+    InUse(std::path::PathBuf),
 }
 
 fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -179,7 +182,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the database in `dir` with the given byte bounds.
     pub fn open(dir: &Path, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = Database::create(dir.join(STORE_FILE)).map_err(dberr)?;
+        let db = Database::create(dir.join(STORE_FILE)).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
+            e => dberr(e),
+        })?;
         let mut index = Index {
             store: Lru::new(store_bytes),
             cache: Lru::new(cache_bytes),

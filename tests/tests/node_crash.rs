@@ -25,7 +25,22 @@ async fn acknowledged_blocks_survive_sigkill() -> anyhow::Result<()> {
     for (k, b) in &blocks {
         assert_eq!(&node.api.get_block(k, Some(0)).await?, b);
     }
+    // A second veild on the same data directory says what is wrong and exits 1.
+    let second = std::process::Command::new(veil_tests::veild_path()?)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .output()?;
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another veild is already running"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The running node's ready files are untouched by the failed start...
+    assert!(dir.path().join("address").exists() && dir.path().join("api").exists());
     let status = node.terminate()?;
     assert!(status.success(), "veild exited with {status}");
+    // ...and a clean stop takes them back: their presence means ready.
+    assert!(!dir.path().join("address").exists());
+    assert!(!dir.path().join("api").exists());
     Ok(())
 }
