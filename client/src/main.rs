@@ -96,6 +96,8 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let code = match run(cli) {
@@ -285,9 +287,10 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
     match resolve(&client, &uri).await? {
         Resolved::Directory(entries) => {
             let Some(out) = output else {
+                let n = entries.len();
                 bail!(
-                    "this URI names a directory of {} files: restore it with -o DIR, or name one file as URI/path",
-                    entries.len()
+                    "this URI names a directory of {n} file{}: restore it with -o DIR, or name one file as URI/path",
+                    if n == 1 { "" } else { "s" }
                 );
             };
             let bar = files_bar("get");

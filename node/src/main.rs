@@ -66,6 +66,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Some(Command::Testnet {
@@ -205,10 +207,11 @@ fn print_testnet(net: &Testnet, dir: &std::path::Path) {
             net.nodes.len()
         );
     } else {
+        let links = net.edges.len();
         println!(
-            "Testnet up: {} nodes, {} links (seed {}), all on 127.0.0.1.",
+            "Testnet up: {} nodes, {links} link{} (seed {}), all on 127.0.0.1.",
             net.nodes.len(),
-            net.edges.len(),
+            if links == 1 { "" } else { "s" },
             net.options.seed
         );
     }
