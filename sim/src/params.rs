@@ -165,7 +165,11 @@ impl Params {
             return Err("--churn must be in [0, 1]".into());
         }
         if self.degree == 0 || self.degree >= self.nodes {
-            return Err("--degree must be between 1 and nodes - 1".into());
+            return Err(format!(
+                "--degree ({}) must be between 1 and --nodes - 1 ({}): pass a smaller --degree",
+                self.degree,
+                self.nodes - 1
+            ));
         }
         if self.max_htl == 0 {
             return Err("--max-htl must be at least 1".into());
