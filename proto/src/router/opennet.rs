@@ -164,6 +164,8 @@ const FOLD_TTL: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 64;
 /// How long a requested connection counts as pending.
 const PENDING_TTL: Duration = Duration::from_secs(30);
+/// Hops an announcement goes on past a local minimum of its walk.
+const POST_MINIMUM_HOPS: u8 = 3;
 /// Most newcomers remembered as expected to dial in.
 const MAX_EXPECTED: usize = 256;
 
@@ -786,6 +788,24 @@ impl Router {
                     location: l,
                 },
             ));
+        }
+        // Past the local minimum the walk goes on for a few hops through the
+        // neighbourhood (the closest peer other than the one it came from), so the
+        // newcomer also meets ring neighbours this node does not know; each node where
+        // it stops offers its own nearest peers.
+        let rest = next.min(POST_MINIMUM_HOPS);
+        if rest > 0 {
+            if let Some(peer) = self.peers.closest(target, &exclude, now) {
+                self.transmits.push_back((
+                    peer,
+                    Message::Announce {
+                        id,
+                        target,
+                        address,
+                        htl: Htl(rest),
+                    },
+                ));
+            }
         }
     }
 

@@ -463,3 +463,29 @@ fn stabilisation_finds_a_missed_ring_neighbour() {
         Some(PeerOrigin::Announcement)
     );
 }
+
+/// A walk that stops at a local minimum which does not know the newcomer's other
+/// neighbour goes on for a few hops through the neighbourhood and still meets it.
+#[test]
+fn an_announcement_goes_past_a_local_minimum() {
+    let s = STEP / 16;
+    // 0: seed far away; 1: A at 10s; 2: C at 9s; 3: B at 11.5s; 4: newcomer at 11s.
+    let locs = [100 * s, 10 * s, 9 * s, 11 * s + s / 2, 11 * s];
+    let mut net = open_net(&locs, 8);
+    net.open_link(0, 1, PeerOrigin::Friend);
+    net.open_link(1, 2, PeerOrigin::Friend);
+    net.open_link(2, 3, PeerOrigin::Friend);
+    let newcomer = 4;
+    assert!(net.open_link(newcomer, 0, PeerOrigin::Seed));
+    let due = net.nodes[newcomer]
+        .router
+        .poll_timeout()
+        .expect("announce due");
+    net.now = net.now.max(due);
+    net.nodes[newcomer].router.handle_timeout(net.now);
+    net.flush(newcomer);
+    net.drive_open();
+    // A is where greedy routing stops; B, which A does not know, is found past it.
+    let peers = net.peers_of(newcomer);
+    assert!(peers.contains(&1) && peers.contains(&3), "{peers:?}");
+}
