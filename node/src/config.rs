@@ -379,21 +379,22 @@ impl Overrides {
             min_peers,
             opennet
         );
-        for p in &self.seed_nodes {
-            if !c.seed_nodes.contains(p) {
-                c.seed_nodes.push(*p);
-            }
-        }
+        add_new(&mut c.seed_nodes, &self.seed_nodes);
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
         }
         if self.location.is_some() {
             c.location = self.location;
         }
-        for p in &self.peers {
-            if !c.peers.contains(p) {
-                c.peers.push(*p);
-            }
+        add_new(&mut c.peers, &self.peers);
+    }
+}
+
+/// Appends the addresses of `more` that `list` lacks (flags add to the file's lists).
+fn add_new(list: &mut Vec<PeerAddress>, more: &[PeerAddress]) {
+    for p in more {
+        if !list.contains(p) {
+            list.push(*p);
         }
     }
 }

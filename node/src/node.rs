@@ -595,9 +595,7 @@ impl NodeHandle {
     fn keep_for_later(&self, key: RoutingKey) -> Result<InsertOutcome, RequestError> {
         let mut pending = self.shared.pending.lock().expect("pending lock");
         if pending.insert(key) {
-            let text: String = pending.iter().map(|k| format!("{k}\n")).collect();
-            let path = self.shared.config.data_dir.join(PENDING_FILE);
-            identity::write_atomic(&path, text.as_bytes(), 0o600)
+            save_pending(&self.shared.config.data_dir, &pending)
                 .map_err(|e| RequestError::Store(StoreError::Db(e.to_string())))?;
         }
         self.shared.pending_changed.notify_one();
@@ -645,6 +643,15 @@ impl NodeHandle {
             let _ = std::fs::remove_file(self.shared.config.data_dir.join(name));
         }
     }
+}
+
+/// Writes `pending_inserts`: one routing key a line.
+fn save_pending(
+    dir: &std::path::Path,
+    pending: &std::collections::BTreeSet<RoutingKey>,
+) -> std::io::Result<()> {
+    let text: String = pending.iter().map(|k| format!("{k}\n")).collect();
+    identity::write_atomic(&dir.join(PENDING_FILE), text.as_bytes(), 0o600)
 }
 
 /// The routing keys in `pending_inserts`; bad lines are skipped.
@@ -700,15 +707,14 @@ async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>)
                 done.push(key);
             }
         }
-        let text = {
+        let saved = {
             let mut pending = node.shared.pending.lock().expect("pending lock");
             for k in &done {
                 pending.remove(k);
             }
-            pending.iter().map(|k| format!("{k}\n")).collect::<String>()
+            save_pending(&node.shared.config.data_dir, &pending)
         };
-        let path = node.shared.config.data_dir.join(PENDING_FILE);
-        if let Err(e) = identity::write_atomic(&path, text.as_bytes(), 0o600) {
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "cannot update the pending inserts");
         }
         if !done.is_empty() {

@@ -401,51 +401,8 @@ impl<'p> Sim<'p> {
                 if !self.nodes[to as usize].alive {
                     return;
                 }
-                if let Some(t) = self.trace {
-                    if t == from || t == to {
-                        let me = self.graph.locations[t as usize];
-                        let rel = |x: u32| {
-                            let l = self.graph.locations[x as usize];
-                            let d = l.wrapping_sub(me) as i64 as f64
-                                / (u64::MAX / self.nodes.len() as u64) as f64;
-                            format!("{x}@{d:+.2}")
-                        };
-                        let detail = match &msg {
-                            Message::AnnounceReply { address, .. } => {
-                                format!(
-                                    " offer {}",
-                                    node_of(&address.key).map(rel).unwrap_or_default()
-                                )
-                            }
-                            Message::Announce { address, .. } => {
-                                format!(
-                                    " for {}",
-                                    node_of(&address.key).map(rel).unwrap_or_default()
-                                )
-                            }
-                            _ => String::new(),
-                        };
-                        if !matches!(
-                            msg,
-                            Message::Request { .. }
-                                | Message::Data { .. }
-                                | Message::Insert { .. }
-                                | Message::InsertReply { .. }
-                                | Message::RejectedLoop { .. }
-                                | Message::DataNotFound { .. }
-                                | Message::RouteNotFound { .. }
-                                | Message::FoldOffer { .. }
-                        ) {
-                            eprintln!(
-                                "trace {:.1}s {} -> {} {}{}",
-                                self.now as f64 / 1e9,
-                                rel(from),
-                                rel(to),
-                                msg.kind(),
-                                detail
-                            );
-                        }
-                    }
+                if self.trace.is_some_and(|t| t == from || t == to) {
+                    self.trace_message(from, to, &msg);
                 }
                 self.load[to as usize] += 1;
                 self.observe(from, &msg);
@@ -548,6 +505,44 @@ impl<'p> Sim<'p> {
             Action::Link { from, to, origin } => self.try_link(from, to, origin),
             Action::Check { node } => self.check(node),
         }
+    }
+
+    /// Debugging (`VEIL_SIM_TRACE=<node>`): prints an opennet message to or from the
+    /// traced node, positions relative to it in units of the mean spacing.
+    fn trace_message(&self, from: u32, to: u32, msg: &Message) {
+        let Some(t) = self.trace else {
+            return;
+        };
+        if !matches!(
+            msg,
+            Message::Announce { .. } | Message::AnnounceReply { .. } | Message::Hello(_)
+        ) {
+            return;
+        }
+        let me = self.graph.locations[t as usize];
+        let spacing = (u64::MAX / self.nodes.len() as u64) as f64;
+        let rel = |x: u32| {
+            let l = self.graph.locations[x as usize];
+            let d = l.wrapping_sub(me) as i64 as f64 / spacing;
+            format!("{x}@{d:+.2}")
+        };
+        let about = match msg {
+            Message::AnnounceReply { address, .. } => {
+                node_of(&address.key).map(|n| format!(" offer {}", rel(n)))
+            }
+            Message::Announce { address, .. } => {
+                node_of(&address.key).map(|n| format!(" for {}", rel(n)))
+            }
+            _ => None,
+        };
+        eprintln!(
+            "trace {:.1}s {} -> {} {}{}",
+            self.now as f64 / 1e9,
+            rel(from),
+            rel(to),
+            msg.kind(),
+            about.unwrap_or_default()
+        );
     }
 
     fn check(&mut self, node: u32) {

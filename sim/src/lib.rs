@@ -82,73 +82,7 @@ pub fn run(params: &Params) -> Result<Report, String> {
         wall: (loop_secs, wall.elapsed().as_secs_f64()),
     };
     if std::env::var_os("VEIL_SIM_DEBUG").is_some() {
-        let g = sim.graph();
-        let mut order: Vec<usize> = (0..g.locations.len()).collect();
-        order.sort_by_key(|&i| g.locations[i]);
-        let n = order.len();
-        let mut succ = 0;
-        let mut missing = std::collections::BTreeMap::new();
-        let mut by_decile = std::collections::BTreeMap::new();
-        let degs_all: Vec<usize> = sim.all_degrees();
-        for k in 0..n {
-            let (a, b) = (order[k], order[(k + 1) % n]);
-            if g.links[a].contains(&(b as u32)) {
-                succ += 1;
-            } else {
-                if missing.values().sum::<usize>() < 6 {
-                    let spacing = (u64::MAX / n as u64) as f64;
-                    let la = g.locations[a];
-                    let lb = g.locations[b];
-                    let mut cw: Vec<f64> = g.links[a]
-                        .iter()
-                        .map(|&j| g.locations[j as usize].wrapping_sub(la) as f64 / spacing)
-                        .filter(|d| *d < n as f64 / 2.0)
-                        .collect();
-                    cw.sort_by(|x, y| x.partial_cmp(y).unwrap());
-                    let mut ccw: Vec<f64> = g.links[b]
-                        .iter()
-                        .map(|&j| lb.wrapping_sub(g.locations[j as usize]) as f64 / spacing)
-                        .filter(|d| *d < n as f64 / 2.0)
-                        .collect();
-                    ccw.sort_by(|x, y| x.partial_cmp(y).unwrap());
-                    eprintln!(
-                        "missing {a}->{b}: gap {:.2}; a's clockwise peers {:?}; b's counter-clockwise peers {:?}",
-                        lb.wrapping_sub(la) as f64 / spacing,
-                        &cw[..cw.len().min(5)],
-                        &ccw[..ccw.len().min(5)]
-                    );
-                }
-                let decile = a * 10 / n;
-                *by_decile.entry(decile).or_insert(0usize) += 1;
-                let full = |x: usize| degs_all[x] >= params.degree;
-                *missing.entry((full(a), full(b))).or_insert(0) += 1;
-            }
-        }
-        eprintln!("missing successor links by (a full, b full): {missing:?}");
-        eprintln!("missing successor links by join decile of a: {by_decile:?}");
-        let degs = sim.live_degrees();
-        let zero = degs.iter().filter(|&&d| d == 0).count();
-        let low = degs.iter().filter(|&&d| d < 5).count();
-        let mut hist = [0usize; 41];
-        for &d in &degs {
-            hist[d.min(40)] += 1;
-        }
-        eprintln!("degree histogram: {hist:?}");
-        eprintln!("ring successor linked: {succ}/{n}; degree 0: {zero}, <5: {low}");
-        let mut total = veil_proto::router::OpennetStats::default();
-        for r in sim.routers() {
-            let o = &r.stats().opennet;
-            total.announces_started += o.announces_started;
-            total.announces_received += o.announces_received;
-            total.announce_offers += o.announce_offers;
-            total.fold_offers += o.fold_offers;
-            total.folds_taken += o.folds_taken;
-            total.connects += o.connects;
-            total.peers_dropped += o.peers_dropped;
-            total.links_refused += o.links_refused;
-            total.links_transient += o.links_transient;
-        }
-        eprintln!("{total:?}");
+        ring_report(&sim, params);
     }
     let mut summary = metrics::summarize(&data, sim.routers());
     if params.topology == topology::Topology::Opennet {
@@ -167,4 +101,77 @@ pub fn run(params: &Params) -> Result<Report, String> {
         summary,
         records: std::mem::take(&mut sim.records),
     })
+}
+
+/// Debugging (`VEIL_SIM_DEBUG=1`): on stderr, how many nodes are linked to their ring
+/// successor (the missing ones by join order and by whether their ends are full), the
+/// degree histogram and the opennet counters.
+fn ring_report(sim: &engine::Sim, params: &Params) {
+    let g = sim.graph();
+    let mut order: Vec<usize> = (0..g.locations.len()).collect();
+    order.sort_by_key(|&i| g.locations[i]);
+    let n = order.len();
+    let mut succ = 0;
+    let mut missing = std::collections::BTreeMap::new();
+    let mut by_decile = std::collections::BTreeMap::new();
+    let degs_all: Vec<usize> = sim.all_degrees();
+    for k in 0..n {
+        let (a, b) = (order[k], order[(k + 1) % n]);
+        if g.links[a].contains(&(b as u32)) {
+            succ += 1;
+        } else {
+            if missing.values().sum::<usize>() < 6 {
+                let spacing = (u64::MAX / n as u64) as f64;
+                let la = g.locations[a];
+                let lb = g.locations[b];
+                let mut cw: Vec<f64> = g.links[a]
+                    .iter()
+                    .map(|&j| g.locations[j as usize].wrapping_sub(la) as f64 / spacing)
+                    .filter(|d| *d < n as f64 / 2.0)
+                    .collect();
+                cw.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                let mut ccw: Vec<f64> = g.links[b]
+                    .iter()
+                    .map(|&j| lb.wrapping_sub(g.locations[j as usize]) as f64 / spacing)
+                    .filter(|d| *d < n as f64 / 2.0)
+                    .collect();
+                ccw.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                eprintln!(
+                    "missing {a}->{b}: gap {:.2}; a's clockwise peers {:?}; b's counter-clockwise peers {:?}",
+                    lb.wrapping_sub(la) as f64 / spacing,
+                    &cw[..cw.len().min(5)],
+                    &ccw[..ccw.len().min(5)]
+                );
+            }
+            let decile = a * 10 / n;
+            *by_decile.entry(decile).or_insert(0usize) += 1;
+            let full = |x: usize| degs_all[x] >= params.degree;
+            *missing.entry((full(a), full(b))).or_insert(0) += 1;
+        }
+    }
+    eprintln!("missing successor links by (a full, b full): {missing:?}");
+    eprintln!("missing successor links by join decile of a: {by_decile:?}");
+    let degs = sim.live_degrees();
+    let zero = degs.iter().filter(|&&d| d == 0).count();
+    let low = degs.iter().filter(|&&d| d < 5).count();
+    let mut hist = [0usize; 41];
+    for &d in &degs {
+        hist[d.min(40)] += 1;
+    }
+    eprintln!("degree histogram: {hist:?}");
+    eprintln!("ring successor linked: {succ}/{n}; degree 0: {zero}, <5: {low}");
+    let mut total = veil_proto::router::OpennetStats::default();
+    for r in sim.routers() {
+        let o = &r.stats().opennet;
+        total.announces_started += o.announces_started;
+        total.announces_received += o.announces_received;
+        total.announce_offers += o.announce_offers;
+        total.fold_offers += o.fold_offers;
+        total.folds_taken += o.folds_taken;
+        total.connects += o.connects;
+        total.peers_dropped += o.peers_dropped;
+        total.links_refused += o.links_refused;
+        total.links_transient += o.links_transient;
+    }
+    eprintln!("{total:?}");
 }

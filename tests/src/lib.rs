@@ -328,6 +328,21 @@ pub fn veild_path() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// Runs `veil --data-dir DIR args...`; stdout on success, stderr on failure.
+pub fn veil(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(veil_path().expect("veil binary"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run veil");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
 /// The `veil` client binary, brought up to date like [`veild_path`].
 pub fn veil_path() -> anyhow::Result<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();

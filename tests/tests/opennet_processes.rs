@@ -5,29 +5,12 @@
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use veil_tests::{veil_path, Api, DataDir, VeildProcess};
+use veil_tests::{veil, Api, DataDir, VeildProcess};
 
 const N: usize = 30;
 const PAIRS: usize = 30;
 const JOIN: Duration = Duration::from_secs(60);
-
-/// Runs `veil --data-dir DIR args...`; stdout on success, stderr on failure.
-fn veil(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(veil_path().expect("veil binary"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run veil");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
-}
 
 async fn routable_peers(api: &Api) -> usize {
     let v = api.status().await.expect("status");

@@ -8,10 +8,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use veil_proto::topology;
-use veil_tests::{veil_path, Api, DataDir, VeildProcess, WAIT};
+use veil_tests::{veil, Api, DataDir, VeildProcess, WAIT};
 
 const N: usize = 25;
 const SEED: u64 = 52;
@@ -25,21 +24,6 @@ fn write_document(dir: &Path, i: usize) -> PathBuf {
     let path = dir.join(format!("doc-{i}.bin"));
     std::fs::write(&path, data).expect("write document");
     path
-}
-
-/// Runs `veil --data-dir DIR args...`; stdout on success, stderr on failure.
-fn veil(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(veil_path().expect("veil binary"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run veil");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
 }
 
 async fn status_field(api: &Api, path: &[&str]) -> u64 {

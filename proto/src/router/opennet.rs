@@ -619,12 +619,12 @@ impl Router {
             .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
             .map(|p| p.id)
             .collect();
-        let closest = if candidates.is_empty() {
+        let random = if candidates.is_empty() {
             None
         } else {
             Some(candidates[self.rng.gen_range(0..candidates.len())])
         };
-        match closest {
+        match random {
             Some(p) if self.opennet.announce_streak > 1 => first.push(p),
             _ => first.extend(
                 self.peers
@@ -635,7 +635,7 @@ impl Router {
             ),
         }
         if first.is_empty() {
-            first.extend(closest);
+            first.extend(random);
         }
         self.stats.opennet.announces_started += 1;
         self.send_announce(now, first);
@@ -662,15 +662,7 @@ impl Router {
         );
         let htl = self.config.max_htl;
         for peer in first {
-            self.transmits.push_back((
-                peer,
-                Message::Announce {
-                    id,
-                    target,
-                    address,
-                    htl,
-                },
-            ));
+            self.send_walk(peer, id, target, address, htl);
         }
     }
 
@@ -716,14 +708,7 @@ impl Router {
                         .insert(address.key, later(now, PENDING_TTL));
                 }
                 self.stats.opennet.announce_offers += 1;
-                self.transmits.push_back((
-                    from,
-                    Message::AnnounceReply {
-                        id,
-                        address: own,
-                        location: self.location,
-                    },
-                ));
+                self.send_reply(from, id, own, self.location);
             }
         }
         let mut exclude = vec![from];
@@ -738,15 +723,7 @@ impl Router {
                     .is_some_and(|p| p.location.distance(target) < own)
             });
             if let Some(peer) = closer {
-                self.transmits.push_back((
-                    peer,
-                    Message::Announce {
-                        id,
-                        target,
-                        address,
-                        htl: Htl(next),
-                    },
-                ));
+                self.send_walk(peer, id, target, address, Htl(next));
                 return;
             }
         }
@@ -780,14 +757,7 @@ impl Router {
         }
         for (a, l) in picked.into_iter().take(self.config.opennet.near_offers) {
             self.stats.opennet.announce_offers += 1;
-            self.transmits.push_back((
-                from,
-                Message::AnnounceReply {
-                    id,
-                    address: a,
-                    location: l,
-                },
-            ));
+            self.send_reply(from, id, a, l);
         }
         // Past the local minimum the walk goes on for a few hops through the
         // neighbourhood (the closest peer other than the one it came from), so the
@@ -796,17 +766,37 @@ impl Router {
         let rest = next.min(POST_MINIMUM_HOPS);
         if rest > 0 {
             if let Some(peer) = self.peers.closest(target, &exclude, now) {
-                self.transmits.push_back((
-                    peer,
-                    Message::Announce {
-                        id,
-                        target,
-                        address,
-                        htl: Htl(rest),
-                    },
-                ));
+                self.send_walk(peer, id, target, address, Htl(rest));
             }
         }
+    }
+
+    /// Sends an announcement on its walk.
+    fn send_walk(
+        &mut self,
+        to: PeerId,
+        id: RequestId,
+        target: Location,
+        address: PeerAddress,
+        htl: Htl,
+    ) {
+        let msg = Message::Announce {
+            id,
+            target,
+            address,
+            htl,
+        };
+        self.transmits.push_back((to, msg));
+    }
+
+    /// Sends (or passes back) one offer for announcement `id`.
+    fn send_reply(&mut self, to: PeerId, id: RequestId, address: PeerAddress, location: Location) {
+        let msg = Message::AnnounceReply {
+            id,
+            address,
+            location,
+        };
+        self.transmits.push_back((to, msg));
     }
 
     pub(super) fn on_announce_reply(
@@ -825,14 +815,7 @@ impl Router {
         }
         relay.replies += 1;
         match relay.source {
-            Some(src) => self.transmits.push_back((
-                src,
-                Message::AnnounceReply {
-                    id,
-                    address,
-                    location,
-                },
-            )),
+            Some(src) => self.send_reply(src, id, address, location),
             None => {
                 if self.wants_peer(now, Some(location)) {
                     self.connect(now, address, PeerOrigin::Announcement);

@@ -156,6 +156,21 @@ impl Net {
         }
     }
 
+    /// Delivers the next message in flight, if any; false when none is.
+    fn deliver_next(&mut self) -> bool {
+        let Some(Reverse((t, seq, from, to))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(t);
+        let msg = self.in_flight.remove(&seq).unwrap();
+        let node = &mut self.nodes[to];
+        node.received.push((PeerId(from as u64), msg.clone()));
+        node.router
+            .handle_message(self.now, PeerId(from as u64), msg, &mut node.store);
+        self.flush(to);
+        true
+    }
+
     /// Runs one step: the next delivery or timeout. False when idle.
     fn step(&mut self) -> bool {
         let timer = (0..self.nodes.len())
@@ -163,15 +178,8 @@ impl Net {
             .min();
         let msg = self.queue.peek().map(|Reverse(e)| *e);
         match (msg, timer) {
-            (Some((t, seq, from, to)), timer) if timer.is_none_or(|(tt, _)| t <= tt) => {
-                self.queue.pop();
-                self.now = self.now.max(t);
-                let msg = self.in_flight.remove(&seq).unwrap();
-                let node = &mut self.nodes[to];
-                node.received.push((PeerId(from as u64), msg.clone()));
-                node.router
-                    .handle_message(self.now, PeerId(from as u64), msg, &mut node.store);
-                self.flush(to);
+            (Some((t, _, _, _)), timer) if timer.is_none_or(|(tt, _)| t <= tt) => {
+                self.deliver_next();
             }
             (_, Some((t, i))) => {
                 self.now = self.now.max(t);

@@ -119,18 +119,22 @@ impl Net {
     /// Delivers messages until none are in flight (timers that are far off wait).
     fn drive_until_quiet(&mut self) {
         for _ in 0..100_000 {
-            let Some(Reverse((t, seq, from, to))) = self.queue.pop() else {
+            if !self.deliver_next() {
                 return;
-            };
-            self.now = self.now.max(t);
-            let msg = self.in_flight.remove(&seq).unwrap();
-            let node = &mut self.nodes[to];
-            node.received.push((PeerId(from as u64), msg.clone()));
-            node.router
-                .handle_message(self.now, PeerId(from as u64), msg, &mut node.store);
-            self.flush(to);
+            }
         }
         panic!("network did not go quiet");
+    }
+
+    /// Moves the clock to node `n`'s next timer and fires it (an announcement or a
+    /// stabilisation round), then links what comes of it; returns when that was.
+    fn fire_timer_and_link(&mut self, n: usize) -> Instant {
+        let due = self.nodes[n].router.poll_timeout().expect("a timer is due");
+        self.now = self.now.max(due);
+        self.nodes[n].router.handle_timeout(self.now);
+        self.flush(n);
+        self.drive_open();
+        due
     }
 
     fn peers_of(&self, n: usize) -> Vec<usize> {
@@ -448,15 +452,9 @@ fn stabilisation_finds_a_missed_ring_neighbour() {
     net.open_link(1, 3, PeerOrigin::Announcement);
     net.drive_open();
     assert!(!net.peers_of(0).contains(&1));
-    let due = net.nodes[0]
-        .router
-        .poll_timeout()
-        .expect("stabilisation is scheduled");
-    assert!(due <= net.now + net.nodes[0].router.config().opennet.stabilize_interval);
-    net.now = due;
-    net.nodes[0].router.handle_timeout(net.now);
-    net.flush(0);
-    net.drive_open();
+    let before = net.now;
+    let due = net.fire_timer_and_link(0);
+    assert!(due <= before + net.nodes[0].router.config().opennet.stabilize_interval);
     assert!(net.peers_of(0).contains(&1), "{:?}", net.peers_of(0));
     assert_eq!(
         net.nodes[0].router.peer_origin(PeerId(1)),
@@ -477,14 +475,7 @@ fn an_announcement_goes_past_a_local_minimum() {
     net.open_link(2, 3, PeerOrigin::Friend);
     let newcomer = 4;
     assert!(net.open_link(newcomer, 0, PeerOrigin::Seed));
-    let due = net.nodes[newcomer]
-        .router
-        .poll_timeout()
-        .expect("announce due");
-    net.now = net.now.max(due);
-    net.nodes[newcomer].router.handle_timeout(net.now);
-    net.flush(newcomer);
-    net.drive_open();
+    net.fire_timer_and_link(newcomer);
     // A is where greedy routing stops; B, which A does not know, is found past it.
     let peers = net.peers_of(newcomer);
     assert!(peers.contains(&1) && peers.contains(&3), "{peers:?}");
