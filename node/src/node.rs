@@ -529,7 +529,11 @@ impl NodeHandle {
     /// Fetches a block from the local store or cache, else from the network with `htl`
     /// (default and cap: the maximum). The block is verified.
     pub async fn fetch(&self, key: RoutingKey, htl: Option<Htl>) -> Result<Block, RequestError> {
-        let fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+        let mut fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+        if matches!(fetched, Err(RequestFailure::RouteNotFound)) {
+            // As for inserts: the links may have changed under the route; one more try.
+            fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+        }
         Ok(fetched?.block)
     }
 
@@ -577,10 +581,22 @@ impl NodeHandle {
         if alone() {
             return self.keep_for_later(key);
         }
-        match self
-            .ask(|reply| Command::Insert { block, htl, reply })
-            .await?
-        {
+        let mut result = self
+            .ask(|reply| Command::Insert {
+                block: block.clone(),
+                htl,
+                reply,
+            })
+            .await?;
+        if matches!(result, Err(InsertFailure::RouteNotFound)) && !alone() {
+            // Every peer tried went away or refused as a loop: on an opennet the links
+            // change under a route (replacements, seeds let go), so try once more on
+            // the links there are now.
+            result = self
+                .ask(|reply| Command::Insert { block, htl, reply })
+                .await?;
+        }
+        match result {
             Ok(report) => Ok(InsertOutcome {
                 routed: true,
                 route_exhausted: report.route_exhausted,
