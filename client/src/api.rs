@@ -11,7 +11,7 @@
 //! errors. The node is found through its data directory (files `api` and `token`, which
 //! `veild` writes once it is ready) or an explicit URL and token.
 
-use crate::source::{BlockSink, BlockSource, FetchError, InsertError};
+use crate::source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -238,11 +238,29 @@ impl ApiClient {
         }
     }
 
-    /// Inserts a block.
+    /// Inserts a data block.
     pub async fn put_block(&self, key: &RoutingKey, block: &Block) -> Result<(), ApiError> {
+        self.put_block_as(key, block, BlockRole::Data).await
+    }
+
+    /// Inserts a block of `role` (index blocks are stored on more nodes).
+    pub async fn put_block_as(
+        &self,
+        key: &RoutingKey,
+        block: &Block,
+        role: BlockRole,
+    ) -> Result<(), ApiError> {
         let mut url = self.block_url(key);
+        let mut query = Vec::new();
         if let Some(htl) = self.htl {
-            url.push_str(&format!("?htl={htl}"));
+            query.push(format!("htl={htl}"));
+        }
+        if role != BlockRole::Data {
+            query.push(format!("role={}", role.as_str()));
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
         }
         let req = self.http.put(url).body(block.bytes().clone());
         let resp = self.send(req).await?;
@@ -321,6 +339,15 @@ impl BlockSource for ApiClient {
 impl BlockSink for ApiClient {
     async fn insert(&self, key: RoutingKey, block: Block) -> Result<(), InsertError> {
         Ok(self.put_block(&key, &block).await?)
+    }
+
+    async fn insert_as(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        role: BlockRole,
+    ) -> Result<(), InsertError> {
+        Ok(self.put_block_as(&key, &block, role).await?)
     }
 }
 

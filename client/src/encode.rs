@@ -11,7 +11,7 @@ use crate::format::{
     Body, ChildRef, Compression, DocKind, IndexBlock, Metadata, TopBlock, TreeParams,
     FORMAT_VERSION, MAX_MIME_LEN, MAX_NAME_LEN,
 };
-use crate::source::{BlockSink, InsertError};
+use crate::source::{BlockRole, BlockSink, InsertError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 use veil_proto::{block, Uri, MAX_PAYLOAD};
@@ -119,15 +119,20 @@ struct Inserter<K: BlockSink> {
 }
 
 impl<K: BlockSink> Inserter<K> {
-    /// Encodes `payload` into a block, starts its insert and returns its keys.
+    /// Encodes `payload` into a data block, starts its insert and returns its keys.
     async fn put(&mut self, payload: &[u8]) -> Result<ChildRef, EncodeError> {
+        self.put_as(payload, BlockRole::Data).await
+    }
+
+    /// The same for a block of `role`.
+    async fn put_as(&mut self, payload: &[u8], role: BlockRole) -> Result<ChildRef, EncodeError> {
         let (blk, keys) = block::encode(payload).expect("callers pass at most one payload");
         while self.tasks.len() >= self.limit {
             self.join_one().await?;
         }
         let sink = self.sink.clone();
         self.tasks
-            .spawn(async move { sink.insert(keys.routing, blk).await });
+            .spawn(async move { sink.insert_as(keys.routing, blk, role).await });
         self.count += 1;
         Ok(keys.into())
     }
@@ -180,7 +185,7 @@ impl Levels {
         let mut refs = Vec::with_capacity(self.copies());
         for copy in 0..self.params.copies {
             index.copy = copy;
-            refs.push(ins.put(&index.to_payload()).await?);
+            refs.push(ins.put_as(&index.to_payload(), BlockRole::Index).await?);
         }
         Ok(refs)
     }
@@ -387,7 +392,7 @@ where
             .to_payload()
         }
     };
-    let top_keys = ins.put(&top).await?;
+    let top_keys = ins.put_as(&top, BlockRole::Index).await?;
     let blocks = ins.finish().await?;
     let mut uri = Uri::new(top_keys.into());
     uri.name = opts.name.clone();

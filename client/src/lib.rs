@@ -29,7 +29,7 @@ pub use api::{ApiClient, ApiError, LocateError};
 pub use decode::{body_stream, fetch_top, write_body, DecodeError, Position};
 pub use dir::{put_dir, resolve, restore, Resolved};
 pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
-pub use source::{BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
+pub use source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
 
 #[cfg(test)]
 mod roundtrip_tests;

@@ -70,6 +70,27 @@ pub trait BlockSource: Clone + Send + Sync + 'static {
     fn fetch(&self, key: RoutingKey) -> impl Future<Output = Result<Block, FetchError>> + Send;
 }
 
+/// What a block is to its document, so a node can give it the protection it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BlockRole {
+    /// A data or check block: one of many, with Reed–Solomon redundancy beside it.
+    #[default]
+    Data,
+    /// A top or index block: every reader of the document needs it, so nodes store it
+    /// on more replicas (the node's `index_replicas`).
+    Index,
+}
+
+impl BlockRole {
+    /// The API's name for it (`?role=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockRole::Data => "data",
+            BlockRole::Index => "index",
+        }
+    }
+}
+
 /// Stores blocks.
 pub trait BlockSink: Clone + Send + Sync + 'static {
     /// Inserts `block`, whose routing key is `key` (the caller computed it while encoding).
@@ -78,6 +99,18 @@ pub trait BlockSink: Clone + Send + Sync + 'static {
         key: RoutingKey,
         block: Block,
     ) -> impl Future<Output = Result<(), InsertError>> + Send;
+
+    /// Inserts `block` as a block of `role`. Sinks that can protect some blocks more
+    /// (a node) override it; the default ignores the role.
+    fn insert_as(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        role: BlockRole,
+    ) -> impl Future<Output = Result<(), InsertError>> + Send {
+        let _ = role;
+        self.insert(key, block)
+    }
 }
 
 /// An in-memory block store: a [`BlockSource`] and [`BlockSink`] for tests and tools.

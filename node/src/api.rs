@@ -74,6 +74,17 @@ struct HtlQuery {
     htl: Option<u8>,
 }
 
+/// `PUT /api/v1/blocks/{key}?htl=&role=&replicas=`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutQuery {
+    htl: Option<u8>,
+    /// `data` (default) or `index`: top and index blocks get `index_replicas`.
+    role: Option<String>,
+    /// Nodes to store it on, overriding the role's default (1 to 16).
+    replicas: Option<u8>,
+}
+
 /// The whole HTTP app: API, metrics and status page.
 pub(crate) fn app(node: NodeHandle) -> Router {
     let api = Router::new()
@@ -202,11 +213,14 @@ async fn get_block(
 async fn put_block(
     State(node): State<NodeHandle>,
     Path(key): Path<String>,
-    q: Result<Query<HtlQuery>, QueryRejection>,
+    q: Result<Query<PutQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = parse_key(&key)?;
-    let htl = parse_htl(q)?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let htl = q.htl.map(Htl);
+    let replicas = put_replicas(&node, &q)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -220,7 +234,7 @@ async fn put_block(
     })?;
     let block = Block::new(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_block", e.to_string()))?;
-    let outcome = node.insert(key, block, htl).await?;
+    let outcome = node.insert(key, block, htl, replicas).await?;
     Ok(Json(serde_json::json!({
         "routing_key": key.to_string(),
         "routed": outcome.routed,
@@ -228,6 +242,23 @@ async fn put_block(
         "local_only": outcome.local_only,
     }))
     .into_response())
+}
+
+/// The replicas a `PUT` asks for: explicit, else by role (`None`: the node's default).
+fn put_replicas(node: &NodeHandle, q: &PutQuery) -> Result<Option<u8>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
+    let most = veil_proto::message::MAX_REPLICAS;
+    if let Some(r) = q.replicas {
+        if !(1..=most).contains(&r) {
+            return Err(bad(format!("replicas must be between 1 and {most}")));
+        }
+        return Ok(Some(r));
+    }
+    match q.role.as_deref() {
+        None | Some("data") => Ok(None),
+        Some("index") => Ok(Some(node.config().index_replicas)),
+        Some(other) => Err(bad(format!("role must be data or index, not {other:?}"))),
+    }
 }
 
 async fn status(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
@@ -266,10 +297,23 @@ impl veil_client::BlockSink for NodeHandle {
         key: RoutingKey,
         block: Block,
     ) -> impl std::future::Future<Output = Result<(), veil_client::InsertError>> + Send {
+        self.insert_as(key, block, veil_client::BlockRole::Data)
+    }
+
+    fn insert_as(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        role: veil_client::BlockRole,
+    ) -> impl std::future::Future<Output = Result<(), veil_client::InsertError>> + Send {
         use veil_client::InsertError;
         let node = self.clone();
+        let replicas = match role {
+            veil_client::BlockRole::Data => None,
+            veil_client::BlockRole::Index => Some(node.config().index_replicas),
+        };
         async move {
-            NodeHandle::insert(&node, key, block, None)
+            NodeHandle::insert(&node, key, block, None, replicas)
                 .await
                 .map(|_| ())
                 .map_err(|e| match e {

@@ -49,6 +49,8 @@ pub(crate) enum Command {
     Insert {
         block: Block,
         htl: Option<Htl>,
+        /// Nodes to store it on (default: the node's `replicas`).
+        replicas: Option<u8>,
         reply: oneshot::Sender<Result<InsertReport, InsertFailure>>,
     },
     /// A copy of the router's counters.
@@ -346,8 +348,13 @@ impl Driver {
                     .start_request(now, key, htl, &mut StoreView(&self.store));
                 self.fetches.insert(id, reply);
             }
-            Command::Insert { block, htl, reply } => {
-                let id = self.router.start_insert(now, block, htl);
+            Command::Insert {
+                block,
+                htl,
+                replicas,
+                reply,
+            } => {
+                let id = self.router.start_insert(now, block, htl, replicas);
                 self.inserts.insert(id, reply);
             }
             Command::Stats { reply } => {

@@ -219,7 +219,8 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Option<JoinSet<()>>>,
     factory: LinkFactory,
-    pending: Mutex<std::collections::BTreeSet<RoutingKey>>,
+    /// Blocks kept while alone, to insert once there are peers, with their replicas.
+    pending: Mutex<std::collections::BTreeMap<RoutingKey, Option<u8>>>,
     pending_changed: tokio::sync::Notify,
 }
 
@@ -286,6 +287,7 @@ impl Node {
             RouterConfig {
                 max_htl: Htl(config.max_htl),
                 hop_timeout: config.hop_timeout(),
+                replicas: config.replicas,
                 rng_seed: rand::random(),
                 opennet: OpennetConfig {
                     enabled: config.opennet,
@@ -553,13 +555,15 @@ impl NodeHandle {
     }
 
     /// Verifies `block` against `key`, stores it durably in the long-term store, then
-    /// routes it as an insert with `htl` (default: the maximum; 0: store only). Returns
-    /// when the insert has finished.
+    /// routes it as an insert with `htl` (default: the maximum; 0: store only), to be
+    /// stored on `replicas` nodes near the key (default: the config's `replicas`).
+    /// Returns when the insert has finished.
     pub async fn insert(
         &self,
         key: RoutingKey,
         block: Block,
         htl: Option<Htl>,
+        replicas: Option<u8>,
     ) -> Result<InsertOutcome, RequestError> {
         // The store verifies the block before it takes it.
         self.shared
@@ -579,12 +583,13 @@ impl NodeHandle {
         }
         let alone = || !self.peers().iter().any(|p| p.routable);
         if alone() {
-            return self.keep_for_later(key);
+            return self.keep_for_later(key, replicas);
         }
         let mut result = self
             .ask(|reply| Command::Insert {
                 block: block.clone(),
                 htl,
+                replicas,
                 reply,
             })
             .await?;
@@ -593,7 +598,12 @@ impl NodeHandle {
             // change under a route (replacements, seeds let go), so try once more on
             // the links there are now.
             result = self
-                .ask(|reply| Command::Insert { block, htl, reply })
+                .ask(|reply| Command::Insert {
+                    block,
+                    htl,
+                    replicas,
+                    reply,
+                })
                 .await?;
         }
         match result {
@@ -602,15 +612,19 @@ impl NodeHandle {
                 route_exhausted: report.route_exhausted,
                 local_only: false,
             }),
-            Err(InsertFailure::RouteNotFound) if alone() => self.keep_for_later(key),
+            Err(InsertFailure::RouteNotFound) if alone() => self.keep_for_later(key, replicas),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Notes a block stored but not yet inserted (no peers), for [`pending_inserter`].
-    fn keep_for_later(&self, key: RoutingKey) -> Result<InsertOutcome, RequestError> {
+    fn keep_for_later(
+        &self,
+        key: RoutingKey,
+        replicas: Option<u8>,
+    ) -> Result<InsertOutcome, RequestError> {
         let mut pending = self.shared.pending.lock().expect("pending lock");
-        if pending.insert(key) {
+        if pending.insert(key, replicas) != Some(replicas) {
             save_pending(&self.shared.config.data_dir, &pending)
                 .map_err(|e| RequestError::Store(StoreError::Db(e.to_string())))?;
         }
@@ -662,18 +676,35 @@ impl NodeHandle {
 }
 
 /// Writes `pending_inserts`: one routing key a line.
+/// One line per block: its routing key, then its replica count if the publisher chose
+/// one.
 fn save_pending(
     dir: &std::path::Path,
-    pending: &std::collections::BTreeSet<RoutingKey>,
+    pending: &std::collections::BTreeMap<RoutingKey, Option<u8>>,
 ) -> std::io::Result<()> {
-    let text: String = pending.iter().map(|k| format!("{k}\n")).collect();
+    let text: String = pending
+        .iter()
+        .map(|(k, r)| match r {
+            Some(r) => format!("{k} {r}\n"),
+            None => format!("{k}\n"),
+        })
+        .collect();
     identity::write_atomic(&dir.join(PENDING_FILE), text.as_bytes(), 0o600)
 }
 
-/// The routing keys in `pending_inserts`; bad lines are skipped.
-fn load_pending(dir: &std::path::Path) -> std::collections::BTreeSet<RoutingKey> {
+/// The entries of `pending_inserts`; bad lines are skipped.
+fn load_pending(dir: &std::path::Path) -> std::collections::BTreeMap<RoutingKey, Option<u8>> {
+    let parse = |line: &str| {
+        let mut words = line.split_whitespace();
+        let key = words.next()?.parse().ok()?;
+        let replicas = match words.next() {
+            Some(r) => Some(r.parse().ok()?),
+            None => None,
+        };
+        Some((key, replicas))
+    };
     std::fs::read_to_string(dir.join(PENDING_FILE))
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|t| t.lines().filter_map(parse).collect())
         .unwrap_or_default()
 }
 
@@ -694,16 +725,16 @@ async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>)
             _ = shutdown.changed() => return,
             r = has_peer => if r.is_err() { return },
         }
-        let keys: Vec<RoutingKey> = node
+        let keys: Vec<(RoutingKey, Option<u8>)> = node
             .shared
             .pending
             .lock()
             .expect("pending lock")
             .iter()
-            .copied()
+            .map(|(k, r)| (*k, *r))
             .collect();
         let mut done = Vec::new();
-        for key in keys {
+        for (key, replicas) in keys {
             let block = match node.shared.store.get(&key) {
                 Ok(Some((block, _))) => block,
                 // Evicted or gone: nothing left to insert.
@@ -716,6 +747,7 @@ async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>)
                 .ask(|reply| Command::Insert {
                     block,
                     htl: None,
+                    replicas,
                     reply,
                 })
                 .await;

@@ -240,7 +240,7 @@ mod tests {
         }
         let (block, keys) = veil_proto::block::encode(b"testnet").unwrap();
         net.nodes[0]
-            .insert(keys.routing, block, None)
+            .insert(keys.routing, block, None, None)
             .await
             .unwrap();
         let got = net.nodes[3].fetch(keys.routing, None).await.unwrap();

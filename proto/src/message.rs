@@ -14,8 +14,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-/// The protocol version spoken in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version spoken in [`Hello`]. Version 2: inserts carry their replica
+/// count and how many nodes stored them so far.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Most nodes one insert is stored on, whatever its originator asks.
+pub const MAX_REPLICAS: u8 = 16;
 
 /// Largest plaintext a Noise transport message can carry (65,535 minus the 16-byte tag).
 pub const MAX_MESSAGE_LEN: usize = 65_535 - 16;
@@ -188,8 +192,15 @@ pub enum Message {
         id: RequestId,
         /// The block's routing key (the receiver verifies the block against it).
         key: RoutingKey,
-        /// Hops left.
+        /// Hops left. Once the insert is being stored (`stored > 0`) the replica count,
+        /// not HTL, bounds the rest of its walk, and HTL stays as it was.
         htl: Htl,
+        /// How many nodes near the key should store the block (the originator's choice,
+        /// capped by every receiver at [`MAX_REPLICAS`]).
+        replicas: u8,
+        /// How many nodes on this path already store it: 0 while the insert still
+        /// approaches the key.
+        stored: u8,
         /// The block.
         block: Block,
     },
@@ -274,6 +285,13 @@ pub enum Message {
         /// Where the offered node can be dialled.
         address: PeerAddress,
     },
+    /// The answer to an insert's replica walk that reached a node already on the insert's
+    /// approach path: that node now stores the block too, and the sender counts it as a
+    /// copy and goes on (instead of `RejectedLoop`, which counts nothing).
+    Stored {
+        /// The insert.
+        id: RequestId,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -327,7 +345,8 @@ impl Message {
             | Message::RouteNotFound { id, .. }
             | Message::RejectedLoop { id }
             | Message::RejectedOverload { id }
-            | Message::InsertReply { id } => Some(*id),
+            | Message::InsertReply { id }
+            | Message::Stored { id } => Some(*id),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -350,6 +369,7 @@ impl Message {
             Message::RejectedLoop { .. } => "rejected_loop",
             Message::RejectedOverload { .. } => "rejected_overload",
             Message::InsertReply { .. } => "insert_reply",
+            Message::Stored { .. } => "stored",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::PeerInfo { .. } => "peer_info",
@@ -412,6 +432,7 @@ mod tests {
                 Message::FoldOffer { id: RequestId(2), address: addr() },
                 "0e020909090909090909090909090909090909090909090909090909090909090909007f0000018420",
             ),
+            (Message::Stored { id: RequestId(3) }, "0f03"),
         ];
         for (msg, expected) in cases {
             assert_eq!(hex(&msg.encode()), expected, "{msg:?}");
@@ -426,8 +447,24 @@ mod tests {
             id: RequestId(u64::MAX),
             key: keys.routing,
             htl: Htl(255),
+            replicas: 255,
+            stored: 255,
             block: b.clone(),
         };
+        // An insert's header is frozen too: id, key, HTL, replicas, stored, then the block.
+        let small = Message::Insert {
+            id: RequestId(5),
+            key: RoutingKey([0xAA; 32]),
+            htl: Htl(18),
+            replicas: 5,
+            stored: 1,
+            block: b.clone(),
+        }
+        .encode();
+        assert_eq!(
+            hex(&small[..37]),
+            "0205aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa120501"
+        );
         let enc = insert.encode();
         assert!(enc.len() <= MAX_MESSAGE_LEN, "{}", enc.len());
         assert_eq!(Message::decode(&enc).unwrap(), insert);

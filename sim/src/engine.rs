@@ -197,9 +197,14 @@ pub struct Sim<'p> {
     nodes: Vec<Node>,
     graph: Graph,
     keys: Keys,
+    /// The node that published each key (`u32::MAX` before its insert): its own copy
+    /// is not a replica, and routing does not lead to it.
+    publisher: Vec<u32>,
     rng: ChaCha8Rng,
     tick: u64,
     picker: KeyPicker,
+    /// With documents: the order they are fetched in, and blocks per document.
+    doc_order: Option<(Vec<usize>, usize)>,
     /// Virtual time between two inserts or two requests.
     gap: Nanos,
     /// Local requests by id: index into `records`.
@@ -266,6 +271,7 @@ impl<'p> Sim<'p> {
             max_inflight_per_peer: 64,
             seen_ttl: Duration::from_secs(120),
             rng_seed: params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            replicas: params.replicas,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {
@@ -315,10 +321,12 @@ impl<'p> Sim<'p> {
             heap: BinaryHeap::new(),
             nodes,
             graph,
+            publisher: vec![u32::MAX; keys.len()],
             keys,
             rng,
             tick: 0,
             picker,
+            doc_order: None,
             gap: params.interval_nanos(),
             by_id: HashMap::default(),
             records: Vec::with_capacity(params.requests),
@@ -330,6 +338,14 @@ impl<'p> Sim<'p> {
                 .ok()
                 .and_then(|v| v.parse().ok()),
         }
+    }
+
+    /// Fetch documents of `blocks` blocks (the first `docs × blocks` keys) whole, in a
+    /// random order drawn from the simulation's generator.
+    pub fn set_documents(&mut self, docs: usize, blocks: usize) {
+        let mut order: Vec<usize> = (0..docs.max(1)).collect();
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut self.rng);
+        self.doc_order = Some((order, blocks.max(1)));
     }
 
     /// Sets the range of warm-up keys.
@@ -433,14 +449,18 @@ impl<'p> Sim<'p> {
                     return;
                 };
                 let block = self.keys.blocks[key as usize].clone();
+                self.publisher[key as usize] = node;
                 // As veild's PUT does: the publisher's node keeps the block long-term
                 // (the router itself never stores its own user's inserts).
                 self.nodes[node as usize]
                     .store
                     .insert(self.keys.routing[key as usize], block.clone());
-                self.nodes[node as usize]
-                    .router
-                    .start_insert(now, block, None);
+                self.nodes[node as usize].router.start_insert(
+                    now,
+                    block,
+                    None,
+                    Some(self.params.replicas_for(key as usize)),
+                );
                 self.counters.inserts += 1;
                 self.after(node);
             }
@@ -449,7 +469,14 @@ impl<'p> Sim<'p> {
                     let next = Action::Request { index: index + 1 };
                     self.schedule(self.now + self.gap, next);
                 }
-                let key = self.picker.pick(&mut self.rng);
+                let key = match &self.doc_order {
+                    // Documents are fetched whole, one after another, block by block.
+                    Some((order, blocks)) => {
+                        let i = index as usize;
+                        (order[(i / blocks) % order.len()] * blocks + i % blocks) as u32
+                    }
+                    None => self.picker.pick(&mut self.rng),
+                };
                 self.start_request(key, index);
             }
             Action::Fail { fraction } => {
@@ -909,6 +936,31 @@ impl<'p> Sim<'p> {
                     .add_peer(now, PeerId(u64::from(node)), loc);
             }
         }
+    }
+
+    /// Which of the first `count` keys some live node other than its publisher still
+    /// stores long-term (caches not counted), and the mean long-term store size over all
+    /// nodes, in blocks (publishers' own copies included).
+    pub fn storage(&self, count: usize) -> (Vec<bool>, f64) {
+        let mut live = vec![false; count];
+        let index: HashMap<&RoutingKey, usize> = self.keys.routing[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        let mut total = 0usize;
+        for (j, n) in self.nodes.iter().enumerate() {
+            total += n.store.len();
+            if n.alive {
+                for k in n.store.keys() {
+                    match index.get(k) {
+                        Some(&i) if self.publisher[i] != j as u32 => live[i] = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        (live, total as f64 / self.nodes.len().max(1) as f64)
     }
 
     /// Drops requests whose originator left before they finished.

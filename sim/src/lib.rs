@@ -53,6 +53,9 @@ pub fn run(params: &Params) -> Result<Report, String> {
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);
+    if let Some(layout) = params.layout() {
+        sim.set_documents(key_count / layout.blocks(), layout.blocks());
+    }
     let timeline = workload::schedule(&mut sim, params, key_count, &mut rng);
     let started = Instant::now();
     // Every request has long finished ten virtual minutes after the last one starts.
@@ -78,6 +81,7 @@ pub fn run(params: &Params) -> Result<Report, String> {
         load: &sim.load,
         graph: graph_figures,
         keys: key_count,
+        storage: sim.storage(key_count),
         events,
         wall: (loop_secs, wall.elapsed().as_secs_f64()),
     };
@@ -85,6 +89,9 @@ pub fn run(params: &Params) -> Result<Report, String> {
         ring_report(&sim, params);
     }
     let mut summary = metrics::summarize(&data, sim.routers());
+    if let Some(layout) = params.layout() {
+        documents(&mut summary, &layout, &sim.records, params);
+    }
     if params.topology == topology::Topology::Opennet {
         // The yardstick: a pre-wired small world of the same size and mean degree,
         // same seed and workload.
@@ -101,6 +108,44 @@ pub fn run(params: &Params) -> Result<Report, String> {
         summary,
         records: std::mem::take(&mut sim.records),
     })
+}
+
+/// Whole documents: requests go through the documents one after another, block by block
+/// (request `i` asks for block `i % blocks` of the `i / blocks`-th document fetched), so
+/// the records of each full run of `blocks` requests tell whether a reader could have
+/// rebuilt that document.
+fn documents(
+    summary: &mut Summary,
+    layout: &workload::DocLayout,
+    records: &[RequestRecord],
+    params: &Params,
+) {
+    let blocks = layout.blocks();
+    let mut found: std::collections::BTreeMap<usize, Vec<bool>> = Default::default();
+    for r in records {
+        let i = r.index as usize;
+        found
+            .entry(i / blocks)
+            .or_insert_with(|| vec![false; blocks])[i % blocks] = r.outcome.success();
+    }
+    let whole = params.requests / blocks;
+    let checked: Vec<&Vec<bool>> = found
+        .iter()
+        .filter(|(d, _)| **d < whole)
+        .map(|(_, f)| f)
+        .collect();
+    let ok = checked
+        .iter()
+        .filter(|f| layout.fetchable(|o| f[o]))
+        .count();
+    let tops = checked.iter().filter(|f| f[0]).count();
+    let n = checked.len().max(1) as f64;
+    summary.index_replicas = Some(params.index_replicas);
+    summary.doc_blocks = Some(params.doc_blocks);
+    summary.blocks_per_doc = Some(blocks);
+    summary.documents_checked = Some(checked.len());
+    summary.document_success_rate = Some(ok as f64 / n);
+    summary.top_block_success_rate = Some(tops as f64 / n);
 }
 
 /// Debugging (`VEIL_SIM_DEBUG=1`): on stderr, how many nodes are linked to their ring

@@ -105,6 +105,20 @@ struct Common {
     /// Blocks each node's LRU cache holds.
     #[arg(long, default_value_t = 100)]
     cache_size: usize,
+    /// Nodes near its key that each inserted block is stored on (the daemon's
+    /// `replicas`; the default is the daemon's).
+    #[arg(long, default_value_t = veil_proto::router::DEFAULT_REPLICAS)]
+    replicas: u8,
+    /// Nodes each top and index block is stored on (with --doc-blocks; the client's
+    /// default).
+    #[arg(long, default_value_t = veil_proto::router::DEFAULT_INDEX_REPLICAS)]
+    index_replicas: u8,
+    /// Whole documents of this many 32 KiB data blocks instead of lone blocks: each with
+    /// its top block, index blocks and Reed–Solomon check blocks as the client makes
+    /// them. --keys then counts all their blocks, requests fetch documents block by
+    /// block, and the summary adds the share of whole documents still fetchable.
+    #[arg(long, default_value_t = 0)]
+    doc_blocks: usize,
     /// Location-swap attempts per node before the workload (darknet only).
     #[arg(long, default_value_t = 50)]
     swaps_per_node: usize,
@@ -143,6 +157,9 @@ impl Common {
             popularity: self.popularity,
             zipf_exponent: self.zipf_exponent,
             cache_size: self.cache_size,
+            replicas: self.replicas,
+            index_replicas: self.index_replicas,
+            doc_blocks: self.doc_blocks,
             swaps_per_node: self.swaps_per_node,
             full_verify: self.full_verify,
             seeds: self.seeds,

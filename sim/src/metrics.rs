@@ -130,6 +130,29 @@ pub struct Summary {
     pub insert_success_rate: f64,
     /// Fraction of requests that got their block.
     pub success_rate: f64,
+    /// Nodes each block was to be stored on (`--replicas`).
+    pub replicas: u8,
+    /// Mean blocks in a node's long-term store at the end (replicas and publishers' own
+    /// copies; caches not counted): the storage cost of `replicas`.
+    pub store_blocks_per_node: f64,
+    /// Share of inserted keys that some live node other than the publisher still stores
+    /// at the end: the most any routing could find after the failures.
+    pub keys_with_live_copy: f64,
+    /// Share of requests that failed although a live node stored their key: the part of
+    /// the loss that routing, not storage, is to blame for.
+    pub failed_with_live_copy: f64,
+    /// Documents: nodes each top and index block was stored on.
+    pub index_replicas: Option<u8>,
+    /// Documents: data blocks per document (`--doc-blocks`).
+    pub doc_blocks: Option<usize>,
+    /// Documents: blocks per document in all (top, index copies, data, checks).
+    pub blocks_per_doc: Option<usize>,
+    /// Documents: whole documents fetched (all their blocks requested once).
+    pub documents_checked: Option<usize>,
+    /// Documents: share of them a reader could rebuild from the blocks it got.
+    pub document_success_rate: Option<f64>,
+    /// Documents: share of their top blocks found.
+    pub top_block_success_rate: Option<f64>,
     /// Mean hops of successful requests.
     pub mean_hops: f64,
     /// Median hops of successful requests.
@@ -205,6 +228,8 @@ pub struct RunData<'a> {
     pub graph: (f64, f64),
     /// Keys inserted.
     pub keys: usize,
+    /// Which keys a live non-publisher stores, and mean store size per node.
+    pub storage: (Vec<bool>, f64),
     /// Events processed.
     pub events: u64,
     /// Wall-clock seconds of the event loop, and of the whole run.
@@ -263,6 +288,25 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         mean_link_length: d.graph.1,
         insert_success_rate: ratio(c.inserts_ok, c.inserts),
         success_rate: ratio(n_ok, d.records.len() as u64),
+        replicas: d.params.replicas,
+        index_replicas: None,
+        doc_blocks: None,
+        blocks_per_doc: None,
+        documents_checked: None,
+        document_success_rate: None,
+        top_block_success_rate: None,
+        store_blocks_per_node: d.storage.1,
+        keys_with_live_copy: ratio(
+            d.storage.0.iter().filter(|l| **l).count() as u64,
+            d.storage.0.len() as u64,
+        ),
+        failed_with_live_copy: ratio(
+            d.records
+                .iter()
+                .filter(|r| !r.outcome.success() && d.storage.0.get(r.key as usize) == Some(&true))
+                .count() as u64,
+            d.records.len() as u64,
+        ),
         mean_hops: ratio(hop_sum, n_ok),
         median_hops: percentile(&hops, 0.5),
         p95_hops: percentile(&hops, 0.95),

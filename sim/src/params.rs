@@ -58,6 +58,14 @@ pub struct Params {
     pub zipf_exponent: f64,
     /// Blocks each node's cache holds.
     pub cache_size: usize,
+    /// Nodes each inserted block is stored on.
+    pub replicas: u8,
+    /// Documents: nodes each top and index block is stored on.
+    pub index_replicas: u8,
+    /// Documents of this many data blocks instead of lone blocks (0: lone blocks). The
+    /// keys are then whole documents' blocks (top, index, data, checks), and requests
+    /// fetch documents block by block.
+    pub doc_blocks: usize,
     /// Sandberg swap attempts per node (darknet only).
     pub swaps_per_node: usize,
     /// Hash every block at every hop, as the daemon does, instead of the memo.
@@ -92,6 +100,9 @@ impl Params {
             popularity: Popularity::Uniform,
             zipf_exponent: 1.0,
             cache_size: 100,
+            replicas: veil_proto::router::DEFAULT_REPLICAS,
+            index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
+            doc_blocks: 0,
             swaps_per_node: 50,
             full_verify: false,
             seeds: 3,
@@ -100,12 +111,31 @@ impl Params {
         }
     }
 
-    /// The number of keys actually inserted.
+    /// The number of keys actually inserted (with documents: whole documents' blocks,
+    /// the most that fit `--keys`, at least one document).
     pub fn key_count(&self) -> usize {
-        if self.keys > 0 {
+        let keys = if self.keys > 0 {
             self.keys
         } else {
             (self.requests / 10).clamp(1, 10_000)
+        };
+        match self.layout() {
+            Some(l) => (keys / l.blocks()).max(1) * l.blocks(),
+            None => keys,
+        }
+    }
+
+    /// The document layout, with `--doc-blocks`.
+    pub fn layout(&self) -> Option<crate::workload::DocLayout> {
+        (self.doc_blocks > 0).then(|| crate::workload::DocLayout::new(self.doc_blocks))
+    }
+
+    /// Nodes the block with index `key` is to be stored on.
+    pub fn replicas_for(&self, key: usize) -> u8 {
+        use crate::workload::Role;
+        match self.layout().map(|l| l.role(key % l.blocks())) {
+            Some(Role::Top | Role::Root | Role::Index(_)) => self.index_replicas,
+            _ => self.replicas,
         }
     }
 
@@ -190,6 +220,21 @@ impl Params {
         }
         if self.seeds == 0 || self.seeds > self.nodes {
             return Err("--seeds must be between 1 and the number of nodes".into());
+        }
+        for (name, r) in [
+            ("--replicas", self.replicas),
+            ("--index-replicas", self.index_replicas),
+        ] {
+            if r == 0 || r > veil_proto::message::MAX_REPLICAS {
+                return Err(format!(
+                    "{name} must be between 1 and {}",
+                    veil_proto::message::MAX_REPLICAS
+                ));
+            }
+        }
+        let most = crate::workload::DocLayout::SEGMENT * crate::workload::DocLayout::FANOUT;
+        if self.doc_blocks > most {
+            return Err(format!("--doc-blocks must be at most {most}"));
         }
         if self.cache_size == 0 {
             return Err("--cache-size must be at least 1".into());

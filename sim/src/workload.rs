@@ -81,6 +81,123 @@ impl Keys {
     }
 }
 
+/// The blocks of one document as the client lays them out (client/src/format.rs, with
+/// its shipped defaults): a top block; the data blocks cut into segments of 340, each
+/// with `ceil(d × 170 / 340)` Reed–Solomon check blocks and a level-1 index block
+/// stored in 3 copies; above more than one segment, a root index block in 3 copies.
+/// Key offsets within a document: top, root copies, then per segment its index
+/// copies, data and checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocLayout {
+    /// Data blocks (1: the whole document is inline in its top block).
+    pub data: usize,
+    /// Per segment: (data blocks, check blocks).
+    pub segments: Vec<(usize, usize)>,
+}
+
+/// What a block is to its document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The top block.
+    Top,
+    /// A copy of the root index block (documents of more than one segment).
+    Root,
+    /// A copy of segment `s`'s index block.
+    Index(usize),
+    /// A data or check block of segment `s`.
+    Data(usize),
+}
+
+impl DocLayout {
+    /// Data blocks per segment.
+    pub const SEGMENT: usize = 340;
+    /// Check blocks per full segment.
+    pub const CHECKS: usize = 170;
+    /// Copies of each index block.
+    pub const COPIES: usize = 3;
+    /// Most segments one root lists.
+    pub const FANOUT: usize = 170;
+
+    /// The layout of a document of `data` blocks (1 to 340 × 170).
+    pub fn new(data: usize) -> DocLayout {
+        let segments = if data <= 1 {
+            Vec::new()
+        } else {
+            (0..data.div_ceil(Self::SEGMENT))
+                .map(|s| {
+                    let d = (data - s * Self::SEGMENT).min(Self::SEGMENT);
+                    (d, (d * Self::CHECKS).div_ceil(Self::SEGMENT))
+                })
+                .collect()
+        };
+        DocLayout { data, segments }
+    }
+
+    fn root_copies(&self) -> usize {
+        if self.segments.len() > 1 {
+            Self::COPIES
+        } else {
+            0
+        }
+    }
+
+    /// Blocks in all.
+    pub fn blocks(&self) -> usize {
+        1 + self.root_copies()
+            + self
+                .segments
+                .iter()
+                .map(|(d, c)| Self::COPIES + d + c)
+                .sum::<usize>()
+    }
+
+    /// The role of the block at `offset`.
+    pub fn role(&self, offset: usize) -> Role {
+        if offset == 0 {
+            return Role::Top;
+        }
+        let mut at = 1 + self.root_copies();
+        if offset < at {
+            return Role::Root;
+        }
+        for (s, (d, c)) in self.segments.iter().enumerate() {
+            if offset < at + Self::COPIES {
+                return Role::Index(s);
+            }
+            at += Self::COPIES + d + c;
+            if offset < at {
+                return Role::Data(s);
+            }
+        }
+        Role::Data(self.segments.len().saturating_sub(1))
+    }
+
+    /// Whether a reader who got the blocks for which `found(offset)` holds can rebuild
+    /// the document: its top block, one copy of every index block, and as many of each
+    /// segment's data and check blocks as it has data blocks.
+    pub fn fetchable(&self, found: impl Fn(usize) -> bool) -> bool {
+        if !found(0) {
+            return false;
+        }
+        let root = self.root_copies();
+        if root > 0 && !(1..1 + root).any(&found) {
+            return false;
+        }
+        let mut at = 1 + root;
+        for (d, c) in &self.segments {
+            let index = (at..at + Self::COPIES).any(&found);
+            let have = (at + Self::COPIES..at + Self::COPIES + d + c)
+                .filter(|&o| found(o))
+                .count();
+            if !index || have < *d {
+                return false;
+            }
+            at += Self::COPIES + d + c;
+        }
+        true
+    }
+}
+
 /// Draws key indices by popularity.
 pub struct KeyPicker {
     /// Cumulative weights, for Zipf; empty for uniform.

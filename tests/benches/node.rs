@@ -232,7 +232,7 @@ async fn run() -> anyhow::Result<()> {
             let (k, blk) = random_block(seed + i as u64, 32 * 1024);
             keys.push(k);
             let node = node.clone();
-            set.spawn(async move { node.insert(k, blk, Some(Htl(0))).await });
+            set.spawn(async move { node.insert(k, blk, Some(Htl(0)), None).await });
         }
         while let Some(r) = set.join_next().await {
             r??;

@@ -50,14 +50,20 @@
 //! - Backtracking: `RouteNotFound` (own HTL becomes the smaller of own and returned),
 //!   `RejectedLoop`, `RejectedOverload` (and back off that peer), a timeout (back off that
 //!   peer too) and a bad block (the peer misbehaved) all move on to the next peer while
-//!   HTL remains. HTL 0 ends a request with `DataNotFound` and an insert with
-//!   `InsertReply`; no peer left gives `RouteNotFound` upstream. `DataNotFound` ends a
-//!   request. A late `Data` from a peer that timed out still completes the request.
+//!   HTL remains. HTL 0 ends a request with `DataNotFound`; no peer left gives
+//!   `RouteNotFound` upstream. `DataNotFound` ends a request. A late `Data` from a peer
+//!   that timed out still completes the request.
 //! - Data is verified against the key at every hop before it is cached or forwarded. Every
 //!   node on the return path caches it unless its HTL for that request is above
-//!   `max − 2`; inserts are cached at `HTL ≤ max − 3` and stored long-term by a node that
-//!   no peer (including the sender) beats on closeness. A node never caches or stores
-//!   for its own user's requests and inserts.
+//!   `max − 2`; inserts are cached at `HTL ≤ max − 3`. A node never caches or stores for
+//!   its own user's requests and inserts.
+//! - Replication: an insert approaches its key under HTL until it reaches a sink (a node
+//!   that no peer, the sender included, beats on closeness) or HTL runs out. That node
+//!   stores it long-term and the replica walk begins: the insert goes on through the
+//!   closest untried peers, each storing it, until `replicas` nodes on the path hold it
+//!   (`stored` in the message counts them); then `InsertReply` travels back. During the
+//!   walk HTL stays as it was and the replica count bounds the hops, so an insert that
+//!   reaches its key late still leaves its copies.
 //! - For an insert, running out of peers is also the end of its route: the originator
 //!   reports success with [`InsertReport::route_exhausted`] set.
 
@@ -69,7 +75,7 @@ mod tests;
 
 use crate::block::Block;
 use crate::keys::RoutingKey;
-use crate::message::{Htl, Message, RequestId};
+use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
 use opennet::Opennet;
 pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin};
@@ -131,9 +137,21 @@ pub struct RouterConfig {
     pub seen_ttl: Duration,
     /// Seed of the router's random generator (request ids, per-link HTL flags).
     pub rng_seed: u64,
+    /// Nodes near its key that an insert is stored on, unless its originator asks for
+    /// another number (capped at [`MAX_REPLICAS`]). Default [`DEFAULT_REPLICAS`].
+    pub replicas: u8,
     /// Opennet: announcement, path folding and peer replacement (off by default).
     pub opennet: OpennetConfig,
 }
+
+/// Default replicas per block: the least count that keeps ≥ 97% of distinct blocks
+/// fetchable after half of a 10,000-node network fails at once (measured in
+/// docs/durability.md, with its storage cost).
+pub const DEFAULT_REPLICAS: u8 = 7;
+
+/// Default replicas for a document's top and index blocks, which every reader of the
+/// document needs: twice the data blocks' (docs/durability.md).
+pub const DEFAULT_INDEX_REPLICAS: u8 = 14;
 
 impl Default for RouterConfig {
     fn default() -> RouterConfig {
@@ -145,6 +163,7 @@ impl Default for RouterConfig {
             max_inflight_per_peer: 64,
             seen_ttl: Duration::from_secs(600),
             rng_seed: 0,
+            replicas: DEFAULT_REPLICAS,
             opennet: OpennetConfig::default(),
         }
     }
@@ -476,15 +495,31 @@ impl Router {
     }
 
     /// Starts an insert of `block` (already verified by the caller) at `htl` (default
-    /// and cap: the maximum). The end comes as [`Event::InsertFinished`]. The block is
-    /// not stored here: the shell decides what its own user's blocks deserve.
-    pub fn start_insert(&mut self, now: Instant, block: Block, htl: Option<Htl>) -> RequestId {
+    /// and cap: the maximum), to be stored on `replicas` nodes near its key (default
+    /// [`RouterConfig::replicas`], at most [`MAX_REPLICAS`]). The end comes as
+    /// [`Event::InsertFinished`]. The block is not stored here: the shell decides what
+    /// its own user's blocks deserve.
+    pub fn start_insert(
+        &mut self,
+        now: Instant,
+        block: Block,
+        htl: Option<Htl>,
+        replicas: Option<u8>,
+    ) -> RequestId {
         self.expire(now);
         self.stats.local_inserts += 1;
         let id = self.fresh_id();
         let key = block.routing_key();
         let htl = self.clamp_htl(htl);
-        self.begin(now, id, key, Kind::Insert(block), None, htl);
+        let kind = Kind::Insert {
+            block,
+            replicas: replicas
+                .unwrap_or(self.config.replicas)
+                .clamp(1, MAX_REPLICAS),
+            stored: 0,
+            resume: None,
+        };
+        self.begin(now, id, key, kind, None, htl);
         self.tidy_timers();
         id
     }
@@ -508,8 +543,10 @@ impl Router {
                 id,
                 key,
                 htl,
+                replicas,
+                stored,
                 block,
-            } => self.on_insert(now, from, id, key, htl, block, store),
+            } => self.on_insert(now, from, id, key, htl, replicas, stored, block, store),
             Message::Data { id, block } => self.on_data(now, from, id, block, store),
             Message::Announce {
                 id,

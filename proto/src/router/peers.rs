@@ -151,9 +151,33 @@ impl PeerTable {
     /// The peer closest to `target` that is not in `exclude`, preferring peers out of
     /// back-off; ties go to the lower id so the choice is deterministic.
     pub fn closest(&self, target: Location, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
+        self.closest_where(target, exclude, now, |_| true)
+    }
+
+    /// As [`PeerTable::closest`], among the peers on one side of `target` (clockwise or
+    /// not, within half a turn).
+    pub fn closest_on_side(
+        &self,
+        target: Location,
+        exclude: &[PeerId],
+        now: Instant,
+        clockwise: bool,
+    ) -> Option<PeerId> {
+        self.closest_where(target, exclude, now, |l| {
+            super::request::clockwise_of(l, target) == clockwise
+        })
+    }
+
+    fn closest_where(
+        &self,
+        target: Location,
+        exclude: &[PeerId],
+        now: Instant,
+        keep: impl Fn(Location) -> bool,
+    ) -> Option<PeerId> {
         let mut best: Option<(bool, Distance, PeerId)> = None;
         for p in &self.peers {
-            if !p.routable || exclude.contains(&p.id) {
+            if !p.routable || exclude.contains(&p.id) || !keep(p.location) {
                 continue;
             }
             let backed_off = p.backoff_until.is_some_and(|t| t > now);

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::block::Block;
 use crate::keys::RoutingKey;
-use crate::message::{Htl, Message, RequestId};
+use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,8 +23,58 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub(super) enum Kind {
     Request,
-    /// An insert carries its (verified) block along.
-    Insert(Block),
+    /// An insert carries its (verified) block along, the number of nodes that should
+    /// store it and how many on its path so far do (this node included).
+    Insert {
+        block: Block,
+        replicas: u8,
+        stored: u8,
+        /// At the node that holds the first copy: the whole walk's target, to resume
+        /// after the first side's chain (see [`Kind::start_walk`]).
+        resume: Option<u8>,
+    },
+}
+
+impl Kind {
+    /// Hops this request may still take beyond its HTL: an insert's replica walk.
+    fn extra_hops(&self) -> u32 {
+        match self {
+            Kind::Request => 0,
+            Kind::Insert {
+                replicas,
+                stored,
+                resume,
+                ..
+            } => u32::from(resume.unwrap_or(*replicas).saturating_sub(*stored)),
+        }
+    }
+
+    /// This node holds the first copy. The walk goes on in two chains, one on each side
+    /// of the key: a single chain always takes the closest peer not yet visited, which
+    /// past the first few steps is the next node outwards on the side it started, so
+    /// it would leave the other side's nearest nodes bare. The first chain (towards the
+    /// closest peer) is asked for half the rest; when it reports back, the second goes
+    /// to the other side for the remainder.
+    fn start_walk(&mut self) {
+        if let Kind::Insert {
+            replicas,
+            stored,
+            resume,
+            ..
+        } = self
+        {
+            *stored = 1;
+            if *replicas >= 3 {
+                *resume = Some(*replicas);
+                *replicas = 1 + (*replicas - 1).div_ceil(2);
+            }
+        }
+    }
+
+    /// An insert that nodes near its key are storing: HTL no longer counts.
+    fn replicating(&self) -> bool {
+        matches!(self, Kind::Insert { stored, .. } if *stored > 0)
+    }
 }
 
 /// One request or insert this node is working on.
@@ -61,6 +111,14 @@ pub(super) struct Req {
     pub overloaded: bool,
     /// The last try ended in a timeout.
     pub timed_out_last: bool,
+    /// An insert on its approach that its own replica walk came back to: this node
+    /// stored the block then and answered `Stored` (once).
+    pub stored_on_loop: bool,
+    /// The replica walk's next attempt must go to a peer on this side of the key (true:
+    /// clockwise), if there is one.
+    pub next_side: Option<bool>,
+    /// The side the second chain of a split walk takes.
+    pub other_side: Option<bool>,
 }
 
 /// Most ids remembered at once, whatever the TTL (about 50 MB).
@@ -131,6 +189,11 @@ enum Outcome {
     NoRoute,
 }
 
+/// Whether `loc` lies on the clockwise side of `target` (within half a turn).
+pub(super) fn clockwise_of(loc: Location, target: Location) -> bool {
+    loc.0.wrapping_sub(target.0) < 1 << 63
+}
+
 /// `now + d`, saturating far in the future instead of overflowing.
 pub(super) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
@@ -154,6 +217,7 @@ impl Router {
         if let Some(src) = source {
             self.peers.add_inflight(src, 1);
         }
+        let hops = u32::from(received_htl) + kind.extra_hops();
         self.requests.insert(
             id,
             Req {
@@ -168,17 +232,13 @@ impl Router {
                 waiting: None,
                 deadline: None,
                 deadline_is_budget: false,
-                answer_by: source.map(|_| {
-                    later(
-                        now,
-                        self.config
-                            .hop_timeout
-                            .saturating_mul(u32::from(received_htl)),
-                    )
-                }),
+                answer_by: source.map(|_| later(now, self.config.hop_timeout.saturating_mul(hops))),
                 accepted: false,
                 overloaded: false,
                 timed_out_last: false,
+                stored_on_loop: false,
+                next_side: None,
+                other_side: None,
             },
         );
         self.advance(now, id);
@@ -197,7 +257,19 @@ impl Router {
         // the flags of the link the request came in on (the originator sends its start
         // HTL as is), later ones always, except right after a refusal.
         let max = self.config.max_htl.0;
-        req.htl = if req.tried.is_empty() {
+        if let Kind::Insert {
+            replicas, stored, ..
+        } = req.kind
+        {
+            if stored >= replicas {
+                // Enough nodes near the key hold it.
+                return self.finish(id, Outcome::InsertDone);
+            }
+        }
+        req.htl = if req.kind.replicating() {
+            // Once stored, the replica count bounds the walk instead.
+            req.htl.max(1)
+        } else if req.tried.is_empty() {
             match req.source {
                 None => req.htl,
                 Some(src) => {
@@ -215,23 +287,59 @@ impl Router {
         };
         req.free_next = false;
         if req.htl == 0 {
-            let outcome = match req.kind {
-                Kind::Request => Outcome::DataNotFound,
-                Kind::Insert(_) => Outcome::InsertDone,
-            };
-            return self.finish(id, outcome);
+            match &mut req.kind {
+                Kind::Request => return self.finish(id, Outcome::DataNotFound),
+                Kind::Insert { .. } if req.source.is_none() => {
+                    // The originator's own HTL ran out (a start HTL of 0 or 1): it never
+                    // stores its own user's blocks as a replica.
+                    return self.finish(id, Outcome::InsertDone);
+                }
+                Kind::Insert { block, .. } => {
+                    // The approach ends here, at the closest node HTL let it reach: this
+                    // node holds the first copy and the replica walk starts.
+                    let store = Event::Store {
+                        key: req.key,
+                        block: block.clone(),
+                        placement: Placement::Store,
+                    };
+                    req.kind.start_walk();
+                    req.htl = 1;
+                    self.stats.stored += 1;
+                    self.events.push_back(store);
+                    return self.advance(now, id);
+                }
+            }
         }
         let mut exclude = req.tried.clone();
         exclude.extend(req.source);
-        let Some(peer) = self.peers.closest(req.target, &exclude, now) else {
+        let side = req.next_side.take();
+        let found = side
+            .and_then(|cw| self.peers.closest_on_side(req.target, &exclude, now, cw))
+            .or_else(|| self.peers.closest(req.target, &exclude, now));
+        let Some(peer) = found else {
             return self.finish(id, Outcome::NoRoute);
         };
+        if matches!(
+            req.kind,
+            Kind::Insert {
+                resume: Some(_),
+                ..
+            }
+        ) && req.other_side.is_none()
+        {
+            // The first chain of a split walk: the second takes the other side.
+            let cw = self
+                .peers
+                .get(peer)
+                .is_some_and(|p| clockwise_of(p.location, req.target));
+            req.other_side = Some(!cw);
+        }
         req.tried.push(peer);
         req.waiting = Some(peer);
         let budget = self
             .config
             .hop_timeout
-            .saturating_mul(u32::from(req.htl) + 1);
+            .saturating_mul(u32::from(req.htl) + 1 + req.kind.extra_hops());
         let own = later(now, budget);
         req.deadline_is_budget = req.answer_by.is_some_and(|t| t < own);
         let deadline = req.answer_by.map_or(own, |t| t.min(own));
@@ -247,12 +355,19 @@ impl Router {
                     htl,
                 }
             }
-            Kind::Insert(block) => {
+            Kind::Insert {
+                block,
+                replicas,
+                stored,
+                ..
+            } => {
                 self.stats.inserts_forwarded += 1;
                 Message::Insert {
                     id,
                     key: req.key,
                     htl,
+                    replicas: *replicas,
+                    stored: *stored,
                     block: block.clone(),
                 }
             }
@@ -282,7 +397,7 @@ impl Router {
                         Message::Data { id, block }
                     }
                     (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
-                    (Kind::Insert(_), Outcome::InsertDone) => Message::InsertReply { id },
+                    (Kind::Insert { .. }, Outcome::InsertDone) => Message::InsertReply { id },
                     _ => Message::RouteNotFound {
                         id,
                         htl: Htl(req.htl),
@@ -310,7 +425,7 @@ impl Router {
                             _ => RequestFailure::RouteNotFound,
                         }),
                     },
-                    (Kind::Insert(_), outcome) => {
+                    (Kind::Insert { .. }, outcome) => {
                         let done = matches!(outcome, Outcome::InsertDone);
                         let result = if done || req.accepted {
                             self.stats.local_inserts_succeeded += 1;
@@ -394,10 +509,15 @@ impl Router {
         id: RequestId,
         key: RoutingKey,
         htl: Htl,
+        replicas: u8,
+        stored: u8,
         block: Block,
         store: &mut impl BlockStore,
     ) {
         self.stats.inserts_received += 1;
+        if stored > 0 && self.store_on_loop(id, from) {
+            return;
+        }
         // Loop and overload checks first: they are cheap, and a looping insert need not
         // be hashed again.
         if !self.admit(from, id) {
@@ -409,9 +529,19 @@ impl Router {
         }
         let max = self.config.max_htl.0;
         let received = htl.0.min(max);
+        let replicas = replicas.clamp(1, MAX_REPLICAS);
         let target = Location::of_key(&key);
-        // The sender counts among the peers: it is connected, so `any_closer` sees it.
-        let placement = if !self.peers.any_closer(target, self.location) {
+        // A node stores the block long-term when the insert is already being stored
+        // (the replica walk through the nodes nearest the key), or when it is a sink: no
+        // peer closer to the key than itself. The sender counts among the peers: it is
+        // connected, so `any_closer` sees it.
+        let keep = stored > 0 || !self.peers.any_closer(target, self.location);
+        let walked = if keep && stored > 0 {
+            stored.saturating_add(1).min(replicas)
+        } else {
+            0
+        };
+        let placement = if keep {
             Some(Placement::Store)
         } else if received <= max.saturating_sub(3) {
             Some(Placement::Cache)
@@ -429,7 +559,43 @@ impl Router {
                 placement,
             });
         }
-        self.begin(now, id, key, Kind::Insert(block), Some(from), received);
+        let mut kind = Kind::Insert {
+            block,
+            replicas,
+            stored: walked,
+            resume: None,
+        };
+        if keep && stored == 0 {
+            // A sink: the first copy is here.
+            kind.start_walk();
+        }
+        self.begin(now, id, key, kind, Some(from), received);
+    }
+
+    /// The replica walk of an insert this node forwarded on its approach came back here:
+    /// store our own (verified) copy of the block and say `Stored`, so the walker counts
+    /// this node. True if handled so.
+    fn store_on_loop(&mut self, id: RequestId, from: PeerId) -> bool {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return false;
+        };
+        let Kind::Insert { block, stored, .. } = &req.kind else {
+            return false;
+        };
+        // The originator never stores its own user's blocks, and a node counts once.
+        if req.source.is_none() || *stored > 0 || req.stored_on_loop {
+            return false;
+        }
+        req.stored_on_loop = true;
+        let event = Event::Store {
+            key: req.key,
+            block: block.clone(),
+            placement: Placement::Store,
+        };
+        self.stats.stored += 1;
+        self.events.push_back(event);
+        self.transmits.push_back((from, Message::Stored { id }));
+        true
     }
 
     pub(super) fn on_data(
@@ -482,13 +648,39 @@ impl Router {
             // Otherwise a late answer from a peer we gave up on: the request moved on.
             return;
         }
-        let is_insert = matches!(req.kind, Kind::Insert(_));
+        let is_insert = matches!(req.kind, Kind::Insert { .. });
         req.waiting = None;
         req.deadline = None;
         req.timed_out_last = false;
         match msg {
             Message::DataNotFound { .. } if !is_insert => self.finish(id, Outcome::DataNotFound),
-            Message::InsertReply { .. } if is_insert => self.finish(id, Outcome::InsertDone),
+            Message::InsertReply { .. } if is_insert => {
+                if let Kind::Insert {
+                    replicas,
+                    stored,
+                    resume: resume @ Some(_),
+                    ..
+                } = &mut req.kind
+                {
+                    // The first chain of the walk is done: the second, on the other side.
+                    *stored = *replicas;
+                    *replicas = resume.take().unwrap_or(*replicas);
+                    req.next_side = req.other_side;
+                    req.accepted = true;
+                    self.advance(now, id);
+                } else {
+                    self.finish(id, Outcome::InsertDone)
+                }
+            }
+            Message::Stored { .. } if req.kind.replicating() => {
+                // One more copy, on a node of the approach; no hops spent.
+                if let Kind::Insert { stored, .. } = &mut req.kind {
+                    *stored = stored.saturating_add(1);
+                }
+                req.accepted = true;
+                req.free_next = true;
+                self.advance(now, id);
+            }
             Message::RouteNotFound { htl, .. } => {
                 req.accepted = true;
                 req.htl = req.htl.min(htl.0);

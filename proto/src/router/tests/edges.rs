@@ -69,6 +69,8 @@ fn bad_insert_is_misbehaviour() {
             id: RequestId(1),
             key: key_at(5),
             htl: Htl(5),
+            replicas: 3,
+            stored: 0,
             block: b,
         },
         &mut store,
@@ -81,7 +83,7 @@ fn bad_insert_is_misbehaviour() {
 fn local_inserts_without_peers_fail() {
     let (b, _) = blk(10);
     let (mut r, now) = lone(&[], cfg(1));
-    let id = r.start_insert(now, b, None);
+    let id = r.start_insert(now, b, None, None);
     assert!(matches!(
         events(&mut r)[..],
         [Event::InsertFinished { id: i, result: Err(InsertFailure::RouteNotFound), .. }] if i == id

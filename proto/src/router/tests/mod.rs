@@ -6,6 +6,7 @@
 mod edges;
 mod network;
 mod opennet;
+mod replicas;
 mod rules;
 
 use super::*;
@@ -212,7 +213,19 @@ impl Net {
     }
 
     fn insert(&mut self, n: usize, block: Block, htl: Option<Htl>) -> RequestId {
-        let id = self.nodes[n].router.start_insert(self.now, block, htl);
+        self.insert_with(n, block, htl, None)
+    }
+
+    fn insert_with(
+        &mut self,
+        n: usize,
+        block: Block,
+        htl: Option<Htl>,
+        replicas: Option<u8>,
+    ) -> RequestId {
+        let id = self.nodes[n]
+            .router
+            .start_insert(self.now, block, htl, replicas);
         self.flush(n);
         id
     }

@@ -129,13 +129,15 @@ fn caches_on_the_return_path_except_near_the_originator() {
 }
 
 #[test]
-fn inserts_cache_only_three_hops_away_and_end_with_an_insert_reply() {
+fn inserts_cache_three_hops_away_and_store_where_htl_runs_out() {
     let (b, key) = blk(7);
     let kl = Location::of_key(&key).0;
     let locs: Vec<u64> = (0..7u64).map(|i| kl.wrapping_add((7 - i) << 40)).collect();
     let mut net = Net::line(&locs);
-    // HTL 5: nodes 1..=5 receive 5, 4, 3, 2, 1; node 5 forwards with 0 and replies.
-    let id = net.insert(0, b, Some(Htl(5)));
+    // HTL 5: nodes 1..=5 receive 5, 4, 3, 2, 1; at node 5 HTL runs out, so the approach
+    // ends there although node 6 is closer: node 5 keeps the first copy and the replica
+    // walk takes it to node 6, the second of two, which answers `InsertReply`.
+    let id = net.insert_with(0, b, Some(Htl(5)), Some(2));
     net.drive();
     assert_eq!(
         net.insert_result(0, id),
@@ -143,9 +145,18 @@ fn inserts_cache_only_three_hops_away_and_end_with_an_insert_reply() {
             route_exhausted: false
         }))
     );
-    assert!(net.nodes[6].received.is_empty());
-    let placements: Vec<Option<Placement>> = (0..6).map(|n| net.placement(n, &key)).collect();
-    // Node 5 has node 6 (closer) as a peer, so nobody on this path is a sink.
+    assert!(matches!(
+        net.nodes[6].received[..],
+        [(
+            _,
+            Message::Insert {
+                replicas: 2,
+                stored: 1,
+                ..
+            }
+        )]
+    ));
+    let placements: Vec<Option<Placement>> = (0..7).map(|n| net.placement(n, &key)).collect();
     assert_eq!(
         placements,
         vec![
@@ -154,7 +165,8 @@ fn inserts_cache_only_three_hops_away_and_end_with_an_insert_reply() {
             Some(Placement::Cache),
             Some(Placement::Cache),
             Some(Placement::Cache),
-            Some(Placement::Cache)
+            Some(Placement::Store),
+            Some(Placement::Store)
         ]
     );
     // At the maximum HTL (18, 17, 16 received) nothing is cached.
@@ -229,7 +241,7 @@ fn htl_bounds_the_nodes_a_request_visits_backtracking_included() {
 }
 
 #[test]
-fn probabilistic_htl_still_bounds_the_nodes_an_insert_visits() {
+fn probabilistic_htl_still_bounds_the_nodes_a_request_visits() {
     for seed in 0..5u64 {
         let locs: Vec<u64> = (0..60u64).map(|i| i << 57).collect();
         let mut net = Net::new(&locs, |i| RouterConfig {
@@ -243,20 +255,23 @@ fn probabilistic_htl_still_bounds_the_nodes_an_insert_visits() {
                 }
             }
         }
-        let (b, _) = blk(1);
-        net.insert(0, b, None);
+        // A key nobody holds: the request walks until HTL runs out. (An insert now ends
+        // once its replicas are stored; its approach follows the same HTL rules.)
+        let (_, key) = blk(1);
+        net.request(0, key, None);
         net.drive();
         let accepted: usize = net
             .nodes
             .iter()
             .map(|n| {
-                n.router.stats().inserts_received as usize - n.router.stats().rejected_loop as usize
+                n.router.stats().requests_received as usize
+                    - n.router.stats().rejected_loop as usize
             })
             .sum();
         let mut hist = std::collections::BTreeMap::new();
         for n in &net.nodes {
             for (_, m) in &n.received {
-                if let Message::Insert { htl, .. } = m {
+                if let Message::Request { htl, .. } = m {
                     *hist.entry(htl.0).or_insert(0) += 1;
                 }
             }
