@@ -206,7 +206,7 @@ async fn fetch_index<S: BlockSource>(
 }
 
 /// Decodes an index block payload and checks it against the tree's shape.
-fn check_index(
+pub(crate) fn check_index(
     shape: Shape,
     at: &Position,
     payload: &[u8],

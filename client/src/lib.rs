@@ -11,6 +11,7 @@
 //! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
 //! - [`segment`]: rebuilding lost data blocks from Reed–Solomon check blocks.
 //! - [`dir`]: directories: publish, resolve paths, restore.
+//! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.
 //! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
 //! - [`gateway`]: the browser gateway (an axum router over any [`BlockSource`]).
 #![forbid(unsafe_code, unused_must_use)]
@@ -22,6 +23,7 @@ pub mod dir;
 pub mod encode;
 pub mod format;
 pub mod gateway;
+pub mod keepalive;
 pub mod segment;
 pub mod source;
 
@@ -29,6 +31,7 @@ pub use api::{ApiClient, ApiError, LocateError};
 pub use decode::{body_stream, fetch_top, write_body, DecodeError, Position};
 pub use dir::{put_dir, resolve, restore, Resolved};
 pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
+pub use keepalive::{keepalive, KeepaliveError, KeepaliveReport};
 pub use source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub(crate) fn encode_checks(
 
 /// Restores the missing ones of `d` original payloads from those at hand (`originals`,
 /// by index) and check payloads (`recovery`, by index); returns the restored ones.
-fn decode_missing(
+pub(crate) fn decode_missing(
     d: usize,
     c: usize,
     originals: &BTreeMap<usize, Vec<u8>>,

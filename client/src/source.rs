@@ -126,6 +126,8 @@ pub struct MemoryStore {
 struct Inner {
     blocks: HashMap<RoutingKey, Block>,
     inserts: u64,
+    /// The role of the last insert of each key.
+    roles: HashMap<RoutingKey, BlockRole>,
 }
 
 impl MemoryStore {
@@ -169,6 +171,11 @@ impl MemoryStore {
     pub fn contains(&self, key: &RoutingKey) -> bool {
         self.lock().blocks.contains_key(key)
     }
+
+    /// The role the block named `key` was last inserted as.
+    pub fn role(&self, key: &RoutingKey) -> Option<BlockRole> {
+        self.lock().roles.get(key).copied()
+    }
 }
 
 impl BlockSource for MemoryStore {
@@ -183,6 +190,15 @@ impl BlockSource for MemoryStore {
 
 impl BlockSink for MemoryStore {
     async fn insert(&self, key: RoutingKey, block: Block) -> Result<(), InsertError> {
+        self.insert_as(key, block, BlockRole::Data).await
+    }
+
+    async fn insert_as(
+        &self,
+        key: RoutingKey,
+        block: Block,
+        role: BlockRole,
+    ) -> Result<(), InsertError> {
         // Refuse what a node would refuse, so tests catch an encoder that names blocks
         // wrongly.
         block
@@ -191,6 +207,7 @@ impl BlockSink for MemoryStore {
         let mut inner = self.lock();
         inner.inserts += 1;
         inner.blocks.insert(key, block);
+        inner.roles.insert(key, role);
         Ok(())
     }
 }
