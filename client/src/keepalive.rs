@@ -104,9 +104,21 @@ async fn fetch_twice<S: BlockSource>(source: &S, keys: ChildRef) -> Got {
     Got::Missing
 }
 
+/// Fetches `keys` (twice at most each), `FETCH_WINDOW` at a time, in order.
+async fn fetch_all<S: BlockSource>(source: &S, keys: &[ChildRef]) -> Vec<Got> {
+    let jobs = keys.iter().map(|&k| {
+        let source = source.clone();
+        async move { fetch_twice(&source, k).await }
+    });
+    stream::iter(jobs.collect::<Vec<_>>())
+        .buffered(FETCH_WINDOW)
+        .collect()
+        .await
+}
+
 /// One pass over one document, gathering the blocks to insert again.
 struct Pass<'a, S, F> {
-    source: &'a S,
+    source: S,
     report: KeepaliveReport,
     /// Blocks to insert again, with their role.
     again: Vec<(Block, BlockRole)>,
@@ -146,10 +158,7 @@ impl<S: BlockSource, F: FnMut(&KeepaliveReport)> Pass<'_, S, F> {
             end: first + count,
             total: shape.total,
         };
-        let got: Vec<Got> = stream::iter(copies.iter().map(|&k| fetch_twice(self.source, k)))
-            .buffered(FETCH_WINDOW)
-            .collect()
-            .await;
+        let got = fetch_all(&self.source, copies).await;
         self.tick(copies.len() as u64);
         let mut index = None;
         let mut missing = Vec::new();
@@ -198,10 +207,7 @@ impl<S: BlockSource, F: FnMut(&KeepaliveReport)> Pass<'_, S, F> {
             .chain(&index.checks)
             .copied()
             .collect();
-        let got: Vec<Got> = stream::iter(all.iter().map(|&k| fetch_twice(self.source, k)))
-            .buffered(FETCH_WINDOW)
-            .collect()
-            .await;
+        let got = fetch_all(&self.source, &all).await;
         self.tick(all.len() as u64);
         let mut originals = BTreeMap::new();
         let mut recovery = BTreeMap::new();
@@ -323,13 +329,13 @@ fn below(shape: Shape, level: u8, count: u64) -> u64 {
 /// Checks one document (the top block named by `keys`), rebuilds and inserts again what
 /// it can. `progress` sees the running report after every batch of blocks.
 pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
-    source: &S,
-    sink: &K,
+    source: S,
+    sink: K,
     keys: ChkKeys,
     progress: &mut impl FnMut(&KeepaliveReport),
 ) -> Result<(KeepaliveReport, TopBlock), KeepaliveError> {
     let mut pass = Pass {
-        source,
+        source: source.clone(),
         report: KeepaliveReport {
             documents: 1,
             ..KeepaliveReport::default()
@@ -337,7 +343,7 @@ pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
         again: Vec::new(),
         progress,
     };
-    let (top_block, payload, late) = match fetch_twice(source, keys.into()).await {
+    let (top_block, payload, late) = match fetch_twice(&source, keys.into()).await {
         Got::Found {
             block,
             payload,
@@ -374,7 +380,7 @@ pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
         if *depth == 0 {
             // One data block and no checks: found or lost.
             if let Some(&k) = root.first() {
-                match fetch_twice(source, k).await {
+                match fetch_twice(&source, k).await {
                     Got::Found { block, late, .. } => {
                         if late {
                             pass.report.late += 1;
@@ -410,16 +416,17 @@ pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
 /// Keeps the document `keys` names alive and, if it is a directory, every file in it.
 /// Returns the sum over all of them.
 pub async fn keepalive<S: BlockSource, K: BlockSink>(
-    source: &S,
-    sink: &K,
+    source: S,
+    sink: K,
     keys: ChkKeys,
     mut progress: impl FnMut(&KeepaliveReport),
 ) -> Result<KeepaliveReport, KeepaliveError> {
-    let (mut total, top) = keepalive_document(source, sink, keys, &mut progress).await?;
+    let (mut total, top) =
+        keepalive_document(source.clone(), sink.clone(), keys, &mut progress).await?;
     if top.meta.kind != DocKind::Manifest {
         return Ok(total);
     }
-    let manifest = fetch_manifest(source, top)
+    let manifest = fetch_manifest(&source, top)
         .await
         .map_err(|e| KeepaliveError::Corrupt(format!("the directory manifest: {e}")))?;
     for entry in manifest.entries {
@@ -429,6 +436,7 @@ pub async fn keepalive<S: BlockSource, K: BlockSink>(
             sum.add(r);
             progress(&sum);
         };
+        let (source, sink) = (source.clone(), sink.clone());
         match keepalive_document(source, sink, entry.keys.into(), &mut each).await {
             Ok((r, _)) => total.add(&r),
             Err(KeepaliveError::TopMissing) => {
@@ -507,7 +515,7 @@ mod tests {
             assert!(store.remove(k));
         }
         let mut seen = 0;
-        let report = keepalive(&store, &store, uri.keys, |r| seen = r.blocks)
+        let report = keepalive(store.clone(), store.clone(), uri.keys, |r| seen = r.blocks)
             .await
             .unwrap();
         assert_eq!(seen, 244, "progress saw every block");
@@ -535,7 +543,9 @@ mod tests {
             };
             assert_eq!(store.role(k), Some(want));
         }
-        let again = keepalive(&store, &store, uri.keys, |_| {}).await.unwrap();
+        let again = keepalive(store.clone(), store.clone(), uri.keys, |_| {})
+            .await
+            .unwrap();
         assert_eq!((again.missing, again.reinserted), (0, 0));
         assert_eq!(get(&store, uri.keys).await, data);
     }
@@ -571,7 +581,9 @@ mod tests {
             slow: Arc::new(Mutex::new(slow)),
         };
         let before = store.insert_count();
-        let report = keepalive(&source, &store, uri.keys, |_| {}).await.unwrap();
+        let report = keepalive(source, store.clone(), uri.keys, |_| {})
+            .await
+            .unwrap();
         assert_eq!((report.missing, report.late, report.reinserted), (0, 3, 3));
         assert_eq!(store.insert_count(), before + 3);
     }
@@ -598,13 +610,15 @@ mod tests {
         for k in &index {
             store.remove(k);
         }
-        let r = keepalive(&store, &store, uri.keys, |_| {}).await.unwrap();
+        let r = keepalive(store.clone(), store.clone(), uri.keys, |_| {})
+            .await
+            .unwrap();
         assert_eq!((r.missing, r.rebuilt, r.reinserted), (3, 0, 0));
         assert_eq!(r.lost, 3 + 4 + 2, "the copies and everything they list");
         // Without the top block nothing can be done.
         store.remove(&uri.keys.routing);
         assert!(matches!(
-            keepalive(&store, &store, uri.keys, |_| {}).await,
+            keepalive(store.clone(), store.clone(), uri.keys, |_| {}).await,
             Err(KeepaliveError::TopMissing)
         ));
     }

@@ -24,6 +24,7 @@ Examples:
   veil get \"$URI\" > copy.pdf          ... or to standard output
   veil get \"$URI/docs/index.html\"     fetch one file of a directory
   veil get \"$URI\" -o ./site-copy      restore a whole directory
+  veil keepalive \"$URI\"               check every block, restore what faded
   veil status                         show the node's status
   veil --data-dir /srv/veil peers     talk to the node of another data directory
 
@@ -77,6 +78,17 @@ enum Command {
         /// Without it a file goes to standard output
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+    },
+    /// Keep documents alive: fetch every block (index copies and check blocks too),
+    /// rebuild the missing ones and insert them again, with those found only late.
+    /// Prints one line per URI; exits 1 if any block could not be restored
+    Keepalive {
+        /// The documents' URIs (a directory's URI covers every file in it)
+        #[arg(required = true)]
+        uris: Vec<String>,
+        /// Print a JSON array, one object per URI, instead of lines
+        #[arg(long)]
+        json: bool,
     },
     /// Show the node's status
     Status,
@@ -160,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Put { path, name, mime } => put(client, &path, name, mime).await,
             Command::Get { uri, output } => get(client, &uri, output.as_deref()).await,
+            Command::Keepalive { uris, json } => keepalive(client, &uris, json).await,
             Command::Status => print_json(client.status().await?),
             Command::Peers => print_json(client.peers().await?),
         }
@@ -274,6 +287,93 @@ async fn put(
         );
     }
     Ok(())
+}
+
+async fn keepalive(client: ApiClient, uris: &[String], json: bool) -> Result<()> {
+    // Parse them all first: a typo in the third should not wait for the first two.
+    let parsed: Vec<Uri> = uris
+        .iter()
+        .map(|t| t.parse().with_context(|| format!("malformed URI {t}")))
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for (text, uri) in uris.iter().zip(&parsed) {
+        let bar = blocks_bar("keepalive");
+        let result = veil_client::keepalive(client.clone(), client.clone(), uri.keys, |r| {
+            if let Some(b) = &bar {
+                b.set_position(r.blocks);
+                b.set_message(format!(
+                    "keepalive: {} missing, {} late, {} inserted again",
+                    r.missing, r.late, r.reinserted
+                ));
+            }
+        })
+        .await;
+        finish(bar);
+        let line = match &result {
+            Ok(r) => {
+                if r.lost > 0 {
+                    bad += 1;
+                }
+                format!(
+                    "{text}: {} block{} in {} document{}, {} missing ({} rebuilt, {} lost), {} late, {} inserted again",
+                    r.blocks,
+                    plural(r.blocks),
+                    r.documents,
+                    plural(r.documents),
+                    r.missing,
+                    r.rebuilt,
+                    r.lost,
+                    r.late,
+                    r.reinserted
+                )
+            }
+            Err(e) => {
+                bad += 1;
+                format!("{text}: error: {e}")
+            }
+        };
+        if json {
+            let mut v = match &result {
+                Ok(r) => serde_json::to_value(r)?,
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
+            v["uri"] = serde_json::Value::String(text.clone());
+            out.push(v);
+        } else {
+            println!("{line}");
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    if bad > 0 {
+        bail!(
+            "{bad} of {} document{} could not be fully restored",
+            uris.len(),
+            plural(uris.len() as u64)
+        );
+    }
+    Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn blocks_bar(what: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{msg} {spinner} {pos} blocks checked")
+            .expect("valid template"),
+    );
+    Some(bar.with_message(what.to_string()))
 }
 
 fn finish(bar: Option<ProgressBar>) {

@@ -88,7 +88,10 @@ struct PutQuery {
 /// The whole HTTP app: API, metrics and status page.
 pub(crate) fn app(node: NodeHandle) -> Router {
     let api = Router::new()
-        .route("/api/v1/blocks/{key}", get(get_block).put(put_block))
+        .route(
+            "/api/v1/blocks/{key}",
+            get(get_block).put(put_block).delete(delete_block),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
         .route("/metrics", get(metrics))
@@ -240,6 +243,20 @@ async fn put_block(
         "routed": outcome.routed,
         "route_exhausted": outcome.route_exhausted,
         "local_only": outcome.local_only,
+    }))
+    .into_response())
+}
+
+/// Deletes a block from this node's store and cache (not from the network).
+async fn delete_block(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    let removed = node.remove_block(key).await?;
+    Ok(Json(serde_json::json!({
+        "routing_key": key.to_string(),
+        "removed": removed,
     }))
     .into_response())
 }

@@ -398,6 +398,9 @@ impl Node {
             }),
         };
         tasks.spawn(pending_inserter(handle.clone(), shutdown_rx.clone()));
+        if !handle.config().keepalive_uris.is_empty() {
+            tasks.spawn(keepalive_schedule(handle.clone(), shutdown_rx.clone()));
+        }
         tasks.spawn(crate::api::serve(
             api_listener,
             handle.clone(),
@@ -471,6 +474,15 @@ impl NodeHandle {
     /// A watch on the connected peers: changes whenever a link comes up or goes down.
     pub fn watch_peers(&self) -> watch::Receiver<Arc<Vec<PeerInfo>>> {
         self.shared.peers.clone()
+    }
+
+    /// Deletes a block from this node's store and cache; whether it was held.
+    pub async fn remove_block(&self, key: RoutingKey) -> Result<bool, RequestError> {
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || store.remove(&key))
+            .await
+            .map_err(|_| RequestError::Stopped)?
+            .map_err(RequestError::Store)
     }
 
     /// Store and cache use.
@@ -706,6 +718,43 @@ fn load_pending(dir: &std::path::Path) -> std::collections::BTreeMap<RoutingKey,
     std::fs::read_to_string(dir.join(PENDING_FILE))
         .map(|t| t.lines().filter_map(parse).collect())
         .unwrap_or_default()
+}
+
+/// Keeps the config's `keepalive_uris` alive: a minute after start, then every
+/// `keepalive_interval_ms`, the same pass as `veil keepalive`, through this node.
+async fn keepalive_schedule(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_millis(node.config().keepalive_interval_ms);
+    let mut next = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        next += every;
+        let uris = node.config().keepalive_uris.clone();
+        for text in uris {
+            // Checked when the config was loaded.
+            let Ok(uri) = text.parse::<veil_proto::uri::Uri>() else {
+                continue;
+            };
+            let pass = veil_client::keepalive(node.clone(), node.clone(), uri.keys, |_| {});
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = pass => r,
+            };
+            match result {
+                Ok(r) if r.lost > 0 => tracing::warn!(
+                    uri = %text, blocks = r.blocks, missing = r.missing, lost = r.lost,
+                    reinserted = r.reinserted, "keepalive: blocks lost for good"
+                ),
+                Ok(r) => tracing::info!(
+                    uri = %text, blocks = r.blocks, missing = r.missing, late = r.late,
+                    reinserted = r.reinserted, "keepalive pass done"
+                ),
+                Err(e) => tracing::warn!(uri = %text, error = %e, "keepalive failed"),
+            }
+        }
+    }
 }
 
 /// Inserts the blocks a lone node kept, once it has peers: waits for a peer, routes

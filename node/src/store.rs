@@ -318,6 +318,30 @@ impl Store {
         w.send(op).map_err(|_| StoreError::Closed)
     }
 
+    /// Deletes a block from the store and the cache, durably (an operator's choice about
+    /// their own disk: the block stays wherever else it is). Blocks; call it off the
+    /// async runtime. Returns whether the block was held.
+    pub fn remove(&self, key: &RoutingKey) -> Result<bool, StoreError> {
+        let db = self.inner.db.read().expect("store lock");
+        let w = db
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .begin_write()
+            .map_err(dberr)?;
+        let mut found = false;
+        {
+            let mut idx = self.inner.index.lock().expect("store lock");
+            for def in [STORE, CACHE] {
+                let mut t = w.open_table(def).map_err(dberr)?;
+                found |= t.remove(&key.0).map_err(dberr)?.is_some();
+            }
+            idx.store.remove(key);
+            idx.cache.remove(key);
+        }
+        w.commit().map_err(dberr)?;
+        Ok(found)
+    }
+
     /// Bytes used and allowed.
     pub fn usage(&self) -> Usage {
         let idx = self.inner.index.lock().expect("store lock");

@@ -1,0 +1,216 @@
+//! Durability with the shipped binaries (issue 12): documents outlive a third of a
+//! network killed at once, and `veil keepalive` restores blocks gone from every store.
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
+use std::time::Duration;
+use veil_client::{BlockRole, EncodeOptions, MemoryStore};
+use veil_proto::{Block, RoutingKey};
+use veil_tests::{veil, Api, DataDir, Testnet, Topology, VeildProcess};
+
+/// Waits until every node in `apis` has at least `want` routable peers and no peer in
+/// `gone`, polling their status and peer lists (a process offers no event channel).
+async fn wait_settled(apis: &[&Api], want: usize, gone: &HashSet<String>, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut ok = true;
+        let mut seen = Vec::new();
+        for api in apis {
+            let list = api
+                .request(reqwest::Method::GET, "/api/v1/peers")
+                .send()
+                .await
+                .expect("peers")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json");
+            let peers = list.as_array().expect("array");
+            let live = peers
+                .iter()
+                .filter(|p| p["routable"].as_bool() == Some(true))
+                .count();
+            let stale = peers
+                .iter()
+                .any(|p| gone.contains(p["key"].as_str().unwrap_or_default()));
+            ok &= live >= want && !stale;
+            seen.push((live, stale));
+        }
+        if ok {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not settle in {limit:?}: (routable peers, still linked to a killed node) {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// 20 `veild` processes grown from one seed; 30 documents from 1 KiB to 3 MiB published
+/// through random nodes; 10 processes killed with SIGKILL at once (publishers and the
+/// seed among them, as the dice fall); then every document fetched from a survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_outlive_half_the_processes_killed() {
+    const N: usize = 20;
+    const DOCS: usize = 30;
+    const KILLED: usize = 10;
+    let dirs: Vec<DataDir> = (0..N).map(|_| DataDir::new().expect("dir")).collect();
+    let files = DataDir::new().expect("dir");
+    let seed = VeildProcess::spawn(dirs[0].path(), &["--max-peers", "10"])
+        .await
+        .expect("seed starts");
+    let seed_arg = seed.address.to_string();
+    let args = ["--seed-node", seed_arg.as_str(), "--max-peers", "10"];
+    let mut procs = vec![Some(seed)];
+    for dir in &dirs[1..] {
+        procs.push(Some(
+            VeildProcess::spawn(dir.path(), &args).await.expect("veild"),
+        ));
+    }
+    {
+        let apis: Vec<&Api> = procs.iter().map(|p| &p.as_ref().expect("up").api).collect();
+        wait_settled(&apis, 5, &HashSet::new(), Duration::from_secs(60)).await;
+    }
+
+    // Sizes spread evenly on a log scale from 1 KiB to 3 MiB.
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut docs = Vec::new();
+    for i in 0..DOCS {
+        let exp = (1024f64).ln() + ((3 << 20) as f64 / 1024.0).ln() * i as f64 / (DOCS - 1) as f64;
+        let mut data = vec![0u8; exp.exp() as usize];
+        rng.fill_bytes(&mut data);
+        let file = files.path().join(format!("doc-{i}"));
+        std::fs::write(&file, &data).expect("write");
+        let at = rng.gen_range(0..N);
+        let uri = veil(dirs[at].path(), &["put", file.to_str().expect("utf-8")])
+            .unwrap_or_else(|e| panic!("put {i} ({} bytes) at node {at}: {e}", data.len()));
+        docs.push((uri, data));
+    }
+
+    // Kill ten at once.
+    let mut order: Vec<usize> = (0..N).collect();
+    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+    let (killed, alive) = order.split_at(KILLED);
+    let mut gone = HashSet::new();
+    for &k in killed {
+        let p = procs[k].take().expect("up");
+        gone.insert(p.address.key.to_string());
+        p.kill().expect("SIGKILL");
+    }
+    let survivors: Vec<&Api> = alive
+        .iter()
+        .map(|&i| &procs[i].as_ref().expect("alive").api)
+        .collect();
+    // Survivors notice the dead links (and may find new peers) before the fetches.
+    wait_settled(&survivors, 2, &gone, Duration::from_secs(60)).await;
+
+    let mut fetched = 0;
+    let mut failures = Vec::new();
+    for (i, (uri, data)) in docs.iter().enumerate() {
+        let at = alive[i % alive.len()];
+        let out = files.path().join(format!("out-{i}"));
+        match veil(
+            dirs[at].path(),
+            &["get", uri, "-o", out.to_str().expect("utf-8")],
+        ) {
+            Ok(_) if std::fs::read(&out).expect("out") == *data => fetched += 1,
+            Ok(_) => panic!("doc {i}: fetched bytes differ"),
+            Err(e) => failures.push(format!("doc {i} ({} bytes) at node {at}: {e}", data.len())),
+        }
+    }
+    println!(
+        "durability: {fetched}/{DOCS} documents fetched byte-identical after {KILLED} of {N} processes were killed; killed {killed:?}"
+    );
+    assert!(fetched >= DOCS - 1, "{fetched}/{DOCS}: {failures:?}");
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u8 ^ 0x5a)
+        .collect()
+}
+
+/// A 5 MiB document loses a random 30% of its blocks from every store; `veil keepalive`
+/// finds exactly those missing and restores them, and a second pass finds none missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_restores_blocks_gone_from_every_store() {
+    let net = Testnet::start(4, Topology::Ring).await.expect("testnet");
+    let data = pattern(5 << 20);
+    let opts = EncodeOptions::named("five.bin");
+    // Convergent encryption: encoding into memory names exactly the blocks the network
+    // got, without asking any node.
+    let mem = MemoryStore::new();
+    let expected = veil_client::encode(&mem, &data[..], &opts, |_| {})
+        .await
+        .expect("encode");
+    let client = veil_client::ApiClient::new(&net.api(0).base, &net.api(0).token).expect("api");
+    let published = veil_client::encode(&client, &data[..], &opts, |_| {})
+        .await
+        .expect("publish");
+    assert_eq!(published.uri, expected.uri);
+    let uri = published.uri.to_string();
+
+    // A random 30% of every block but the top one, sparing one copy of the index block
+    // (an index block with no copy left cannot be rebuilt: `lost`, a unit test's case).
+    let top = published.uri.keys.routing;
+    let mut keys: Vec<(RoutingKey, Option<BlockRole>)> = mem
+        .blocks()
+        .iter()
+        .map(Block::routing_key)
+        .filter(|k| *k != top)
+        .map(|k| (k, mem.role(&k)))
+        .collect();
+    keys.sort_by_key(|(k, _)| k.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(30);
+    rand::seq::SliceRandom::shuffle(keys.as_mut_slice(), &mut rng);
+    let spared = keys
+        .iter()
+        .find(|(_, r)| *r == Some(BlockRole::Index))
+        .map(|(k, _)| *k)
+        .expect("an index block");
+    let gone: Vec<RoutingKey> = keys
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| *k != spared)
+        .take((keys.len() * 3).div_ceil(10))
+        .collect();
+    for i in 0..net.nodes.len() {
+        for k in &gone {
+            let resp = net
+                .api(i)
+                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
+                .send()
+                .await
+                .expect("delete");
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    }
+    // Gone from the network: node 2 cannot find one.
+    assert!(net.api(2).get_block(&gone[0], None).await.is_err());
+
+    let dir = net.nodes[2].dir.path();
+    let line = veil(dir, &["keepalive", &uri]).expect("keepalive");
+    println!("first pass: {line}");
+    let n = gone.len();
+    assert!(
+        line.contains(&format!(
+            "{} blocks in 1 document, {n} missing ({n} rebuilt, 0 lost)",
+            keys.len() + 1
+        )) && line.ends_with(&format!("{n} inserted again")),
+        "{line}"
+    );
+    for k in &gone {
+        net.api(1).get_block(k, None).await.expect("restored");
+    }
+    let json = veil(dir, &["keepalive", "--json", &uri]).expect("second keepalive");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v[0]["missing"], 0, "{json}");
+    assert_eq!(v[0]["reinserted"], 0, "{json}");
+    assert_eq!(v[0]["uri"], uri.as_str());
+    // And the document reads back whole.
+    let out = dir.join("five.out");
+    veil(dir, &["get", &uri, "-o", out.to_str().expect("utf-8")]).expect("get");
+    assert_eq!(std::fs::read(&out).expect("read"), data);
+    net.shutdown().await;
+}
