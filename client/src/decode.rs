@@ -14,7 +14,7 @@ use crate::format::{
     data_blocks, Body, ChildRef, FormatError, IndexBlock, TopBlock, TreeParams, FORMAT_VERSION,
 };
 use crate::segment::Segment;
-use crate::source::{BlockSource, FetchError};
+use crate::source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use std::fmt;
@@ -24,6 +24,71 @@ use veil_proto::{ChkKeys, MAX_PAYLOAD};
 
 /// Data blocks fetched ahead of the writer by default.
 pub const DEFAULT_WINDOW: usize = 32;
+/// Most blocks one fetch offers for healing ([`Heal`]).
+pub const HEAL_LIMIT: usize = 64;
+
+/// Blocks a fetch had to rebuild — data blocks from their segment's check blocks, index
+/// block copies from a sibling copy — kept so the reader can insert them again
+/// ([`Heal::reinsert`]) and the next reader finds them directly. Bounded by
+/// [`HEAL_LIMIT`]; a [`Heal::off`] collects nothing. Cheap to clone; clones share.
+#[derive(Clone, Debug, Default)]
+pub struct Heal(Option<Arc<std::sync::Mutex<Vec<(veil_proto::Block, BlockRole)>>>>);
+
+impl Heal {
+    /// Collects up to [`HEAL_LIMIT`] blocks.
+    pub fn new() -> Heal {
+        Heal(Some(Default::default()))
+    }
+
+    /// Collects nothing.
+    pub fn off() -> Heal {
+        Heal(None)
+    }
+
+    /// Offers a rebuilt payload that must encode to `listed`.
+    pub(crate) fn offer(&self, payload: &[u8], listed: ChildRef, role: BlockRole) {
+        let Some(list) = &self.0 else {
+            return;
+        };
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() >= HEAL_LIMIT {
+            return;
+        }
+        if let Ok((block, keys)) = veil_proto::block::encode(payload) {
+            if keys.routing == listed.routing && keys.data == listed.data {
+                list.push((block, role));
+            }
+        }
+    }
+
+    /// Blocks collected so far.
+    pub fn len(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |l| l.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
+
+    /// Whether none were collected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts the collected blocks again through `sink`, in random order, like any
+    /// other insert (nothing in an insert names its originator); returns how many went
+    /// out.
+    pub async fn reinsert<K: BlockSink>(&self, sink: &K) -> Result<usize, InsertError> {
+        let mut blocks = match &self.0 {
+            Some(l) => std::mem::take(&mut *l.lock().unwrap_or_else(|e| e.into_inner())),
+            None => return Ok(0),
+        };
+        rand::seq::SliceRandom::shuffle(blocks.as_mut_slice(), &mut rand::thread_rng());
+        let n = blocks.len();
+        for (block, role) in blocks {
+            sink.insert_as(block.routing_key(), block, role).await?;
+        }
+        Ok(n)
+    }
+}
 /// Index blocks fetched ahead of the one being read.
 const INDEX_WINDOW: usize = 2;
 
@@ -186,6 +251,7 @@ async fn fetch_index<S: BlockSource>(
     level: u8,
     first: u64,
     count: u64,
+    heal: &Heal,
 ) -> Result<IndexBlock, DecodeError> {
     let at = Position::Index {
         level,
@@ -194,9 +260,20 @@ async fn fetch_index<S: BlockSource>(
         total: shape.total,
     };
     let mut first_error = None;
-    for &keys in copies {
+    for (c, &keys) in copies.iter().enumerate() {
         match fetch_payload(source, keys, &at).await {
-            Ok(payload) => return check_index(shape, &at, &payload, level, count),
+            Ok(payload) => {
+                let index = check_index(shape, &at, &payload, level, count)?;
+                // The copies tried before this one failed: rebuild them from it.
+                for (b, &listed) in copies[..c].iter().enumerate() {
+                    let copy = IndexBlock {
+                        copy: b as u8,
+                        ..index.clone()
+                    };
+                    heal.offer(&copy.to_payload(), listed, BlockRole::Index);
+                }
+                return Ok(index);
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -251,6 +328,7 @@ fn data_refs<S: BlockSource>(
     index: IndexBlock,
     first: u64,
     count: u64,
+    heal: Heal,
 ) -> RefStream {
     let level = index.level;
     if level == 1 {
@@ -266,19 +344,24 @@ fn data_refs<S: BlockSource>(
         .chunks(shape.params.copies as usize)
         .map(<[ChildRef]>::to_vec)
         .collect();
+    let healer = heal.clone();
     stream::iter(groups.into_iter().enumerate())
         .map(move |(i, copies)| {
             let source = fetcher.clone();
+            let heal = healer.clone();
             let cfirst = first + i as u64 * span;
             let ccount = span.min(count - i as u64 * span);
             async move {
-                let kids = fetch_index(&source, shape, &copies, level - 1, cfirst, ccount).await?;
+                let kids =
+                    fetch_index(&source, shape, &copies, level - 1, cfirst, ccount, &heal).await?;
                 Ok((kids, cfirst, ccount))
             }
         })
         .buffered(INDEX_WINDOW)
         .map(move |res| match res {
-            Ok((kids, cfirst, ccount)) => data_refs(source.clone(), shape, kids, cfirst, ccount),
+            Ok((kids, cfirst, ccount)) => {
+                data_refs(source.clone(), shape, kids, cfirst, ccount, heal.clone())
+            }
             Err(e) => failed(e),
         })
         .flatten()
@@ -292,6 +375,7 @@ async fn fetch_data<S: BlockSource>(
     index: u64,
     keys: ChildRef,
     segment: Arc<Segment>,
+    heal: Heal,
 ) -> Result<Bytes, DecodeError> {
     let at = Position::Data {
         index,
@@ -306,7 +390,9 @@ async fn fetch_data<S: BlockSource>(
     if segment.checks.is_empty() {
         return Err(direct);
     }
-    segment.rebuild_one(&source, shape, index, direct).await
+    let payload = segment.rebuild_one(&source, shape, index, direct).await?;
+    heal.offer(&payload, keys, BlockRole::Data);
+    Ok(payload)
 }
 
 /// The document's bytes, in order, as a stream of chunks (one per data block).
@@ -316,6 +402,16 @@ pub fn body_stream<S: BlockSource>(
     source: S,
     top: TopBlock,
     window: usize,
+) -> impl Stream<Item = Result<Bytes, DecodeError>> + Send + 'static {
+    body_stream_healing(source, top, window, Heal::off())
+}
+
+/// As [`body_stream`], offering what it had to rebuild to `heal`.
+pub fn body_stream_healing<S: BlockSource>(
+    source: S,
+    top: TopBlock,
+    window: usize,
+    heal: Heal,
 ) -> impl Stream<Item = Result<Bytes, DecodeError>> + Send + 'static {
     let size = top.meta.size;
     let inner: BoxStream<'static, Result<Bytes, DecodeError>> = match top.body {
@@ -349,9 +445,10 @@ pub fn body_stream<S: BlockSource>(
                 }
             } else {
                 let src = source.clone();
+                let h = heal.clone();
                 stream::once(async move {
-                    let index = fetch_index(&src, shape, &root, depth, 0, shape.total).await?;
-                    Ok(data_refs(src, shape, index, 0, shape.total))
+                    let index = fetch_index(&src, shape, &root, depth, 0, shape.total, &h).await?;
+                    Ok(data_refs(src, shape, index, 0, shape.total, h))
                 })
                 .map(|r: Result<RefStream, DecodeError>| r.unwrap_or_else(failed))
                 .flatten()
@@ -359,9 +456,10 @@ pub fn body_stream<S: BlockSource>(
             };
             refs.map(move |r| {
                 let source = source.clone();
+                let heal = heal.clone();
                 async move {
                     let (index, keys, segment) = r?;
-                    fetch_data(source, shape, index, keys, segment).await
+                    fetch_data(source, shape, index, keys, segment, heal).await
                 }
             })
             .buffered(window.max(1))
@@ -387,9 +485,21 @@ pub async fn write_body<S: BlockSource, W: AsyncWrite + Unpin>(
     top: TopBlock,
     window: usize,
     out: &mut W,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<u64, DecodeError> {
-    let mut body = std::pin::pin!(body_stream(source, top, window));
+    write_body_healing(source, top, window, out, progress, Heal::off()).await
+}
+
+/// As [`write_body`], offering what it had to rebuild to `heal`.
+pub async fn write_body_healing<S: BlockSource, W: AsyncWrite + Unpin>(
+    source: S,
+    top: TopBlock,
+    window: usize,
+    out: &mut W,
+    mut progress: impl FnMut(u64),
+    heal: Heal,
+) -> Result<u64, DecodeError> {
+    let mut body = std::pin::pin!(body_stream_healing(source, top, window, heal));
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

@@ -28,7 +28,10 @@ pub mod segment;
 pub mod source;
 
 pub use api::{ApiClient, ApiError, LocateError};
-pub use decode::{body_stream, fetch_top, write_body, DecodeError, Position};
+pub use decode::{
+    body_stream, body_stream_healing, fetch_top, write_body, write_body_healing, DecodeError, Heal,
+    Position,
+};
 pub use dir::{put_dir, resolve, restore, Resolved};
 pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
 pub use keepalive::{keepalive, KeepaliveError, KeepaliveReport};

@@ -12,7 +12,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use veil_client::api::ApiClient;
 use veil_client::decode::DEFAULT_WINDOW;
-use veil_client::{encode, put_dir, resolve, restore, write_body, EncodeOptions, Resolved};
+use veil_client::{
+    encode, put_dir, resolve, restore, write_body_healing, EncodeOptions, Heal, Resolved,
+};
 use veil_proto::Uri;
 
 const EXAMPLES: &str = "\
@@ -404,6 +406,9 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
             finish(bar);
         }
         Resolved::File(_, top) => {
+            // Blocks this fetch has to rebuild are inserted again afterwards, so the
+            // next reader finds them directly (a bounded number, like any insert).
+            let heal = Heal::new();
             let bar = progress_bar(Some(top.meta.size), "get");
             let tick = |n| {
                 if let Some(b) = &bar {
@@ -413,7 +418,15 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
             match output {
                 None => {
                     let mut out = tokio::io::stdout();
-                    write_body(client, top, DEFAULT_WINDOW, &mut out, tick).await?;
+                    write_body_healing(
+                        client.clone(),
+                        top,
+                        DEFAULT_WINDOW,
+                        &mut out,
+                        tick,
+                        heal.clone(),
+                    )
+                    .await?;
                 }
                 Some(path) => {
                     let path = if path.is_dir() {
@@ -433,7 +446,7 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
                         .await
                         .with_context(|| format!("cannot create {}", path.display()))?;
                     let res = tokio::select! {
-                        r = write_body(client, top, DEFAULT_WINDOW, &mut file, tick) => {
+                        r = write_body_healing(client.clone(), top, DEFAULT_WINDOW, &mut file, tick, heal.clone()) => {
                             r.map(drop).map_err(anyhow::Error::from)
                         }
                         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -447,6 +460,17 @@ async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()>
                 }
             }
             finish(bar);
+            if !heal.is_empty() {
+                // The document is out; failing to heal is worth a word, not an error.
+                match heal.reinsert(&client).await {
+                    Ok(n) => eprintln!(
+                        "veil: {n} block{} of this document had to be rebuilt; inserted {} again",
+                        plural(n as u64),
+                        if n == 1 { "it" } else { "them" }
+                    ),
+                    Err(e) => eprintln!("veil: could not insert rebuilt blocks again: {e}"),
+                }
+            }
         }
     }
     Ok(())

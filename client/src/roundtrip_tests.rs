@@ -5,7 +5,7 @@ use crate::decode::{fetch_top, write_body, DecodeError, Position, DEFAULT_WINDOW
 use crate::dir::{put_dir, resolve, restore, Resolved};
 use crate::encode::{encode, EncodeOptions};
 use crate::format::{Body, ChildRef, DocKind, Manifest, ManifestEntry, TreeParams, FORMAT_VERSION};
-use crate::source::{BlockSink, FetchError, MemoryStore};
+use crate::source::{BlockRole, BlockSink, FetchError, MemoryStore};
 use veil_proto::{Uri, MAX_PAYLOAD};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -462,4 +462,62 @@ async fn index_blocks_survive_while_one_copy_does() {
         "the level-1 index block over data blocks 13..16 of 40 could not be fetched: \
          block not found"
     );
+}
+
+/// A fetch that rebuilds blocks offers them for healing: the lost data blocks (from
+/// check blocks) and the lost index copies (from a sibling copy), byte for byte, and
+/// inserting them again restores the store.
+#[tokio::test]
+async fn a_fetch_that_rebuilds_heals_what_it_rebuilt() {
+    use crate::decode::{write_body_healing, Heal};
+    let store = MemoryStore::new();
+    let data = pattern(20 * MAX_PAYLOAD - 100, 7);
+    let opts = EncodeOptions {
+        tree: TreeParams {
+            fanout: 4,
+            segment: 6,
+            checks: 3,
+            copies: 3,
+        },
+        ..EncodeOptions::default()
+    };
+    let uri = put(&store, &data, &opts).await;
+    let top = fetch_top(&store, uri.keys).await.unwrap();
+    let Body::Tree { ref root, .. } = top.body else {
+        panic!("{top:?}")
+    };
+    // Lose the first two copies of the root index block and four data blocks.
+    let mut lost = vec![root[0].routing, root[1].routing];
+    for i in [0, 7, 8, 19] {
+        lost.push(data_key_of(&data, i));
+    }
+    for k in &lost {
+        assert!(store.remove(k));
+    }
+    let heal = Heal::new();
+    let mut out = Vec::new();
+    write_body_healing(
+        store.clone(),
+        top.clone(),
+        4,
+        &mut out,
+        |_| {},
+        heal.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, data);
+    assert_eq!(heal.len(), lost.len());
+    assert_eq!(heal.reinsert(&store).await.unwrap(), lost.len());
+    for k in &lost {
+        assert!(store.contains(k), "healed");
+    }
+    assert_eq!(store.role(&root[0].routing), Some(BlockRole::Index));
+    assert_eq!(store.role(&data_key_of(&data, 7)), Some(BlockRole::Data));
+    // A fetch that rebuilt nothing offers nothing.
+    let heal = Heal::new();
+    write_body_healing(store.clone(), top, 4, &mut Vec::new(), |_| {}, heal.clone())
+        .await
+        .unwrap();
+    assert!(heal.is_empty());
 }

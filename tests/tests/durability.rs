@@ -214,3 +214,54 @@ async fn keepalive_restores_blocks_gone_from_every_store() {
     assert_eq!(std::fs::read(&out).expect("read"), data);
     net.shutdown().await;
 }
+
+/// A `veil get` that has to rebuild data blocks from check blocks inserts them again
+/// afterwards, so the next reader finds them directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_that_rebuilds_blocks_heals_them() {
+    let net = Testnet::start(3, Topology::Line).await.expect("testnet");
+    let data = pattern(1 << 20);
+    let opts = EncodeOptions::named("one.bin");
+    let client = veil_client::ApiClient::new(&net.api(0).base, &net.api(0).token).expect("api");
+    let uri = veil_client::encode(&client, &data[..], &opts, |_| {})
+        .await
+        .expect("publish")
+        .uri;
+    // Data blocks 2, 9 and 30 of 32, gone from every store.
+    let lost: Vec<RoutingKey> = [2usize, 9, 30]
+        .iter()
+        .map(|&i| {
+            let chunk = &data[i * veil_proto::MAX_PAYLOAD..(i + 1) * veil_proto::MAX_PAYLOAD];
+            veil_proto::block::encode(chunk).expect("block").1.routing
+        })
+        .collect();
+    for i in 0..3 {
+        for k in &lost {
+            net.api(i)
+                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    assert!(net.api(1).get_block(&lost[0], None).await.is_err());
+    let dir = net.nodes[2].dir.path();
+    let out = dir.join("one.out");
+    let run = std::process::Command::new(veil_tests::veil_path().expect("veil"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["get", &uri.to_string(), "-o", out.to_str().expect("utf-8")])
+        .output()
+        .expect("veil get");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(&out).expect("read"), data);
+    assert!(
+        stderr.contains("3 blocks of this document had to be rebuilt; inserted them again"),
+        "{stderr}"
+    );
+    for k in &lost {
+        net.api(1).get_block(k, None).await.expect("healed");
+    }
+    net.shutdown().await;
+}
