@@ -32,7 +32,10 @@ pub const HEAL_LIMIT: usize = 64;
 /// ([`Heal::reinsert`]) and the next reader finds them directly. Bounded by
 /// [`HEAL_LIMIT`]; a [`Heal::off`] collects nothing. Cheap to clone; clones share.
 #[derive(Clone, Debug, Default)]
-pub struct Heal(Option<Arc<std::sync::Mutex<Vec<(veil_proto::Block, BlockRole)>>>>);
+pub struct Heal(Option<Arc<std::sync::Mutex<HealList>>>);
+
+/// The blocks a [`Heal`] holds, with the role each is inserted as.
+type HealList = Vec<(veil_proto::Block, BlockRole)>;
 
 impl Heal {
     /// Collects up to [`HEAL_LIMIT`] blocks.
