@@ -191,7 +191,25 @@ fn real_main() -> Result<()> {
             params.validate().map_err(anyhow::Error::msg)?;
             let report = one(&params)?;
             output::write_run(&common.out, &report.summary, &report.records)?;
-            print!("{}", output::table(std::slice::from_ref(&report.summary)));
+            let s = &report.summary;
+            print!("{}", output::table(std::slice::from_ref(s)));
+            println!(
+                "storage: {} replicas, {:.1} blocks per node; keys with a live copy {:.4}; \
+                 requests failed although a copy lived {:.4}",
+                s.replicas, s.store_blocks_per_node, s.keys_with_live_copy, s.failed_with_live_copy
+            );
+            if let (Some(n), Some(ok), Some(top)) = (
+                s.documents_checked,
+                s.document_success_rate,
+                s.top_block_success_rate,
+            ) {
+                println!(
+                    "documents: {n} of {} blocks each fetched whole; {ok:.4} could be rebuilt \
+                     (top blocks found {top:.4}; top and index blocks on {} replicas)",
+                    s.blocks_per_doc.unwrap_or(0),
+                    s.index_replicas.unwrap_or(0)
+                );
+            }
             println!(
                 "{} events at {:.0} events/s; files in {}",
                 report.summary.events,

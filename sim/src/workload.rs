@@ -331,6 +331,34 @@ mod tests {
     use veil_proto::message::{Message, RequestId};
 
     #[test]
+    fn document_layouts_match_the_client() {
+        // A 5 MiB document: top, 3 index copies, 160 data, 80 checks (the client's
+        // keep-alive test counts the same 244).
+        let l = DocLayout::new(160);
+        assert_eq!(l.blocks(), 244);
+        assert_eq!(l.role(0), Role::Top);
+        assert_eq!((l.role(1), l.role(3)), (Role::Index(0), Role::Index(0)));
+        assert_eq!((l.role(4), l.role(243)), (Role::Data(0), Role::Data(0)));
+        assert_eq!(DocLayout::new(1).blocks(), 1);
+        // Two segments: a root in 3 copies above two level-1 blocks.
+        let l = DocLayout::new(341);
+        assert_eq!(l.segments, vec![(340, 170), (1, 1)]);
+        assert_eq!(l.blocks(), 1 + 3 + (3 + 340 + 170) + (3 + 1 + 1));
+        assert_eq!(l.role(2), Role::Root);
+        assert_eq!(l.role(4), Role::Index(0));
+        assert_eq!(l.role(1 + 3 + 513), Role::Index(1));
+        assert_eq!(l.role(l.blocks() - 1), Role::Data(1));
+        // Fetchable: top, one copy of each index block, d of each segment's d + c.
+        let l = DocLayout::new(10);
+        assert!(l.fetchable(|_| true));
+        assert!(!l.fetchable(|o| o != 0));
+        assert!(l.fetchable(|o| o != 1 && o != 2));
+        assert!(!l.fetchable(|o| !(1..4).contains(&o)));
+        assert!(l.fetchable(|o| !(4..9).contains(&o)), "5 of 15 lost");
+        assert!(!l.fetchable(|o| !(4..10).contains(&o)), "6 of 15 lost");
+    }
+
+    #[test]
     fn zipf_prefers_the_first_keys() {
         let mut p = Params::new(10, 10, 1);
         p.popularity = Popularity::Zipf;

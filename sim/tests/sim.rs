@@ -147,3 +147,71 @@ fn an_opennet_grown_from_seeds_routes_like_a_small_world() {
         s.without_timing()
     );
 }
+
+/// Replication is what keeps distinct keys alive when half the nodes fail: seven
+/// copies leave (almost) every key a live holder and find far more than one copy does,
+/// at seven times the storage; and the figures say which loss is whose.
+#[test]
+fn replicas_keep_keys_alive_when_half_the_nodes_fail() {
+    let run_with = |replicas| {
+        let mut p = small(1000, 2000, 5);
+        p.keys = 2000;
+        p.fail_fraction = 0.5;
+        p.replicas = replicas;
+        run(&p).unwrap().summary
+    };
+    let one = run_with(1);
+    let seven = run_with(7);
+    // One copy: about half the keys lost their only holder.
+    assert!(
+        (0.4..0.6).contains(&one.keys_with_live_copy),
+        "{}",
+        one.keys_with_live_copy
+    );
+    assert!(
+        seven.keys_with_live_copy > 0.98,
+        "{}",
+        seven.keys_with_live_copy
+    );
+    assert!(
+        seven.success_rate > one.success_rate + 0.2,
+        "{} vs {}",
+        seven.success_rate,
+        one.success_rate
+    );
+    // Every insert stored on exactly `replicas` nodes, plus the publisher's own copy.
+    let per_node = |r: u8| f64::from(r + 1) * 2000.0 / 1000.0;
+    assert!((one.store_blocks_per_node - per_node(1)).abs() < 0.05);
+    assert!((seven.store_blocks_per_node - per_node(7)).abs() < 0.05);
+    assert!(seven.failed_with_live_copy <= 1.0 - seven.success_rate + 1e-9);
+}
+
+/// Whole documents: top and index blocks on more replicas make documents as durable as
+/// their data; with one replica for everything, the top block is the weak link.
+#[test]
+fn documents_are_as_durable_as_their_best_protected_part() {
+    let docs = |replicas, index_replicas| {
+        let mut p = small(1000, 2000, 6);
+        p.keys = 2000;
+        p.doc_blocks = 10;
+        p.fail_fraction = 0.5;
+        p.replicas = replicas;
+        p.index_replicas = index_replicas;
+        run(&p).unwrap().summary
+    };
+    let s = docs(7, 14);
+    // 10 data, 5 checks, 3 index copies and the top block; 2000 requests fetch 105
+    // documents whole.
+    assert_eq!(s.blocks_per_doc, Some(19));
+    assert_eq!(s.keys, 2000 / 19 * 19);
+    assert_eq!(s.documents_checked, Some(2000 / 19));
+    let weak = docs(1, 1);
+    let (strong_ok, weak_ok) = (
+        s.document_success_rate.unwrap(),
+        weak.document_success_rate.unwrap(),
+    );
+    assert!(strong_ok > 0.97, "{strong_ok}");
+    assert!(weak_ok < 0.8, "{weak_ok}");
+    // A document stands or falls with its top block while the segment holds.
+    assert!(weak.top_block_success_rate.unwrap() >= weak_ok);
+}
