@@ -116,7 +116,7 @@ pub struct Config {
     /// missing or slow to find, as `veil keepalive` does. Default none.
     pub keepalive_uris: Vec<String>,
     /// How often to walk `keepalive_uris`, in ms; the first walk starts one minute after
-    /// the node does. Default 86,400,000 (a day).
+    /// the node does (or one interval, if shorter). Default 86,400,000 (a day).
     pub keepalive_interval_ms: u64,
 }
 

@@ -485,6 +485,11 @@ impl NodeHandle {
             .map_err(RequestError::Store)
     }
 
+    /// Whether this node's store or cache holds the block.
+    pub fn store_contains(&self, key: &RoutingKey) -> bool {
+        self.shared.store.contains(key)
+    }
+
     /// Store and cache use.
     pub fn store_usage(&self) -> Usage {
         self.shared.store.usage()
@@ -720,11 +725,13 @@ fn load_pending(dir: &std::path::Path) -> std::collections::BTreeMap<RoutingKey,
         .unwrap_or_default()
 }
 
-/// Keeps the config's `keepalive_uris` alive: a minute after start, then every
-/// `keepalive_interval_ms`, the same pass as `veil keepalive`, through this node.
+/// Keeps the config's `keepalive_uris` alive: a minute after start (or one interval, if
+/// shorter), then every `keepalive_interval_ms`, the same pass as `veil keepalive`,
+/// through this node.
 async fn keepalive_schedule(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
     let every = std::time::Duration::from_millis(node.config().keepalive_interval_ms);
-    let mut next = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = every.min(std::time::Duration::from_secs(60));
+    let mut next = tokio::time::Instant::now() + first;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -265,3 +265,68 @@ async fn a_get_that_rebuilds_blocks_heals_them() {
     }
     net.shutdown().await;
 }
+
+/// A node with `keepalive_uris` restores a document's lost blocks on its own schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_its_keepalive_uris_alive() {
+    let data = pattern(600_000);
+    let opts = EncodeOptions::named("kept.bin");
+    // The URI is known before anything is published (convergent encryption), so the
+    // keeping node can be configured with it from the start.
+    let mem = MemoryStore::new();
+    let uri = veil_client::encode(&mem, &data[..], &opts, |_| {})
+        .await
+        .expect("encode")
+        .uri;
+    let text = uri.to_string();
+    let net = Testnet::start_with(3, Topology::Line, |i, c| {
+        if i == 2 {
+            c.keepalive_uris = vec![text.clone()];
+            c.keepalive_interval_ms = 300;
+        }
+    })
+    .await
+    .expect("testnet");
+    let client = veil_client::ApiClient::new(&net.api(0).base, &net.api(0).token).expect("api");
+    veil_client::encode(&client, &data[..], &opts, |_| {})
+        .await
+        .expect("publish");
+    // Two data blocks gone from every store.
+    let lost: Vec<RoutingKey> = [1usize, 12]
+        .iter()
+        .map(|&i| {
+            let chunk = &data[i * veil_proto::MAX_PAYLOAD..(i + 1) * veil_proto::MAX_PAYLOAD];
+            veil_proto::block::encode(chunk).expect("block").1.routing
+        })
+        .collect();
+    for i in 0..3 {
+        for k in &lost {
+            net.api(i)
+                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    // The node's next passes put them back: poll node 0's store (bounded), where the
+    // replica walk of a 3-node line always leaves a copy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut back = 0;
+        for k in &lost {
+            if net.node(0).store_contains(k) {
+                back += 1;
+            }
+        }
+        if back == lost.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{back}/{} blocks restored by the schedule",
+            lost.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    net.shutdown().await;
+}

@@ -497,8 +497,11 @@ impl Router {
     /// Starts an insert of `block` (already verified by the caller) at `htl` (default
     /// and cap: the maximum), to be stored on `replicas` nodes near its key (default
     /// [`RouterConfig::replicas`], at most [`MAX_REPLICAS`]). The end comes as
-    /// [`Event::InsertFinished`]. The block is not stored here: the shell decides what
-    /// its own user's blocks deserve.
+    /// [`Event::InsertFinished`]. The router emits no `Store` for it: the shell keeps its
+    /// own user's blocks as it sees fit (`veild` and `veil-sim` keep them long-term).
+    /// When no peer is closer to the key than this node, that kept copy counts as the
+    /// first replica and the replica walk starts here, as at any sink; otherwise an
+    /// insert from the node nearest its key would be stored nowhere else.
     pub fn start_insert(
         &mut self,
         now: Instant,
@@ -511,7 +514,7 @@ impl Router {
         let id = self.fresh_id();
         let key = block.routing_key();
         let htl = self.clamp_htl(htl);
-        let kind = Kind::Insert {
+        let mut kind = Kind::Insert {
             block,
             replicas: replicas
                 .unwrap_or(self.config.replicas)
@@ -519,6 +522,11 @@ impl Router {
             stored: 0,
             resume: None,
         };
+        if self.peers.routable() > 0
+            && !self.peers.any_closer(Location::of_key(&key), self.location)
+        {
+            kind.start_walk();
+        }
         self.begin(now, id, key, kind, None, htl);
         self.tidy_timers();
         id

@@ -55,7 +55,7 @@ impl Kind {
     /// it would leave the other side's nearest nodes bare. The first chain (towards the
     /// closest peer) is asked for half the rest; when it reports back, the second goes
     /// to the other side for the remainder.
-    fn start_walk(&mut self) {
+    pub(super) fn start_walk(&mut self) {
         if let Kind::Insert {
             replicas,
             stored,
@@ -267,8 +267,9 @@ impl Router {
             }
         }
         req.htl = if req.kind.replicating() {
-            // Once stored, the replica count bounds the walk instead.
-            req.htl.max(1)
+            // Once stored, the replica count bounds the walk instead, and every message
+            // of a walk carries HTL 1, so none tells where its walk began.
+            1
         } else if req.tried.is_empty() {
             match req.source {
                 None => req.htl,
@@ -398,6 +399,12 @@ impl Router {
                     }
                     (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
                     (Kind::Insert { .. }, Outcome::InsertDone) => Message::InsertReply { id },
+                    // A replica walk that can go no further has stored what it could:
+                    // its end, not a dead end for the approach upstream (whose HTL a
+                    // `RouteNotFound` carrying the walk's HTL 1 would cut short).
+                    (kind @ Kind::Insert { .. }, _) if kind.replicating() => {
+                        Message::InsertReply { id }
+                    }
                     _ => Message::RouteNotFound {
                         id,
                         htl: Htl(req.htl),

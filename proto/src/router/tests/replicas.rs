@@ -144,3 +144,31 @@ fn hostile_replica_counts_are_capped() {
         }
     )));
 }
+
+#[test]
+fn an_insert_from_the_node_nearest_its_key_starts_the_walk_there() {
+    let mut net = ring(64, 5);
+    let (b, key) = blk(6);
+    let order = nearest(&net, &key);
+    let from = order[0];
+    let id = net.insert(from, b, None);
+    net.drive();
+    assert!(matches!(net.insert_result(from, id), Some(Ok(_))));
+    // The originator's own copy (kept by its shell) is the first; four more nodes near
+    // the key store it, and no walk message says how far it was from its start.
+    let held = holders(&net, &key);
+    assert_eq!(
+        net.placement(from, &key),
+        None,
+        "the router stores nothing for its user"
+    );
+    assert_eq!(held.len(), 4, "{held:?}");
+    assert!(held.iter().all(|h| order[1..6].contains(h)), "{held:?}");
+    for n in &net.nodes {
+        for (_, m) in &n.received {
+            if let Message::Insert { htl, stored, .. } = m {
+                assert!(*stored > 0 && htl.0 == 1, "{m:?}");
+            }
+        }
+    }
+}
