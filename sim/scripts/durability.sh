@@ -7,14 +7,15 @@ out=${1:-out/durability}
 mkdir -p "$out"
 cargo build --release -q -p veil-sim
 sim=target/release/veil-sim
-base=(run --nodes 10000 --requests 100000 --keys 100000 --fail-fraction 0.5)
+base=(run --nodes 10000 --requests 100000 --keys 100000)
 jobs=()
-for r in 1 3 7; do jobs+=("s1-r$r --seed 1 --replicas $r"); done
-for r in 1 3 5 6 7 8 10 14; do jobs+=("s3-r$r --seed 3 --replicas $r"); done
-jobs+=("s0-nofail --seed 1 --fail-fraction 0")
-jobs+=("doc10 --seed 1 --doc-blocks 10")
-jobs+=("doc10-i7 --seed 1 --doc-blocks 10 --index-replicas 7")
-jobs+=("doc100 --seed 1 --doc-blocks 100")
+half="--fail-fraction 0.5"
+for r in 1 3 7; do jobs+=("s1-r$r --seed 1 --replicas $r $half"); done
+for r in 1 3 5 6 7 8 10 14; do jobs+=("s3-r$r --seed 3 --replicas $r $half"); done
+jobs+=("s1-nofail --seed 1 --fail-fraction 0")
+jobs+=("doc10 --seed 1 --doc-blocks 10 $half")
+jobs+=("doc10-i7 --seed 1 --doc-blocks 10 --index-replicas 7 $half")
+jobs+=("doc100 --seed 1 --doc-blocks 100 $half")
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} sh -c \
   'set -- {}; name=$1; shift; '"$sim"' '"${base[*]}"' "$@" --out '"$out"'/$name > '"$out"'/$name.txt'
 printf '%-10s %8s %9s %8s %10s %10s %8s %8s\n' run success mean-hops storage live-copy by-routing docs top
