@@ -64,6 +64,7 @@ impl From<RequestError> for ApiError {
             RequestError::BadBlock => (StatusCode::BAD_REQUEST, "block_mismatch"),
             RequestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
             RequestError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            RequestError::Collision => (StatusCode::CONFLICT, "collision"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -47,6 +47,8 @@ pub(crate) enum Command {
     },
     /// Route an insert (the caller has already stored the block).
     Insert {
+        /// The key the block was verified against.
+        key: RoutingKey,
         block: Block,
         htl: Option<Htl>,
         /// Nodes to store it on (default: the node's `replicas`).
@@ -349,12 +351,13 @@ impl Driver {
                 self.fetches.insert(id, reply);
             }
             Command::Insert {
+                key,
                 block,
                 htl,
                 replicas,
                 reply,
             } => {
-                let id = self.router.start_insert(now, block, htl, replicas);
+                let id = self.router.start_insert_as(now, key, block, htl, replicas);
                 self.inserts.insert(id, reply);
             }
             Command::Stats { reply } => {

@@ -235,6 +235,16 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
             "Protocol violations by peers.",
             r.misbehaviour,
         ),
+        (
+            "bad_blocks_total",
+            "Blocks from peers refused for failing verification (wrong hash, forged or altered signature).",
+            r.bad_blocks,
+        ),
+        (
+            "collisions_total",
+            "Inserts refused because another block already holds their signed key.",
+            r.collisions,
+        ),
     ];
     for (name, help, v) in router {
         metric(name, "counter", help, v);

@@ -76,6 +76,9 @@ pub enum RequestError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     Stopped,
+    /// Another block is already published under this signed key; the first stays.
+    #[error("collision: another block is already published under this key")]
+    Collision,
 }
 
 impl From<RequestFailure> for RequestError {
@@ -96,6 +99,7 @@ impl From<InsertFailure> for RequestError {
             InsertFailure::RouteNotFound => RequestError::RouteNotFound,
             InsertFailure::Overloaded => RequestError::Overloaded,
             InsertFailure::TimedOut => RequestError::Timeout,
+            InsertFailure::Collision => RequestError::Collision,
             _ => RequestError::RouteNotFound,
         }
     }
@@ -582,6 +586,12 @@ impl NodeHandle {
         htl: Option<Htl>,
         replicas: Option<u8>,
     ) -> Result<InsertOutcome, RequestError> {
+        // A signed key already holding another block here: the first stays.
+        if let Ok(Some((held, _))) = self.shared.store.get(&key) {
+            if held != block && block.verify(&key).is_ok() {
+                return Err(RequestError::Collision);
+            }
+        }
         // The store verifies the block before it takes it.
         self.shared
             .store
@@ -604,6 +614,7 @@ impl NodeHandle {
         }
         let mut result = self
             .ask(|reply| Command::Insert {
+                key,
                 block: block.clone(),
                 htl,
                 replicas,
@@ -616,6 +627,7 @@ impl NodeHandle {
             // the links there are now.
             result = self
                 .ask(|reply| Command::Insert {
+                    key,
                     block,
                     htl,
                     replicas,
@@ -801,6 +813,7 @@ async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>)
             };
             let sent = node
                 .ask(|reply| Command::Insert {
+                    key,
                     block,
                     htl: None,
                     replicas,

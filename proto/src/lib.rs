@@ -18,6 +18,7 @@ pub mod keys;
 pub mod message;
 pub mod ring;
 pub mod router;
+pub mod ssk;
 pub mod topology;
 pub mod uri;
 

@@ -239,6 +239,9 @@ pub enum InsertFailure {
     /// The last peer tried did not answer in time and no other was left.
     #[error("timed out")]
     TimedOut,
+    /// A different block is already stored under this (signed) key: the first stays.
+    #[error("collision: another block is already published under this key")]
+    Collision,
 }
 
 /// What the router tells its shell.
@@ -337,6 +340,12 @@ pub struct RouterStats {
     pub stored: u64,
     /// Protocol violations by peers.
     pub misbehaviour: u64,
+    /// Blocks from peers refused because they fail verification (a wrong hash, a forged
+    /// or altered signed block); each also counts as misbehaviour.
+    pub bad_blocks: u64,
+    /// Inserts refused because a different block already sits under their (signed)
+    /// key, here or further on.
+    pub collisions: u64,
     /// Opennet counters.
     pub opennet: OpennetStats,
 }
@@ -509,10 +518,23 @@ impl Router {
         htl: Option<Htl>,
         replicas: Option<u8>,
     ) -> RequestId {
+        let key = block.routing_key();
+        self.start_insert_as(now, key, block, htl, replicas)
+    }
+
+    /// As [`Router::start_insert`], under `key`, which the caller has verified the
+    /// block against: a signed (SSK) block's key is not the hash of its bytes.
+    pub fn start_insert_as(
+        &mut self,
+        now: Instant,
+        key: RoutingKey,
+        block: Block,
+        htl: Option<Htl>,
+        replicas: Option<u8>,
+    ) -> RequestId {
         self.expire(now);
         self.stats.local_inserts += 1;
         let id = self.fresh_id();
-        let key = block.routing_key();
         let htl = self.clamp_htl(htl);
         let mut kind = Kind::Insert {
             block,

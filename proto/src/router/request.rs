@@ -187,6 +187,9 @@ enum Outcome {
     InsertDone,
     /// No peer left to try with HTL remaining.
     NoRoute,
+    /// An insert met a different block under its key (a signed-key collision): that
+    /// block goes back to the inserter, and nothing is stored.
+    Collision(Block),
 }
 
 /// Whether `loc` lies on the clockwise side of `target` (within half a turn).
@@ -399,6 +402,7 @@ impl Router {
                     }
                     (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
                     (Kind::Insert { .. }, Outcome::InsertDone) => Message::InsertReply { id },
+                    (Kind::Insert { .. }, Outcome::Collision(block)) => Message::Data { id, block },
                     // A replica walk that can go no further has stored what it could:
                     // its end, not a dead end for the approach upstream (whose HTL a
                     // `RouteNotFound` carrying the walk's HTL 1 would cut short).
@@ -434,7 +438,9 @@ impl Router {
                     },
                     (Kind::Insert { .. }, outcome) => {
                         let done = matches!(outcome, Outcome::InsertDone);
-                        let result = if done || req.accepted {
+                        let result = if matches!(outcome, Outcome::Collision(_)) {
+                            Err(InsertFailure::Collision)
+                        } else if done || req.accepted {
                             self.stats.local_inserts_succeeded += 1;
                             Ok(InsertReport {
                                 route_exhausted: !done,
@@ -531,8 +537,20 @@ impl Router {
             return;
         }
         if !store.verify(&key, &block) {
+            self.stats.bad_blocks += 1;
             self.misbehaved(from, "insert with a block that fails verification");
             return;
+        }
+        if let Some((held, _)) = store.get(&key) {
+            if held != block {
+                // Only a signed key can hold two different valid blocks: the first one
+                // published stays, and the inserter gets it back.
+                self.stats.collisions += 1;
+                self.seen.insert(later(now, self.config.seen_ttl), id);
+                self.transmits
+                    .push_back((from, Message::Data { id, block: held }));
+                return;
+            }
         }
         let max = self.config.max_htl.0;
         let received = htl.0.min(max);
@@ -616,11 +634,21 @@ impl Router {
         let Some(req) = self.requests.get_mut(&id) else {
             return self.unmatched(from, id);
         };
-        if !matches!(req.kind, Kind::Request) || !req.tried.contains(&from) {
+        if !req.tried.contains(&from) {
             return self.misbehaved(from, "data for a request it was not sent");
         }
         let key = req.key;
+        if let Kind::Insert { block: ours, .. } = &req.kind {
+            // An insert answered with data: a collision further on, if the block is
+            // valid under the key and not our own.
+            if req.waiting != Some(from) || !store.verify(&key, &block) || block == *ours {
+                return self.misbehaved(from, "data for an insert that is no collision");
+            }
+            self.stats.collisions += 1;
+            return self.finish(id, Outcome::Collision(block));
+        }
         if !store.verify(&key, &block) {
+            self.stats.bad_blocks += 1;
             self.misbehaved(from, "data that fails verification");
             if let Some(req) = self.requests.get_mut(&id) {
                 if req.waiting == Some(from) {

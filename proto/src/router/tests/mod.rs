@@ -8,6 +8,7 @@ mod network;
 mod opennet;
 mod replicas;
 mod rules;
+mod signed;
 
 use super::*;
 use crate::block;
@@ -223,9 +224,21 @@ impl Net {
         htl: Option<Htl>,
         replicas: Option<u8>,
     ) -> RequestId {
+        let key = block.routing_key();
+        self.insert_as(n, key, block, htl, replicas)
+    }
+
+    fn insert_as(
+        &mut self,
+        n: usize,
+        key: RoutingKey,
+        block: Block,
+        htl: Option<Htl>,
+        replicas: Option<u8>,
+    ) -> RequestId {
         let id = self.nodes[n]
             .router
-            .start_insert(self.now, block, htl, replicas);
+            .start_insert_as(self.now, key, block, htl, replicas);
         self.flush(n);
         id
     }
