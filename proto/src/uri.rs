@@ -12,6 +12,9 @@
 
 use crate::block::ChkKeys;
 use crate::keys::{decode_key, DataKey, KeyParseError, RoutingKey};
+use crate::ssk::{KeyPair, SskKeys};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use std::fmt;
 use std::str::FromStr;
 
@@ -32,10 +35,10 @@ pub enum UriError {
     #[error("URI is longer than {MAX_URI_LEN} characters")]
     TooLong,
     /// Does not start with `veil:`.
-    #[error("not a Veil URI: it must start with \"veil:CHK@\"")]
+    #[error("not a Veil URI: it must start with \"veil:\" (veil:CHK@, veil:SSK@, veil:USK@ or veil:KSK@)")]
     WrongScheme,
-    /// A key type other than CHK.
-    #[error("unsupported key type {0:?}: only CHK@ is supported")]
+    /// A key type Veil does not know (or, where only CHK will do, another one).
+    #[error("unsupported key type {0:?}: CHK@, SSK@, USK@ and KSK@ are Veil's")]
     UnsupportedKeyType(String),
     /// The comma between the two keys is missing.
     #[error("missing data key: a CHK URI is veil:CHK@<routing key>,<data key>")]
@@ -49,6 +52,15 @@ pub enum UriError {
     /// A name or path segment is not valid percent-encoded UTF-8.
     #[error("bad percent-encoding in name or path")]
     BadEscape,
+    /// A signed URI without the document (or site) name after its keys.
+    #[error("missing name: an SSK URI is veil:SSK@<key hash>,<crypto key>/<name>, a USK URI veil:USK@<key hash>,<crypto key>/<site>/<edition>")]
+    MissingName,
+    /// A USK edition that is not a whole number from -1 (the newest) up.
+    #[error("bad edition {0:?}: a USK edition is a number from 0 up, or -1 for the newest")]
+    BadEdition(String),
+    /// A KSK with no words.
+    #[error("a KSK URI needs words: veil:KSK@<words>")]
+    EmptyWords,
 }
 
 /// A parsed CHK URI.
@@ -140,22 +152,26 @@ impl fmt::Display for Uri {
     }
 }
 
+/// The key type and what follows its `@`, of a URI's text.
+fn split_type(text: &str) -> Result<(&str, &str), UriError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(UriError::Empty);
+    }
+    if text.len() > MAX_URI_LEN {
+        return Err(UriError::TooLong);
+    }
+    let rest = text.strip_prefix("veil:").ok_or(UriError::WrongScheme)?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    rest.split_once('@')
+        .ok_or_else(|| UriError::UnsupportedKeyType(rest.chars().take(8).collect()))
+}
+
 impl FromStr for Uri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<Uri, UriError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(UriError::Empty);
-        }
-        if text.len() > MAX_URI_LEN {
-            return Err(UriError::TooLong);
-        }
-        let rest = text.strip_prefix("veil:").ok_or(UriError::WrongScheme)?;
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let (ktype, rest) = rest
-            .split_once('@')
-            .ok_or_else(|| UriError::UnsupportedKeyType(rest.chars().take(8).collect()))?;
+        let (ktype, rest) = split_type(text)?;
         if ktype != "CHK" {
             return Err(UriError::UnsupportedKeyType(ktype.to_string()));
         }
@@ -176,6 +192,226 @@ impl FromStr for Uri {
             }
         }
         Ok(uri)
+    }
+}
+
+/// A URI of a signed name: a document under an SSK, an edition of an updatable site
+/// (USK), or a keyword document (KSK).
+///
+/// ```text
+/// veil:SSK@<key hash>,<crypto key>/<name>[/<path>...]
+/// veil:USK@<key hash>,<crypto key>/<site>/<edition>[/<path>...]   edition -1: the newest
+/// veil:KSK@<words>[/<path>...]
+/// ```
+///
+/// The keys are the name space's [`SskKeys`] (43 base64url characters each). Names,
+/// sites, words and path segments are percent-encoded UTF-8, as in CHK URIs.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum SignedUri {
+    /// A document under a signed key.
+    Ssk {
+        /// The name space.
+        keys: SskKeys,
+        /// The document's name in it.
+        name: String,
+        /// Path inside a directory.
+        path: Vec<String>,
+    },
+    /// An edition of a site.
+    Usk {
+        /// The name space.
+        keys: SskKeys,
+        /// The site's name.
+        site: String,
+        /// The edition, or -1 for the newest to be found.
+        edition: i64,
+        /// Path inside the site.
+        path: Vec<String>,
+    },
+    /// A keyword document.
+    Ksk {
+        /// The words (the whole key).
+        words: String,
+        /// Path inside a directory.
+        path: Vec<String>,
+    },
+}
+
+/// The SSK document name of edition `edition` of `site`.
+pub fn usk_name(site: &str, edition: u64) -> String {
+    format!("{site}-{edition}")
+}
+
+impl SignedUri {
+    /// The name space's keys and the document name the URI's block is stored under
+    /// (for a USK, that of its edition; `None` for -1, which must be looked up).
+    pub fn target(&self) -> Option<(SskKeys, String)> {
+        match self {
+            SignedUri::Ssk { keys, name, .. } => Some((*keys, name.clone())),
+            SignedUri::Usk {
+                keys,
+                site,
+                edition,
+                ..
+            } => u64::try_from(*edition)
+                .ok()
+                .map(|e| (*keys, usk_name(site, e))),
+            SignedUri::Ksk { words, .. } => {
+                Some((KeyPair::from_words(words).keys(), String::new()))
+            }
+        }
+    }
+
+    /// The path inside a directory.
+    pub fn path(&self) -> &[String] {
+        match self {
+            SignedUri::Ssk { path, .. }
+            | SignedUri::Usk { path, .. }
+            | SignedUri::Ksk { path, .. } => path,
+        }
+    }
+}
+
+fn keys_text(keys: &SskKeys, s: &mut String) {
+    s.push_str(&URL_SAFE_NO_PAD.encode(keys.pubkey_hash));
+    s.push(',');
+    s.push_str(&URL_SAFE_NO_PAD.encode(keys.crypto_key));
+}
+
+impl fmt::Display for SignedUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(128);
+        match self {
+            SignedUri::Ssk { keys, name, path } => {
+                s.push_str("veil:SSK@");
+                keys_text(keys, &mut s);
+                s.push('/');
+                escape(name, &mut s);
+                for seg in path {
+                    s.push('/');
+                    escape(seg, &mut s);
+                }
+            }
+            SignedUri::Usk {
+                keys,
+                site,
+                edition,
+                path,
+            } => {
+                s.push_str("veil:USK@");
+                keys_text(keys, &mut s);
+                s.push('/');
+                escape(site, &mut s);
+                s.push_str(&format!("/{edition}"));
+                for seg in path {
+                    s.push('/');
+                    escape(seg, &mut s);
+                }
+            }
+            SignedUri::Ksk { words, path } => {
+                s.push_str("veil:KSK@");
+                escape(words, &mut s);
+                for seg in path {
+                    s.push('/');
+                    escape(seg, &mut s);
+                }
+            }
+        }
+        f.write_str(&s)
+    }
+}
+
+impl FromStr for SignedUri {
+    type Err = UriError;
+
+    fn from_str(text: &str) -> Result<SignedUri, UriError> {
+        let (ktype, rest) = split_type(text)?;
+        let mut segs = rest.split('/');
+        let head = segs.next().unwrap_or("");
+        let mut tail: Vec<String> = Vec::new();
+        for seg in segs {
+            tail.push(percent_decode(seg)?);
+        }
+        let path = |from: usize, tail: &[String]| -> Vec<String> {
+            tail.iter()
+                .skip(from)
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect()
+        };
+        match ktype {
+            "KSK" => {
+                let words = percent_decode(head)?;
+                if words.trim().is_empty() {
+                    return Err(UriError::EmptyWords);
+                }
+                Ok(SignedUri::Ksk {
+                    words,
+                    path: path(0, &tail),
+                })
+            }
+            "SSK" | "USK" => {
+                let (h, c) = head.split_once(',').ok_or(UriError::MissingDataKey)?;
+                let keys = SskKeys {
+                    pubkey_hash: decode_key(h).map_err(UriError::BadRoutingKey)?,
+                    crypto_key: decode_key(c).map_err(UriError::BadDataKey)?,
+                };
+                let name = tail.first().cloned().unwrap_or_default();
+                if name.is_empty() {
+                    return Err(UriError::MissingName);
+                }
+                if ktype == "SSK" {
+                    return Ok(SignedUri::Ssk {
+                        keys,
+                        name,
+                        path: path(1, &tail),
+                    });
+                }
+                let ed = tail.get(1).cloned().unwrap_or_default();
+                let edition: i64 = ed.parse().map_err(|_| UriError::BadEdition(ed.clone()))?;
+                if edition < -1 || ed.starts_with('+') {
+                    return Err(UriError::BadEdition(ed));
+                }
+                Ok(SignedUri::Usk {
+                    keys,
+                    site: name,
+                    edition,
+                    path: path(2, &tail),
+                })
+            }
+            other => Err(UriError::UnsupportedKeyType(other.to_string())),
+        }
+    }
+}
+
+/// Any Veil URI.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum AnyUri {
+    /// A content-hash URI.
+    Chk(Uri),
+    /// A signed name.
+    Signed(SignedUri),
+}
+
+impl FromStr for AnyUri {
+    type Err = UriError;
+
+    fn from_str(text: &str) -> Result<AnyUri, UriError> {
+        let (ktype, _) = split_type(text)?;
+        if ktype == "CHK" {
+            Ok(AnyUri::Chk(text.parse()?))
+        } else {
+            Ok(AnyUri::Signed(text.parse()?))
+        }
+    }
+}
+
+impl fmt::Display for AnyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyUri::Chk(u) => u.fmt(f),
+            AnyUri::Signed(u) => u.fmt(f),
+        }
     }
 }
 
@@ -256,6 +492,120 @@ mod tests {
         fn round_trip(r: [u8; 32], d: [u8; 32], name in "[^/]{1,20}", path in proptest::collection::vec("[^/]{1,10}", 0..4)) {
             let uri = Uri { keys: ChkKeys { routing: RoutingKey(r), data: DataKey(d) }, name: Some(name), path };
             prop_assert_eq!(uri.to_string().parse::<Uri>().unwrap(), uri);
+        }
+    }
+
+    fn ssk_keys() -> SskKeys {
+        SskKeys {
+            pubkey_hash: [0xAB; 32],
+            crypto_key: [0x01; 32],
+        }
+    }
+
+    /// Frozen text forms of signed URIs, and what parses to what.
+    #[test]
+    fn signed_vectors() {
+        let ssk = SignedUri::Ssk {
+            keys: ssk_keys(),
+            name: "my page".into(),
+            path: vec!["a.html".into()],
+        };
+        let text = "veil:SSK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                    AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE/my%20page/a.html";
+        assert_eq!(ssk.to_string(), text);
+        assert_eq!(text.parse::<SignedUri>().unwrap(), ssk);
+        let usk = SignedUri::Usk {
+            keys: ssk_keys(),
+            site: "blog".into(),
+            edition: -1,
+            path: vec![],
+        };
+        let text = "veil:USK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                    AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE/blog/-1";
+        assert_eq!(usk.to_string(), text);
+        assert_eq!(text.parse::<SignedUri>().unwrap(), usk);
+        assert_eq!(usk.target(), None, "-1 must be looked up");
+        let ed3: SignedUri = text.replace("/-1", "/3/index.html").parse().unwrap();
+        assert_eq!(ed3.target(), Some((ssk_keys(), "blog-3".into())));
+        assert_eq!(ed3.path(), ["index.html"]);
+        let ksk: SignedUri = "veil:KSK@free%20speech".parse().unwrap();
+        assert_eq!(
+            ksk,
+            SignedUri::Ksk {
+                words: "free speech".into(),
+                path: vec![]
+            }
+        );
+        assert_eq!(ksk.to_string(), "veil:KSK@free%20speech");
+        assert_eq!(
+            ksk.target(),
+            Some((KeyPair::from_words("free speech").keys(), String::new()))
+        );
+        assert!(matches!(
+            "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"
+                .parse::<AnyUri>(),
+            Ok(AnyUri::Chk(_))
+        ));
+        assert!(matches!(
+            "veil:KSK@x".parse::<AnyUri>(),
+            Ok(AnyUri::Signed(_))
+        ));
+    }
+
+    #[test]
+    fn bad_signed_uris_are_refused() {
+        let keys = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+        for (text, want) in [
+            (
+                format!("veil:USK@{keys}/blog/-2"),
+                UriError::BadEdition("-2".into()),
+            ),
+            (
+                format!("veil:USK@{keys}/blog/x"),
+                UriError::BadEdition("x".into()),
+            ),
+            (
+                format!("veil:USK@{keys}/blog/+1"),
+                UriError::BadEdition("+1".into()),
+            ),
+            (
+                format!("veil:USK@{keys}/blog"),
+                UriError::BadEdition(String::new()),
+            ),
+            (format!("veil:SSK@{keys}/"), UriError::MissingName),
+            (format!("veil:SSK@{keys}"), UriError::MissingName),
+            ("veil:KSK@".to_string(), UriError::EmptyWords),
+            ("veil:KSK@%20".to_string(), UriError::EmptyWords),
+            ("veil:SSK@abc/doc".to_string(), UriError::MissingDataKey),
+            (
+                "veil:XYZ@abc".to_string(),
+                UriError::UnsupportedKeyType("XYZ".into()),
+            ),
+        ] {
+            assert_eq!(text.parse::<SignedUri>(), Err(want), "{text}");
+        }
+        // A CHK-only parser still says so for signed URIs.
+        assert!(matches!(
+            "veil:KSK@x".parse::<Uri>(),
+            Err(UriError::UnsupportedKeyType(_))
+        ));
+    }
+
+    proptest! {
+        /// Signed URIs survive printing and parsing, whatever the names.
+        #[test]
+        fn signed_round_trip(name in "[^/]{1,20}", seg in "[^/]{1,10}", ed in -1i64..1000, h in any::<[u8; 32]>(), c in any::<[u8; 32]>()) {
+            let keys = SskKeys { pubkey_hash: h, crypto_key: c };
+            for u in [
+                SignedUri::Ssk { keys, name: name.clone(), path: vec![seg.clone()] },
+                SignedUri::Usk { keys, site: name.clone(), edition: ed, path: vec![seg.clone()] },
+            ] {
+                prop_assert_eq!(u.to_string().parse::<SignedUri>().unwrap(), u);
+            }
+            if !name.trim().is_empty() {
+                let k = SignedUri::Ksk { words: name.clone(), path: vec![seg.clone()] };
+                prop_assert_eq!(k.to_string().parse::<SignedUri>().unwrap(), k);
+            }
         }
     }
 }
