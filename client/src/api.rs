@@ -44,6 +44,9 @@ pub enum ApiError {
     /// The node or the request timed out (504 or a local timeout).
     #[error("timed out{0}")]
     Timeout(String),
+    /// Another block is already published under this signed key (409).
+    #[error("another document is already published under this name (the first stays)")]
+    Collision,
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -70,6 +73,7 @@ impl From<ApiError> for InsertError {
             ApiError::BadRequest(s) => InsertError::Rejected(s),
             ApiError::Unavailable(s) => InsertError::Unavailable(s),
             ApiError::Timeout(_) => InsertError::Timeout,
+            ApiError::Collision => InsertError::Collision,
             other => InsertError::Other(other.to_string()),
         }
     }
@@ -222,6 +226,7 @@ impl ApiClient {
             400 => ApiError::BadRequest(message),
             401 | 403 => ApiError::Unauthorized,
             404 => ApiError::NotFound(message),
+            409 => ApiError::Collision,
             503 => ApiError::Unavailable(message),
             504 => ApiError::Timeout(format!(": {message}")),
             _ => ApiError::Other(format!("HTTP {status}: {message}")),
@@ -282,6 +287,17 @@ impl ApiClient {
     /// for want of peers (it inserts them once it has some).
     pub fn stored_locally_only(&self) -> bool {
         self.local_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the node holds the block in its own store or cache (asked with HTL 0,
+    /// so nothing goes out to the network).
+    pub async fn has_local(&self, key: &RoutingKey) -> Result<bool, ApiError> {
+        let url = format!("{}?htl=0", self.block_url(key));
+        match self.send(self.http.get(url)).await {
+            Ok(_) => Ok(true),
+            Err(ApiError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Fetches a block (the node verifies it; so does the caller).

@@ -11,6 +11,7 @@
 //! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
 //! - [`segment`]: rebuilding lost data blocks from Reed–Solomon check blocks.
 //! - [`dir`]: directories: publish, resolve paths, restore.
+//! - [`signed`]: signed names (SSK, USK, KSK): keystore, publishing, resolving.
 //! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.
 //! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
 //! - [`gateway`]: the browser gateway (an axum router over any [`BlockSource`]).
@@ -25,6 +26,7 @@ pub mod format;
 pub mod gateway;
 pub mod keepalive;
 pub mod segment;
+pub mod signed;
 pub mod source;
 
 pub use api::{ApiClient, ApiError, LocateError};

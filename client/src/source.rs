@@ -56,6 +56,9 @@ pub enum InsertError {
     /// The node says the block is malformed or does not match its key.
     #[error("the node rejected the block: {0}")]
     Rejected(String),
+    /// Another block is already published under this signed key; the first stays.
+    #[error("another document is already published under this name (the first stays)")]
+    Collision,
     /// Anything else (transport error, unexpected answer).
     #[error("{0}")]
     Other(String),
@@ -205,6 +208,10 @@ impl BlockSink for MemoryStore {
             .verify(&key)
             .map_err(|e| InsertError::Rejected(e.to_string()))?;
         let mut inner = self.lock();
+        if inner.blocks.get(&key).is_some_and(|held| *held != block) {
+            // As a node does: a signed key keeps its first block.
+            return Err(InsertError::Collision);
+        }
         inner.inserts += 1;
         inner.blocks.insert(key, block);
         inner.roles.insert(key, role);

@@ -340,6 +340,7 @@ impl veil_client::BlockSink for NodeHandle {
                     e @ (RequestError::RouteNotFound
                     | RequestError::Overloaded
                     | RequestError::Stopped) => InsertError::Unavailable(e.to_string()),
+                    RequestError::Collision => InsertError::Collision,
                     e => InsertError::Other(e.to_string()),
                 })
         }
