@@ -30,6 +30,7 @@
 use crate::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
 use crate::dir::{resolve, Resolved};
 use crate::format::ManifestEntry;
+use crate::signed::{resolve_signed, SignedError};
 use crate::source::{BlockSource, FetchError};
 use axum::body::Body;
 use axum::extract::Request;
@@ -39,6 +40,7 @@ use axum::routing::any;
 use axum::Router;
 use futures::StreamExt;
 use std::fmt::Write as _;
+use veil_proto::uri::{AnyUri, SignedUri};
 use veil_proto::Uri;
 
 mod html;
@@ -159,7 +161,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 /// followed link, a page asking the user to go on (its link is same-origin); for anything
 /// else (images, frames, scripts' fetches), 403. Neither touches a block, so neither's
 /// timing reveals what the node holds.
-fn refuse_cross_site(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+fn refuse_cross_site(headers: &HeaderMap, uri: &AnyUri) -> Option<Response> {
     let site = headers
         .get("sec-fetch-site")?
         .to_str()
@@ -186,8 +188,8 @@ fn refuse_cross_site(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
 
 /// The Veil URI in a request path: the path without its leading `/`. The scheme and keys
 /// may arrive percent-encoded (`veil%3ACHK%40...`); name and path segments stay encoded
-/// for [`Uri`]'s parser, which decodes each segment once.
-fn uri_from_path(path: &str) -> Result<Uri, String> {
+/// for the URI parser, which decodes each segment once.
+fn uri_from_path(path: &str) -> Result<AnyUri, String> {
     let path = path.strip_prefix('/').unwrap_or(path);
     let (head, tail) = match path.find('/') {
         Some(i) => path.split_at(i),
@@ -195,25 +197,51 @@ fn uri_from_path(path: &str) -> Result<Uri, String> {
     };
     let head = veil_proto::uri::percent_decode(head).map_err(|e| e.to_string())?;
     format!("{head}{tail}")
-        .parse::<Uri>()
+        .parse::<AnyUri>()
         .map_err(|e| e.to_string())
 }
 
 /// The absolute gateway path of `uri`.
-fn link(uri: &Uri) -> String {
+fn link(uri: &AnyUri) -> String {
     format!("/{uri}")
 }
 
-fn listing(uri: &Uri, entries: &[ManifestEntry]) -> Response {
-    let mut title = uri.name.clone().unwrap_or_else(|| "directory".into());
-    for seg in &uri.path {
+/// `uri` with `more` path segments.
+fn with_path(uri: &AnyUri, more: &str) -> AnyUri {
+    let mut out = uri.clone();
+    let segs = more.split('/').map(str::to_string);
+    match &mut out {
+        AnyUri::Chk(u) => u.path.extend(segs),
+        AnyUri::Signed(
+            SignedUri::Ssk { path, .. } | SignedUri::Usk { path, .. } | SignedUri::Ksk { path, .. },
+        ) => path.extend(segs),
+    }
+    out
+}
+
+/// Links in a listing stay in the URI the reader asked by, so a listing of
+/// `USK@.../site/-1/` leads to the newest edition's files, whichever that is next time.
+fn listing(uri: &AnyUri, edition: Option<u64>, entries: &[ManifestEntry]) -> Response {
+    let (name, path): (String, &[String]) = match uri {
+        AnyUri::Chk(u) => (
+            u.name.clone().unwrap_or_else(|| "directory".into()),
+            &u.path,
+        ),
+        AnyUri::Signed(SignedUri::Ssk { name, path, .. }) => (name.clone(), path),
+        AnyUri::Signed(SignedUri::Usk { site, path, .. }) => (site.clone(), path),
+        AnyUri::Signed(SignedUri::Ksk { words, path }) => (words.clone(), path),
+    };
+    let mut title = name;
+    if let Some(e) = edition {
+        title.push_str(&format!(" (edition {e})"));
+    }
+    for seg in path {
         title.push('/');
         title.push_str(seg);
     }
     let mut body = String::from("<ul>\n");
     for e in entries {
-        let mut target = uri.clone();
-        target.path.extend(e.path.split('/').map(str::to_string));
+        let target = with_path(uri, &e.path);
         // Display percent-encodes every segment, so a name like `javascript:x` or one
         // with quotes stays a harmless path on the gateway.
         let _ = writeln!(
@@ -268,16 +296,54 @@ async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
     }
-    let uri = match uri_from_path(req.uri().path()) {
+    let asked = match uri_from_path(req.uri().path()) {
         Ok(u) => u,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("not a Veil URI: {e}")),
     };
-    if let Some(refused) = refuse_cross_site(req.headers(), &uri) {
+    if let Some(refused) = refuse_cross_site(req.headers(), &asked) {
         return refused;
     }
-    let top = match resolve(&source, &uri).await {
+    // A signed name leads to a CHK document first (for a USK -1, the newest edition).
+    let (uri, edition) = match &asked {
+        AnyUri::Chk(u) => (u.clone(), None),
+        AnyUri::Signed(s) => match resolve_signed(&source, s, 0).await {
+            Ok(r) => (
+                Uri {
+                    keys: r.target,
+                    name: None,
+                    path: s.path().to_vec(),
+                },
+                r.edition,
+            ),
+            Err(e) => {
+                let status = match e {
+                    SignedError::Fetch(FetchError::NotFound) | SignedError::NoEdition(_) => {
+                        StatusCode::NOT_FOUND
+                    }
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                return error_page(status, &e.to_string());
+            }
+        },
+    };
+    let mut resp = serve_chk(source, &asked, &uri, edition, req.method() == Method::HEAD).await;
+    if let Some(e) = edition {
+        resp.headers_mut()
+            .insert("veil-edition", HeaderValue::from(e));
+    }
+    resp
+}
+
+async fn serve_chk<S: BlockSource>(
+    source: S,
+    asked: &AnyUri,
+    uri: &Uri,
+    edition: Option<u64>,
+    _head: bool,
+) -> Response {
+    let top = match resolve(&source, uri).await {
         Ok(Resolved::File(_, top)) => top,
-        Ok(Resolved::Directory(entries)) => return listing(&uri, &entries),
+        Ok(Resolved::Directory(entries)) => return listing(asked, edition, &entries),
         Err(e) => return decode_error(&e),
     };
     let size = top.meta.size;

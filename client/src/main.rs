@@ -12,9 +12,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use veil_client::api::ApiClient;
 use veil_client::decode::DEFAULT_WINDOW;
+use veil_client::signed::{newest_edition, publish_signed, resolve_signed, Keystore, SkipKnown};
 use veil_client::{
     encode, put_dir, resolve, restore, write_body_healing, EncodeOptions, Heal, Resolved,
 };
+use veil_proto::ssk::KeyPair;
+use veil_proto::uri::{usk_name, AnyUri, SignedUri};
 use veil_proto::Uri;
 
 const EXAMPLES: &str = "\
@@ -27,6 +30,11 @@ Examples:
   veil get \"$URI/docs/index.html\"     fetch one file of a directory
   veil get \"$URI\" -o ./site-copy      restore a whole directory
   veil keepalive \"$URI\"               check every block, restore what faded
+  veil keygen me                      make a signing key, print its SSK prefix
+  veil put notes.txt --key me         publish under veil:SSK@.../notes.txt
+  veil site publish ./site --key me   publish the next edition of a site (USK)
+  veil get \"veil:USK@.../site/-1/\"    fetch the newest edition of a site
+  veil put note.txt --ksk \"hello veil\" publish under veil:KSK@hello%20veil
   veil status                         show the node's status
   veil --data-dir /srv/veil peers     talk to the node of another data directory
 
@@ -65,12 +73,31 @@ enum Command {
     Put {
         /// What to publish: a file, a directory, or `-` for standard input
         path: String,
-        /// Name to record (default: the file or directory name)
+        /// Name to record (default: the file or directory name); with --key, also the
+        /// document's name under the key
         #[arg(long)]
         name: Option<String>,
         /// MIME type to record (default: guessed from the name)
         #[arg(long)]
         mime: Option<String>,
+        /// Publish under this key of the keystore (see `veil keygen`): prints
+        /// veil:SSK@.../NAME, a name that stays put
+        #[arg(long, value_name = "KEY", conflicts_with = "ksk")]
+        key: Option<String>,
+        /// Publish under these words: prints veil:KSK@WORDS. Anyone who knows the words
+        /// can fetch it, and anyone may claim them first
+        #[arg(long, value_name = "WORDS")]
+        ksk: Option<String>,
+    },
+    /// Make a signing key in the keystore (<data dir>/keys); prints its SSK prefix
+    Keygen {
+        /// The key's name (letters, digits, '-', '_', '.')
+        name: String,
+    },
+    /// Updatable sites (USK)
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
     },
     /// Fetch a document, a file of a directory (URI/path), or a whole directory
     Get {
@@ -96,6 +123,22 @@ enum Command {
     Status,
     /// List the node's peers
     Peers,
+}
+
+#[derive(Subcommand, Debug)]
+enum SiteCommand {
+    /// Publish a directory as the next edition of a site; prints veil:USK@.../SITE/N.
+    /// Blocks the node already holds (unchanged files) are not uploaded again
+    Publish {
+        /// The directory
+        dir: PathBuf,
+        /// The key to publish under (see `veil keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// The site's name (default: the directory's name)
+        #[arg(long)]
+        site: Option<String>,
+    },
 }
 
 fn main() {
@@ -172,8 +215,23 @@ fn run(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         let client = connect(&cli)?;
         match cli.command {
-            Command::Put { path, name, mime } => put(client, &path, name, mime).await,
-            Command::Get { uri, output } => get(client, &uri, output.as_deref()).await,
+            Command::Put {
+                path,
+                name,
+                mime,
+                key,
+                ksk,
+            } => {
+                let signer = signer(&cli.data_dir, key.as_deref(), ksk.as_deref())?;
+                put(client, &path, name, mime, signer).await
+            }
+            Command::Keygen { name } => keygen(&cli.data_dir, &name),
+            Command::Site {
+                command: SiteCommand::Publish { dir, key, site },
+            } => site_publish(client, &cli.data_dir, &dir, &key, site).await,
+            Command::Get { uri, output } => {
+                get(client, &cli.data_dir, &uri, output.as_deref()).await
+            }
             Command::Keepalive { uris, json } => keepalive(client, &uris, json).await,
             Command::Status => print_json(client.status().await?),
             Command::Peers => print_json(client.peers().await?),
@@ -227,12 +285,63 @@ fn files_bar(what: &str) -> Option<ProgressBar> {
     Some(bar.with_message(what.to_string()))
 }
 
+/// The keystore of the data directory given or found.
+fn keystore(data_dir: &Option<PathBuf>) -> Result<Keystore> {
+    let dir = match data_dir {
+        Some(d) => d.clone(),
+        None => veil_client::api::default_data_dir()
+            .context("no data directory for the keystore: set --data-dir, VEIL_DATA_DIR or HOME")?,
+    };
+    Ok(Keystore::new(&dir))
+}
+
+/// Who signs a `put`: a key of the keystore, or keywords.
+enum Signer {
+    Key(Box<KeyPair>),
+    Words(String),
+}
+
+fn signer(
+    data_dir: &Option<PathBuf>,
+    key: Option<&str>,
+    ksk: Option<&str>,
+) -> Result<Option<Signer>> {
+    match (key, ksk) {
+        (Some(name), _) => Ok(Some(Signer::Key(Box::new(keystore(data_dir)?.load(name)?)))),
+        (None, Some(words)) if words.trim().is_empty() => bail!("--ksk needs words"),
+        (None, Some(words)) => Ok(Some(Signer::Words(words.to_string()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn keygen(data_dir: &Option<PathBuf>, name: &str) -> Result<()> {
+    let ks = keystore(data_dir)?;
+    let pair = ks.create(name)?;
+    let uri = SignedUri::Ssk {
+        keys: pair.keys(),
+        name: "NAME".into(),
+        path: Vec::new(),
+    }
+    .to_string();
+    // The name space's prefix: documents published with --key go under it.
+    println!("{}", uri.trim_end_matches("NAME"));
+    eprintln!(
+        "veil: key {name:?} saved in {} (keep it private: whoever holds it can publish under this name)",
+        ks.dir().join(name).display()
+    );
+    Ok(())
+}
+
 async fn put(
     client: ApiClient,
     path: &str,
     name: Option<String>,
     mime: Option<String>,
+    signer: Option<Signer>,
 ) -> Result<()> {
+    if signer.is_some() && path == "-" && name.is_none() && matches!(signer, Some(Signer::Key(_))) {
+        bail!("publishing standard input under a key needs --name (the document's name under the key)");
+    }
     let opts = EncodeOptions {
         name: name.clone(),
         mime,
@@ -282,7 +391,29 @@ async fn put(
             done
         }
     };
-    println!("{}", done.uri);
+    match signer {
+        None => println!("{}", done.uri),
+        Some(Signer::Key(pair)) => {
+            let doc = done.uri.name.clone().unwrap_or_default();
+            publish_signed(&client, &pair, &doc, done.uri.keys).await?;
+            let uri = SignedUri::Ssk {
+                keys: pair.keys(),
+                name: doc,
+                path: Vec::new(),
+            };
+            println!("{uri}");
+        }
+        Some(Signer::Words(words)) => {
+            publish_signed(&client, &KeyPair::from_words(&words), "", done.uri.keys).await?;
+            println!(
+                "{}",
+                SignedUri::Ksk {
+                    words,
+                    path: Vec::new()
+                }
+            );
+        }
+    }
     if client.stored_locally_only() {
         eprintln!(
             "veil: stored locally only (the node has 0 peers); it inserts the blocks into the network once it has peers"
@@ -293,13 +424,27 @@ async fn put(
 
 async fn keepalive(client: ApiClient, uris: &[String], json: bool) -> Result<()> {
     // Parse them all first: a typo in the third should not wait for the first two.
-    let parsed: Vec<Uri> = uris
-        .iter()
-        .map(|t| t.parse().with_context(|| format!("malformed URI {t}")))
-        .collect::<Result<_>>()?;
+    for t in uris {
+        t.parse::<AnyUri>()
+            .with_context(|| format!("malformed URI {t}"))?;
+    }
     let mut out = Vec::new();
     let mut bad = 0;
-    for (text, uri) in uris.iter().zip(&parsed) {
+    for text in uris {
+        // A signed name is kept alive through the document it names now.
+        let uri = match to_chk(&client, text).await {
+            Ok(u) => u,
+            Err(e) => {
+                bad += 1;
+                let msg = format!("{e:#}");
+                if json {
+                    out.push(serde_json::json!({ "uri": text, "error": msg }));
+                } else {
+                    println!("{text}: error: {msg}");
+                }
+                continue;
+            }
+        };
         let bar = blocks_bar("keepalive");
         let result = veil_client::keepalive(client.clone(), client.clone(), uri.keys, |r| {
             if let Some(b) = &bar {
@@ -384,8 +529,98 @@ fn finish(bar: Option<ProgressBar>) {
     }
 }
 
-async fn get(client: ApiClient, text: &str, output: Option<&Path>) -> Result<()> {
-    let uri: Uri = text.parse().context("malformed URI")?;
+/// The CHK URI (with path) that any Veil URI leads to; for a USK edition -1, says on
+/// stderr which edition it found.
+async fn to_chk(client: &ApiClient, text: &str) -> Result<Uri> {
+    match text.parse::<AnyUri>().context("malformed URI")? {
+        AnyUri::Chk(uri) => Ok(uri),
+        AnyUri::Signed(signed) => {
+            let r = resolve_signed(client, &signed, 0).await?;
+            if let (SignedUri::Usk { site, .. }, Some(e)) = (&signed, r.edition) {
+                eprintln!("veil: edition {e} of {site}");
+            }
+            Ok(Uri {
+                keys: r.target,
+                name: None,
+                path: signed.path().to_vec(),
+            })
+        }
+    }
+}
+
+async fn site_publish(
+    client: ApiClient,
+    data_dir: &Option<PathBuf>,
+    dir: &Path,
+    key: &str,
+    site: Option<String>,
+) -> Result<()> {
+    let ks = keystore(data_dir)?;
+    let pair = ks.load(key)?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory (publish a file with veil put --key)",
+            dir.display()
+        );
+    }
+    let site = match site {
+        Some(s) => s,
+        None => dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .context("the directory has no name to use: give --site")?,
+    };
+    if site.is_empty() || site.contains('/') {
+        bail!("bad site name {site:?}: no slashes, not empty");
+    }
+    // The next edition: after the newest this keystore published, or the network has.
+    let hint = ks.last_edition(key, &site);
+    let newest = newest_edition(&client, pair.keys(), &site, hint.unwrap_or(0)).await?;
+    let edition = match (newest, hint) {
+        (Some(n), Some(h)) => n.max(h) + 1,
+        (Some(n), None) => n + 1,
+        (None, Some(h)) => h + 1,
+        (None, None) => 0,
+    };
+    let sink = SkipKnown::new(client.clone());
+    let bar = files_bar("site");
+    let opts = EncodeOptions::named(site.clone());
+    let done = put_dir(&sink, dir, &opts, |i, n| {
+        if let Some(b) = &bar {
+            b.set_length(n as u64);
+            b.set_position(i as u64);
+        }
+    })
+    .await?;
+    finish(bar);
+    publish_signed(&client, &pair, &usk_name(&site, edition), done.uri.keys).await?;
+    ks.set_last_edition(key, &site, edition)?;
+    let (skipped, sent) = sink.counts();
+    println!(
+        "{}",
+        SignedUri::Usk {
+            keys: pair.keys(),
+            site: site.clone(),
+            edition: edition as i64,
+            path: Vec::new(),
+        }
+    );
+    eprintln!(
+        "veil: edition {edition} of {site}: {sent} block{} uploaded, {skipped} already published",
+        plural(sent)
+    );
+    Ok(())
+}
+
+async fn get(
+    client: ApiClient,
+    _data_dir: &Option<PathBuf>,
+    text: &str,
+    output: Option<&Path>,
+) -> Result<()> {
+    let uri = to_chk(&client, text).await?;
     match resolve(&client, &uri).await? {
         Resolved::Directory(entries) => {
             let Some(out) = output else {

@@ -164,11 +164,15 @@ async fn probe<S: BlockSource>(
     site: &str,
     editions: std::ops::Range<u64>,
 ) -> Vec<u64> {
-    let found = join_all(editions.clone().map(|e| {
-        let name = usk_name(site, e);
-        async move { resolve_name(source, keys, &name).await.is_ok() }
-    }))
-    .await;
+    let jobs: Vec<_> = editions
+        .clone()
+        .map(|e| {
+            let name = usk_name(site, e);
+            let source = source.clone();
+            async move { resolve_name(&source, keys, &name).await.is_ok() }
+        })
+        .collect();
+    let found = join_all(jobs).await;
     editions
         .zip(found)
         .filter(|(_, ok)| *ok)
@@ -184,9 +188,10 @@ pub async fn newest_edition<S: BlockSource>(
     site: &str,
     hint: u64,
 ) -> Result<Option<u64>, SignedError> {
-    let probes = std::cell::Cell::new(0usize);
+    let probes = std::sync::atomic::AtomicUsize::new(0);
+    let count = || probes.load(std::sync::atomic::Ordering::Relaxed);
     let window = |start: u64| {
-        probes.set(probes.get() + PROBE_WINDOW as usize);
+        probes.fetch_add(PROBE_WINDOW as usize, std::sync::atomic::Ordering::Relaxed);
         start..start.saturating_add(PROBE_WINDOW)
     };
     // A known edition to stand on: the hint's window, else the start.
@@ -202,7 +207,7 @@ pub async fn newest_edition<S: BlockSource>(
     // while a window holds an edition.
     let mut step = 1u64;
     let mut hi = loop {
-        if probes.get() >= MAX_PROBES {
+        if count() >= MAX_PROBES {
             return Ok(Some(last));
         }
         let start = last.saturating_add(step);
@@ -215,7 +220,7 @@ pub async fn newest_edition<S: BlockSource>(
         }
     };
     // Bisect the editions between the newest seen and the empty window at `hi`.
-    while hi > last.saturating_add(1) && probes.get() < MAX_PROBES {
+    while hi > last.saturating_add(1) && count() < MAX_PROBES {
         let mid = last + (hi - last) / 2;
         let span = window(mid);
         let span = span.start..span.end.min(hi);

@@ -70,14 +70,22 @@ fn escapes_markup_and_both_quotes() {
 fn paths_parse() {
     let text = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
                 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
-    let u = uri_from_path(&format!("/{text}/my%20site/a/b%2Fc.txt")).unwrap();
+    let chk = |a: AnyUri| match a {
+        AnyUri::Chk(u) => u,
+        other => panic!("{other}"),
+    };
+    let u = chk(uri_from_path(&format!("/{text}/my%20site/a/b%2Fc.txt")).unwrap());
     assert_eq!(u.name.as_deref(), Some("my site"));
     assert_eq!(u.path, ["a", "b/c.txt"]);
     let enc = text
         .replace(':', "%3A")
         .replace('@', "%40")
         .replace(',', "%2C");
-    assert_eq!(uri_from_path(&format!("/{enc}")).unwrap().keys, u.keys);
+    assert_eq!(chk(uri_from_path(&format!("/{enc}")).unwrap()).keys, u.keys);
+    assert!(matches!(
+        uri_from_path("/veil%3AKSK%40hello/a.html").unwrap(),
+        AnyUri::Signed(SignedUri::Ksk { .. })
+    ));
     assert!(uri_from_path("/favicon.ico").is_err());
     assert!(uri_from_path("/veil%zz").is_err());
 }
@@ -219,4 +227,76 @@ async fn other_sites_cannot_use_the_gateway() {
         assert_eq!(resp.status(), 200, "{site:?}");
         assert_eq!(resp.text().await.unwrap(), "private");
     }
+}
+
+/// `/veil:USK@.../site/-1/...` serves the newest edition, says which, and its listing's
+/// links stay on `-1` so they follow the site across editions.
+#[tokio::test]
+async fn serves_the_newest_edition_of_a_site() {
+    use crate::signed::publish_signed;
+    use veil_proto::ssk::KeyPair;
+    use veil_proto::uri::usk_name;
+    let store = MemoryStore::new();
+    let pair = KeyPair::generate(&mut rand::thread_rng());
+    for edition in 0..3u64 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("index.html"),
+            format!("<p>edition {edition}</p>"),
+        )
+        .unwrap();
+        let site = put_dir(&store, dir.path(), &EncodeOptions::named("blog"), |_, _| {})
+            .await
+            .unwrap();
+        publish_signed(&store, &pair, &usk_name("blog", edition), site.uri.keys)
+            .await
+            .unwrap();
+    }
+    let base = serve(store).await;
+    let newest = SignedUri::Usk {
+        keys: pair.keys(),
+        site: "blog".into(),
+        edition: -1,
+        path: vec![],
+    };
+    let resp = reqwest::get(format!("{base}/{newest}/index.html"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_protective(&resp);
+    assert_eq!(resp.headers()["veil-edition"], "2");
+    assert!(String::from_utf8_lossy(&resp.bytes().await.unwrap()).contains("edition 2"));
+    // An older edition by number.
+    let first = newest.to_string().replace("/-1", "/0");
+    let body = reqwest::get(format!("{base}/{first}/index.html"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("edition 0"), "{body}");
+    // The listing names the edition and links under -1.
+    let page = reqwest::get(format!("{base}/{newest}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("blog (edition 2)"), "{page}");
+    assert!(page.contains(&format!("/{newest}/index.html")), "{page}");
+    // A site with no edition: 404.
+    let other = KeyPair::generate(&mut rand::thread_rng());
+    let none = SignedUri::Usk {
+        keys: other.keys(),
+        site: "blog".into(),
+        edition: -1,
+        path: vec![],
+    };
+    assert_eq!(
+        reqwest::get(format!("{base}/{none}/"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
