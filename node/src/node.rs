@@ -178,6 +178,10 @@ pub struct RequestCounters {
     pub cached: u64,
     /// Blocks handed to the long-term store.
     pub stored: u64,
+    /// Blocks from peers refused for failing verification (wrong hash, forged signature).
+    pub bad_blocks: u64,
+    /// Inserts refused because another block holds their signed key.
+    pub collisions: u64,
 }
 
 impl From<&RouterStats> for RequestCounters {
@@ -197,6 +201,8 @@ impl From<&RouterStats> for RequestCounters {
             timeouts: r.timeouts,
             cached: r.cached,
             stored: r.stored,
+            bad_blocks: r.bad_blocks,
+            collisions: r.collisions,
         }
     }
 }

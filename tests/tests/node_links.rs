@@ -239,3 +239,82 @@ async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
     net.shutdown().await;
     Ok(())
 }
+
+/// Signed blocks from a peer: a valid one is kept, a second, different one under the same
+/// key is answered with the first (a collision), and a forged one is refused, counted in
+/// the metrics, never stored nor served, and costs its sender the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
+    use veil_proto::message::{Htl, RequestId};
+    use veil_proto::ssk::{KeyPair, HEADER_LEN};
+    let net = Testnet::start(1, Topology::None).await?;
+    let node = net.node(0);
+    let mut peer = RawPeer::connect(node.address().addr, &node.key()).await?;
+    assert!(matches!(peer.recv_msg().await?, Message::Hello(_)));
+    peer.send_msg(&Message::Hello(hello())).await?;
+    wait_for_peer(node, NodeKey(peer.key), true).await?;
+    let pair = KeyPair::from_secret([5; 32], [6; 32]);
+    let (first, key) = pair.sign("page", b"the first", [1; 12])?;
+    let (second, _) = pair.sign("page", b"another", [2; 12])?;
+    let insert = |id, block| Message::Insert {
+        id: RequestId(id),
+        key,
+        htl: Htl(5),
+        replicas: 3,
+        stored: 0,
+        block,
+    };
+    // The first is taken (stored or cached: the node has no other peer).
+    peer.send_msg(&insert(1, first.clone())).await?;
+    loop {
+        match peer.recv_msg().await? {
+            Message::Ping { .. } | Message::Pong { .. } | Message::PeerInfo { .. } => {}
+            m if m.request_id() == Some(RequestId(1)) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(node.store_contains(&key));
+    // The second under the same key: refused, and the first comes back.
+    peer.send_msg(&insert(2, second)).await?;
+    loop {
+        match peer.recv_msg().await? {
+            Message::Data { id, block } if id == RequestId(2) => {
+                assert_eq!(block, first);
+                break;
+            }
+            Message::Ping { .. } | Message::Pong { .. } | Message::PeerInfo { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(net.api(0).counter("collisions").await?, 1);
+    // A forgery: the first block with one bit of its sealed payload flipped.
+    let mut bytes = first.as_bytes().to_vec();
+    bytes[HEADER_LEN + 9] ^= 1;
+    let forged = veil_proto::Block::new(bytes.into())?;
+    let (_, other_key) = pair.sign("forged", b"x", [3; 12])?;
+    let forged_insert = Message::Insert {
+        id: RequestId(3),
+        key: other_key,
+        htl: Htl(5),
+        replicas: 3,
+        stored: 0,
+        block: forged,
+    };
+    peer.send_msg(&forged_insert).await?;
+    wait_for_peer(node, NodeKey(peer.key), false).await?;
+    assert_eq!(net.api(0).counter("bad_blocks").await?, 1);
+    assert!(!node.store_contains(&other_key));
+    let metrics = net
+        .api(0)
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(metrics.contains("veil_bad_blocks_total 1"), "{metrics}");
+    // And never served: the first is, unchanged.
+    assert!(net.api(0).get_block(&other_key, Some(0)).await.is_err());
+    assert_eq!(net.api(0).get_block(&key, Some(0)).await?, first);
+    net.shutdown().await;
+    Ok(())
+}
