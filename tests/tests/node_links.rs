@@ -278,7 +278,10 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
     peer.send_msg(&insert(2, second)).await?;
     loop {
         match peer.recv_msg().await? {
-            Message::Data { id, block } if id == RequestId(2) => {
+            Message::Data {
+                id: RequestId(2),
+                block,
+            } => {
                 assert_eq!(block, first);
                 break;
             }
