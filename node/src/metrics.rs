@@ -46,6 +46,8 @@ pub struct Counters {
     pub links_refused: Counter,
     /// Peers refused for a while after breaking the protocol.
     pub peers_banned: Counter,
+    /// Blocks the local user put that failed verification (wrong hash, forged signature).
+    pub api_bad_blocks: Counter,
     /// Bytes all links moved.
     pub traffic: std::sync::Arc<crate::link::Traffic>,
 }
@@ -124,6 +126,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "counter",
         "Peers banned for a while after breaking the protocol.",
         c.peers_banned.get(),
+    );
+    metric(
+        "api_bad_blocks_total",
+        "counter",
+        "Blocks put through the API that failed verification (wrong hash, forged signature).",
+        c.api_bad_blocks.get(),
     );
     metric(
         "opennet_announcements_total",

@@ -604,7 +604,10 @@ impl NodeHandle {
             .put(key, block.clone(), Placement::Store)
             .await
             .map_err(|e| match e {
-                StoreError::Mismatch => RequestError::BadBlock,
+                StoreError::Mismatch => {
+                    self.shared.counters.api_bad_blocks.inc();
+                    RequestError::BadBlock
+                }
                 e => RequestError::Store(e),
             })?;
         if htl == Some(Htl(0)) {

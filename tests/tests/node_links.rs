@@ -293,11 +293,10 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
     // A forgery: the first block with one bit of its sealed payload flipped.
     let mut bytes = first.as_bytes().to_vec();
     bytes[HEADER_LEN + 9] ^= 1;
-    let forged = veil_proto::Block::new(bytes.into())?;
-    let (_, other_key) = pair.sign("forged", b"x", [3; 12])?;
+    let forged = veil_proto::Block::new(bytes.clone().into())?;
     let forged_insert = Message::Insert {
         id: RequestId(3),
-        key: other_key,
+        key,
         htl: Htl(5),
         replicas: 3,
         stored: 0,
@@ -306,7 +305,6 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
     peer.send_msg(&forged_insert).await?;
     wait_for_peer(node, NodeKey(peer.key), false).await?;
     assert_eq!(net.api(0).counter("bad_blocks").await?, 1);
-    assert!(!node.store_contains(&other_key));
     let metrics = net
         .api(0)
         .request(reqwest::Method::GET, "/metrics")
@@ -315,8 +313,24 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
         .text()
         .await?;
     assert!(metrics.contains("veil_bad_blocks_total 1"), "{metrics}");
-    // And never served: the first is, unchanged.
-    assert!(net.api(0).get_block(&other_key, Some(0)).await.is_err());
+    // Put through the API, the same forgery is refused with a typed error and counted.
+    let resp = net
+        .api(0)
+        .request(reqwest::Method::PUT, &format!("/api/v1/blocks/{key}"))
+        .body(bytes)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await?.contains("block_mismatch"));
+    let metrics = net
+        .api(0)
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(metrics.contains("veil_api_bad_blocks_total 1"), "{metrics}");
+    // Never stored nor served: the first is, unchanged.
     assert_eq!(net.api(0).get_block(&key, Some(0)).await?, first);
     net.shutdown().await;
     Ok(())
