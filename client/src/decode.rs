@@ -189,6 +189,15 @@ pub enum DecodeError {
     /// The manifest is malformed or unsafe.
     #[error("bad directory manifest: {0}")]
     BadManifest(FormatError),
+    /// No node the request reached holds the URI's top block.
+    #[error(
+        "document not found: no node the request reached holds it (check that the URI is \
+         complete; a document nobody keeps alive can also fade away)"
+    )]
+    DocumentNotFound,
+    /// The top block was found but the URI's data key does not open it.
+    #[error("the URI's data key does not decrypt its document: the URI is wrong or cut short")]
+    WrongKey,
 }
 
 pub(crate) fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
@@ -221,7 +230,20 @@ pub(crate) async fn fetch_payload<S: BlockSource>(
 
 /// Fetches and checks the top block named by `keys`.
 pub async fn fetch_top<S: BlockSource>(source: &S, keys: ChkKeys) -> Result<TopBlock, DecodeError> {
-    let payload = fetch_payload(source, keys.into(), &Position::Top).await?;
+    let payload = match fetch_payload(source, keys.into(), &Position::Top).await {
+        Ok(p) => p,
+        // Blame the URI or the network, not a "corrupt block".
+        Err(DecodeError::Fetch {
+            error: FetchError::NotFound,
+            ..
+        }) => return Err(DecodeError::DocumentNotFound),
+        Err(DecodeError::Corrupt { reason, .. })
+            if reason == veil_proto::BlockError::Decrypt.to_string() =>
+        {
+            return Err(DecodeError::WrongKey)
+        }
+        Err(e) => return Err(e),
+    };
     TopBlock::from_payload(&payload).map_err(|e| corrupt(Position::Top, e))
 }
 

@@ -264,7 +264,9 @@ fn decode_error(e: &DecodeError) -> Response {
             ..
         }
         | DecodeError::NoSuchPath(_)
+        | DecodeError::DocumentNotFound
         | DecodeError::NotADirectory => StatusCode::NOT_FOUND,
+        DecodeError::WrongKey => StatusCode::BAD_REQUEST,
         DecodeError::Fetch {
             error: FetchError::Timeout,
             ..

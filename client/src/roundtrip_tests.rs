@@ -234,10 +234,14 @@ async fn missing_blocks_are_named_by_position() {
     let uri = put(&store, &data, &tree(4, 4, 0)).await;
     assert!(store.remove(&uri.keys.routing));
     let err = get(&store, &uri).await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "the top block could not be fetched: block not found"
-    );
+    assert!(matches!(err, DecodeError::DocumentNotFound), "{err}");
+    assert!(err.to_string().starts_with("document not found"), "{err}");
+    // A URI whose data key is wrong blames the URI.
+    let mut wrong = put(&store, &data, &tree(4, 4, 0)).await;
+    wrong.keys.data = veil_proto::DataKey([7; 32]);
+    let err = get(&store, &wrong).await.unwrap_err();
+    assert!(matches!(err, DecodeError::WrongKey), "{err}");
+    assert!(err.to_string().contains("the URI is wrong"), "{err}");
 }
 
 #[tokio::test]

@@ -433,6 +433,9 @@ impl Router {
                             Outcome::DataNotFound => RequestFailure::DataNotFound,
                             _ if req.timed_out_last => RequestFailure::TimedOut,
                             _ if req.overloaded && !req.accepted => RequestFailure::Overloaded,
+                            // Peers took it and every route it could reach ran out without
+                            // the block: to its user, the block is not there.
+                            _ if req.accepted => RequestFailure::DataNotFound,
                             _ => RequestFailure::RouteNotFound,
                         }),
                     },

@@ -125,7 +125,8 @@ fn route_not_found_backtracks_with_the_smaller_htl() {
             }
         )]
     );
-    // Out of peers with HTL left: route not found.
+    // Out of peers with HTL left, after peers took it: every route it could reach was
+    // searched, so to the user the block is not there.
     r.handle_message(
         now,
         PeerId(3),
@@ -138,7 +139,7 @@ fn route_not_found_backtracks_with_the_smaller_htl() {
         vec![Event::RequestFinished {
             id,
             key,
-            result: Err(RequestFailure::RouteNotFound)
+            result: Err(RequestFailure::DataNotFound)
         }]
     );
     assert_eq!(r.active_requests(), 0);
