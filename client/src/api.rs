@@ -95,7 +95,7 @@ pub enum LocateError {
     #[error("no data directory: set --data-dir, VEIL_DATA_DIR or HOME, or give --api and --token")]
     NoDataDir,
     /// `--api` was given without `--token`, or the token is empty.
-    #[error("no API token: --api needs --token")]
+    #[error("no API token: give --token, or a --data-dir whose token file belongs to that node")]
     MissingToken,
     /// The API URL is not an http URL.
     #[error("the API address must look like http://127.0.0.1:PORT, got {0:?}")]
@@ -165,29 +165,33 @@ impl ApiClient {
         if let (Some(api), Some(token)) = (api, token) {
             return ApiClient::new(api, token);
         }
-        if api.is_some() && data_dir.is_none() {
-            return Err(LocateError::MissingToken);
-        }
         let dir = match data_dir {
             Some(d) => d.to_path_buf(),
-            None => default_data_dir().ok_or(LocateError::NoDataDir)?,
+            None => match default_data_dir() {
+                Some(d) => d,
+                None if api.is_some() => return Err(LocateError::MissingToken),
+                None => return Err(LocateError::NoDataDir),
+            },
         };
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(|error| LocateError::Read { path, error })
         };
+        let api_given = api.is_some();
         let api = match api {
             Some(a) => a.to_string(),
             None => read("api")?,
         };
         let token = match token {
             Some(t) => t.to_string(),
+            // `--api` alone: the token of the data directory, if it has one.
+            None if api_given => read("token").map_err(|_| LocateError::MissingToken)?,
             None => read("token")?,
         };
         ApiClient::new(&api, &token)
     }
 
-    /// Sends inserts with this hops-to-live instead of the node's default.
+    /// Sends inserts and requests with this hops-to-live instead of the node's default.
     pub fn with_htl(mut self, htl: Option<u8>) -> ApiClient {
         self.htl = htl;
         self
@@ -302,7 +306,11 @@ impl ApiClient {
 
     /// Fetches a block (the node verifies it; so does the caller).
     pub async fn get_block(&self, key: &RoutingKey) -> Result<Block, ApiError> {
-        let resp = self.send(self.http.get(self.block_url(key))).await?;
+        let mut url = self.block_url(key);
+        if let Some(htl) = self.htl {
+            url.push_str(&format!("?htl={htl}"));
+        }
+        let resp = self.send(self.http.get(url)).await?;
         let bytes = read_limited(resp, BLOCK_LEN)
             .await
             .map_err(|e| self.transport_error(e))?;

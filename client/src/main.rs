@@ -53,16 +53,14 @@ struct Cli {
     /// [default: $VEIL_DATA_DIR, else ~/.veil]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The node's API base URL, e.g. http://127.0.0.1:7401 (needs --token)
+    /// The node's API base URL, e.g. http://127.0.0.1:7401, instead of the data
+    /// directory's `api` file (the token: --token, else the data directory's `token`)
     #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
     /// The node's API token (the contents of its `token` file)
     // Tokens are base64url and may start with `-`.
     #[arg(long, global = true, value_name = "TOKEN", allow_hyphen_values = true)]
     token: Option<String>,
-    /// Hops-to-live for inserts (the node's default when absent)
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=60))]
-    htl: Option<u8>,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,6 +86,8 @@ enum Command {
         /// can fetch it, and anyone may claim them first
         #[arg(long, value_name = "WORDS")]
         ksk: Option<String>,
+        #[command(flatten)]
+        htl: HtlArg,
     },
     /// Make a signing key in the keystore (<data dir>/keys); prints its SSK prefix
     Keygen {
@@ -107,6 +107,8 @@ enum Command {
         /// Without it a file goes to standard output
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        htl: HtlArg,
     },
     /// Keep documents alive: fetch every block (index copies and check blocks too),
     /// rebuild the missing ones and insert them again, with those found only late.
@@ -118,11 +120,22 @@ enum Command {
         /// Print a JSON array, one object per URI, instead of lines
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        htl: HtlArg,
     },
     /// Show the node's status
     Status,
     /// List the node's peers
     Peers,
+}
+
+/// `--htl`, on the commands that route.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct HtlArg {
+    /// Hops-to-live of the inserts and requests this command routes (1-60; default
+    /// and cap: the node's max_htl, 18 unless configured)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=60))]
+    htl: Option<u8>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +151,8 @@ enum SiteCommand {
         /// The site's name (default: the directory's name)
         #[arg(long)]
         site: Option<String>,
+        #[command(flatten)]
+        htl: HtlArg,
     },
 }
 
@@ -213,39 +228,47 @@ fn report_peak_memory() {
 fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let client = connect(&cli)?;
-        match cli.command {
+        // Only the commands that talk to the node look for it (keygen does not).
+        let connect = |htl: Option<u8>| -> Result<ApiClient> {
+            let client = ApiClient::locate(
+                cli.data_dir.as_deref(),
+                cli.api.as_deref(),
+                cli.token.as_deref(),
+            )?;
+            Ok(client.with_htl(htl))
+        };
+        match &cli.command {
             Command::Put {
                 path,
                 name,
                 mime,
                 key,
                 ksk,
+                htl,
             } => {
                 let signer = signer(&cli.data_dir, key.as_deref(), ksk.as_deref())?;
-                put(client, &path, name, mime, signer).await
+                put(connect(htl.htl)?, path, name.clone(), mime.clone(), signer).await
             }
-            Command::Keygen { name } => keygen(&cli.data_dir, &name),
+            Command::Keygen { name } => keygen(&cli.data_dir, name),
             Command::Site {
-                command: SiteCommand::Publish { dir, key, site },
-            } => site_publish(client, &cli.data_dir, &dir, &key, site).await,
-            Command::Get { uri, output } => {
-                get(client, &cli.data_dir, &uri, output.as_deref()).await
+                command:
+                    SiteCommand::Publish {
+                        dir,
+                        key,
+                        site,
+                        htl,
+                    },
+            } => site_publish(connect(htl.htl)?, &cli.data_dir, dir, key, site.clone()).await,
+            Command::Get { uri, output, htl } => {
+                get(connect(htl.htl)?, &cli.data_dir, uri, output.as_deref()).await
             }
-            Command::Keepalive { uris, json } => keepalive(client, &uris, json).await,
-            Command::Status => print_json(client.status().await?),
-            Command::Peers => print_json(client.peers().await?),
+            Command::Keepalive { uris, json, htl } => {
+                keepalive(connect(htl.htl)?, uris, *json).await
+            }
+            Command::Status => print_json(connect(None)?.status().await?),
+            Command::Peers => print_json(connect(None)?.peers().await?),
         }
     })
-}
-
-fn connect(cli: &Cli) -> Result<ApiClient> {
-    let client = ApiClient::locate(
-        cli.data_dir.as_deref(),
-        cli.api.as_deref(),
-        cli.token.as_deref(),
-    )?;
-    Ok(client.with_htl(cli.htl))
 }
 
 fn print_json(value: serde_json::Value) -> Result<()> {
@@ -621,13 +644,15 @@ async fn get(
     output: Option<&Path>,
 ) -> Result<()> {
     let uri = to_chk(&client, text).await?;
+    // `-o -` is standard output, as everywhere else.
+    let output = output.filter(|p| *p != Path::new("-"));
     match resolve(&client, &uri).await? {
         Resolved::Directory(entries) => {
             let Some(out) = output else {
                 let n = entries.len();
                 bail!(
                     "this URI names a directory of {n} file{}: restore it with -o DIR, or name one file as URI/path",
-                    if n == 1 { "" } else { "s" }
+                    plural(n as u64)
                 );
             };
             let bar = files_bar("get");
@@ -664,6 +689,11 @@ async fn get(
                     .await?;
                 }
                 Some(path) => {
+                    // `-o newdir/`: a directory to be, made here.
+                    if path.as_os_str().to_string_lossy().ends_with('/') && !path.exists() {
+                        std::fs::create_dir_all(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?;
+                    }
                     let path = if path.is_dir() {
                         let name = top
                             .meta

@@ -152,17 +152,52 @@ impl fmt::Display for Uri {
     }
 }
 
-/// The key type and what follows its `@`, of a URI's text.
-fn split_type(text: &str) -> Result<(&str, &str), UriError> {
-    let text = text.trim();
-    if text.is_empty() {
+/// What users paste, made canonical: surrounding whitespace trimmed; a gateway URL
+/// (`http://127.0.0.1:7401/veil:CHK@...`) reduced to its URI; a scheme and keys that a
+/// tool percent-encoded (`veil%3ACHK%40...`) decoded; `veil:` and the key type in any
+/// case (`veil:chk@`); `veil://` as `veil:`. Keys and names are left as they are.
+pub fn normalize(text: &str) -> Result<String, UriError> {
+    let mut t = text.trim();
+    if t.is_empty() {
         return Err(UriError::Empty);
     }
-    if text.len() > MAX_URI_LEN {
+    if t.len() > MAX_URI_LEN {
         return Err(UriError::TooLong);
     }
+    for web in ["http://", "https://"] {
+        if let Some(rest) = strip_ci(t, web) {
+            t = rest.find('/').map_or("", |i| &rest[i + 1..]);
+        }
+    }
+    let owned;
+    if let Some(rest) = strip_ci(t, "veil://") {
+        owned = format!("veil:{rest}");
+        t = &owned;
+    }
+    let (head, tail) = t.split_at(t.find('/').unwrap_or(t.len()));
+    let head = if strip_ci(head, "veil%3a").is_some() {
+        percent_decode(head)?
+    } else {
+        head.to_string()
+    };
+    let rest = strip_ci(&head, "veil:").ok_or(UriError::WrongScheme)?;
+    let out = match rest.split_once('@') {
+        Some((ktype, keys)) => format!("veil:{}@{keys}{tail}", ktype.to_ascii_uppercase()),
+        None => format!("veil:{rest}{tail}"),
+    };
+    Ok(out)
+}
+
+/// `s` without `prefix`, compared ignoring ASCII case.
+fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// The key type and what follows its `@`, of a canonical URI's text ([`normalize`]).
+fn split_type(text: &str) -> Result<(&str, &str), UriError> {
     let rest = text.strip_prefix("veil:").ok_or(UriError::WrongScheme)?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
     rest.split_once('@')
         .ok_or_else(|| UriError::UnsupportedKeyType(rest.chars().take(8).collect()))
 }
@@ -171,7 +206,8 @@ impl FromStr for Uri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<Uri, UriError> {
-        let (ktype, rest) = split_type(text)?;
+        let text = normalize(text)?;
+        let (ktype, rest) = split_type(&text)?;
         if ktype != "CHK" {
             return Err(UriError::UnsupportedKeyType(ktype.to_string()));
         }
@@ -325,7 +361,8 @@ impl FromStr for SignedUri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<SignedUri, UriError> {
-        let (ktype, rest) = split_type(text)?;
+        let text = normalize(text)?;
+        let (ktype, rest) = split_type(&text)?;
         let mut segs = rest.split('/');
         let head = segs.next().unwrap_or("");
         let mut tail: Vec<String> = Vec::new();
@@ -397,7 +434,8 @@ impl FromStr for AnyUri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<AnyUri, UriError> {
-        let (ktype, _) = split_type(text)?;
+        let text = normalize(text)?;
+        let (ktype, _) = split_type(&text)?;
         if ktype == "CHK" {
             Ok(AnyUri::Chk(text.parse()?))
         } else {
@@ -607,5 +645,33 @@ mod tests {
                 prop_assert_eq!(k.to_string().parse::<SignedUri>().unwrap(), k);
             }
         }
+    }
+
+    /// What users paste: a gateway URL, an encoded scheme, another case.
+    #[test]
+    fn pasted_forms_are_accepted() {
+        let canonical = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                         AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE/my%20file.txt";
+        let want: Uri = canonical.parse().unwrap();
+        for pasted in [
+            format!("http://127.0.0.1:7401/{canonical}"),
+            format!("HTTPS://localhost/{canonical}"),
+            canonical
+                .replacen("veil:CHK@", "veil%3ACHK%40", 1)
+                .replacen(',', "%2C", 1),
+            canonical.replacen("veil:CHK@", "VEIL:chk@", 1),
+            canonical.replacen("veil:", "veil://", 1),
+            format!("  {canonical}\n"),
+        ] {
+            assert_eq!(pasted.parse::<Uri>(), Ok(want.clone()), "{pasted}");
+        }
+        assert_eq!(
+            "http://127.0.0.1:7401/".parse::<Uri>(),
+            Err(UriError::WrongScheme)
+        );
+        assert!(matches!(
+            "veil:ksk@a%25b".parse::<SignedUri>(),
+            Ok(SignedUri::Ksk { words, .. }) if words == "a%b"
+        ));
     }
 }
