@@ -39,11 +39,24 @@ pub enum PutDirError {
 /// Symbolic links and special files are skipped: publishing follows no link out of the
 /// tree.
 pub fn list_files(root: &Path) -> Result<Vec<(String, PathBuf)>, PutDirError> {
+    Ok(walk(root)?.0)
+}
+
+/// The relative paths under `root` that publishing skips (symbolic links, sockets,
+/// devices), sorted, so a tool can say so.
+pub fn skipped_files(root: &Path) -> Result<Vec<String>, PutDirError> {
+    Ok(walk(root)?.1)
+}
+
+type Walked = (Vec<(String, PathBuf)>, Vec<String>);
+
+fn walk(root: &Path) -> Result<Walked, PutDirError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |error| PutDirError::Io { path, error }
     };
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     let mut stack = vec![(String::new(), root.to_path_buf())];
     while let Some((rel, dir)) = stack.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -64,11 +77,14 @@ pub fn list_files(root: &Path) -> Result<Vec<(String, PathBuf)>, PutDirError> {
                 stack.push((rel, path));
             } else if kind.is_file() {
                 out.push((rel, path));
+            } else {
+                skipped.push(rel);
             }
         }
     }
     out.sort();
-    Ok(out)
+    skipped.sort();
+    Ok((out, skipped))
 }
 
 /// Publishes every regular file under `root` and a manifest listing them; returns the

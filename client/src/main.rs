@@ -365,6 +365,21 @@ async fn put(
     if signer.is_some() && path == "-" && name.is_none() && matches!(signer, Some(Signer::Key(_))) {
         bail!("publishing standard input under a key needs --name (the document's name under the key)");
     }
+    if let Some(m) = &mime {
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+        };
+        let ok = m.len() <= veil_client::format::MAX_MIME_LEN
+            && m.split_once('/').is_some_and(|(t, s)| {
+                let sub = s.split(';').next().unwrap_or("").trim();
+                token(t) && token(sub)
+            });
+        if !ok {
+            bail!("bad --mime {m:?}: a MIME type looks like text/plain or image/png");
+        }
+    }
     let opts = EncodeOptions {
         name: name.clone(),
         mime,
@@ -384,6 +399,9 @@ async fn put(
         let p = Path::new(path);
         let meta = std::fs::metadata(p).with_context(|| format!("cannot read {path}"))?;
         if meta.is_dir() {
+            for s in veil_client::dir::skipped_files(p)? {
+                eprintln!("veil: skipped {s}: not a regular file (publishing follows no link out of the tree)");
+            }
             let bar = files_bar("put");
             let done = put_dir(&client, p, &opts, |i, n| {
                 if let Some(b) = &bar {

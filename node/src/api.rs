@@ -95,6 +95,8 @@ pub(crate) fn app(node: NodeHandle) -> Router {
         )
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
+        // Any other API path: a JSON 404, not the gateway's "not a Veil URI" page.
+        .route("/api/{*rest}", axum::routing::any(unknown_api))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BLOCK_LEN))
         .route_layer(middleware::from_fn_with_state(node.clone(), auth));
@@ -105,6 +107,17 @@ pub(crate) fn app(node: NodeHandle) -> Router {
         // Every other path goes to the browser gateway (`/veil:CHK@...` documents, and its
         // own error pages for anything else).
         .fallback_service(veil_client::gateway::router(node))
+}
+
+async fn unknown_api(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        format!(
+            "{} is not an API endpoint: see /api/v1/blocks/{{key}}, /api/v1/status, /api/v1/peers",
+            uri.path()
+        ),
+    )
 }
 
 /// The gateway fetches through the node: local store and cache first, then the network.

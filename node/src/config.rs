@@ -178,9 +178,20 @@ pub use veil_client::api::default_data_dir;
 impl Config {
     /// Parses a config file's text.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
+        toml::from_str(text).map_err(|e| {
+            // One line that says where: "line 3: invalid type: ...".
+            let message = e.message().trim().replace('\n', " ");
+            let message = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {message}")
+                }
+                None => message,
+            };
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }
         })
     }
 
@@ -201,8 +212,8 @@ impl Config {
                 return bad("location must be in [0, 1)");
             }
         }
-        if self.max_htl == 0 {
-            return bad("max_htl must be at least 1");
+        if !(1..=60).contains(&self.max_htl) {
+            return bad("max_htl must be between 1 and 60 (default 18)");
         }
         if self.keepalive_ms == 0 || self.dead_after_ms <= self.keepalive_ms {
             return bad("dead_after_ms must exceed keepalive_ms, and both be positive");

@@ -456,9 +456,18 @@ impl NodeHandle {
         self.shared.api_addr
     }
 
-    /// The API's base URL, e.g. `http://127.0.0.1:7401`.
+    /// The API's base URL, e.g. `http://127.0.0.1:7401` (what the `api` file holds). An
+    /// API listening on every address (`0.0.0.0`, `::`) is reached at loopback.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.shared.api_addr)
+        let mut addr = self.shared.api_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}")
     }
 
     /// The API token.

@@ -185,6 +185,9 @@ pub struct Summary {
     pub events_per_sec: f64,
     /// Wall-clock seconds for the whole run (setup included).
     pub wall_seconds: f64,
+    /// Every parameter of the run, as the command line set them: the run can be redone
+    /// from its summary alone.
+    pub params: serde_json::Value,
 }
 
 impl Summary {
@@ -193,6 +196,9 @@ impl Summary {
         Summary {
             events_per_sec: 0.0,
             wall_seconds: 0.0,
+            // The figures alone: two runs that differ only in how they were computed
+            // (`--full-verify`) must agree.
+            params: serde_json::Value::Null,
             ..self.clone()
         }
     }
@@ -323,6 +329,7 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         events: d.events,
         events_per_sec: d.events as f64 / d.wall.0.max(1e-9),
         wall_seconds: d.wall.1,
+        params: serde_json::to_value(d.params).unwrap_or_default(),
     }
 }
 
