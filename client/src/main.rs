@@ -684,6 +684,15 @@ async fn get(
             finish(bar);
         }
         Resolved::File(_, top) => {
+            // The name in a URI is only a label: say so when it differs from the one the
+            // document carries, so a misleading link does not go unnoticed.
+            if let (Some(said), Some(is)) = (&uri.name, &top.meta.name) {
+                if uri.path.is_empty() && said != is {
+                    eprintln!(
+                        "veil: note: the URI calls this document {said:?}; it calls itself {is:?}"
+                    );
+                }
+            }
             // Blocks this fetch has to rebuild are inserted again afterwards, so the
             // next reader finds them directly (a bounded number, like any insert).
             let heal = Heal::new();
