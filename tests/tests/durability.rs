@@ -125,6 +125,32 @@ async fn documents_outlive_half_the_processes_killed() {
     assert!(fetched >= DOCS - 1, "{fetched}/{DOCS}: {failures:?}");
 }
 
+/// The routing keys of data blocks `which` of a document of `data`.
+fn data_keys(data: &[u8], which: &[usize]) -> Vec<RoutingKey> {
+    which
+        .iter()
+        .map(|&i| {
+            let chunk = &data[i * veil_proto::MAX_PAYLOAD..(i + 1) * veil_proto::MAX_PAYLOAD];
+            veil_proto::block::encode(chunk).expect("block").1.routing
+        })
+        .collect()
+}
+
+/// Deletes `keys` from every node's store and cache (`DELETE /api/v1/blocks/{key}`).
+async fn delete_everywhere(net: &Testnet, keys: &[RoutingKey]) {
+    for i in 0..net.nodes.len() {
+        for k in keys {
+            let resp = net
+                .api(i)
+                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
+                .send()
+                .await
+                .expect("delete");
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    }
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u8 ^ 0x5a)
@@ -175,17 +201,7 @@ async fn keepalive_restores_blocks_gone_from_every_store() {
         .filter(|k| *k != spared)
         .take((keys.len() * 3).div_ceil(10))
         .collect();
-    for i in 0..net.nodes.len() {
-        for k in &gone {
-            let resp = net
-                .api(i)
-                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
-                .send()
-                .await
-                .expect("delete");
-            assert!(resp.status().is_success(), "{}", resp.status());
-        }
-    }
+    delete_everywhere(&net, &gone).await;
     // Gone from the network: node 2 cannot find one.
     assert!(net.api(2).get_block(&gone[0], None).await.is_err());
 
@@ -228,22 +244,8 @@ async fn a_get_that_rebuilds_blocks_heals_them() {
         .expect("publish")
         .uri;
     // Data blocks 2, 9 and 30 of 32, gone from every store.
-    let lost: Vec<RoutingKey> = [2usize, 9, 30]
-        .iter()
-        .map(|&i| {
-            let chunk = &data[i * veil_proto::MAX_PAYLOAD..(i + 1) * veil_proto::MAX_PAYLOAD];
-            veil_proto::block::encode(chunk).expect("block").1.routing
-        })
-        .collect();
-    for i in 0..3 {
-        for k in &lost {
-            net.api(i)
-                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
+    let lost = data_keys(&data, &[2, 9, 30]);
+    delete_everywhere(&net, &lost).await;
     assert!(net.api(1).get_block(&lost[0], None).await.is_err());
     let dir = net.nodes[2].dir.path();
     let out = dir.join("one.out");
@@ -292,22 +294,8 @@ async fn a_node_keeps_its_keepalive_uris_alive() {
         .await
         .expect("publish");
     // Two data blocks gone from every store.
-    let lost: Vec<RoutingKey> = [1usize, 12]
-        .iter()
-        .map(|&i| {
-            let chunk = &data[i * veil_proto::MAX_PAYLOAD..(i + 1) * veil_proto::MAX_PAYLOAD];
-            veil_proto::block::encode(chunk).expect("block").1.routing
-        })
-        .collect();
-    for i in 0..3 {
-        for k in &lost {
-            net.api(i)
-                .request(reqwest::Method::DELETE, &format!("/api/v1/blocks/{k}"))
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
+    let lost = data_keys(&data, &[1, 12]);
+    delete_everywhere(&net, &lost).await;
     // The node's next passes put them back: poll node 0's store (bounded), where the
     // replica walk of a 3-node line always leaves a copy.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -97,6 +97,15 @@ impl RawPeer {
     }
 }
 
+async fn metrics_text(api: &veil_tests::Api) -> anyhow::Result<String> {
+    Ok(api
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
 fn hello() -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
@@ -305,13 +314,7 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
     peer.send_msg(&forged_insert).await?;
     wait_for_peer(node, NodeKey(peer.key), false).await?;
     assert_eq!(net.api(0).counter("bad_blocks").await?, 1);
-    let metrics = net
-        .api(0)
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = metrics_text(net.api(0)).await?;
     assert!(metrics.contains("veil_bad_blocks_total 1"), "{metrics}");
     // Put through the API, the same forgery is refused with a typed error and counted.
     let resp = net
@@ -322,13 +325,7 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
         .await?;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await?.contains("block_mismatch"));
-    let metrics = net
-        .api(0)
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = metrics_text(net.api(0)).await?;
     assert!(metrics.contains("veil_api_bad_blocks_total 1"), "{metrics}");
     // Never stored nor served: the first is, unchanged.
     assert_eq!(net.api(0).get_block(&key, Some(0)).await?, first);
