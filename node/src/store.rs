@@ -250,8 +250,17 @@ impl Store {
         Ok(None)
     }
 
-    /// Whether the block is held, without reading it.
+    /// Whether the block is held (or queued to be written), without reading it.
     pub fn contains(&self, key: &RoutingKey) -> bool {
+        if self
+            .inner
+            .pending
+            .lock()
+            .expect("store lock")
+            .contains_key(key)
+        {
+            return true;
+        }
         let idx = self.inner.index.lock().expect("store lock");
         idx.store.contains(key) || idx.cache.contains(key)
     }
