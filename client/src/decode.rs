@@ -195,6 +195,17 @@ pub enum DecodeError {
          complete; a document nobody keeps alive can also fade away)"
     )]
     DocumentNotFound,
+    /// Writing would replace a file that exists (pass the overwrite option to allow it).
+    #[error("{} exists already: pass --force to replace it", .0.display())]
+    Exists(std::path::PathBuf),
+    /// The document (or tree) claims more bytes than the reader allows.
+    #[error("the document is {size} bytes, over the limit of {limit} (raise it with --max-size)")]
+    TooLarge {
+        /// What the document says it holds.
+        size: u64,
+        /// The reader's bound.
+        limit: u64,
+    },
     /// The top block was found but the URI's data key does not open it.
     #[error("the URI's data key does not decrypt its document: the URI is wrong or cut short")]
     WrongKey,

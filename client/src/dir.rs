@@ -35,6 +35,16 @@ pub enum PutDirError {
     Encode(#[from] EncodeError),
 }
 
+/// The temporary name a file is written under before it is renamed into place: hidden,
+/// beside it, and marked as Veil's.
+pub fn partial_name(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.veil-partial-{}", std::process::id()))
+}
+
 /// Lists the regular files under `root` as sorted `/`-separated relative paths.
 /// Symbolic links and special files are skipped: publishing follows no link out of the
 /// tree.
@@ -194,11 +204,63 @@ pub async fn restore<S: BlockSource>(
     source: &S,
     entries: &[ManifestEntry],
     out_dir: &Path,
+    progress: impl FnMut(usize, usize),
+) -> Result<(), DecodeError> {
+    restore_with(
+        source,
+        entries,
+        out_dir,
+        &RestoreOptions::default(),
+        progress,
+    )
+    .await
+}
+
+/// How [`restore_with`] treats the reader's disk.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreOptions {
+    /// Replace files that exist already (otherwise the restore refuses, before writing).
+    pub overwrite: bool,
+    /// The most bytes the whole tree may claim; a larger manifest is refused before
+    /// anything is written, so a lying publisher cannot fill the disk.
+    pub max_bytes: u64,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> RestoreOptions {
+        RestoreOptions {
+            overwrite: true,
+            max_bytes: u64::MAX,
+        }
+    }
+}
+
+/// As [`restore`], with `options`. Each file is written to a temporary name beside its
+/// place and renamed there only once complete, so a failed fetch leaves no half file and
+/// destroys nothing.
+pub async fn restore_with<S: BlockSource>(
+    source: &S,
+    entries: &[ManifestEntry],
+    out_dir: &Path,
+    options: &RestoreOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(), DecodeError> {
     // Check every path before writing anything, so a hostile manifest leaves no trace.
+    let mut total = 0u64;
     for e in entries {
         check_path(&e.path).map_err(DecodeError::BadManifest)?;
+        total = total.saturating_add(e.size);
+        let mut target = out_dir.to_path_buf();
+        target.extend(e.path.split('/'));
+        if !options.overwrite && target.exists() {
+            return Err(DecodeError::Exists(target));
+        }
+    }
+    if total > options.max_bytes {
+        return Err(DecodeError::TooLarge {
+            size: total,
+            limit: options.max_bytes,
+        });
     }
     tokio::fs::create_dir_all(out_dir).await?;
     for (i, e) in entries.iter().enumerate() {
@@ -217,8 +279,15 @@ pub async fn restore<S: BlockSource>(
                 ),
             });
         }
-        let mut file = tokio::fs::File::create(&target).await?;
-        write_body(source.clone(), top, DEFAULT_WINDOW, &mut file, |_| {}).await?;
+        let partial = partial_name(&target);
+        let mut file = tokio::fs::File::create(&partial).await?;
+        let written = write_body(source.clone(), top, DEFAULT_WINDOW, &mut file, |_| {}).await;
+        drop(file);
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&partial, &target).await?;
         progress(i + 1, entries.len());
     }
     Ok(())

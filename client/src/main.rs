@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use veil_client::api::ApiClient;
 use veil_client::decode::DEFAULT_WINDOW;
 use veil_client::signed::{newest_edition, publish_signed, resolve_signed, Keystore, SkipKnown};
-use veil_client::{
-    encode, put_dir, resolve, restore, write_body_healing, EncodeOptions, Heal, Resolved,
-};
+use veil_client::{encode, put_dir, resolve, write_body_healing, EncodeOptions, Heal, Resolved};
 use veil_proto::ssk::KeyPair;
 use veil_proto::uri::{usk_name, AnyUri, SignedUri};
 use veil_proto::Uri;
@@ -107,6 +105,13 @@ enum Command {
         /// Without it a file goes to standard output
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace files that exist already (otherwise get refuses before writing)
+        #[arg(long)]
+        force: bool,
+        /// The largest document (or directory tree) to write, e.g. 512M or 10G; a
+        /// larger one is refused before anything is written
+        #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+        max_size: u64,
         #[command(flatten)]
         htl: HtlArg,
     },
@@ -259,8 +264,25 @@ fn run(cli: Cli) -> Result<()> {
                         htl,
                     },
             } => site_publish(connect(htl.htl)?, &cli.data_dir, dir, key, site.clone()).await,
-            Command::Get { uri, output, htl } => {
-                get(connect(htl.htl)?, &cli.data_dir, uri, output.as_deref()).await
+            Command::Get {
+                uri,
+                output,
+                force,
+                max_size,
+                htl,
+            } => {
+                let opts = GetOptions {
+                    force: *force,
+                    max_size: *max_size,
+                };
+                get(
+                    connect(htl.htl)?,
+                    &cli.data_dir,
+                    uri,
+                    output.as_deref(),
+                    &opts,
+                )
+                .await
             }
             Command::Keepalive { uris, json, htl } => {
                 keepalive(connect(htl.htl)?, uris, *json).await
@@ -655,11 +677,59 @@ async fn site_publish(
     Ok(())
 }
 
+/// How `get` treats the reader's disk.
+struct GetOptions {
+    force: bool,
+    max_size: u64,
+}
+
+/// A publisher's file name made safe to create here: no directories, not hidden (leading
+/// dots become `_`), else `veil-document`.
+fn safe_name(name: Option<&str>) -> String {
+    match name {
+        Some(n) if veil_client::format::check_path(n).is_ok() && !n.contains('/') => {
+            let shown = n.trim_start_matches('.');
+            if shown.is_empty() {
+                "veil-document".into()
+            } else if shown.len() < n.len() {
+                format!("_{shown}")
+            } else {
+                n.to_string()
+            }
+        }
+        _ => "veil-document".into(),
+    }
+}
+
+/// `4G`, `512M`, `64k`, `1000`: bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: use a number of bytes, or K, M, G, T")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?}: use a number of bytes, or K, M, G, T"))
+}
+
 async fn get(
     client: ApiClient,
     _data_dir: &Option<PathBuf>,
     text: &str,
     output: Option<&Path>,
+    opts: &GetOptions,
 ) -> Result<()> {
     let uri = to_chk(&client, text).await?;
     // `-o -` is standard output, as everywhere else.
@@ -674,7 +744,11 @@ async fn get(
                 );
             };
             let bar = files_bar("get");
-            restore(&client, &entries, out, |i, n| {
+            let ropts = veil_client::dir::RestoreOptions {
+                overwrite: opts.force,
+                max_bytes: opts.max_size,
+            };
+            veil_client::dir::restore_with(&client, &entries, out, &ropts, |i, n| {
                 if let Some(b) = &bar {
                     b.set_length(n as u64);
                     b.set_position(i as u64);
@@ -684,6 +758,13 @@ async fn get(
             finish(bar);
         }
         Resolved::File(_, top) => {
+            if top.meta.size > opts.max_size {
+                return Err(veil_client::DecodeError::TooLarge {
+                    size: top.meta.size,
+                    limit: opts.max_size,
+                }
+                .into());
+            }
             // The name in a URI is only a label: say so when it differs from the one the
             // document carries, so a misleading link does not go unnoticed.
             if let (Some(said), Some(is)) = (&uri.name, &top.meta.name) {
@@ -722,33 +803,32 @@ async fn get(
                             .with_context(|| format!("cannot create {}", path.display()))?;
                     }
                     let path = if path.is_dir() {
-                        let name = top
-                            .meta
-                            .name
-                            .clone()
-                            .filter(|n| {
-                                veil_client::format::check_path(n).is_ok() && !n.contains('/')
-                            })
-                            .unwrap_or_else(|| "veil-document".into());
-                        path.join(name)
+                        path.join(safe_name(top.meta.name.as_deref()))
                     } else {
                         path.to_path_buf()
                     };
-                    let mut file = tokio::fs::File::create(&path)
+                    if path.exists() && !opts.force {
+                        return Err(veil_client::DecodeError::Exists(path).into());
+                    }
+                    // Written beside its place under a temporary name and renamed there
+                    // only when whole: a failed fetch destroys nothing and leaves nothing.
+                    let partial = veil_client::dir::partial_name(&path);
+                    let mut file = tokio::fs::File::create(&partial)
                         .await
-                        .with_context(|| format!("cannot create {}", path.display()))?;
+                        .with_context(|| format!("cannot create {}", partial.display()))?;
                     let res = tokio::select! {
                         r = write_body_healing(client.clone(), top, DEFAULT_WINDOW, &mut file, tick, heal.clone()) => {
                             r.map(drop).map_err(anyhow::Error::from)
                         }
                         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                     };
+                    drop(file);
                     if let Err(e) = res {
-                        // Leave no truncated file that looks like the document.
-                        drop(file);
-                        let _ = std::fs::remove_file(&path);
+                        let _ = std::fs::remove_file(&partial);
                         return Err(e);
                     }
+                    std::fs::rename(&partial, &path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                 }
             }
             finish(bar);

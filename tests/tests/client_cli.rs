@@ -425,3 +425,79 @@ async fn cli_finds_veild_processes_through_their_data_directories() {
     b.terminate().unwrap();
     a.terminate().unwrap();
 }
+
+/// The reader's disk is safe from a publisher: `get -o` never replaces an existing file
+/// without `--force` (and keeps it whole when a fetch fails even with it), refuses a
+/// document over `--max-size` before writing, and does not create hidden files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_never_destroys_or_overfills_the_readers_disk() {
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let net = two_nodes().await;
+    let api = net.api(0).clone();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(".bashrc");
+    std::fs::write(&src, pattern(100_000, 3)).unwrap();
+    let run = |args: Vec<String>| {
+        let bin = bin.clone();
+        let api = api.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            veil(&bin, Some(&api), &args)
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let put = run(s(&["put", src.to_str().unwrap()])).await.unwrap();
+    assert!(put.status.success());
+    let uri = String::from_utf8(put.stdout).unwrap().trim().to_string();
+
+    // Into a directory: the publisher's hidden name is not used as is.
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let got = run(s(&["get", &uri, "-o", out_dir.to_str().unwrap()]))
+        .await
+        .unwrap();
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(!out_dir.join(".bashrc").exists());
+    assert_eq!(std::fs::read(out_dir.join("_bashrc")).unwrap(), pattern(100_000, 3));
+
+    // An existing file stays unless --force.
+    let mine = dir.path().join("mine.txt");
+    std::fs::write(&mine, "my precious").unwrap();
+    let out = run(s(&["get", &uri, "-o", mine.to_str().unwrap()])).await.unwrap();
+    assert_one_error_line(&out, "exists already: pass --force");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my precious");
+    // With --force but a document that cannot be fetched: still intact, nothing left over.
+    let missing = format!(
+        "veil:CHK@{},{}/gone.txt",
+        veil_proto::RoutingKey([3; 32]),
+        veil_proto::DataKey([4; 32])
+    );
+    let out = run(s(&["get", &missing, "-o", mine.to_str().unwrap(), "--force"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my precious");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("veil-partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // With --force and a good document: replaced.
+    let out = run(s(&["get", &uri, "-o", mine.to_str().unwrap(), "--force"]))
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&mine).unwrap(), pattern(100_000, 3));
+
+    // Over --max-size: refused before anything is written.
+    let small = dir.path().join("small.out");
+    let out = run(s(&["get", &uri, "-o", small.to_str().unwrap(), "--max-size", "64K"]))
+        .await
+        .unwrap();
+    assert_one_error_line(&out, "over the limit of 65536");
+    assert!(!small.exists());
+    let out = run(s(&["get", &uri, "--max-size", "lots"])).await.unwrap();
+    assert!(!out.status.success());
+    net.shutdown().await;
+}
