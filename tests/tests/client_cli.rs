@@ -456,14 +456,23 @@ async fn get_never_destroys_or_overfills_the_readers_disk() {
     let got = run(s(&["get", &uri, "-o", out_dir.to_str().unwrap()]))
         .await
         .unwrap();
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     assert!(!out_dir.join(".bashrc").exists());
-    assert_eq!(std::fs::read(out_dir.join("_bashrc")).unwrap(), pattern(100_000, 3));
+    assert_eq!(
+        std::fs::read(out_dir.join("_bashrc")).unwrap(),
+        pattern(100_000, 3)
+    );
 
     // An existing file stays unless --force.
     let mine = dir.path().join("mine.txt");
     std::fs::write(&mine, "my precious").unwrap();
-    let out = run(s(&["get", &uri, "-o", mine.to_str().unwrap()])).await.unwrap();
+    let out = run(s(&["get", &uri, "-o", mine.to_str().unwrap()]))
+        .await
+        .unwrap();
     assert_one_error_line(&out, "exists already: pass --force");
     assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my precious");
     // With --force but a document that cannot be fetched: still intact, nothing left over.
@@ -472,9 +481,15 @@ async fn get_never_destroys_or_overfills_the_readers_disk() {
         veil_proto::RoutingKey([3; 32]),
         veil_proto::DataKey([4; 32])
     );
-    let out = run(s(&["get", &missing, "-o", mine.to_str().unwrap(), "--force"]))
-        .await
-        .unwrap();
+    let out = run(s(&[
+        "get",
+        &missing,
+        "-o",
+        mine.to_str().unwrap(),
+        "--force",
+    ]))
+    .await
+    .unwrap();
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my precious");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -492,9 +507,16 @@ async fn get_never_destroys_or_overfills_the_readers_disk() {
 
     // Over --max-size: refused before anything is written.
     let small = dir.path().join("small.out");
-    let out = run(s(&["get", &uri, "-o", small.to_str().unwrap(), "--max-size", "64K"]))
-        .await
-        .unwrap();
+    let out = run(s(&[
+        "get",
+        &uri,
+        "-o",
+        small.to_str().unwrap(),
+        "--max-size",
+        "64K",
+    ]))
+    .await
+    .unwrap();
     assert_one_error_line(&out, "over the limit of 65536");
     assert!(!small.exists());
     let out = run(s(&["get", &uri, "--max-size", "lots"])).await.unwrap();
