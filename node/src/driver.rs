@@ -367,6 +367,19 @@ impl Driver {
     }
 
     fn drain(&mut self) {
+        // Blocks to keep go to the store before any reply leaves, so a peer told "done"
+        // finds them here at once.
+        let mut events = Vec::new();
+        while let Some(ev) = self.router.poll_event() {
+            match ev {
+                Event::Store {
+                    key,
+                    block,
+                    placement,
+                } => self.store.put_verified_nowait(key, block, placement),
+                ev => events.push(ev),
+            }
+        }
         while let Some((peer, msg)) = self.router.poll_transmit() {
             match self.peers.get(&peer) {
                 Some(p) => {
@@ -377,7 +390,7 @@ impl Driver {
                 None => tracing::debug!(peer = peer.0, "transmit to a gone peer dropped"),
             }
         }
-        while let Some(ev) = self.router.poll_event() {
+        for ev in events {
             match ev {
                 Event::RequestFinished { id, result, .. } => {
                     if let Some(reply) = self.fetches.remove(&id) {
@@ -389,11 +402,7 @@ impl Driver {
                         let _ = reply.send(result);
                     }
                 }
-                Event::Store {
-                    key,
-                    block,
-                    placement,
-                } => self.store.put_verified_nowait(key, block, placement),
+                Event::Store { .. } => {}
                 Event::PeerMisbehaved { peer, reason } => {
                     self.counters.misbehaviour.inc();
                     tracing::info!(peer = peer.0, reason, "peer misbehaved; closing its link");

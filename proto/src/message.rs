@@ -27,6 +27,9 @@ pub const MAX_MESSAGE_LEN: usize = 65_535 - 16;
 /// Most peer addresses one [`Message::PeerInfo`] may carry.
 pub const MAX_PEER_INFO: usize = 64;
 
+/// Most locations one [`Message::Neighbours`] may carry.
+pub const MAX_NEIGHBOURS: usize = 64;
+
 /// A random request id. Loops are detected by it; it says nothing about the originator.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId(pub u64);
@@ -292,6 +295,13 @@ pub enum Message {
         /// The insert.
         id: RequestId,
     },
+    /// The sender's routable peers' locations (friend-of-a-friend routing): the receiver
+    /// may route through the sender to a key one of them is close to. Sent when the
+    /// sender's peers change, at most once a second.
+    Neighbours {
+        /// At most [`MAX_NEIGHBOURS`] locations.
+        locations: BoundedVec<Location, MAX_NEIGHBOURS>,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -353,7 +363,8 @@ impl Message {
             | Message::PeerInfo { .. }
             | Message::Announce { .. }
             | Message::AnnounceReply { .. }
-            | Message::FoldOffer { .. } => None,
+            | Message::FoldOffer { .. }
+            | Message::Neighbours { .. } => None,
         }
     }
 
@@ -370,6 +381,7 @@ impl Message {
             Message::RejectedOverload { .. } => "rejected_overload",
             Message::InsertReply { .. } => "insert_reply",
             Message::Stored { .. } => "stored",
+            Message::Neighbours { .. } => "neighbours",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::PeerInfo { .. } => "peer_info",
@@ -433,6 +445,10 @@ mod tests {
                 "0e020909090909090909090909090909090909090909090909090909090909090909007f0000018420",
             ),
             (Message::Stored { id: RequestId(3) }, "0f03"),
+            (
+                Message::Neighbours { locations: BoundedVec::new(vec![Location(1), Location(0x0102)]).unwrap() },
+                "1002018202",
+            ),
         ];
         for (msg, expected) in cases {
             assert_eq!(hex(&msg.encode()), expected, "{msg:?}");

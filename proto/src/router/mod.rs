@@ -590,6 +590,7 @@ impl Router {
                 location,
             } => self.on_announce_reply(now, from, id, address, location),
             Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
+            Message::Neighbours { locations } => self.on_neighbours(from, locations.into_inner()),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }

@@ -130,6 +130,12 @@ pub struct OpennetConfig {
     pub transient_slots: usize,
     /// How long a transient link is kept.
     pub transient_ttl: Duration,
+    /// Friend-of-a-friend routing: tell peers our peers' locations (at most once per
+    /// `neighbours_interval`) and route towards the peer that is, or has a peer, closest
+    /// to the key.
+    pub foaf: bool,
+    /// Least time between two neighbour lists sent.
+    pub neighbours_interval: Duration,
 }
 
 impl Default for OpennetConfig {
@@ -148,6 +154,8 @@ impl Default for OpennetConfig {
             fold_replace_probability: 0.05,
             transient_slots: 32,
             transient_ttl: Duration::from_secs(5),
+            foaf: true,
+            neighbours_interval: Duration::from_secs(1),
         }
     }
 }
@@ -218,6 +226,9 @@ pub(super) struct Opennet {
     /// Data deliveries seen (the clock of "least recently successful").
     pub clock: u64,
     last_drop: Option<Instant>,
+    /// When our neighbour list is next due to our peers, and when it last went.
+    neighbours_due: Option<Instant>,
+    neighbours_sent: Option<Instant>,
 }
 
 /// Opennet counters, part of [`super::RouterStats`].
@@ -460,10 +471,15 @@ impl Router {
         } else {
             None
         };
-        [transient, announce, self.opennet.next_stabilize]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            transient,
+            announce,
+            self.opennet.next_stabilize,
+            self.opennet.neighbours_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn needs_announce(&self) -> bool {
@@ -493,6 +509,47 @@ impl Router {
             self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
         }
         self.release_seeds();
+        if self.config.opennet.foaf && self.opennet.neighbours_due.is_none() {
+            let next = self.opennet.neighbours_sent.map_or(now, |t| {
+                later(t, self.config.opennet.neighbours_interval).max(now)
+            });
+            self.opennet.neighbours_due = Some(next);
+        }
+    }
+
+    /// Tells every routable peer the locations of our routable peers.
+    fn send_neighbours(&mut self, now: Instant) {
+        self.opennet.neighbours_due = None;
+        self.opennet.neighbours_sent = Some(now);
+        let routable: Vec<(PeerId, Location)> = self
+            .peers
+            .iter()
+            .filter(|p| p.routable)
+            .map(|p| (p.id, p.location))
+            .collect();
+        let locations: Vec<Location> = routable
+            .iter()
+            .map(|(_, l)| *l)
+            .take(crate::message::MAX_NEIGHBOURS)
+            .collect();
+        let Ok(list) = crate::message::BoundedVec::new(locations) else {
+            return;
+        };
+        for (peer, _) in routable {
+            self.transmits.push_back((
+                peer,
+                Message::Neighbours {
+                    locations: list.clone(),
+                },
+            ));
+        }
+    }
+
+    /// A peer's neighbour list (friend-of-a-friend routing).
+    pub(super) fn on_neighbours(&mut self, from: PeerId, locations: Vec<Location>) {
+        if self.config.opennet.foaf {
+            self.peers.set_neighbours(from, locations);
+        }
     }
 
     /// Drops the links to seeds once enough other routable peers are connected.
@@ -550,6 +607,9 @@ impl Router {
         self.release_seeds();
         if self.opennet.next_stabilize.is_some_and(|t| t <= now) {
             self.stabilize(now);
+        }
+        if self.opennet.neighbours_due.is_some_and(|t| t <= now) {
+            self.send_neighbours(now);
         }
         if self.needs_announce() && self.opennet.next_announce.is_none_or(|t| t <= now) {
             self.announce(now);

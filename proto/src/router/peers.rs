@@ -34,6 +34,8 @@ pub(super) struct Peer {
     /// The router's success clock when the peer last delivered data (when it was added,
     /// before that): least recently successful opennet peers are dropped first.
     pub last_success: u64,
+    /// The locations of the peer's own peers, as it last told us (friend-of-a-friend).
+    pub neighbours: Vec<Location>,
 }
 
 /// What the shell knows about a new link besides its location.
@@ -108,6 +110,7 @@ impl PeerTable {
             routable: meta.routable,
             added_at: now,
             last_success: clock,
+            neighbours: Vec::new(),
         });
     }
 
@@ -175,18 +178,33 @@ impl PeerTable {
         now: Instant,
         keep: impl Fn(Location) -> bool,
     ) -> Option<PeerId> {
-        let mut best: Option<(bool, Distance, PeerId)> = None;
+        let mut best: Option<(bool, Distance, Distance, PeerId)> = None;
         for p in &self.peers {
             if !p.routable || exclude.contains(&p.id) || !keep(p.location) {
                 continue;
             }
             let backed_off = p.backoff_until.is_some_and(|t| t > now);
-            let cand = (backed_off, p.location.distance(target), p.id);
+            let own = p.location.distance(target);
+            // Friend-of-a-friend: a peer is as close as the closest of its own peers.
+            let via = p
+                .neighbours
+                .iter()
+                .map(|l| l.distance(target))
+                .min()
+                .map_or(own, |d| d.min(own));
+            let cand = (backed_off, via, own, p.id);
             if best.is_none_or(|b| cand < b) {
                 best = Some(cand);
             }
         }
-        best.map(|(_, _, id)| id)
+        best.map(|(_, _, _, id)| id)
+    }
+
+    /// Records `id`'s neighbour list (bounded by the message that carried it).
+    pub fn set_neighbours(&mut self, id: PeerId, locations: Vec<Location>) {
+        if let Some(p) = self.get_mut(id) {
+            p.neighbours = locations;
+        }
     }
 
     pub fn back_off(&mut self, id: PeerId, until: Instant) {

@@ -27,6 +27,9 @@ fn open_cfg(seed: u64, max_peers: usize) -> RouterConfig {
             min_peers: 2,
             max_peers,
             min_peer_age: Duration::ZERO,
+            // These tests follow single mechanisms timer by timer; neighbour lists
+            // have a test of their own.
+            foaf: false,
             ..OpennetConfig::default()
         },
         ..cfg(seed)
@@ -479,4 +482,68 @@ fn an_announcement_goes_past_a_local_minimum() {
     // A is where greedy routing stops; B, which A does not know, is found past it.
     let peers = net.peers_of(newcomer);
     assert!(peers.contains(&1) && peers.contains(&3), "{peers:?}");
+}
+
+/// Friend-of-a-friend: a node that learns its peers' neighbours routes through the peer
+/// that knows a node near the key, even when that peer itself is farther than another.
+#[test]
+fn neighbour_lists_route_through_the_peer_that_knows_the_key() {
+    // Node 0 at 0 has peers 1 (just under 5/8) and 2 (at 3/8); node 2 is linked to node 3
+    // at 6/8 + a bit, where the key is. On locations alone node 0 would send to node 1,
+    // the closer of its peers; knowing node 2's neighbours, it sends to node 2.
+    let q = u64::MAX / 8;
+    let locs = [0, 5 * q - (q >> 4), 3 * q, 6 * q + (q >> 3)];
+    let mut net = Net::new(&locs, |s| RouterConfig {
+        opennet: OpennetConfig {
+            enabled: true,
+            min_peers: 1,
+            max_peers: 8,
+            min_peer_age: Duration::ZERO,
+            ..OpennetConfig::default()
+        },
+        ..cfg(s)
+    });
+    for i in 0..locs.len() {
+        net.nodes[i].router.set_address(addr(i));
+    }
+    net.open_link(0, 1, PeerOrigin::Announcement);
+    net.open_link(0, 2, PeerOrigin::Announcement);
+    net.open_link(2, 3, PeerOrigin::Announcement);
+    net.drive_open();
+    // Each node's list is due at once: fire the timers and deliver.
+    for n in 0..locs.len() {
+        net.nodes[n].router.handle_timeout(net.now);
+        net.flush(n);
+    }
+    net.drive_until_quiet();
+    // Node 0 knows node 2 is linked to node 3.
+    assert!(net.nodes[0].received.iter().any(|(from, m)| *from == PeerId(2)
+        && matches!(m, Message::Neighbours { locations } if locations.as_slice().contains(&Location(locs[3])))));
+    let key = key_at(locs[3]);
+    let id = net.request(0, key, Some(Htl(3)));
+    net.drive_until_quiet();
+    let first_hop = net.nodes[0]
+        .received
+        .iter()
+        .chain(net.nodes[1].received.iter())
+        .chain(net.nodes[2].received.iter())
+        .find_map(|(from, m)| match m {
+            Message::Request { id: i, .. } if *i == id && *from == PeerId(0) => Some(()),
+            _ => None,
+        });
+    assert!(first_hop.is_some());
+    assert!(
+        net.nodes[2]
+            .received
+            .iter()
+            .any(|(from, m)| *from == PeerId(0) && matches!(m, Message::Request { .. })),
+        "node 0 routed through node 2, which knows the key's neighbourhood"
+    );
+    assert!(
+        !net.nodes[1]
+            .received
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Request { .. })),
+        "not through node 1, closer itself but knowing nobody closer"
+    );
 }
