@@ -28,7 +28,8 @@
 //! # Rules (see docs/routing.md for the reasoning)
 //! - Each request or insert has per-node state keyed by its random [`RequestId`]. A node
 //!   forwards to the connected peer closest to the key's location that it has not tried
-//!   for that id and that is not the sender; peers in overload back-off are used only when
+//!   for that id and that is not the sender (on opennet, a peer counts as close as the
+//!   closest of the neighbours it announced with `Neighbours`: friend-of-a-friend); peers in overload back-off are used only when
 //!   nothing else is left. An id seen within [`RouterConfig::seen_ttl`] is answered
 //!   `RejectedLoop`.
 //! - HTL ("hops to live") in a message is the number of hops left at its receiver. Every
