@@ -220,7 +220,9 @@ fn print_testnet(net: &Testnet, dir: &std::path::Path) {
     for (i, node) in net.nodes.iter().enumerate() {
         println!(
             "  node-{i:<3} {:>5}  {:<29} {}",
-            node.peers().len(),
+            // Routable peers, as the status reports them (a seed also holds short-lived
+            // links to newcomers it announced for, which do not count).
+            node.peers().iter().filter(|p| p.routable).count(),
             node.api_url(),
             node.data_dir().display()
         );
