@@ -68,13 +68,22 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("cache-control", "no-store"),
 ];
 
+/// The largest document the gateway serves by default (4 GiB).
+pub const DEFAULT_MAX_DOCUMENT: u64 = 4 << 30;
+
 /// A router serving Veil URIs from `source`. Mount it at the root of a loopback server.
 pub fn router<S: BlockSource>(source: S) -> Router {
+    router_with_limit(source, DEFAULT_MAX_DOCUMENT)
+}
+
+/// As [`router`], serving no document larger than `max_bytes` (a larger one is a 413
+/// page, answered before any of it is fetched).
+pub fn router_with_limit<S: BlockSource>(source: S, max_bytes: u64) -> Router {
     Router::new().route(
         "/{*uri}",
         any(move |req: Request| {
             let source = source.clone();
-            async move { with_headers(handle(source, req).await) }
+            async move { with_headers(handle(source, req, max_bytes).await) }
         }),
     )
 }
@@ -280,7 +289,7 @@ fn decode_error(e: &DecodeError) -> Response {
     error_page(status, &e.to_string())
 }
 
-async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
+async fn handle<S: BlockSource>(source: S, req: Request, max_bytes: u64) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -328,7 +337,7 @@ async fn handle<S: BlockSource>(source: S, req: Request) -> Response {
             }
         },
     };
-    let mut resp = serve_chk(source, &asked, &uri, edition, req.method() == Method::HEAD).await;
+    let mut resp = serve_chk(source, &asked, &uri, edition, max_bytes).await;
     if let Some(e) = edition {
         resp.headers_mut()
             .insert("veil-edition", HeaderValue::from(e));
@@ -341,13 +350,23 @@ async fn serve_chk<S: BlockSource>(
     asked: &AnyUri,
     uri: &Uri,
     edition: Option<u64>,
-    _head: bool,
+    max_bytes: u64,
 ) -> Response {
     let top = match resolve(&source, uri).await {
         Ok(Resolved::File(_, top)) => top,
         Ok(Resolved::Directory(entries)) => return listing(asked, edition, &entries),
         Err(e) => return decode_error(&e),
     };
+    if top.meta.size > max_bytes {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "this document says it is {} bytes, more than this gateway serves ({max_bytes}); \
+                 fetch it with veil get --max-size if you trust it",
+                top.meta.size
+            ),
+        );
+    }
     let size = top.meta.size;
     let mut mime = HeaderValue::from_str(&top.meta.mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));

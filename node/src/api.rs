@@ -106,7 +106,10 @@ pub(crate) fn app(node: NodeHandle) -> Router {
         .with_state(node.clone())
         // Every other path goes to the browser gateway (`/veil:CHK@...` documents, and its
         // own error pages for anything else).
-        .fallback_service(veil_client::gateway::router(node))
+        .fallback_service(veil_client::gateway::router_with_limit(
+            node.clone(),
+            node.config().gateway_max_bytes,
+        ))
 }
 
 async fn unknown_api(uri: axum::http::Uri) -> ApiError {

@@ -115,6 +115,9 @@ pub struct Config {
     /// `keepalive_interval_ms` it fetches each one and re-inserts the blocks that were
     /// missing or slow to find, as `veil keepalive` does. Default none.
     pub keepalive_uris: Vec<String>,
+    /// The largest document the gateway serves, in bytes; a larger one is refused with a
+    /// 413 page before any of it is fetched. Default 4 GiB.
+    pub gateway_max_bytes: u64,
     /// How often to walk `keepalive_uris`, in ms; the first walk starts one minute after
     /// the node does (or one interval, if shorter). Default 86,400,000 (a day).
     pub keepalive_interval_ms: u64,
@@ -146,6 +149,7 @@ impl Default for Config {
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             keepalive_uris: Vec::new(),
+            gateway_max_bytes: 4 << 30,
             keepalive_interval_ms: 86_400_000,
         }
     }
@@ -387,6 +391,9 @@ pub struct Overrides {
     /// `keepalive_uris`)
     #[arg(long = "keepalive-uri", value_name = "URI")]
     pub keepalive_uris: Vec<String>,
+    /// The largest document the gateway serves, bytes [default: 4294967296]
+    #[arg(long, value_name = "BYTES")]
+    pub gateway_max_bytes: Option<u64>,
     /// How often to keep those documents alive, ms [default: 86400000]
     #[arg(long, value_name = "MS")]
     pub keepalive_interval_ms: Option<u64>,
@@ -440,6 +447,7 @@ impl Overrides {
             opennet,
             replicas,
             index_replicas,
+            gateway_max_bytes,
             keepalive_interval_ms
         );
         for uri in &self.keepalive_uris {

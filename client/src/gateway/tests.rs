@@ -300,3 +300,35 @@ async fn serves_the_newest_edition_of_a_site() {
         404
     );
 }
+
+/// A document over the gateway's bound is a 413 page, answered from its top block alone.
+#[tokio::test]
+async fn documents_over_the_bound_are_refused() {
+    let store = MemoryStore::new();
+    let doc = encode(
+        &store,
+        &[7u8; 200_000][..],
+        &EncodeOptions::named("big.bin"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = router_with_limit(store.clone(), 100_000);
+    tokio::spawn(async move { axum::serve(listener, limited).await });
+    let resp = reqwest::get(format!("http://{addr}/{}", doc.uri))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_protective(&resp);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("more than this gateway serves"));
+    // Under the default bound it is served.
+    let base = serve(store).await;
+    let resp = reqwest::get(format!("{base}/{}", doc.uri)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
