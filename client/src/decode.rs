@@ -267,6 +267,35 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// The shape of a tree body, with its depth and root copies; `None` for an inline
+    /// document.
+    pub(crate) fn of(top: &TopBlock) -> Option<(Shape, u8, &[ChildRef])> {
+        match &top.body {
+            Body::Inline(_) => None,
+            Body::Tree {
+                fanout,
+                segment,
+                checks,
+                copies,
+                depth,
+                root,
+            } => Some((
+                Shape {
+                    params: TreeParams {
+                        fanout: *fanout,
+                        segment: *segment,
+                        checks: *checks,
+                        copies: *copies,
+                    },
+                    size: top.meta.size,
+                    total: data_blocks(top.meta.size),
+                },
+                *depth,
+                root,
+            )),
+        }
+    }
+
     /// The payload length data block `index` must have.
     pub(crate) fn data_len(&self, index: u64) -> usize {
         if index + 1 < self.total {

@@ -16,9 +16,7 @@
 
 use crate::decode::{check_index, Position, Shape};
 use crate::dir::fetch_manifest;
-use crate::format::{
-    data_blocks, Body, ChildRef, DocKind, IndexBlock, TopBlock, TreeParams, FORMAT_VERSION,
-};
+use crate::format::{ChildRef, DocKind, IndexBlock, TopBlock, FORMAT_VERSION};
 use crate::segment::{decode_missing, encode_checks};
 use crate::source::{BlockRole, BlockSink, BlockSource, InsertError};
 use futures::stream::{self, StreamExt};
@@ -358,26 +356,8 @@ pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
     }
     let top = TopBlock::from_payload(&payload)
         .map_err(|e| KeepaliveError::Corrupt(format!("the top block: {e}")))?;
-    if let Body::Tree {
-        fanout,
-        segment,
-        checks,
-        copies,
-        depth,
-        root,
-    } = &top.body
-    {
-        let shape = Shape {
-            params: TreeParams {
-                fanout: *fanout,
-                segment: *segment,
-                checks: *checks,
-                copies: *copies,
-            },
-            size: top.meta.size,
-            total: data_blocks(top.meta.size),
-        };
-        if *depth == 0 {
+    if let Some((shape, depth, root)) = Shape::of(&top) {
+        if depth == 0 {
             // One data block and no checks: found or lost.
             if let Some(&k) = root.first() {
                 match fetch_twice(&source, k).await {
@@ -395,7 +375,7 @@ pub async fn keepalive_document<S: BlockSource, K: BlockSink>(
                 pass.tick(1);
             }
         } else {
-            pass.tree(shape, root.clone(), *depth, 0, shape.total).await;
+            pass.tree(shape, root.to_vec(), depth, 0, shape.total).await;
         }
     }
     let mut report = pass.report;
