@@ -546,8 +546,11 @@ impl Router {
     }
 
     /// A peer's neighbour list (friend-of-a-friend routing).
-    pub(super) fn on_neighbours(&mut self, from: PeerId, locations: Vec<Location>) {
+    pub(super) fn on_neighbours(&mut self, from: PeerId, mut locations: Vec<Location>) {
         if self.config.opennet.foaf {
+            // Our own place in the list says nothing about where the peer leads.
+            let me = self.location;
+            locations.retain(|l| *l != me);
             self.peers.set_neighbours(from, locations);
         }
     }
