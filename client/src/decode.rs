@@ -241,20 +241,24 @@ pub(crate) async fn fetch_payload<S: BlockSource>(
 
 /// Fetches and checks the top block named by `keys`.
 pub async fn fetch_top<S: BlockSource>(source: &S, keys: ChkKeys) -> Result<TopBlock, DecodeError> {
-    let payload = match fetch_payload(source, keys.into(), &Position::Top).await {
-        Ok(p) => p,
-        // Blame the URI or the network, not a "corrupt block".
-        Err(DecodeError::Fetch {
-            error: FetchError::NotFound,
-            ..
-        }) => return Err(DecodeError::DocumentNotFound),
-        Err(DecodeError::Corrupt { reason, .. })
-            if reason == veil_proto::BlockError::Decrypt.to_string() =>
-        {
-            return Err(DecodeError::WrongKey)
-        }
-        Err(e) => return Err(e),
-    };
+    // Its own errors: blame the URI or the network, not a "corrupt block".
+    let block = source
+        .fetch(keys.routing)
+        .await
+        .map_err(|error| match error {
+            FetchError::NotFound => DecodeError::DocumentNotFound,
+            error => DecodeError::Fetch {
+                at: Position::Top,
+                error,
+            },
+        })?;
+    block
+        .verify(&keys.routing)
+        .map_err(|e| corrupt(Position::Top, e))?;
+    let payload = block.decrypt(&keys.data).map_err(|e| match e {
+        veil_proto::BlockError::Decrypt => DecodeError::WrongKey,
+        e => corrupt(Position::Top, e),
+    })?;
     TopBlock::from_payload(&payload).map_err(|e| corrupt(Position::Top, e))
 }
 
@@ -478,28 +482,15 @@ pub fn body_stream_healing<S: BlockSource>(
     window: usize,
     heal: Heal,
 ) -> impl Stream<Item = Result<Bytes, DecodeError>> + Send + 'static {
-    let size = top.meta.size;
-    let inner: BoxStream<'static, Result<Bytes, DecodeError>> = match top.body {
-        Body::Inline(data) if data.is_empty() => stream::empty().boxed(),
-        Body::Inline(data) => stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
-        Body::Tree {
-            fanout,
-            segment,
-            checks,
-            copies,
-            depth,
-            root,
-        } => {
-            let shape = Shape {
-                params: TreeParams {
-                    fanout,
-                    segment,
-                    checks,
-                    copies,
-                },
-                size,
-                total: data_blocks(size),
-            };
+    let tree = Shape::of(&top).map(|(shape, depth, root)| (shape, depth, root.to_vec()));
+    let inner: BoxStream<'static, Result<Bytes, DecodeError>> = match (top.body, tree) {
+        (Body::Inline(data), _) if data.is_empty() => stream::empty().boxed(),
+        (Body::Inline(data), _) => stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
+        // `Shape::of` reads every tree body; this arm cannot be reached.
+        (Body::Tree { .. }, None) => {
+            stream::once(async { Err(corrupt(Position::Top, "no tree")) }).boxed()
+        }
+        (Body::Tree { .. }, Some((shape, depth, root))) => {
             let refs: RefStream = if depth == 0 {
                 match root.first() {
                     Some(&keys) => {

@@ -601,8 +601,14 @@ impl NodeHandle {
         htl: Option<Htl>,
         replicas: Option<u8>,
     ) -> Result<InsertOutcome, RequestError> {
-        // A signed key already holding another block here: the first stays.
-        if let Ok(Some((held, _))) = self.shared.store.get(&key) {
+        // A signed key already holding another block here: the first stays. (The index
+        // answers the common case, a new key, without a read.)
+        let held = if self.shared.store.contains(&key) {
+            self.shared.store.get(&key).ok().flatten()
+        } else {
+            None
+        };
+        if let Some((held, _)) = held {
             if held != block && block.verify(&key).is_ok() {
                 return Err(RequestError::Collision);
             }
