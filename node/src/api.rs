@@ -16,6 +16,7 @@
 //! wrong token, 404 data not found, 413 body too large, 503 route not found or
 //! overloaded, 504 timeout.
 
+use crate::admission::{Admission, Evicted, Ticket};
 use crate::node::{NodeHandle, RequestError};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -147,21 +148,140 @@ impl veil_client::BlockSource for NodeHandle {
     }
 }
 
-/// Serves the app until shutdown.
+/// Most API connections open at once. A newcomer always gets in: when full, the oldest
+/// connection not answering a request is closed ([`crate::admission`]), so idle or
+/// half-sent connections cannot lock `veil` commands out.
+const MAX_API_CONNECTIONS: usize = 512;
+
+/// A request's header must arrive within this long, so a slow writer holds nothing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the app until shutdown, then lets the connections finish what they answer.
 pub(crate) async fn serve(
     listener: TcpListener,
     node: NodeHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = app(node);
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "api server failed");
+    let app = app(node.clone());
+    let admission = Admission::new(MAX_API_CONNECTIONS);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut backoff = std::time::Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            a = listener.accept() => a,
+            // Reap finished connections as we go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, from) = match accepted {
+            Ok(s) => {
+                backoff = std::time::Duration::from_millis(10);
+                s
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "api accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        let ((ticket, evicted), made_room) = admission.admit_counted(from.ip());
+        if made_room {
+            node.counters().api_connections_evicted.inc();
+        }
+        connections.spawn(connection(
+            stream,
+            app.clone(),
+            ticket,
+            evicted,
+            shutdown.clone(),
+        ));
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one API connection until it closes, is evicted or the node stops.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    ticket: Ticket,
+    evicted: Evicted,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ticket = std::sync::Arc::new(ticket);
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let busy = Busy::new(ticket.clone());
+        async move {
+            let response = tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await;
+            // The connection stays busy until the body has been sent (or dropped).
+            response.map(|r| r.map(|body| axum::body::Body::new(BusyBody { body, _busy: busy })))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "api connection ended");
+            }
+        }
+        _ = evicted.wait() => {}
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Resolves once the node stops (or its handle is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Marks an API connection as answering a request while it lives: such a connection is
+/// evicted only when every other one is too.
+struct Busy(std::sync::Arc<Ticket>);
+
+impl Busy {
+    fn new(ticket: std::sync::Arc<Ticket>) -> Busy {
+        ticket.prove();
+        Busy(ticket)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.unprove();
+    }
+}
+
+/// A response body that keeps its connection [`Busy`] until it is sent or dropped.
+struct BusyBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`node`]: [`Node`] and [`NodeHandle`], which start and drive all of the above.
 //! - [`testnet`]: `veild testnet`, a whole network of in-process nodes on loopback.
 
+pub mod admission;
 mod api;
 pub mod config;
 mod driver;

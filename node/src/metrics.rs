@@ -36,6 +36,10 @@ pub struct Counters {
     pub handshake_failures: Counter,
     /// Outbound dials that failed.
     pub dial_failures: Counter,
+    /// Pending inbound handshakes closed to make room for a newer connection.
+    pub handshakes_evicted: Counter,
+    /// API connections closed to make room for a newer connection.
+    pub api_connections_evicted: Counter,
     /// Request messages received from peers.
     pub peer_requests: Counter,
     /// Peers the router reported as misbehaving.
@@ -114,6 +118,18 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "counter",
         "Outbound dials that failed.",
         c.dial_failures.get(),
+    );
+    metric(
+        "handshakes_evicted_total",
+        "counter",
+        "Pending inbound handshakes closed to make room for a newer connection.",
+        c.handshakes_evicted.get(),
+    );
+    metric(
+        "api_connections_evicted_total",
+        "counter",
+        "API connections closed to make room for a newer connection.",
+        c.api_connections_evicted.get(),
     );
     metric(
         "links_refused_total",

@@ -2,10 +2,12 @@
 //! peer that keeps it connected, redialling with exponential backoff when it drops.
 //!
 //! Both hand finished links to the driver ([`NewLink`]), which decides whether to keep
-//! them. Inbound handshakes run concurrently under a limit, each bounded by the
-//! handshake timeout, so garbage or a slow scanner costs a bounded amount; a failed
-//! handshake is dropped without a reply and counted.
+//! them. Inbound handshakes run concurrently in bounded room, each bounded by the
+//! handshake timeout, so garbage or a slow scanner costs a bounded amount, and a flood of
+//! idle connections only evicts itself ([`crate::admission`]); a failed handshake is
+//! dropped without a reply and counted.
 
+use crate::admission::Admission;
 use crate::driver::{NewLink, PeerInfo};
 use crate::identity::Identity;
 use crate::link::{self, LinkParams};
@@ -13,48 +15,14 @@ use crate::metrics::Counters;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use veil_proto::{Hello, NodeKey, PeerAddress, PeerOrigin};
 
-/// Most inbound handshakes in flight at once; more connections are closed at once.
-const MAX_PENDING_HANDSHAKES: usize = 128;
-
-/// Most inbound handshakes in flight from one non-loopback IP address, so one source of
-/// idle connections cannot take every handshake slot (loopback is the local machine's
-/// own business, and a local testnet dials from it in bursts).
-const MAX_PENDING_PER_IP: usize = 8;
-
-/// Pending inbound handshakes per source address.
-#[derive(Default)]
-struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// A slot held for one pending handshake from `ip`; released on drop.
-struct IpSlot(Arc<PerIp>, std::net::IpAddr);
-
-impl PerIp {
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
-        let mut m = self.0.lock().expect("per-ip lock");
-        let n = m.entry(ip).or_insert(0);
-        if *n >= MAX_PENDING_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot(self.clone(), ip))
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut m = (self.0).0.lock().expect("per-ip lock");
-        if let Some(n) = m.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.1);
-            }
-        }
-    }
-}
+/// Most inbound handshakes in flight at once. A newcomer always gets a slot: when they
+/// are all taken, the oldest connection that has not yet shown it knows our key (from the
+/// source holding the most) is closed to make room; see [`crate::admission`].
+const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// A link that lived this long resets the redial backoff.
 const STABLE_LINK: Duration = Duration::from_secs(10);
@@ -77,8 +45,7 @@ pub(crate) async fn accept_loop(
     f: LinkFactory,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-    let per_ip = Arc::new(PerIp::default());
+    let admission = Admission::new(MAX_PENDING_HANDSHAKES);
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -98,26 +65,21 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::debug!("too many pending handshakes; connection dropped");
-            continue;
-        };
-        let ip_slot = if from.ip().is_loopback() {
-            None
-        } else {
-            match per_ip.take(from.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::debug!("too many pending handshakes from one address; dropped");
-                    continue;
-                }
-            }
-        };
+        let ((ticket, evicted), made_room) = admission.admit_counted(from.ip());
+        if made_room {
+            f.counters.handshakes_evicted.inc();
+            tracing::debug!("handshake slots full; the oldest unproven connection was closed");
+        }
         let f = f.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ip_slot = ip_slot;
-            match link::accept(stream, &f.identity, f.hello, f.params).await {
+            let proven = || ticket.prove();
+            let handshake = link::accept_with(stream, &f.identity, f.hello, f.params, &proven);
+            let result = tokio::select! {
+                r = handshake => r,
+                _ = evicted.wait() => return,
+            };
+            drop(ticket);
+            match result {
                 Ok(link) => {
                     let nl = NewLink {
                         link,
@@ -294,26 +256,5 @@ pub(crate) async fn seed_dialer(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(redial_max);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_ip_slots_are_bounded_and_released() {
-        let per_ip = Arc::new(PerIp::default());
-        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-        let other: std::net::IpAddr = "192.0.2.2".parse().unwrap();
-        let slots: Vec<_> = (0..MAX_PENDING_PER_IP)
-            .map(|_| per_ip.take(ip).unwrap())
-            .collect();
-        assert!(per_ip.take(ip).is_none());
-        assert!(per_ip.take(other).is_some());
-        drop(slots);
-        assert!(per_ip.take(ip).is_some());
-        // Every slot is back (the last one was dropped at once): nothing left behind.
-        assert!(per_ip.0.lock().unwrap().is_empty());
     }
 }

@@ -208,6 +208,26 @@ impl Api {
             .as_u64()
             .with_context(|| format!("no counter {name} in {s}"))
     }
+
+    /// One value from `/metrics`, by its name without the `veil_` prefix, e.g.
+    /// `"api_connections_evicted_total"`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let r = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("metrics: HTTP {}", r.status());
+        }
+        let text = r.text().await?;
+        let prefix = format!("veil_{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .with_context(|| format!("no metric {name}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("metric {name}"))
+    }
 }
 
 /// One in-process node of a [`Testnet`].

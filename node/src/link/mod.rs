@@ -161,7 +161,7 @@ pub async fn dial(
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let hs = builder(id).remote_public_key(&remote.0).build_initiator()?;
-        handshake(stream, hs, true, hello).await
+        handshake(stream, hs, true, hello, &|| {}).await
     };
     let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
         .await
@@ -186,11 +186,23 @@ pub async fn accept(
     hello: Hello,
     params: LinkParams,
 ) -> Result<Link, LinkError> {
+    accept_with(stream, id, hello, params, &|| {}).await
+}
+
+/// [`accept`], calling `proven` once the dialer's first message shows it knows our key
+/// (so the accept loop can protect this connection from being evicted by a flood).
+pub async fn accept_with(
+    stream: TcpStream,
+    id: &Identity,
+    hello: Hello,
+    params: LinkParams,
+    proven: &(dyn Fn() + Sync),
+) -> Result<Link, LinkError> {
     let peer_addr = stream.peer_addr()?;
     let work = async {
         stream.set_nodelay(true)?;
         let hs = builder(id).build_responder()?;
-        handshake(stream, hs, false, hello).await
+        handshake(stream, hs, false, hello, proven).await
     };
     let (stream, transport, remote_hello) = tokio::time::timeout(params.handshake_timeout, work)
         .await
@@ -221,6 +233,7 @@ async fn handshake(
     mut hs: snow::HandshakeState,
     initiator: bool,
     hello: Hello,
+    proven: &(dyn Fn() + Sync),
 ) -> Result<(TcpStream, snow::StatelessTransportState, Hello), LinkError> {
     let mut frame = vec![0u8; MAX_NOISE_MESSAGE];
     let mut scratch = vec![0u8; MAX_NOISE_MESSAGE];
@@ -235,6 +248,9 @@ async fn handshake(
             // A failure here on message 1 means the dialer does not know our key: return
             // before writing anything, so it gets no answer.
             hs.read_message(&frame[..n], &mut scratch)?;
+            if step == 0 {
+                proven();
+            }
         }
     }
     let transport = hs.into_stateless_transport_mode()?;
