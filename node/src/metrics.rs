@@ -247,6 +247,11 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
             "RejectedOverload sent.",
             r.rejected_overload,
         ),
+        (
+            "flooders_total",
+            "Peers dropped for flooding: they kept sending after overload rejections.",
+            r.flooders,
+        ),
         ("timeouts_total", "Per-hop timeouts.", r.timeouts),
         ("cached_total", "Blocks handed to the cache.", r.cached),
         (

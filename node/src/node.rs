@@ -211,6 +211,9 @@ impl From<&RouterStats> for RequestCounters {
 /// routing key a line; they are inserted once peers come.
 pub const PENDING_FILE: &str = "pending_inserts";
 
+/// Capacity of the driver's inbox of link messages (see where it is made).
+const INBOX: usize = 64;
+
 /// Starts nodes.
 #[derive(Debug)]
 pub struct Node;
@@ -312,7 +315,11 @@ impl Node {
         router.set_address(address);
         let counters = Arc::new(Counters::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (link_tx, link_rx) = mpsc::channel(1024);
+        // Links' messages to the driver. Small on purpose: once it is full, every link's
+        // reader waits its turn for a slot (tokio serves waiting senders in order), so the
+        // driver takes one message from each busy link in turn, and a flooding peer's
+        // backlog queues in its own socket instead of ahead of everyone else's messages.
+        let (link_tx, link_rx) = mpsc::channel(INBOX);
         let (new_tx, new_rx) = mpsc::channel(64);
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (failed_tx, failed_rx) = mpsc::channel(64);

@@ -272,6 +272,12 @@ impl<'p> Sim<'p> {
             seen_ttl: Duration::from_secs(120),
             rng_seed: params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             replicas: params.replicas,
+            // Load management as a node has it: simulated requests come one at a time,
+            // far below any share.
+            max_backoff: RouterConfig::default().max_backoff,
+            max_inflight: RouterConfig::default().max_inflight,
+            max_inflight_bytes: RouterConfig::default().max_inflight_bytes,
+            flood_rejections: RouterConfig::default().flood_rejections,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {

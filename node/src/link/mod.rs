@@ -323,6 +323,13 @@ impl LinkHandle {
         }
     }
 
+    /// Queues a message, waiting for room in the queue; false once the link has closed.
+    /// For tools that produce as fast as the link drains (a node itself never waits on
+    /// a peer: it uses [`LinkHandle::send`]).
+    pub async fn send_when_room(&self, msg: Message) -> bool {
+        self.tx.send(msg).await.is_ok()
+    }
+
     /// Closes the link at once, dropping what is queued.
     pub fn abort(&self) {
         self.reader.abort();

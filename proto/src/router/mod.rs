@@ -129,11 +129,26 @@ pub struct RouterConfig {
     /// Per-hop base timeout: a request forwarded with HTL `h` times out after
     /// `hop_timeout × (h + 1)`. Default 2 s.
     pub hop_timeout: Duration,
-    /// How long a peer that rejected for overload or timed out is avoided. Default 5 s.
+    /// How long a peer that rejected for overload or timed out is avoided, the first
+    /// time; each back-off in a row doubles it, up to `max_backoff`. Default 5 s.
     pub backoff: Duration,
+    /// The longest back-off. Default 2 min.
+    pub max_backoff: Duration,
     /// Most requests and inserts a single peer may have running here at once; more are
     /// answered `RejectedOverload`. Default 64.
     pub max_inflight_per_peer: usize,
+    /// Requests and inserts from all peers together that this node takes on before it
+    /// holds each peer to its fair share (this divided by the number of peers): past
+    /// it, a peer above its share is answered `RejectedOverload` while the others are
+    /// still served. Default 512.
+    pub max_inflight: usize,
+    /// The same bound for the bytes of insert blocks held while their inserts run.
+    /// Default 16 MiB (512 blocks).
+    pub max_inflight_bytes: u64,
+    /// A peer that is sent this many `RejectedOverload`s within one `backoff` period
+    /// ignores them (a router backs off a peer that rejects it): it is flooding and is
+    /// reported as misbehaving. Default 2,048 (400 a second for 5 s).
+    pub flood_rejections: u32,
     /// How long a request id is remembered for loop detection. Default 10 min.
     pub seen_ttl: Duration,
     /// Seed of the router's random generator (request ids, per-link HTL flags).
@@ -161,7 +176,11 @@ impl Default for RouterConfig {
             htl_policy: HtlPolicy::default(),
             hop_timeout: Duration::from_secs(2),
             backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(120),
             max_inflight_per_peer: 64,
+            max_inflight: 512,
+            max_inflight_bytes: 16 << 20,
+            flood_rejections: 2048,
             seen_ttl: Duration::from_secs(600),
             rng_seed: 0,
             replicas: DEFAULT_REPLICAS,
@@ -331,6 +350,9 @@ pub struct RouterStats {
     pub rejected_loop: u64,
     /// `RejectedOverload` sent.
     pub rejected_overload: u64,
+    /// Peers reported as flooding: they kept sending after `flood_rejections`
+    /// rejections in one back-off period.
+    pub flooders: u64,
     /// Per-hop timeouts.
     pub timeouts: u64,
     /// Requests answered `RouteNotFound` because their answer budget ran out.
@@ -449,11 +471,12 @@ impl Router {
             };
             if req.source == Some(peer) {
                 // Nobody to answer; the id stays in `seen` so late replies are quiet.
+                self.stop_waiting(id);
                 self.requests.remove(&id);
             } else {
-                req.waiting = None;
                 req.deadline = None;
                 req.free_next = true;
+                self.stop_waiting(id);
                 self.advance(now, id);
             }
         }

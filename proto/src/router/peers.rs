@@ -20,8 +20,18 @@ pub(super) struct Peer {
     pub decrement_at_one: bool,
     /// Requests and inserts this peer has running here.
     pub inflight: u32,
+    /// Bytes of insert blocks this peer has running here (held until each insert ends).
+    pub inflight_bytes: u64,
     /// Avoid this peer until then (overload or timeout).
     pub backoff_until: Option<Instant>,
+    /// Back-offs in a row without a good answer in between: each doubles the next.
+    pub backoff_level: u8,
+    /// Other peers' requests and inserts this node has forwarded to this peer and is
+    /// waiting on (its own user's are not counted).
+    pub forwarded_out: u32,
+    /// Overload rejections sent to this peer since `strikes_since`.
+    pub strikes: u32,
+    pub strikes_since: Instant,
     /// How this link came about.
     pub origin: PeerOrigin,
     /// Where the peer can be dialled, when the shell knows it.
@@ -104,7 +114,12 @@ impl PeerTable {
             decrement_at_max: at_max,
             decrement_at_one: at_one,
             inflight: 0,
+            inflight_bytes: 0,
             backoff_until: None,
+            backoff_level: 0,
+            forwarded_out: 0,
+            strikes: 0,
+            strikes_since: now,
             origin: meta.origin,
             address: meta.address,
             routable: meta.routable,
@@ -207,19 +222,96 @@ impl PeerTable {
         }
     }
 
+    #[cfg(test)]
     pub fn back_off(&mut self, id: PeerId, until: Instant) {
         if let Some(p) = self.get_mut(id) {
             p.backoff_until = Some(until);
         }
     }
 
-    pub fn inflight(&self, id: PeerId) -> usize {
-        self.get(id).map_or(0, |p| p.inflight as usize)
+    /// Backs off `id` (it rejected for overload or timed out): for `base` the first time,
+    /// doubling with each back-off in a row up to `max`. Returns the period chosen.
+    pub fn back_off_more(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        base: std::time::Duration,
+        max: std::time::Duration,
+    ) -> std::time::Duration {
+        let Some(p) = self.get_mut(id) else {
+            return std::time::Duration::ZERO;
+        };
+        let period = base
+            .saturating_mul(1u32 << p.backoff_level.min(20))
+            .min(max.max(base));
+        p.backoff_level = p.backoff_level.saturating_add(1);
+        p.backoff_until = Some(super::request::later(now, period));
+        period
     }
 
-    pub fn add_inflight(&mut self, id: PeerId, delta: i32) {
+    /// Counts an overload rejection sent to `id`; returns the rejections within the
+    /// current `window` (a new window starts once the last one has passed).
+    pub fn strike(&mut self, id: PeerId, now: Instant, window: std::time::Duration) -> u32 {
+        let Some(p) = self.get_mut(id) else {
+            return 0;
+        };
+        if now.saturating_duration_since(p.strikes_since) > window {
+            p.strikes = 0;
+            p.strikes_since = now;
+        }
+        p.strikes = p.strikes.saturating_add(1);
+        p.strikes
+    }
+
+    /// `id` gave a good answer: its next back-off starts from the base again.
+    pub fn recovered(&mut self, id: PeerId) {
         if let Some(p) = self.get_mut(id) {
-            p.inflight = p.inflight.saturating_add_signed(delta);
+            p.backoff_level = 0;
+        }
+    }
+
+    /// Counts one more (`up`) or one less forwarded request awaited from `id`.
+    pub fn add_forwarded(&mut self, id: PeerId, up: bool) {
+        if let Some(p) = self.get_mut(id) {
+            p.forwarded_out = if up {
+                p.forwarded_out.saturating_add(1)
+            } else {
+                p.forwarded_out.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Peers awaited on for `window` or more forwarded requests already.
+    pub fn forwarding_full(&self, window: u32) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(move |p| p.forwarded_out >= window)
+            .map(|p| p.id)
+    }
+
+    /// What `id` has running here: requests and inserts, and insert bytes.
+    pub fn load(&self, id: PeerId) -> (usize, u64) {
+        self.get(id)
+            .map_or((0, 0), |p| (p.inflight as usize, p.inflight_bytes))
+    }
+
+    /// What all peers have running here.
+    pub fn total_load(&self) -> (usize, u64) {
+        self.peers.iter().fold((0, 0), |(n, b), p| {
+            (n + p.inflight as usize, b + p.inflight_bytes)
+        })
+    }
+
+    /// Counts one more (`up`) or one less running request of `id`, holding `bytes`.
+    pub fn add_load(&mut self, id: PeerId, up: bool, bytes: u64) {
+        if let Some(p) = self.get_mut(id) {
+            if up {
+                p.inflight = p.inflight.saturating_add(1);
+                p.inflight_bytes = p.inflight_bytes.saturating_add(bytes);
+            } else {
+                p.inflight = p.inflight.saturating_sub(1);
+                p.inflight_bytes = p.inflight_bytes.saturating_sub(bytes);
+            }
         }
     }
 }

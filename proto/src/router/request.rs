@@ -71,6 +71,14 @@ impl Kind {
         }
     }
 
+    /// Bytes this request holds while it runs here (an insert's block).
+    fn held_bytes(&self) -> u64 {
+        match self {
+            Kind::Request => 0,
+            Kind::Insert { .. } => crate::block::BLOCK_LEN as u64,
+        }
+    }
+
     /// An insert that nodes near its key are storing: HTL no longer counts.
     fn replicating(&self) -> bool {
         matches!(self, Kind::Insert { stored, .. } if *stored > 0)
@@ -218,7 +226,7 @@ impl Router {
     ) {
         self.seen.insert(later(now, self.config.seen_ttl), id);
         if let Some(src) = source {
-            self.peers.add_inflight(src, 1);
+            self.peers.add_load(src, true, kind.held_bytes());
         }
         let hops = u32::from(received_htl) + kind.extra_hops();
         self.requests.insert(
@@ -316,6 +324,13 @@ impl Router {
         }
         let mut exclude = req.tried.clone();
         exclude.extend(req.source);
+        if req.source.is_some() {
+            // Other peers' requests may fill only part of what a peer takes from us, so
+            // this node's own user always has room downstream, and a peer flooding us
+            // meets a refusal here instead of using up our share at every neighbour.
+            let window = self.config.max_inflight_per_peer.div_ceil(2) as u32;
+            exclude.extend(self.peers.forwarding_full(window));
+        }
         let side = req.next_side.take();
         let found = side
             .and_then(|cw| self.peers.closest_on_side(req.target, &exclude, now, cw))
@@ -340,6 +355,9 @@ impl Router {
         }
         req.tried.push(peer);
         req.waiting = Some(peer);
+        if req.source.is_some() {
+            self.peers.add_forwarded(peer, true);
+        }
         let budget = self
             .config
             .hop_timeout
@@ -381,13 +399,14 @@ impl Router {
 
     /// Ends `id` here: answers upstream or tells the local user, and drops the state.
     fn finish(&mut self, id: RequestId, outcome: Outcome) {
+        self.stop_waiting(id);
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
         let max = self.config.max_htl.0;
         match req.source {
             Some(src) => {
-                self.peers.add_inflight(src, -1);
+                self.peers.add_load(src, false, req.kind.held_bytes());
                 let reply = match (&req.kind, outcome) {
                     (Kind::Request, Outcome::Data(block, _)) => {
                         if req.received_htl <= max.saturating_sub(2) {
@@ -467,26 +486,62 @@ impl Router {
         }
     }
 
+    /// `id` no longer awaits an answer from the peer it was sent to; returns that peer.
+    pub(super) fn stop_waiting(&mut self, id: RequestId) -> Option<PeerId> {
+        let req = self.requests.get_mut(&id)?;
+        let peer = req.waiting.take()?;
+        if req.source.is_some() {
+            self.peers.add_forwarded(peer, false);
+        }
+        Some(peer)
+    }
+
     /// Whether `id` is being handled or was seen recently.
     fn known(&self, id: RequestId) -> bool {
         self.requests.contains_key(&id) || self.seen.contains(id)
     }
 
-    /// Loop and overload checks shared by requests and inserts; true if accepted.
-    fn admit(&mut self, from: PeerId, id: RequestId) -> bool {
+    /// Loop and overload checks shared by requests and inserts (holding `bytes` while
+    /// they run); true if accepted.
+    fn admit(&mut self, now: Instant, from: PeerId, id: RequestId, bytes: u64) -> bool {
         if self.known(id) {
             self.stats.rejected_loop += 1;
             self.transmits
                 .push_back((from, Message::RejectedLoop { id }));
             return false;
         }
-        if self.peers.inflight(from) >= self.config.max_inflight_per_peer {
+        if !self.within_share(from, bytes) {
             self.stats.rejected_overload += 1;
             self.transmits
                 .push_back((from, Message::RejectedOverload { id }));
+            let strikes = self.peers.strike(from, now, self.config.backoff);
+            if strikes == self.config.flood_rejections {
+                self.stats.flooders += 1;
+                self.misbehaved(from, "kept sending after overload rejections (a flood)");
+            }
             return false;
         }
         true
+    }
+
+    /// Fair sharing (as Freenet's load management): a peer below its share of the node's
+    /// capacity (capacity / peers), by count and by insert bytes, is always served up to
+    /// the per-peer cap; above its share, only while the node as a whole has room. So a
+    /// peer that floods takes at most what the others leave unused, and the moment they
+    /// need it back, its new requests are rejected and theirs are not.
+    fn within_share(&self, from: PeerId, bytes: u64) -> bool {
+        let c = &self.config;
+        let (n, b) = self.peers.load(from);
+        if n >= c.max_inflight_per_peer {
+            return false;
+        }
+        let peers = self.peers.len().max(1);
+        let (total_n, total_b) = self.peers.total_load();
+        let count_ok = n < c.max_inflight / peers || total_n < c.max_inflight;
+        let bytes_ok = bytes == 0
+            || b + bytes <= c.max_inflight_bytes / peers as u64
+            || total_b + bytes <= c.max_inflight_bytes;
+        count_ok && bytes_ok
     }
 
     pub(super) fn on_request(
@@ -499,7 +554,7 @@ impl Router {
         store: &mut impl BlockStore,
     ) {
         self.stats.requests_received += 1;
-        if !self.admit(from, id) {
+        if !self.admit(now, from, id, 0) {
             return;
         }
         let received = htl.0.min(self.config.max_htl.0);
@@ -536,7 +591,7 @@ impl Router {
         }
         // Loop and overload checks first: they are cheap, and a looping insert need not
         // be hashed again.
-        if !self.admit(from, id) {
+        if !self.admit(now, from, id, crate::block::BLOCK_LEN as u64) {
             return;
         }
         if !store.verify(&key, &block) {
@@ -655,8 +710,8 @@ impl Router {
             self.misbehaved(from, "data that fails verification");
             if let Some(req) = self.requests.get_mut(&id) {
                 if req.waiting == Some(from) {
-                    req.waiting = None;
                     req.deadline = None;
+                    self.stop_waiting(id);
                     self.advance(now, id);
                 }
             }
@@ -666,6 +721,7 @@ impl Router {
         if let Some(req) = self.requests.get(&id) {
             let (source, received) = (req.source, req.received_htl);
             self.note_success(from);
+            self.peers.recovered(from);
             self.await_fold(now, id, source, received, from);
         }
         self.finish(id, Outcome::Data(block, Some(from)));
@@ -687,7 +743,14 @@ impl Router {
             return;
         }
         let is_insert = matches!(req.kind, Kind::Insert { .. });
-        req.waiting = None;
+        if !matches!(msg, Message::RejectedOverload { .. }) {
+            // Any real answer: the peer is working again.
+            self.peers.recovered(from);
+        }
+        self.stop_waiting(id);
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
         req.deadline = None;
         req.timed_out_last = false;
         match msg {
@@ -731,7 +794,9 @@ impl Router {
             Message::RejectedOverload { .. } => {
                 req.overloaded = true;
                 req.free_next = true;
-                self.peers.back_off(from, later(now, self.config.backoff));
+                let c = &self.config;
+                self.peers
+                    .back_off_more(from, now, c.backoff, c.max_backoff);
                 self.advance(now, id);
             }
             _ => {
@@ -742,10 +807,10 @@ impl Router {
     }
 
     pub(super) fn on_timeout(&mut self, now: Instant, id: RequestId) {
-        let Some(req) = self.requests.get_mut(&id) else {
+        let Some(peer) = self.stop_waiting(id) else {
             return;
         };
-        let Some(peer) = req.waiting.take() else {
+        let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
         req.deadline = None;
@@ -756,7 +821,9 @@ impl Router {
         }
         self.stats.timeouts += 1;
         req.timed_out_last = true;
-        self.peers.back_off(peer, later(now, self.config.backoff));
+        let c = &self.config;
+        self.peers
+            .back_off_more(peer, now, c.backoff, c.max_backoff);
         self.advance(now, id);
     }
 

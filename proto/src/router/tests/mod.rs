@@ -132,6 +132,19 @@ impl Net {
                 r.requests.values().filter_map(|q| q.deadline).min()
             );
         }
+        // The forwarded-request counts always agree with the requests themselves.
+        for p in r.peers.iter() {
+            let awaited = r
+                .requests
+                .values()
+                .filter(|q| q.source.is_some() && q.waiting == Some(p.id))
+                .count();
+            assert_eq!(
+                p.forwarded_out as usize, awaited,
+                "node {n}, peer {:?}",
+                p.id
+            );
+        }
         while let Some((to, msg)) = self.nodes[n].router.poll_transmit() {
             let to = to.0 as usize;
             if self.black_holes.contains(&(n, to)) {

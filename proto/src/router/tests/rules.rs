@@ -534,3 +534,159 @@ fn a_node_answers_within_its_budget() {
     );
     assert_eq!(drain(&mut r)[0].0, PeerId(2));
 }
+
+fn request(id: u64, loc: u64) -> Message {
+    Message::Request {
+        id: RequestId(id),
+        key: key_at(loc),
+        htl: Htl(9),
+    }
+}
+
+fn rejected(out: &[(PeerId, Message)]) -> Vec<(PeerId, RequestId)> {
+    out.iter()
+        .filter_map(|(p, m)| match m {
+            Message::RejectedOverload { id } => Some((*p, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flooding_peer_gets_what_is_left_and_the_others_their_share() {
+    // Capacity 8 over 4 peers: a share of 2 each.
+    let config = RouterConfig {
+        max_inflight: 8,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[1 << 62, 2 << 62, 3 << 62, 100], config);
+    let mut store = Mem::default();
+    // Peer 1 alone: it may use the whole idle capacity.
+    for id in 0..8 {
+        r.handle_message(now, PeerId(1), request(id, 50), &mut store);
+    }
+    assert!(rejected(&drain(&mut r)).is_empty());
+    // The node is full. Peer 1 is above its share: rejected.
+    r.handle_message(now, PeerId(1), request(8, 50), &mut store);
+    assert_eq!(rejected(&drain(&mut r)), vec![(PeerId(1), RequestId(8))]);
+    // Peers 2 and 3 are below theirs: served, up to their share each.
+    for (id, p) in [(9, 2), (10, 2), (11, 3), (12, 3)] {
+        r.handle_message(now, PeerId(p), request(id, 50), &mut store);
+    }
+    assert!(rejected(&drain(&mut r)).is_empty());
+    r.handle_message(now, PeerId(2), request(13, 50), &mut store);
+    assert_eq!(rejected(&drain(&mut r)), vec![(PeerId(2), RequestId(13))]);
+    // A finished request of peer 1's still leaves it above its share.
+    r.handle_message(
+        now,
+        PeerId(4),
+        Message::DataNotFound { id: RequestId(0) },
+        &mut store,
+    );
+    drain(&mut r);
+    r.handle_message(now, PeerId(1), request(14, 50), &mut store);
+    assert_eq!(rejected(&drain(&mut r)), vec![(PeerId(1), RequestId(14))]);
+}
+
+#[test]
+fn insert_bytes_are_shared_too() {
+    // Room for three blocks in all, over two peers: one block each beyond the free room.
+    let config = RouterConfig {
+        max_inflight_bytes: 3 * block::BLOCK_LEN as u64,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[1 << 62, 3 << 62], config);
+    let mut store = Mem::default();
+    let insert = |id: u64, n: u8| {
+        let (block, key) = blk(n);
+        Message::Insert {
+            id: RequestId(id),
+            key,
+            htl: Htl(9),
+            replicas: 1,
+            stored: 0,
+            block,
+        }
+    };
+    for (id, n) in [(1, 1), (2, 2), (3, 3)] {
+        r.handle_message(now, PeerId(1), insert(id, n), &mut store);
+    }
+    r.handle_message(now, PeerId(1), insert(4, 4), &mut store);
+    let out = drain(&mut r);
+    assert_eq!(rejected(&out), vec![(PeerId(1), RequestId(4))]);
+    // Requests hold no block: they are still taken from the same peer.
+    r.handle_message(now, PeerId(1), request(5, 50), &mut store);
+    assert!(rejected(&drain(&mut r)).is_empty());
+    // Peer 2 holds nothing yet: its insert is within its share.
+    r.handle_message(now, PeerId(2), insert(6, 6), &mut store);
+    assert!(rejected(&drain(&mut r)).is_empty());
+}
+
+#[test]
+fn back_off_doubles_while_a_peer_keeps_failing_and_resets_when_it_answers() {
+    // One peer: a backed-off peer is still the last resort, so every request goes to it.
+    let (mut r, now) = lone(&[100], cfg(1));
+    let mut store = Mem::default();
+    let base = r.config.backoff;
+    let mut periods = Vec::new();
+    for id in 0..4 {
+        r.start_request(now, key_at(50), None, &mut store);
+        let sent = drain(&mut r);
+        let id_sent = sent[0].1.request_id().unwrap();
+        assert_eq!(sent[0].0, PeerId(1), "request {id}");
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::RejectedOverload { id: id_sent },
+            &mut store,
+        );
+        drain(&mut r);
+        events(&mut r);
+        let until = r.peers.get(PeerId(1)).unwrap().backoff_until.unwrap();
+        periods.push(until - now);
+    }
+    assert_eq!(periods, vec![base, base * 2, base * 4, base * 8]);
+    // A real answer resets the doubling.
+    r.start_request(now, key_at(50), None, &mut store);
+    let id = drain(&mut r)[0].1.request_id().unwrap();
+    r.handle_message(now, PeerId(1), Message::DataNotFound { id }, &mut store);
+    assert_eq!(r.peers.get(PeerId(1)).unwrap().backoff_level, 0);
+    // And the back-off never exceeds its bound.
+    for _ in 0..40 {
+        r.peers
+            .back_off_more(PeerId(1), now, base, r.config.max_backoff);
+    }
+    let until = r.peers.get(PeerId(1)).unwrap().backoff_until.unwrap();
+    assert_eq!(until - now, r.config.max_backoff);
+}
+
+#[test]
+fn forwarded_requests_leave_room_downstream_for_the_local_user() {
+    // Window for forwarded requests: half of 4.
+    let config = RouterConfig {
+        max_inflight_per_peer: 4,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[1 << 63, 40, 1 << 62], config);
+    let mut store = Mem::default();
+    let mut to = Vec::new();
+    for id in 0..3 {
+        r.handle_message(now, PeerId(1), request(id, 50), &mut store);
+        to.push(drain(&mut r)[0].0);
+    }
+    // Peer 2 is closest to the key, but takes only two of peer 1's requests from us.
+    assert_eq!(to, vec![PeerId(2), PeerId(2), PeerId(3)]);
+    // Our own user's request still goes to the closest peer.
+    r.start_request(now, key_at(50), None, &mut store);
+    assert_eq!(drain(&mut r)[0].0, PeerId(2));
+    // An answer frees a place for forwarded requests again.
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::DataNotFound { id: RequestId(0) },
+        &mut store,
+    );
+    drain(&mut r);
+    r.handle_message(now, PeerId(1), request(9, 50), &mut store);
+    assert_eq!(drain(&mut r)[0].0, PeerId(2));
+}
