@@ -248,6 +248,21 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
             r.rejected_overload,
         ),
         (
+            "recently_failed_total",
+            "Peers' requests answered at once from the failure table.",
+            r.recently_failed,
+        ),
+        (
+            "offers_sent_total",
+            "Blocks offered to peers that had asked for them in vain.",
+            r.offers_sent,
+        ),
+        (
+            "offers_taken_total",
+            "Offered blocks taken (asked for here before, and verified).",
+            r.offers_taken,
+        ),
+        (
             "flooders_total",
             "Peers dropped for flooding: they kept sending after overload rejections.",
             r.flooders,

@@ -302,6 +302,15 @@ pub enum Message {
         /// At most [`MAX_NEIGHBOURS`] locations.
         locations: BoundedVec<Location, MAX_NEIGHBOURS>,
     },
+    /// A block that the receiver asked the sender for recently and did not get: it has
+    /// arrived at the sender since (the failure table's offer). The receiver takes it
+    /// only if it asked the sender for that key itself, and verifies it.
+    Offer {
+        /// The block's routing key.
+        key: RoutingKey,
+        /// The block.
+        block: Block,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -364,7 +373,8 @@ impl Message {
             | Message::Announce { .. }
             | Message::AnnounceReply { .. }
             | Message::FoldOffer { .. }
-            | Message::Neighbours { .. } => None,
+            | Message::Neighbours { .. }
+            | Message::Offer { .. } => None,
         }
     }
 
@@ -382,6 +392,7 @@ impl Message {
             Message::InsertReply { .. } => "insert_reply",
             Message::Stored { .. } => "stored",
             Message::Neighbours { .. } => "neighbours",
+            Message::Offer { .. } => "offer",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::PeerInfo { .. } => "peer_info",
@@ -483,6 +494,18 @@ mod tests {
         );
         let enc = insert.encode();
         assert!(enc.len() <= MAX_MESSAGE_LEN, "{}", enc.len());
+        // An offer: tag 0x11, the key, then the block.
+        let offer = Message::Offer {
+            key: RoutingKey([0xAA; 32]),
+            block: b.clone(),
+        }
+        .encode();
+        assert_eq!(
+            hex(&offer[..33]),
+            "11aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert!(offer.len() <= MAX_MESSAGE_LEN);
+        assert_eq!(Message::decode(&offer).unwrap().kind(), "offer");
         assert_eq!(Message::decode(&enc).unwrap(), insert);
         // A block's length prefix and payload are frozen too.
         let data = Message::Data {

@@ -278,6 +278,7 @@ impl<'p> Sim<'p> {
             max_inflight: RouterConfig::default().max_inflight,
             max_inflight_bytes: RouterConfig::default().max_inflight_bytes,
             flood_rejections: RouterConfig::default().flood_rejections,
+            failure_ttl: RouterConfig::default().failure_ttl,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {

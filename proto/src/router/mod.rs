@@ -68,6 +68,7 @@
 //! - For an insert, running out of peers is also the end of its route: the originator
 //!   reports success with [`InsertReport::route_exhausted`] set.
 
+mod failures;
 mod opennet;
 mod peers;
 mod request;
@@ -145,6 +146,9 @@ pub struct RouterConfig {
     /// The same bound for the bytes of insert blocks held while their inserts run.
     /// Default 16 MiB (512 blocks).
     pub max_inflight_bytes: u64,
+    /// How long a key whose search failed here is remembered (the failure table: quick
+    /// answers, skipped peers, and offers when the block turns up). Default 2 min.
+    pub failure_ttl: Duration,
     /// A peer that is sent this many `RejectedOverload`s within one `backoff` period
     /// ignores them (a router backs off a peer that rejects it): it is flooding and is
     /// reported as misbehaving. Default 2,048 (400 a second for 5 s).
@@ -181,6 +185,7 @@ impl Default for RouterConfig {
             max_inflight: 512,
             max_inflight_bytes: 16 << 20,
             flood_rejections: 2048,
+            failure_ttl: Duration::from_secs(120),
             seen_ttl: Duration::from_secs(600),
             rng_seed: 0,
             replicas: DEFAULT_REPLICAS,
@@ -369,6 +374,15 @@ pub struct RouterStats {
     /// Inserts refused because a different block already sits under their (signed)
     /// key, here or further on.
     pub collisions: u64,
+    /// Peers' requests answered `DataNotFound` at once: their key was just searched
+    /// for from here in vain (the failure table).
+    pub recently_failed: u64,
+    /// Blocks offered to peers that had asked for them in vain.
+    pub offers_sent: u64,
+    /// Offered blocks taken (asked for here before, and verified).
+    pub offers_taken: u64,
+    /// Offers ignored: not asked for here, or asked too long ago.
+    pub offers_ignored: u64,
     /// Opennet counters.
     pub opennet: OpennetStats,
 }
@@ -394,6 +408,7 @@ pub struct Router {
     /// `tidy_timers`), so the first entry is always the next real deadline.
     timers: BTreeSet<(Instant, RequestId)>,
     seen: Seen,
+    failures: failures::FailureTable,
     transmits: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
     stats: RouterStats,
@@ -411,6 +426,7 @@ impl Router {
             requests: BTreeMap::new(),
             timers: BTreeSet::new(),
             seen: Seen::default(),
+            failures: failures::FailureTable::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: RouterStats::default(),
@@ -459,6 +475,7 @@ impl Router {
         if !self.peers.remove(peer) {
             return;
         }
+        self.failures.forget_peer(peer);
         let ids: Vec<RequestId> = self
             .requests
             .iter()
@@ -573,6 +590,9 @@ impl Router {
         {
             kind.start_walk();
         }
+        if let Kind::Insert { block, .. } = &kind {
+            self.offer_to_askers(now, key, block, None);
+        }
         self.begin(now, id, key, kind, None, htl);
         self.tidy_timers();
         id
@@ -615,6 +635,7 @@ impl Router {
             } => self.on_announce_reply(now, from, id, address, location),
             Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
             Message::Neighbours { locations } => self.on_neighbours(from, locations.into_inner()),
+            Message::Offer { key, block } => self.on_offer(now, from, key, block, store),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -707,5 +728,6 @@ impl Router {
     /// Forgets ids older than the seen TTL.
     fn expire(&mut self, now: Instant) {
         self.seen.expire(now);
+        self.failures.expire(now);
     }
 }

@@ -186,7 +186,7 @@ impl Seen {
 }
 
 /// How a request ends at this node.
-enum Outcome {
+pub(super) enum Outcome {
     /// Verified data, from a peer or the store.
     Data(Block, Option<PeerId>),
     /// A request ran out of HTL, or a peer said so.
@@ -300,7 +300,7 @@ impl Router {
         req.free_next = false;
         if req.htl == 0 {
             match &mut req.kind {
-                Kind::Request => return self.finish(id, Outcome::DataNotFound),
+                Kind::Request => return self.finish_at(Some(now), id, Outcome::DataNotFound),
                 Kind::Insert { .. } if req.source.is_none() => {
                     // The originator's own HTL ran out (a start HTL of 0 or 1): it never
                     // stores its own user's blocks as a replica.
@@ -324,6 +324,12 @@ impl Router {
         }
         let mut exclude = req.tried.clone();
         exclude.extend(req.source);
+        if req.source.is_some() && matches!(req.kind, Kind::Request) {
+            // Peers that just failed this key are not asked again for a while.
+            if let Some(f) = self.failures.get(&req.key, now) {
+                exclude.extend(f.failed.iter().copied());
+            }
+        }
         if req.source.is_some() {
             // Other peers' requests may fill only part of what a peer takes from us, so
             // this node's own user always has room downstream, and a peer flooding us
@@ -336,7 +342,7 @@ impl Router {
             .and_then(|cw| self.peers.closest_on_side(req.target, &exclude, now, cw))
             .or_else(|| self.peers.closest(req.target, &exclude, now));
         let Some(peer) = found else {
-            return self.finish(id, Outcome::NoRoute);
+            return self.finish_at(Some(now), id, Outcome::NoRoute);
         };
         if matches!(
             req.kind,
@@ -399,10 +405,29 @@ impl Router {
 
     /// Ends `id` here: answers upstream or tells the local user, and drops the state.
     fn finish(&mut self, id: RequestId, outcome: Outcome) {
+        self.finish_at(None, id, outcome)
+    }
+
+    /// [`Router::finish`], with the time when the failure table is to learn from it.
+    pub(super) fn finish_at(&mut self, now: Option<Instant>, id: RequestId, outcome: Outcome) {
         self.stop_waiting(id);
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
+        if let (Some(now), Kind::Request) = (now, &req.kind) {
+            match &outcome {
+                Outcome::DataNotFound | Outcome::NoRoute => {
+                    let until = later(now, self.config.failure_ttl);
+                    self.failures
+                        .record(req.key, until, req.received_htl, &req.tried, req.source);
+                }
+                Outcome::Data(block, from) => {
+                    let skip = [*from, req.source];
+                    self.offer_to_askers(now, req.key, block, Some(&skip));
+                }
+                _ => {}
+            }
+        }
         let max = self.config.max_htl.0;
         match req.source {
             Some(src) => {
@@ -569,7 +594,79 @@ impl Router {
             self.offer_fold(from, id);
             return;
         }
+        if self
+            .failures
+            .get(&key, now)
+            .is_some_and(|f| received <= f.htl)
+        {
+            // Searched for in vain from here a moment ago, with as many hops: say so now
+            // rather than send it through the same nodes again, and offer the block to
+            // this peer too should it turn up.
+            self.failures.add_asker(&key, now, from);
+            self.seen.insert(later(now, self.config.seen_ttl), id);
+            self.stats.recently_failed += 1;
+            self.transmits
+                .push_back((from, Message::DataNotFound { id }));
+            return;
+        }
         self.begin(now, id, key, Kind::Request, Some(from), received);
+    }
+
+    /// The block under `key` is here now: offer it to the peers that asked for it here in
+    /// vain recently (all but those in `skip`), and forget that it failed.
+    pub(super) fn offer_to_askers(
+        &mut self,
+        now: Instant,
+        key: RoutingKey,
+        block: &Block,
+        skip: Option<&[Option<PeerId>]>,
+    ) {
+        for asker in self.failures.resolve(&key, now) {
+            if skip.is_some_and(|s| s.contains(&Some(asker))) || !self.peers.contains(asker) {
+                continue;
+            }
+            self.stats.offers_sent += 1;
+            self.transmits.push_back((
+                asker,
+                Message::Offer {
+                    key,
+                    block: block.clone(),
+                },
+            ));
+        }
+    }
+
+    /// A peer offers a block: taken only if this node asked that peer for it and failed
+    /// (the failure table), and only if it verifies; then cached and offered onwards.
+    pub(super) fn on_offer(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        key: RoutingKey,
+        block: Block,
+        store: &mut impl BlockStore,
+    ) {
+        let asked = self
+            .failures
+            .get(&key, now)
+            .is_some_and(|f| f.failed.contains(&from));
+        if !asked {
+            // Unasked, or asked too long ago (an honest race): ignored, not punished.
+            self.stats.offers_ignored += 1;
+            return;
+        }
+        if !store.verify(&key, &block) {
+            self.stats.bad_blocks += 1;
+            return self.misbehaved(from, "an offered block that fails verification");
+        }
+        self.stats.offers_taken += 1;
+        self.stats.cached += 1;
+        self.events.push_back(Event::Store {
+            key,
+            block: block.clone(),
+            placement: Placement::Cache,
+        });
+        self.offer_to_askers(now, key, &block, Some(&[Some(from)]));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -610,6 +707,7 @@ impl Router {
                 return;
             }
         }
+        self.offer_to_askers(now, key, &block, Some(&[Some(from)]));
         let max = self.config.max_htl.0;
         let received = htl.0.min(max);
         let replicas = replicas.clamp(1, MAX_REPLICAS);
@@ -724,7 +822,7 @@ impl Router {
             self.peers.recovered(from);
             self.await_fold(now, id, source, received, from);
         }
-        self.finish(id, Outcome::Data(block, Some(from)));
+        self.finish_at(Some(now), id, Outcome::Data(block, Some(from)));
     }
 
     /// `DataNotFound`, `RouteNotFound`, `RejectedLoop`, `RejectedOverload`, `InsertReply`.
@@ -754,7 +852,9 @@ impl Router {
         req.deadline = None;
         req.timed_out_last = false;
         match msg {
-            Message::DataNotFound { .. } if !is_insert => self.finish(id, Outcome::DataNotFound),
+            Message::DataNotFound { .. } if !is_insert => {
+                self.finish_at(Some(now), id, Outcome::DataNotFound)
+            }
             Message::InsertReply { .. } if is_insert => {
                 if let Kind::Insert {
                     replicas,

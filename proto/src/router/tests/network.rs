@@ -342,3 +342,36 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_failed_key_is_answered_at_once_and_offered_when_it_arrives() {
+    let (b, key) = blk(9);
+    let kl = Location::of_key(&key).0;
+    // Five nodes approaching the key; node 4 is the closest.
+    let locs: Vec<u64> = (0..5u64).map(|i| kl.wrapping_add((5 - i) << 40)).collect();
+    let mut net = Net::line(&locs);
+    // A key nobody has: every node on the way learns that it failed.
+    let first = net.request(0, key, None);
+    net.drive();
+    assert!(matches!(net.request_result(0, first), Some(Err(_))));
+    let reached = net.nodes[2].router.stats().requests_received;
+    // Asked again at once: the next node answers itself, the rest see nothing.
+    let again = net.request(0, key, None);
+    net.drive();
+    assert!(matches!(net.request_result(0, again), Some(Err(_))));
+    assert_eq!(net.nodes[1].router.stats().recently_failed, 1);
+    assert_eq!(net.nodes[2].router.stats().requests_received, reached);
+    // The block is published at the node nearest its key. Offers travel back along the
+    // path the failed requests took, each node verifying and caching it.
+    net.insert(4, b.clone(), None);
+    net.drive();
+    for n in 0..4 {
+        assert!(net.placement(n, &key).is_some(), "node {n} was offered it");
+        assert_eq!(net.nodes[n].router.stats().offers_taken, 1, "node {n}");
+    }
+    assert_eq!(net.placement(0, &key), Some(Placement::Cache));
+    // And node 0's user now has it from its own cache: no answer from the failure table.
+    let last = net.request(0, key, None);
+    net.drive();
+    assert_eq!(net.request_result(0, last).unwrap().unwrap().block, b);
+}

@@ -399,12 +399,13 @@ fn overload_rejects_and_backs_off() {
         &mut store,
     );
     drain(&mut r);
+    // (Another key: the failure table would answer for `key` itself now.)
     r.handle_message(
         later,
         PeerId(2),
         Message::Request {
             id: RequestId(4),
-            key,
+            key: key_at(1001),
             htl: Htl(9),
         },
         &mut store,
@@ -416,7 +417,7 @@ fn overload_rejects_and_backs_off() {
         PeerId(3),
         Message::Request {
             id: RequestId(2),
-            key,
+            key: key_at(1002),
             htl: Htl(9),
         },
         &mut store,
@@ -687,6 +688,49 @@ fn forwarded_requests_leave_room_downstream_for_the_local_user() {
         &mut store,
     );
     drain(&mut r);
-    r.handle_message(now, PeerId(1), request(9, 50), &mut store);
+    // (Another key: the failure table would answer for key 50 itself now.)
+    r.handle_message(now, PeerId(1), request(9, 51), &mut store);
     assert_eq!(drain(&mut r)[0].0, PeerId(2));
+}
+
+#[test]
+fn offers_are_taken_only_when_asked_for_and_only_if_they_verify() {
+    let (block, key) = blk(3);
+    let (other, _) = blk(4);
+    let (mut r, now) = lone(&[1 << 63, 1 << 62], cfg(1));
+    let mut store = Mem::default();
+    // Never asked: ignored, nothing stored, nobody blamed.
+    let offer = |block: &Block| Message::Offer {
+        key,
+        block: block.clone(),
+    };
+    r.handle_message(now, PeerId(1), offer(&block), &mut store);
+    assert_eq!(r.stats().offers_ignored, 1);
+    assert!(events(&mut r).is_empty());
+    // Asked peer 1 (our own user's request), which found nothing.
+    let id = r.start_request(now, key, None, &mut store);
+    let to = drain(&mut r)[0].0;
+    r.handle_message(now, to, Message::DataNotFound { id }, &mut store);
+    events(&mut r);
+    // An offer from the peer that was not asked is still ignored.
+    let stranger = if to == PeerId(1) {
+        PeerId(2)
+    } else {
+        PeerId(1)
+    };
+    r.handle_message(now, stranger, offer(&block), &mut store);
+    assert_eq!(r.stats().offers_ignored, 2);
+    // A forged block from the asked peer is misbehaviour.
+    r.handle_message(now, to, offer(&other), &mut store);
+    assert!(matches!(events(&mut r)[..], [Event::PeerMisbehaved { .. }]));
+    // The real block is taken and cached.
+    r.handle_message(now, to, offer(&block), &mut store);
+    assert_eq!(r.stats().offers_taken, 1);
+    assert!(events(&mut r).iter().any(|e| matches!(
+        e,
+        Event::Store {
+            placement: Placement::Cache,
+            ..
+        }
+    )));
 }
