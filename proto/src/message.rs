@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// The protocol version spoken in [`Hello`]. Version 2: inserts carry their replica
-/// count and how many nodes stored them so far.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// count and how many nodes stored them so far. Version 3: [`Message::Offer`].
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Most nodes one insert is stored on, whatever its originator asks.
 pub const MAX_REPLICAS: u8 = 16;
