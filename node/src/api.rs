@@ -14,7 +14,7 @@
 //!
 //! Errors are JSON `{"error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
 //! wrong token, 404 data not found, 413 body too large, 503 route not found or
-//! overloaded, 504 timeout.
+//! overloaded, 504 timeout, 507 the node's disk is full.
 
 use crate::admission::{Admission, Evicted, Ticket};
 use crate::node::{NodeHandle, RequestError};
@@ -63,6 +63,9 @@ impl From<RequestError> for ApiError {
             RequestError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             RequestError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             RequestError::BadBlock => (StatusCode::BAD_REQUEST, "block_mismatch"),
+            RequestError::Store(crate::store::StoreError::Full) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "disk_full")
+            }
             RequestError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
             RequestError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             RequestError::Collision => (StatusCode::CONFLICT, "collision"),

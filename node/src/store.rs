@@ -53,13 +53,20 @@ pub enum StoreError {
     /// Too many background writes are queued; this one was not kept.
     #[error("too many writes queued")]
     Busy,
+    /// The disk holding the store is full: nothing more can be written until room is
+    /// made (reads go on).
+    #[error("the node's disk is full: no more blocks can be stored until there is room")]
+    Full,
     /// Another process holds the store open.
     #[error("another veild is already running on {0} (stop it, or use another --data-dir)")]
     InUse(std::path::PathBuf),
 }
 
 fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into().to_string())
+    match e.into() {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full,
+        e => StoreError::Db(e.to_string()),
+    }
 }
 
 /// Bytes used and allowed, per table.
@@ -153,9 +160,113 @@ struct WriteOp {
     ack: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
 
+/// Opens the database (again, after an I/O error: redb refuses further use then).
+type Opener = Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>;
+
+/// Rebuilds `index` from the tables after a failed write (read-only: the disk may be
+/// full).
+fn reload_index(db: &Database, index: &mut Index) -> Result<(), StoreError> {
+    let r = db.begin_read().map_err(dberr)?;
+    for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
+        *lru = Lru::new(lru.max_bytes);
+        let t = r.open_table(def).map_err(dberr)?;
+        for row in t.iter().map_err(dberr)? {
+            let (k, _) = row.map_err(dberr)?;
+            lru.touch(RoutingKey(*k.value()));
+        }
+    }
+    Ok(())
+}
+
+/// Cache blocks dropped at once to make room when the disk is full.
+const EVICT_WHEN_FULL: usize = 256;
+
+/// After a failed write: redb refuses further use of a database that saw an I/O error,
+/// so close and reopen it, and rebuild the index, which may have counted blocks of the
+/// batch that was not committed. On a full disk, also drop the oldest cache blocks, so
+/// blocks passing through give way to what users asked to keep.
+fn recover(inner: &Inner, full: bool) {
+    let mut slot = inner.db.write().expect("store lock");
+    if slot.take().is_none() {
+        return; // closed meanwhile
+    }
+    let db = match (inner.open)() {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "the store could not be reopened after a write error");
+            return;
+        }
+    };
+    let mut idx = inner.index.lock().expect("store lock");
+    if let Err(e) = reload_index(&db, &mut idx) {
+        tracing::error!(error = %e, "the store's index could not be rebuilt");
+        return;
+    }
+    if full {
+        let oldest: Vec<RoutingKey> = idx
+            .cache
+            .order
+            .values()
+            .take(EVICT_WHEN_FULL)
+            .copied()
+            .collect();
+        let evicted = (|| -> Result<(), StoreError> {
+            let w = db.begin_write().map_err(dberr)?;
+            {
+                let mut t = w.open_table(CACHE).map_err(dberr)?;
+                for k in &oldest {
+                    t.remove(&k.0).map_err(dberr)?;
+                }
+            }
+            w.commit().map_err(dberr)
+        })();
+        match evicted {
+            Ok(()) => oldest.iter().for_each(|k| {
+                idx.cache.remove(k);
+            }),
+            Err(e) => {
+                // Even deleting needs a page or two: reopen once more and carry on full.
+                tracing::warn!(error = %e, "could not drop cache blocks on a full disk");
+                drop(db);
+                match (inner.open)() {
+                    Ok(db) => {
+                        let _ = reload_index(&db, &mut idx);
+                        *slot = Some(db);
+                    }
+                    Err(e) => tracing::error!(error = %e, "the store could not be reopened"),
+                }
+                return;
+            }
+        }
+        tracing::warn!(
+            evicted = oldest.len(),
+            "disk full: dropped the oldest cache blocks"
+        );
+    }
+    *slot = Some(db);
+}
+
+/// Fills `index` from the tables, trimming tables over their bound.
+fn load_index(db: &Database, index: &mut Index) -> Result<(), StoreError> {
+    let w = db.begin_write().map_err(dberr)?;
+    for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
+        let mut t = w.open_table(def).map_err(dberr)?;
+        for row in t.iter().map_err(dberr)? {
+            let (k, _) = row.map_err(dberr)?;
+            lru.touch(RoutingKey(*k.value()));
+        }
+        // The bound may have shrunk since the last run.
+        for k in lru.overflow() {
+            t.remove(&k.0).map_err(dberr)?;
+        }
+    }
+    w.commit().map_err(dberr)
+}
+
 struct Inner {
     /// `None` once closed, so the file lock is released even while handles remain.
     db: RwLock<Option<Database>>,
+    open: Opener,
     index: Mutex<Index>,
     /// Blocks queued but not yet committed, so a read right after a write finds them.
     pending: Mutex<HashMap<RoutingKey, (Block, Placement, u32)>>,
@@ -182,32 +293,43 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the database in `dir` with the given byte bounds.
     pub fn open(dir: &Path, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = Database::create(dir.join(STORE_FILE)).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
-            e => dberr(e),
-        })?;
+        let path = dir.join(STORE_FILE);
+        let dir = dir.to_path_buf();
+        let open = move || {
+            Database::create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.clone()),
+                e => dberr(e),
+            })
+        };
+        Store::with_opener(Box::new(open), store_bytes, cache_bytes)
+    }
+
+    /// Opens (or creates) the database on any redb storage backend: the fault-injection
+    /// tests run the store on one that fails and loses unsynced writes.
+    pub fn open_with_backend<B: redb::StorageBackend + Clone>(
+        backend: B,
+        store_bytes: u64,
+        cache_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let open = move || {
+            Database::builder()
+                .create_with_backend(backend.clone())
+                .map_err(dberr)
+        };
+        Store::with_opener(Box::new(open), store_bytes, cache_bytes)
+    }
+
+    fn with_opener(open: Opener, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = open()?;
         let mut index = Index {
             store: Lru::new(store_bytes),
             cache: Lru::new(cache_bytes),
         };
-        {
-            let w = db.begin_write().map_err(dberr)?;
-            for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
-                let mut t = w.open_table(def).map_err(dberr)?;
-                for row in t.iter().map_err(dberr)? {
-                    let (k, _) = row.map_err(dberr)?;
-                    lru.touch(RoutingKey(*k.value()));
-                }
-                // The bound may have shrunk since the last run.
-                for k in lru.overflow() {
-                    t.remove(&k.0).map_err(dberr)?;
-                }
-            }
-            w.commit().map_err(dberr)?;
-        }
+        load_index(&db, &mut index)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             db: RwLock::new(Some(db)),
+            open,
             index: Mutex::new(index),
             pending: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(tx)),
@@ -390,6 +512,10 @@ fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
         }
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
         let committed = write_batch(inner, &batch, &mut results);
+        if let Err(e @ (StoreError::Db(_) | StoreError::Full)) = &committed {
+            tracing::warn!(error = %e, "store write failed; reopening the database");
+            recover(inner, matches!(e, StoreError::Full));
+        }
         {
             let mut pending = inner.pending.lock().expect("store lock");
             for op in &batch {
@@ -493,6 +619,10 @@ fn apply(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "store_faults.rs"]
+mod faults;
 
 #[cfg(test)]
 mod tests {

@@ -206,6 +206,19 @@ impl FromStr for Uri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<Uri, UriError> {
+        // Escaping can make the canonical text longer than what was parsed: a URI that
+        // could not be given back as text is refused, so every parsed URI prints to one
+        // that parses (found by fuzzing).
+        let uri = Uri::parse_text(text)?;
+        if uri.to_string().len() > MAX_URI_LEN {
+            return Err(UriError::TooLong);
+        }
+        Ok(uri)
+    }
+}
+
+impl Uri {
+    fn parse_text(text: &str) -> Result<Uri, UriError> {
         let text = normalize(text)?;
         let (ktype, rest) = split_type(&text)?;
         if ktype != "CHK" {
@@ -361,6 +374,17 @@ impl FromStr for SignedUri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<SignedUri, UriError> {
+        // As for [`Uri`]: the canonical text must fit too.
+        let uri = SignedUri::parse_text(text)?;
+        if uri.to_string().len() > MAX_URI_LEN {
+            return Err(UriError::TooLong);
+        }
+        Ok(uri)
+    }
+}
+
+impl SignedUri {
+    fn parse_text(text: &str) -> Result<SignedUri, UriError> {
         let text = normalize(text)?;
         let (ktype, rest) = split_type(&text)?;
         let mut segs = rest.split('/');
@@ -518,6 +542,9 @@ mod tests {
             Err(UriError::BadEscape)
         );
         assert_eq!("veil:".repeat(3000).parse::<Uri>(), Err(UriError::TooLong));
+        // Short enough as typed, too long once its control characters are escaped.
+        let ksk = format!("veil:KSK@{}", "\u{4}".repeat(MAX_URI_LEN - 20));
+        assert_eq!(ksk.parse::<AnyUri>(), Err(UriError::TooLong));
     }
 
     proptest! {
