@@ -90,9 +90,19 @@ pub struct PeerInfo {
     pub routable: bool,
 }
 
+/// What a running link's events carry: the router's id for the peer, and which of the
+/// peer's links it is (a renewed link replaces an older one under the same id).
+pub(crate) type LinkTag = (PeerId, u64);
+
+/// How long a link replaced by a fresh one to the same peer stays open, so that what
+/// the peer sent on it before it saw the new link still arrives.
+const RETIRE_AFTER: Duration = Duration::from_secs(5);
+
 struct Peer {
     info: PeerInfo,
     handle: LinkHandle,
+    /// Which link of this peer's is current.
+    generation: u64,
     _closed: Option<oneshot::Sender<()>>,
 }
 
@@ -122,11 +132,13 @@ pub(crate) struct Driver {
     next_peer: u64,
     fetches: HashMap<RequestId, oneshot::Sender<Result<Fetched, RequestFailure>>>,
     inserts: HashMap<RequestId, oneshot::Sender<Result<InsertReport, InsertFailure>>>,
-    link_tx: mpsc::Sender<LinkEvent<PeerId>>,
+    link_tx: mpsc::Sender<LinkEvent<LinkTag>>,
     peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
     counters: Arc<crate::metrics::Counters>,
     opennet: Option<Opennet>,
     banned: HashMap<NodeKey, Instant>,
+    /// Generation of the next link spawned.
+    next_link: u64,
 }
 
 /// What the driver needs to dial for the router and to remember peers.
@@ -141,7 +153,7 @@ pub(crate) struct Opennet {
 
 /// The channels the driver listens on.
 pub(crate) struct Inputs {
-    pub links: mpsc::Receiver<LinkEvent<PeerId>>,
+    pub links: mpsc::Receiver<LinkEvent<LinkTag>>,
     pub new_links: mpsc::Receiver<NewLink>,
     pub commands: mpsc::Receiver<Command>,
     pub failed: mpsc::Receiver<NodeKey>,
@@ -155,7 +167,7 @@ impl Driver {
         store: Store,
         own_key: NodeKey,
         max_peers: usize,
-        link_tx: mpsc::Sender<LinkEvent<PeerId>>,
+        link_tx: mpsc::Sender<LinkEvent<LinkTag>>,
         peers_tx: watch::Sender<Arc<Vec<PeerInfo>>>,
         counters: Arc<crate::metrics::Counters>,
         opennet: Option<Opennet>,
@@ -175,6 +187,7 @@ impl Driver {
             counters,
             opennet,
             banned: HashMap::new(),
+            next_link: 0,
         }
     }
 
@@ -205,9 +218,9 @@ impl Driver {
         self.publish_peers();
     }
 
-    fn on_link_event(&mut self, ev: LinkEvent<PeerId>) {
+    fn on_link_event(&mut self, ev: LinkEvent<LinkTag>) {
         match ev {
-            LinkEvent::Message(peer, msg) => {
+            LinkEvent::Message((peer, _), msg) => {
                 if msg.kind() == "request" {
                     self.counters.peer_requests.inc();
                 }
@@ -215,7 +228,18 @@ impl Driver {
                 self.router
                     .handle_message(now, peer, msg, &mut StoreView(&self.store));
             }
-            LinkEvent::Closed(peer, reason) => self.on_closed(peer, reason),
+            LinkEvent::Closed((peer, generation), reason) => {
+                if self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.generation != generation)
+                {
+                    // A retired link closing after its replacement took over.
+                    tracing::debug!(peer = peer.0, %reason, "retired link closed");
+                    return;
+                }
+                self.on_closed(peer, reason)
+            }
         }
     }
 
@@ -268,7 +292,12 @@ impl Driver {
             let dialer_of_new = if initiator { self.own_key } else { key };
             let old_outbound = self.peers.get(&old).is_some_and(|p| p.info.outbound);
             let dialer_of_old = if old_outbound { self.own_key } else { key };
-            if dialer_of_new >= dialer_of_old {
+            if dialer_of_new == dialer_of_old {
+                // The same side dialled again: a renewal (or a restart the old link has
+                // not noticed yet). The new link takes over under the same peer id.
+                return self.renew(old, link, closed);
+            }
+            if dialer_of_new > dialer_of_old {
                 tracing::debug!("duplicate link refused");
                 return;
             }
@@ -315,15 +344,18 @@ impl Driver {
             origin: origin.as_str(),
             routable,
         };
+        let generation = self.next_link;
+        self.next_link += 1;
         let handle = link
             .count_traffic(self.counters.traffic.clone())
-            .spawn(id, self.link_tx.clone());
+            .spawn((id, generation), self.link_tx.clone());
         self.counters.links_opened.inc();
         self.peers.insert(
             id,
             Peer {
                 info,
                 handle,
+                generation,
                 _closed: closed,
             },
         );
@@ -338,6 +370,36 @@ impl Driver {
             routable,
         };
         self.router.add_peer_with(now, id, hello.location, meta);
+        self.publish_peers();
+    }
+
+    /// Swaps a fresh link to a connected peer in for its current one, under the same
+    /// peer id: the router sees nothing, so requests in flight go on. The old link
+    /// stays open for [`RETIRE_AFTER`] (what the peer sent on it still arrives), then
+    /// closes gracefully.
+    fn renew(&mut self, id: PeerId, link: Link, closed: Option<oneshot::Sender<()>>) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let hello = link.remote_hello();
+        let generation = self.next_link;
+        self.next_link += 1;
+        // The peer's location is its own for life (location swapping, when it comes,
+        // will say so by message), so the router's view stays as it is.
+        p.info.addr = link.peer_addr();
+        p.info.listen_port = hello.listen_port;
+        let handle = link
+            .count_traffic(self.counters.traffic.clone())
+            .spawn((id, generation), self.link_tx.clone());
+        let old = std::mem::replace(&mut p.handle, handle);
+        p.generation = generation;
+        p._closed = closed;
+        self.counters.links_renewed.inc();
+        tracing::debug!(peer = id.0, "link renewed");
+        tokio::spawn(async move {
+            tokio::time::sleep(RETIRE_AFTER).await;
+            drop(old);
+        });
         self.publish_peers();
     }
 

@@ -36,6 +36,8 @@ pub struct Counters {
     pub handshake_failures: Counter,
     /// Outbound dials that failed.
     pub dial_failures: Counter,
+    /// Links replaced by a fresh one to the same peer (key renewal), requests kept.
+    pub links_renewed: Counter,
     /// Pending inbound handshakes closed to make room for a newer connection.
     pub handshakes_evicted: Counter,
     /// API connections closed to make room for a newer connection.
@@ -118,6 +120,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "counter",
         "Outbound dials that failed.",
         c.dial_failures.get(),
+    );
+    metric(
+        "links_renewed_total",
+        "counter",
+        "Links replaced by a fresh one to the same peer (key renewal).",
+        c.links_renewed.get(),
     );
     metric(
         "handshakes_evicted_total",

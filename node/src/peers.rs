@@ -131,10 +131,42 @@ pub(crate) async fn dialer(
                 if f.new_links.send(offered).await.is_err() {
                     return;
                 }
-                // The driver drops `closed_tx` when the link ends or is refused.
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = closed_rx => {}
+                // The driver drops `closed_tx` when the link ends or is refused. A link
+                // that lives `renew_after` is renewed: a fresh one is dialled beside it
+                // and swapped in by the driver (requests in flight go on).
+                let mut closed_rx = closed_rx;
+                loop {
+                    let renew = async {
+                        match f.params.renew_after {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = &mut closed_rx => break,
+                        _ = renew => {}
+                    }
+                    let fresh = link::dial(peer.addr, peer.key, &f.identity, f.hello, f.params);
+                    let fresh = tokio::select! {
+                        _ = shutdown.changed() => return,
+                        r = fresh => r,
+                    };
+                    let Ok(fresh) = fresh else {
+                        // Keep the old link and try again after another period.
+                        f.counters.dial_failures.inc();
+                        continue;
+                    };
+                    let (tx, rx) = oneshot::channel();
+                    let offered = NewLink {
+                        link: fresh,
+                        closed: Some(tx),
+                        origin: PeerOrigin::Friend,
+                    };
+                    if f.new_links.send(offered).await.is_err() {
+                        return;
+                    }
+                    closed_rx = rx;
                 }
                 if up.elapsed() >= STABLE_LINK {
                     // A long-lived link that ends (renewal, or the peer restarted) is

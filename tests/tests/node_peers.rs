@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use veil_node::link::{NOISE_PARAMS, PROLOGUE};
 use veil_node::Node;
 use veil_proto::message::PROTOCOL_VERSION;
-use veil_proto::{Hello, Location, Message, NodeKey};
+use veil_proto::{Hello, Htl, Location, Message, NodeKey};
 use veil_tests::{test_config, wait_for_peer, Testnet, Topology};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +143,54 @@ async fn nodes_that_dial_each_other_keep_one_link() -> anyhow::Result<()> {
         a.peers(),
         b.peers()
     );
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_links_drops_no_request_in_flight() -> anyhow::Result<()> {
+    // A line, so a request that lost its link would have no other way to go. Links are
+    // renewed every 200 ms while fetches run back to back for two seconds.
+    let net = Testnet::start_with(3, Topology::Line, |_, c| c.link_renew_ms = 200).await?;
+    let mut blocks = Vec::new();
+    for seed in 0..64u64 {
+        let (key, block) = veil_tests::random_block(500 + seed, 200);
+        net.node(2)
+            .insert(key, block.clone(), Some(Htl(0)), None)
+            .await?;
+        blocks.push((key, block));
+    }
+    let renewed_before = net.node(1).counters().links_renewed.get();
+    let started = Instant::now();
+    let (mut ok, mut failed, mut next) = (0, 0, 0);
+    // (Blocks come round again: what is tested here is the links, not the routing.)
+    while started.elapsed() < Duration::from_secs(2) {
+        let batch: Vec<_> = (0..8)
+            .map(|i| blocks[(next + i) % blocks.len()].clone())
+            .collect();
+        next += batch.len();
+        let fetches = batch.into_iter().map(|(key, block)| {
+            let node = net.node(0).clone();
+            async move {
+                node.fetch(key, Some(Htl(3)))
+                    .await
+                    .is_ok_and(|b| b == block)
+            }
+        });
+        for good in futures::future::join_all(fetches).await {
+            if good {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    let renewed = net.node(1).counters().links_renewed.get() - renewed_before;
+    println!("{ok} fetches, {failed} failed, across {renewed} link renewals at the middle node");
+    assert!(renewed >= 4, "links were renewed only {renewed} times");
+    assert_eq!(failed, 0, "requests were dropped by renewals");
+    // Both links are still there, each once.
+    assert_eq!(net.node(1).peers().len(), 2);
     net.shutdown().await;
     Ok(())
 }

@@ -78,7 +78,7 @@ pub enum LinkError {
     /// The peer is ourselves.
     #[error("connected to self")]
     SelfConnect,
-    /// The link reached its age limit and closed to be redialled with fresh keys.
+    /// The link was replaced by a fresh one to the same peer (key renewal).
     #[error("link renewed")]
     Renew,
 }
@@ -92,8 +92,9 @@ pub struct LinkParams {
     pub dead_after: Duration,
     /// Bound on the whole handshake, Hello included.
     pub handshake_timeout: Duration,
-    /// The dialer closes the link after this long so that it is redialled with a fresh
-    /// handshake (fresh keys); `None` keeps links forever.
+    /// The dialer opens a fresh link (a fresh handshake, fresh keys) to the same peer
+    /// after this long; the node swaps it in and retires the old one without its router
+    /// noticing. `None` keeps links forever.
     pub renew_after: Option<Duration>,
 }
 

@@ -34,12 +34,6 @@ impl Link {
             inbox.clone(),
             self.params.dead_after,
         ));
-        // Only the dialer renews, so the two ends never race to replace the link.
-        let renew_at = self
-            .params
-            .renew_after
-            .filter(|_| self.initiator)
-            .map(|d| tokio::time::Instant::now() + d);
         let mut writer = tokio::spawn(write_loop(
             traffic,
             write_half,
@@ -47,7 +41,6 @@ impl Link {
             rx,
             self.params.keepalive,
             self.params.dead_after,
-            renew_at,
         ));
         let handle = LinkHandle {
             tx,
@@ -177,7 +170,6 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Message>,
     keepalive: Duration,
     stall: Duration,
-    renew_at: Option<tokio::time::Instant>,
 ) -> LinkError {
     // A peer that stops reading would make our queue grow without bound (it can keep
     // asking while its replies pile up here): a write that cannot progress for `stall`
@@ -195,14 +187,6 @@ async fn write_loop(
     let mut nonce = 1u64;
     let mut ping_nonce = 0u64;
     loop {
-        if renew_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
-            let _ = tokio::time::timeout(stall, async {
-                let _ = w.flush().await;
-                let _ = w.shutdown().await;
-            })
-            .await;
-            return LinkError::Renew;
-        }
         let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
             Ok(Some(m)) => m,
             Ok(None) => {
