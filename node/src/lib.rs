@@ -33,6 +33,6 @@ pub mod testnet;
 pub use config::{Config, Overrides};
 pub use driver::PeerInfo;
 pub use node::{
-    InsertOutcome, Node, NodeError, NodeHandle, RequestCounters, RequestError, Status,
-    TrafficCounters,
+    DefenceCounters, InsertOutcome, Node, NodeError, NodeHandle, RequestCounters, RequestError,
+    Status, TrafficCounters,
 };

@@ -136,6 +136,35 @@ pub struct Status {
     pub requests: RequestCounters,
     /// Bytes all links moved.
     pub traffic: TrafficCounters,
+    /// What the node refused or dropped to defend itself.
+    pub defence: DefenceCounters,
+}
+
+/// The defence counters of [`Status`]: what load management, the failure table and
+/// connection admission refused, and the peers dropped for breaking the rules.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DefenceCounters {
+    /// Peers' requests and inserts rejected because the node (or the peer's share) was
+    /// full.
+    pub rejected_overload: u64,
+    /// Requests rejected because they had already passed here (routing loops).
+    pub rejected_loop: u64,
+    /// Requests answered at once from the failure table (the key failed here recently).
+    pub recently_failed: u64,
+    /// Peers dropped for flooding: they kept sending after overload rejections.
+    pub flooders: u64,
+    /// Protocol violations the router saw (blocks failing verification, replies to
+    /// nothing asked); each drops the peer.
+    pub misbehaviour: u64,
+    /// Links closed on an error: a frame that does not decrypt, an undecodable message,
+    /// a peer gone silent.
+    pub link_errors: u64,
+    /// Peers banned for a while after being dropped.
+    pub peers_banned: u64,
+    /// Unfinished peer handshakes closed to make room for a newcomer.
+    pub handshakes_evicted: u64,
+    /// Idle API connections closed to make room for a newcomer.
+    pub api_connections_evicted: u64,
 }
 
 /// The traffic counters of [`Status`].
@@ -536,7 +565,8 @@ impl NodeHandle {
     /// The node's status.
     pub async fn status(&self) -> Result<Status, RequestError> {
         let stats = self.router_stats().await?;
-        let t = &self.shared.counters.traffic;
+        let c = &self.shared.counters;
+        let t = &c.traffic;
         Ok(Status {
             identity: self.key().to_string(),
             address: self.address().to_string(),
@@ -548,6 +578,17 @@ impl NodeHandle {
             traffic: TrafficCounters {
                 bytes_sent: t.sent.load(std::sync::atomic::Ordering::Relaxed),
                 bytes_received: t.received.load(std::sync::atomic::Ordering::Relaxed),
+            },
+            defence: DefenceCounters {
+                rejected_overload: stats.rejected_overload,
+                rejected_loop: stats.rejected_loop,
+                recently_failed: stats.recently_failed,
+                flooders: stats.flooders,
+                misbehaviour: stats.misbehaviour,
+                link_errors: c.link_errors.get(),
+                peers_banned: c.peers_banned.get(),
+                handshakes_evicted: c.handshakes_evicted.get(),
+                api_connections_evicted: c.api_connections_evicted.get(),
             },
         })
     }

@@ -42,6 +42,7 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
     }
     let u = status.store;
     let r = &status.requests;
+    let d = &status.defence;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>veild</title></head><body>\
@@ -49,6 +50,7 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <p>Identity <code>{id}</code><br>Address <code>{addr}</code><br>Location {loc:.6}</p>\
 <h2>Store</h2><p>Store {sb:.1} / {sm:.1} MiB ({sn} blocks)<br>Cache {cb:.1} / {cm:.1} MiB ({cn} blocks)</p>\
 <h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
+<h2>Defence</h2><p>Rejected for overload {ro}, loops {rl}; answered from the failure table {rf}; peers dropped for flooding {fl}, for breaking the protocol {mb}; links closed on errors {le}; banned {bn}; handshakes evicted {he}, API connections evicted {ae}</p>\
 <h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th><th>found by</th></tr>{peers}</table>\
 </body></html>",
         id = html_escape(&status.identity),
@@ -67,6 +69,15 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
         lo = r.local,
         ls = r.local_succeeded,
         np = status.peers,
+        ro = d.rejected_overload,
+        rl = d.rejected_loop,
+        rf = d.recently_failed,
+        fl = d.flooders,
+        mb = d.misbehaviour,
+        le = d.link_errors,
+        bn = d.peers_banned,
+        he = d.handshakes_evicted,
+        ae = d.api_connections_evicted,
     );
     (
         [

@@ -157,10 +157,11 @@ async fn a_flooding_peer_does_not_starve_the_others() -> anyhow::Result<()> {
     let flood_msgs = sent.load(Ordering::Relaxed);
     let (mut rejected, mut flooders, mut banned) = (0, 0, 0);
     for i in 0..NODES {
-        let stats = net.node(i).router_stats().await?;
-        rejected += stats.rejected_overload;
-        flooders += stats.flooders;
-        banned += net.node(i).counters().peers_banned.get();
+        // What an operator sees: the status's defence counters.
+        let d = net.node(i).status().await?.defence;
+        rejected += d.rejected_overload;
+        flooders += d.flooders;
+        banned += d.peers_banned;
     }
     let identities = identities.load(Ordering::Relaxed);
     println!(

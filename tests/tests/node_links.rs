@@ -229,6 +229,8 @@ async fn garbage_leaves_the_node_routing() -> anyhow::Result<()> {
     }
     assert!(b.counters().link_errors.get() >= 3);
     assert!(b.counters().peers_banned.get() >= 2);
+    let defence = b.status().await?.defence;
+    assert!(defence.peers_banned >= 2 && defence.link_errors >= 3);
     // The peer that sent an undecodable message comes back: its handshake completes,
     // then the node hangs up without taking the link.
     let mut again = RawPeer::connect_as(addr, &b.key(), &keys[1]).await?;
