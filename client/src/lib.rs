@@ -14,7 +14,6 @@
 //! - [`signed`]: signed names (SSK, USK, KSK): keystore, publishing, resolving.
 //! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.
 //! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
-//! - [`gateway`]: the browser gateway (an axum router over any [`BlockSource`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -23,7 +22,6 @@ pub mod decode;
 pub mod dir;
 pub mod encode;
 pub mod format;
-pub mod gateway;
 pub mod keepalive;
 pub mod segment;
 pub mod signed;

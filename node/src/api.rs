@@ -9,7 +9,7 @@
 //! | `GET /api/v1/peers` | JSON list of [`crate::PeerInfo`] |
 //! | `GET /metrics` | Prometheus text |
 //!
-//! The browser gateway (`veil_client::gateway`, `/veil:CHK@...`, no token, loopback Host
+//! The browser gateway (`crate::gateway`, `/veil:CHK@...`, no token, loopback Host
 //! only) is mounted in the same server and fetches through this node.
 //!
 //! Errors are JSON `{"error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
@@ -110,7 +110,7 @@ pub(crate) fn app(node: NodeHandle) -> Router {
         .with_state(node.clone())
         // Every other path goes to the browser gateway (`/veil:CHK@...` documents, and its
         // own error pages for anything else).
-        .fallback_service(veil_client::gateway::router_with_limit(
+        .fallback_service(crate::gateway::router_with_limit(
             node.clone(),
             node.config().gateway_max_bytes,
         ))

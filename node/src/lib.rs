@@ -13,6 +13,8 @@
 //! - `driver`: the task that owns the router and the live links.
 //! - [`store`]: the redb store and cache with group commit.
 //! - `api`: the HTTP API, `/metrics` and the status page.
+//! - [`gateway`]: the browser gateway, an axum router over any `veil_client::BlockSource`.
+//! - [`loopback`]: the one `Host` check the status page and the gateway share.
 //! - [`metrics`]: counters and their Prometheus text.
 //! - [`node`]: [`Node`] and [`NodeHandle`], which start and drive all of the above.
 //! - [`testnet`]: `veild testnet`, a whole network of in-process nodes on loopback.
@@ -21,8 +23,10 @@ pub mod admission;
 mod api;
 pub mod config;
 mod driver;
+pub mod gateway;
 pub mod identity;
 pub mod link;
+pub mod loopback;
 pub mod metrics;
 pub mod node;
 mod peers;

@@ -3,25 +3,19 @@
 //! address (127.0.0.1, localhost or [::1] with the API port), so a web page elsewhere
 //! cannot read it through DNS rebinding.
 
+use crate::gateway::html_escape;
+use crate::loopback::is_loopback_host_on;
 use crate::node::NodeHandle;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use veil_client::gateway::html_escape;
-
-/// Whether `host` names this API on loopback.
-pub(crate) fn host_allowed(host: &str, port: u16) -> bool {
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|h| host.eq_ignore_ascii_case(&format!("{h}:{port}")))
-}
 
 pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !host_allowed(host, node.api_addr().port()) {
+    if !is_loopback_host_on(host, node.api_addr().port()) {
         return (StatusCode::FORBIDDEN, "forbidden host\n").into_response();
     }
     let status = match node.status().await {
@@ -87,19 +81,4 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
         Html(body),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_hosts_with_the_port() {
-        assert!(host_allowed("127.0.0.1:7401", 7401));
-        assert!(host_allowed("localhost:7401", 7401));
-        assert!(host_allowed("[::1]:7401", 7401));
-        assert!(!host_allowed("127.0.0.1:80", 7401));
-        assert!(!host_allowed("evil.example:7401", 7401));
-        assert!(!host_allowed("localhost", 7401));
-    }
 }

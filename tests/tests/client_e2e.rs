@@ -241,7 +241,7 @@ async fn gateway_serves_documents_and_manifests() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(veil_client::gateway::serve(listener, b));
+    tokio::spawn(veil_node::gateway::serve(listener, b));
     let http = reqwest::Client::new();
 
     let check_headers = |r: &reqwest::Response| {

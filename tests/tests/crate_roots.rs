@@ -49,3 +49,35 @@ fn every_crate_root_forbids_unsafe_code() {
         assert!(forbids, "{} lacks #![forbid(unsafe_code)]", path.display());
     }
 }
+
+/// `veild` builds on the client library without the command line's crates: the client
+/// keeps them behind its `cli` feature, and the node (and the fuzz targets) turn the
+/// default features off. The gateway lives in the node, so the client has no HTTP server.
+#[test]
+fn the_node_takes_the_client_library_without_its_command_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let client = read("client/Cargo.toml");
+    for dep in ["anyhow", "clap", "indicatif", "tracing-subscriber"] {
+        let line = client
+            .lines()
+            .find(|l| l.starts_with(&format!("{dep} ")) || l.starts_with(&format!("{dep}.")))
+            .unwrap_or_else(|| panic!("client/Cargo.toml lacks {dep}"));
+        assert!(line.contains("optional = true"), "{line}");
+    }
+    assert!(
+        !client.lines().any(|l| l.starts_with("axum")),
+        "the client serves HTTP"
+    );
+    for manifest in ["Cargo.toml", "node/Cargo.toml", "fuzz/Cargo.toml"] {
+        let text = read(manifest);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("veil-client"))
+            .unwrap_or_else(|| panic!("{manifest} lacks veil-client"));
+        assert!(
+            line.contains("default-features = false"),
+            "{manifest}: {line}"
+        );
+    }
+}

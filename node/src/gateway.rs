@@ -1,4 +1,4 @@
-//! The browser gateway: an axum router that serves `GET /veil:CHK@<R>,<K>/name[/path]`
+//! The browser gateway (a module of `veild` over the `veil-client` library): an axum router that serves `GET /veil:CHK@<R>,<K>/name[/path]`
 //! from any [`BlockSource`], decoding with this crate.
 //!
 //! - A file is streamed with the Content-Type its metadata gives.
@@ -27,11 +27,7 @@
 //! A link followed from another site gets a page that asks the user to go on, so links to
 //! Veil documents still work with one click, and the other site learns nothing.
 
-use crate::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
-use crate::dir::{resolve, Resolved};
-use crate::format::ManifestEntry;
-use crate::signed::{resolve_signed, SignedError};
-use crate::source::{BlockSource, FetchError};
+use crate::loopback::is_loopback_host;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -40,6 +36,11 @@ use axum::routing::any;
 use axum::Router;
 use futures::StreamExt;
 use std::fmt::Write as _;
+use veil_client::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
+use veil_client::dir::{resolve, Resolved};
+use veil_client::format::ManifestEntry;
+use veil_client::signed::{resolve_signed, SignedError};
+use veil_client::source::{BlockSource, FetchError};
 use veil_proto::uri::{AnyUri, SignedUri};
 use veil_proto::Uri;
 
@@ -103,31 +104,6 @@ fn with_headers(mut resp: Response) -> Response {
         h.insert(*name, HeaderValue::from_static(value));
     }
     resp
-}
-
-/// Whether a Host header names this machine's loopback interface.
-pub fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((addr, port))
-                if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) =>
-            {
-                return addr == "::1"
-            }
-            _ => return false,
-        }
-    } else {
-        match host.split_once(':') {
-            Some((name, port)) if is_port(port) => name,
-            Some(_) => return false,
-            None => host,
-        }
-    };
-    name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost")
-}
-
-fn is_port(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `s` made safe for HTML text and quoted attribute values.
