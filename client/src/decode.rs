@@ -13,14 +13,15 @@
 use crate::format::{
     data_blocks, Body, ChildRef, FormatError, IndexBlock, TopBlock, TreeParams, FORMAT_VERSION,
 };
-use crate::segment::Segment;
+use crate::segment::decode_missing;
 use crate::source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use veil_proto::{ChkKeys, MAX_PAYLOAD};
+use veil_proto::{block, ChkKeys, MAX_PAYLOAD};
 
 /// Data blocks fetched ahead of the writer by default.
 pub const DEFAULT_WINDOW: usize = 32;
@@ -383,6 +384,148 @@ pub(crate) fn check_index(
 }
 
 /// A data block to fetch: its index in the document, its keys, and its segment.
+/// Blocks fetched at once while rebuilding a segment.
+const REBUILD_WINDOW: usize = 32;
+
+/// The outcome of a rebuild, shared by every data block of the segment.
+#[derive(Debug)]
+enum Rebuilt {
+    /// Payloads (zero-padded) by index within the segment.
+    Done(Mutex<BTreeMap<usize, Vec<u8>>>),
+    /// Too few blocks could be fetched.
+    Failed { found: usize, needed: usize },
+}
+
+/// One segment of a document: data blocks, check blocks, and a rebuild done at most once.
+///
+/// When a data block cannot be fetched or fails verification, the decoder asks its
+/// segment to rebuild it: the segment fetches its other blocks until it holds as many as
+/// it has data blocks, decodes the missing payloads once, and hands each waiting data
+/// block its own. A rebuilt payload is accepted only if it hashes to the data key the
+/// index lists, so bad check blocks cannot smuggle in other content.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Index of its first data block in the document.
+    pub first: u64,
+    /// Its data blocks.
+    pub data: Vec<ChildRef>,
+    /// Its check blocks (none for a document of one data block).
+    pub checks: Vec<ChildRef>,
+    rebuilt: tokio::sync::OnceCell<Rebuilt>,
+}
+
+impl Segment {
+    /// A segment starting at data block `first`.
+    pub fn new(first: u64, data: Vec<ChildRef>, checks: Vec<ChildRef>) -> Segment {
+        Segment {
+            first,
+            data,
+            checks,
+            rebuilt: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The payload of data block `index` (of the document), rebuilt from the segment.
+    /// `direct` is why fetching it directly failed, reported if rebuilding fails too.
+    pub(crate) async fn rebuild_one<S: BlockSource>(
+        &self,
+        source: &S,
+        shape: Shape,
+        index: u64,
+        direct: DecodeError,
+    ) -> Result<Bytes, DecodeError> {
+        let rebuilt = self
+            .rebuilt
+            .get_or_init(|| self.rebuild(source, shape))
+            .await;
+        let at = Position::Data {
+            index,
+            total: shape.total,
+        };
+        let i = (index - self.first) as usize;
+        match rebuilt {
+            Rebuilt::Failed { found, needed } => Err(DecodeError::Unrecoverable {
+                first: Box::new(direct),
+                found: *found,
+                needed: *needed,
+            }),
+            Rebuilt::Done(map) => {
+                let padded = map
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&i)
+                    .ok_or_else(|| corrupt(at.clone(), "rebuilt twice"))?;
+                let payload = &padded[..shape.data_len(index)];
+                if block::data_key(payload) != self.data[i].data {
+                    return Err(corrupt(at, "rebuilt payload does not match its data key"));
+                }
+                Ok(Bytes::copy_from_slice(payload))
+            }
+        }
+    }
+
+    /// Fetches blocks of the segment until as many as it has data blocks are in hand,
+    /// then decodes the missing data payloads.
+    async fn rebuild<S: BlockSource>(&self, source: &S, shape: Shape) -> Rebuilt {
+        let d = self.data.len();
+        let c = self.checks.len();
+        let fetches = (0..d + c).map(|k| async move {
+            if k < d {
+                let index = self.first + k as u64;
+                let at = Position::Data {
+                    index,
+                    total: shape.total,
+                };
+                let mut p = fetch_payload(source, self.data[k], &at).await.ok()?;
+                if p.len() != shape.data_len(index) {
+                    return None;
+                }
+                p.resize(MAX_PAYLOAD, 0);
+                Some((k, p))
+            } else {
+                let p = fetch_payload(source, self.checks[k - d], &Position::Top)
+                    .await
+                    .ok()?;
+                (p.len() == MAX_PAYLOAD).then_some((k, p))
+            }
+        });
+        let mut originals = BTreeMap::new();
+        let mut recovery = BTreeMap::new();
+        let mut found = stream::iter(fetches).buffer_unordered(REBUILD_WINDOW);
+        while let Some(item) = found.next().await {
+            match item {
+                Some((k, p)) if k < d => drop(originals.insert(k, p)),
+                Some((k, p)) => drop(recovery.insert(k - d, p)),
+                None => {}
+            }
+            if originals.len() + recovery.len() >= d {
+                break;
+            }
+        }
+        drop(found);
+        let have = originals.len() + recovery.len();
+        if have < d {
+            tracing::debug!(have, needed = d, "segment cannot be rebuilt");
+            return Rebuilt::Failed {
+                found: have,
+                needed: d,
+            };
+        }
+        let restored = match decode_missing(d, c, &originals, &recovery) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "Reed-Solomon decoding failed");
+                return Rebuilt::Failed {
+                    found: have,
+                    needed: d,
+                };
+            }
+        };
+        originals.extend(restored);
+        Rebuilt::Done(Mutex::new(originals))
+    }
+}
+
 type DataRef = (u64, ChildRef, Arc<Segment>);
 type RefStream = BoxStream<'static, Result<DataRef, DecodeError>>;
 

@@ -9,7 +9,7 @@
 //! - [`mod@format`]: the top block, index block and manifest formats (frozen by test vectors).
 //! - [`mod@encode`]: a byte stream to blocks and a URI, streaming and convergent.
 //! - [`decode`]: a URI to a verified, in-order byte stream, fetched in parallel.
-//! - [`segment`]: rebuilding lost data blocks from Reed–Solomon check blocks.
+//! - [`segment`]: the Reed–Solomon code of a segment (check blocks, restoring lost data).
 //! - [`dir`]: directories: publish, resolve paths, restore.
 //! - [`signed`]: signed names (SSK, USK, KSK): keystore, publishing, resolving.
 //! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.

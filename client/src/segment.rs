@@ -1,23 +1,13 @@
-//! Rebuilding lost data blocks from a segment's Reed–Solomon check blocks.
+//! The Reed–Solomon code of a segment: check blocks from data payloads, and missing data
+//! payloads back from any as many blocks of the segment as it has data blocks.
 //!
 //! A segment is the data blocks one level-1 index block lists, with their check blocks
-//! (see [`crate::format`]). When a data block cannot be fetched or fails verification,
-//! the decoder asks its segment to rebuild it: the segment fetches its other blocks until
-//! it holds as many as it has data blocks, decodes the missing payloads once, and hands
-//! each waiting data block its own. A rebuilt payload is accepted only if it hashes to the
-//! data key the index lists, so bad check blocks cannot smuggle in other content.
+//! (see [`crate::format`]). The encoder makes its checks here; the decoder's rebuild
+//! (`decode::Segment`) and the keepalive's repair fetch blocks and restore through here.
+//! Pure computation: no fetching, no document types.
 
-use crate::decode::{corrupt, fetch_payload, DecodeError, Position, Shape};
-use crate::format::ChildRef;
-use crate::source::BlockSource;
-use bytes::Bytes;
-use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use veil_proto::{block, MAX_PAYLOAD};
-
-/// Blocks fetched at once while rebuilding.
-const REBUILD_WINDOW: usize = 32;
+use veil_proto::MAX_PAYLOAD;
 
 /// Reed–Solomon works on each byte position independently (in 64-byte groups), so the
 /// shards are coded in columns of this many bytes: the coder's work buffers then hold
@@ -72,139 +62,6 @@ pub(crate) fn decode_missing(
         }
     }
     Ok(restored)
-}
-
-/// The outcome of a rebuild, shared by every data block of the segment.
-#[derive(Debug)]
-enum Rebuilt {
-    /// Payloads (zero-padded) by index within the segment.
-    Done(Mutex<BTreeMap<usize, Vec<u8>>>),
-    /// Too few blocks could be fetched.
-    Failed { found: usize, needed: usize },
-}
-
-/// One segment of a document: data blocks, check blocks, and a rebuild done at most once.
-#[derive(Debug)]
-pub struct Segment {
-    /// Index of its first data block in the document.
-    pub first: u64,
-    /// Its data blocks.
-    pub data: Vec<ChildRef>,
-    /// Its check blocks (none for a document of one data block).
-    pub checks: Vec<ChildRef>,
-    rebuilt: tokio::sync::OnceCell<Rebuilt>,
-}
-
-impl Segment {
-    /// A segment starting at data block `first`.
-    pub fn new(first: u64, data: Vec<ChildRef>, checks: Vec<ChildRef>) -> Segment {
-        Segment {
-            first,
-            data,
-            checks,
-            rebuilt: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// The payload of data block `index` (of the document), rebuilt from the segment.
-    /// `direct` is why fetching it directly failed, reported if rebuilding fails too.
-    pub(crate) async fn rebuild_one<S: BlockSource>(
-        &self,
-        source: &S,
-        shape: Shape,
-        index: u64,
-        direct: DecodeError,
-    ) -> Result<Bytes, DecodeError> {
-        let rebuilt = self
-            .rebuilt
-            .get_or_init(|| self.rebuild(source, shape))
-            .await;
-        let at = Position::Data {
-            index,
-            total: shape.total,
-        };
-        let i = (index - self.first) as usize;
-        match rebuilt {
-            Rebuilt::Failed { found, needed } => Err(DecodeError::Unrecoverable {
-                first: Box::new(direct),
-                found: *found,
-                needed: *needed,
-            }),
-            Rebuilt::Done(map) => {
-                let padded = map
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&i)
-                    .ok_or_else(|| corrupt(at.clone(), "rebuilt twice"))?;
-                let payload = &padded[..shape.data_len(index)];
-                if block::data_key(payload) != self.data[i].data {
-                    return Err(corrupt(at, "rebuilt payload does not match its data key"));
-                }
-                Ok(Bytes::copy_from_slice(payload))
-            }
-        }
-    }
-
-    /// Fetches blocks of the segment until as many as it has data blocks are in hand,
-    /// then decodes the missing data payloads.
-    async fn rebuild<S: BlockSource>(&self, source: &S, shape: Shape) -> Rebuilt {
-        let d = self.data.len();
-        let c = self.checks.len();
-        let fetches = (0..d + c).map(|k| async move {
-            if k < d {
-                let index = self.first + k as u64;
-                let at = Position::Data {
-                    index,
-                    total: shape.total,
-                };
-                let mut p = fetch_payload(source, self.data[k], &at).await.ok()?;
-                if p.len() != shape.data_len(index) {
-                    return None;
-                }
-                p.resize(MAX_PAYLOAD, 0);
-                Some((k, p))
-            } else {
-                let p = fetch_payload(source, self.checks[k - d], &Position::Top)
-                    .await
-                    .ok()?;
-                (p.len() == MAX_PAYLOAD).then_some((k, p))
-            }
-        });
-        let mut originals = BTreeMap::new();
-        let mut recovery = BTreeMap::new();
-        let mut found = stream::iter(fetches).buffer_unordered(REBUILD_WINDOW);
-        while let Some(item) = found.next().await {
-            match item {
-                Some((k, p)) if k < d => drop(originals.insert(k, p)),
-                Some((k, p)) => drop(recovery.insert(k - d, p)),
-                None => {}
-            }
-            if originals.len() + recovery.len() >= d {
-                break;
-            }
-        }
-        drop(found);
-        let have = originals.len() + recovery.len();
-        if have < d {
-            tracing::debug!(have, needed = d, "segment cannot be rebuilt");
-            return Rebuilt::Failed {
-                found: have,
-                needed: d,
-            };
-        }
-        let restored = match decode_missing(d, c, &originals, &recovery) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "Reed-Solomon decoding failed");
-                return Rebuilt::Failed {
-                    found: have,
-                    needed: d,
-                };
-            }
-        };
-        originals.extend(restored);
-        Rebuilt::Done(Mutex::new(originals))
-    }
 }
 
 #[cfg(test)]

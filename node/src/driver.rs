@@ -11,7 +11,7 @@
 //! links down instead of growing memory.
 
 use crate::link::{Link, LinkError, LinkEvent, LinkHandle};
-use crate::peers::LinkFactory;
+use crate::peers::{LinkFactory, NewLink, PeerInfo};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,37 +57,6 @@ pub(crate) enum Command {
     },
     /// A copy of the router's counters.
     Stats { reply: oneshot::Sender<RouterStats> },
-}
-
-/// A link whose handshake is done, offered to the driver.
-#[derive(Debug)]
-pub(crate) struct NewLink {
-    pub link: Link,
-    /// Dropped by the driver when the link is gone (or refused), so a dialer knows
-    /// when to redial.
-    pub closed: Option<oneshot::Sender<()>>,
-    /// How the link came about, as the side that made it knows.
-    pub origin: PeerOrigin,
-}
-
-/// One connected peer, as the API shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PeerInfo {
-    /// The peer's node key.
-    pub key: NodeKey,
-    /// The remote socket address of the link.
-    pub addr: SocketAddr,
-    /// The port the peer listens on, from its Hello.
-    pub listen_port: u16,
-    /// The peer's ring location (u64).
-    pub location: u64,
-    /// Whether this node dialled.
-    pub outbound: bool,
-    /// How the peer was found: friend, seed, announcement, path_folding or inbound.
-    pub origin: &'static str,
-    /// False for a transient link (a newcomer announcing through us while we are
-    /// full): it is not routed to and closes soon.
-    pub routable: bool,
 }
 
 /// What a running link's events carry: the router's id for the peer, and which of the

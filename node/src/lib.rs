@@ -35,8 +35,8 @@ pub mod store;
 pub mod testnet;
 
 pub use config::{Config, Overrides};
-pub use driver::PeerInfo;
 pub use node::{
     DefenceCounters, InsertOutcome, Node, NodeError, NodeHandle, RequestCounters, RequestError,
     Status, TrafficCounters,
 };
+pub use peers::PeerInfo;

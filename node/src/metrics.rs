@@ -1,7 +1,6 @@
 //! Counters the shell keeps beside the router's own, and the Prometheus text rendering
 //! of everything `/metrics` shows.
 
-use crate::driver::PeerInfo;
 use crate::store::Usage;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +58,7 @@ pub struct Counters {
 }
 
 /// Renders the Prometheus text exposition.
-pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> String {
+pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -> String {
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP veil_{name} {help}");
@@ -70,7 +69,7 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, peers: &[PeerInfo]) -> S
         "peers",
         "gauge",
         "Connected routable peers.",
-        peers.iter().filter(|p| p.routable).count() as u64,
+        routable_peers as u64,
     );
     metric(
         "store_bytes",

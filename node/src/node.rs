@@ -7,10 +7,11 @@
 //! is ready.
 
 use crate::config::Config;
-use crate::driver::{Command, Driver, Inputs, PeerInfo};
+use crate::driver::{Command, Driver, Inputs};
 use crate::identity::{self, Identity};
 use crate::link::LinkParams;
 use crate::metrics::Counters;
+use crate::peers::PeerInfo;
 use crate::peers::{self, LinkFactory};
 use crate::store::{Placement, Store, StoreError, Usage};
 use std::net::SocketAddr;
@@ -600,7 +601,7 @@ impl NodeHandle {
             &self.shared.counters,
             &stats,
             &self.store_usage(),
-            &self.peers(),
+            self.peers().iter().filter(|p| p.routable).count(),
         ))
     }
 

@@ -8,16 +8,47 @@
 //! dropped without a reply and counted.
 
 use crate::admission::Admission;
-use crate::driver::{NewLink, PeerInfo};
 use crate::identity::Identity;
-use crate::link::{self, LinkParams};
+use crate::link::{self, Link, LinkParams};
 use crate::metrics::Counters;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use veil_proto::{Hello, NodeKey, PeerAddress, PeerOrigin};
+
+/// A link whose handshake is done, offered to the driver.
+#[derive(Debug)]
+pub(crate) struct NewLink {
+    pub link: Link,
+    /// Dropped by the driver when the link is gone (or refused), so a dialer knows
+    /// when to redial.
+    pub closed: Option<oneshot::Sender<()>>,
+    /// How the link came about, as the side that made it knows.
+    pub origin: PeerOrigin,
+}
+
+/// One connected peer, as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerInfo {
+    /// The peer's node key.
+    pub key: NodeKey,
+    /// The remote socket address of the link.
+    pub addr: SocketAddr,
+    /// The port the peer listens on, from its Hello.
+    pub listen_port: u16,
+    /// The peer's ring location (u64).
+    pub location: u64,
+    /// Whether this node dialled.
+    pub outbound: bool,
+    /// How the peer was found: friend, seed, announcement, path_folding or inbound.
+    pub origin: &'static str,
+    /// False for a transient link (a newcomer announcing through us while we are
+    /// full): it is not routed to and closes soon.
+    pub routable: bool,
+}
 
 /// Most inbound handshakes in flight at once. A newcomer always gets a slot: when they
 /// are all taken, the oldest connection that has not yet shown it knows our key (from the

@@ -17,38 +17,50 @@ pub fn evenly_spaced(n: usize, seed: u64) -> Vec<Location> {
 }
 
 /// A Kleinberg small world on nodes `0..n` numbered in ring order, as undirected edges
-/// `(a, b)` with `a < b`: each node links to
-/// its `near` nearest neighbours on each side, plus `long` links whose ring distance `d`
-/// is drawn with probability proportional to `1/d`, which is what makes greedy routing
-/// find any key in O(log² n) hops. Deterministic in `seed`.
+/// `(a, b)` with `a < b`: each node links to its `near` nearest neighbours on each side,
+/// plus `long` links whose ring distance `d` is drawn with probability proportional to
+/// `1/d`, which is what makes greedy routing find any key in O(log² n) hops.
+/// Deterministic in `seed`; [`small_world_with`] takes the random source instead.
 pub fn small_world(n: usize, near: usize, long: usize, seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    small_world_with(n, near, long, &mut ChaCha8Rng::seed_from_u64(seed))
+}
+
+/// [`small_world`] drawing from `rng`: the one generator the test networks (`veild
+/// testnet`) and the simulator (`veil-sim --topology small-world`, and the friend graph of
+/// `darknet`) share. Each node starts `long` long links that are new (a draw that lands on
+/// an existing link is drawn again, at most `10 × long` draws), so a node ends with about
+/// `2 × near + 2 × long` links.
+pub fn small_world_with<R: Rng + ?Sized>(
+    n: usize,
+    near: usize,
+    long: usize,
+    rng: &mut R,
+) -> Vec<(usize, usize)> {
     let mut set = BTreeSet::new();
-    let add = |a: usize, b: usize, set: &mut BTreeSet<(usize, usize)>| {
-        if a != b {
-            set.insert((a.min(b), a.max(b)));
-        }
-    };
+    if n < 2 {
+        return Vec::new();
+    }
+    let mut add = |a: usize, b: usize| a != b && set.insert((a.min(b), a.max(b)));
     for i in 0..n {
         for k in 1..=near.min(n / 2) {
-            add(i, (i + k) % n, &mut set);
+            add(i, (i + k) % n);
         }
     }
     let half = (n / 2).max(1) as f64;
     for i in 0..n {
-        for _ in 0..long {
-            if n < 3 {
-                break;
-            }
-            // Inverse transform of the continuous 1/d density on [1, n/2].
-            let u: f64 = rng.gen();
-            let d = (half.powf(u).round() as usize).clamp(1, n / 2);
+        let (mut made, mut draws) = (0, 0);
+        while made < long && draws < long * 10 {
+            draws += 1;
+            // Inverse transform of the 1/d density on [1, n/2]: d = half^u for uniform u.
+            let d = (half.powf(rng.gen::<f64>()).floor() as usize).clamp(1, n / 2);
             let j = if rng.gen::<bool>() {
                 (i + d) % n
             } else {
                 (i + n - d) % n
             };
-            add(i, j, &mut set);
+            if add(i, j) {
+                made += 1;
+            }
         }
     }
     set.into_iter().collect()

@@ -7,6 +7,8 @@
 //! - [`params`]: what defines a run.
 //! - [`topology`]: small-world, random-regular and darknet graphs (with location swapping).
 //! - [`workload`]: blocks, popularity, and the schedule of inserts, failures, requests, churn.
+//! - [`layout`]: how a document's blocks are laid out (as the client lays them out).
+//! - [`event`]: virtual time and the events the engine runs.
 //! - [`engine`]: the event loop that drives the routers and watches their messages.
 //! - [`metrics`]: per-request records and the summary.
 //! - [`output`]: the table, JSON, CSV and SVG plots.
@@ -14,6 +16,8 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod event;
+pub mod layout;
 pub mod metrics;
 pub mod output;
 pub mod params;
@@ -56,7 +60,9 @@ pub fn run(params: &Params) -> Result<Report, String> {
     if let Some(layout) = params.layout() {
         sim.set_documents(key_count / layout.blocks(), layout.blocks());
     }
-    let timeline = workload::schedule(&mut sim, params, key_count, &mut rng);
+    let timeline = workload::schedule(params, key_count, &mut rng, |at, action| {
+        sim.schedule(at, action)
+    });
     let started = Instant::now();
     // Every request has long finished ten virtual minutes after the last one starts.
     let events = sim.run_until(timeline.requests_end + 600_000_000_000);
@@ -116,7 +122,7 @@ pub fn run(params: &Params) -> Result<Report, String> {
 /// rebuilt that document.
 fn documents(
     summary: &mut Summary,
-    layout: &workload::DocLayout,
+    layout: &layout::DocLayout,
     records: &[RequestRecord],
     params: &Params,
 ) {

@@ -1,7 +1,7 @@
 //! What a run measures: per-request records, counters, and the summary derived from
 //! them (the fields of `summary.json`).
 
-use crate::engine::Nanos;
+use crate::event::Nanos;
 use crate::params::Params;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -126,13 +126,13 @@ impl Params {
     }
 
     /// The document layout, with `--doc-blocks`.
-    pub fn layout(&self) -> Option<crate::workload::DocLayout> {
-        (self.doc_blocks > 0).then(|| crate::workload::DocLayout::new(self.doc_blocks))
+    pub fn layout(&self) -> Option<crate::layout::DocLayout> {
+        (self.doc_blocks > 0).then(|| crate::layout::DocLayout::new(self.doc_blocks))
     }
 
     /// Nodes the block with index `key` is to be stored on.
     pub fn replicas_for(&self, key: usize) -> u8 {
-        use crate::workload::Role;
+        use crate::layout::Role;
         match self.layout().map(|l| l.role(key % l.blocks())) {
             Some(Role::Top | Role::Root | Role::Index(_)) => self.index_replicas,
             _ => self.replicas,
@@ -232,7 +232,7 @@ impl Params {
                 ));
             }
         }
-        let most = crate::workload::DocLayout::SEGMENT * crate::workload::DocLayout::FANOUT;
+        let most = crate::layout::DocLayout::SEGMENT * crate::layout::DocLayout::FANOUT;
         if self.doc_blocks > most {
             return Err(format!("--doc-blocks must be at most {most}"));
         }

@@ -126,39 +126,17 @@ fn sorted_locations(n: usize, rng: &mut ChaCha8Rng) -> Vec<u64> {
     locs
 }
 
-/// Kleinberg's small world on a ring of `n` nodes sorted by location.
+/// Kleinberg's small world on a ring of `n` nodes sorted by location, from the generator
+/// the test networks use too ([`veil_proto::topology::small_world_with`]).
 fn small_world(n: usize, degree: usize, rng: &mut ChaCha8Rng) -> Graph {
     let locations = sorted_locations(n, rng);
     let mut sets = vec![HashSet::new(); n];
-    if n < 2 {
-        return finish(locations, sets);
-    }
     // Two ring neighbours each side (one for tiny degrees), the rest long links; each
     // node starts half of its long links, and receives about as many.
     let ring = if degree >= 8 { 2 } else { 1 };
-    for i in 0..n {
-        for k in 1..=ring {
-            link(&mut sets, i, (i + k) % n);
-        }
-    }
     let long = degree.saturating_sub(2 * ring).div_ceil(2);
-    let half = (n / 2).max(1) as f64;
-    for i in 0..n {
-        let mut made = 0;
-        let mut attempts = 0;
-        while made < long && attempts < long * 10 {
-            attempts += 1;
-            // P(d) ∝ 1/d on [1, n/2]: d = half^u for uniform u.
-            let d = (half.powf(rng.gen::<f64>()).floor() as usize).clamp(1, n / 2);
-            let j = if rng.gen::<bool>() {
-                (i + d) % n
-            } else {
-                (i + n - d) % n
-            };
-            if link(&mut sets, i, j) {
-                made += 1;
-            }
-        }
+    for (a, b) in veil_proto::topology::small_world_with(n, ring, long, rng) {
+        link(&mut sets, a, b);
     }
     finish(locations, sets)
 }

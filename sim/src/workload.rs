@@ -1,7 +1,7 @@
 //! The workload: the blocks inserted, the order of inserts and requests in virtual time,
 //! key popularity (uniform or Zipf), node failures and churn.
 
-use crate::engine::{Action, Nanos, Sim};
+use crate::event::{Action, Nanos};
 use crate::params::{Params, Popularity};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -81,123 +81,6 @@ impl Keys {
     }
 }
 
-/// The blocks of one document as the client lays them out (client/src/format.rs, with
-/// its shipped defaults): a top block; the data blocks cut into segments of 340, each
-/// with `ceil(d × 170 / 340)` Reed–Solomon check blocks and a level-1 index block
-/// stored in 3 copies; above more than one segment, a root index block in 3 copies.
-/// Key offsets within a document: top, root copies, then per segment its index
-/// copies, data and checks.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DocLayout {
-    /// Data blocks (1: the whole document is inline in its top block).
-    pub data: usize,
-    /// Per segment: (data blocks, check blocks).
-    pub segments: Vec<(usize, usize)>,
-}
-
-/// What a block is to its document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The top block.
-    Top,
-    /// A copy of the root index block (documents of more than one segment).
-    Root,
-    /// A copy of segment `s`'s index block.
-    Index(usize),
-    /// A data or check block of segment `s`.
-    Data(usize),
-}
-
-impl DocLayout {
-    /// Data blocks per segment.
-    pub const SEGMENT: usize = 340;
-    /// Check blocks per full segment.
-    pub const CHECKS: usize = 170;
-    /// Copies of each index block.
-    pub const COPIES: usize = 3;
-    /// Most segments one root lists.
-    pub const FANOUT: usize = 170;
-
-    /// The layout of a document of `data` blocks (1 to 340 × 170).
-    pub fn new(data: usize) -> DocLayout {
-        let segments = if data <= 1 {
-            Vec::new()
-        } else {
-            (0..data.div_ceil(Self::SEGMENT))
-                .map(|s| {
-                    let d = (data - s * Self::SEGMENT).min(Self::SEGMENT);
-                    (d, (d * Self::CHECKS).div_ceil(Self::SEGMENT))
-                })
-                .collect()
-        };
-        DocLayout { data, segments }
-    }
-
-    fn root_copies(&self) -> usize {
-        if self.segments.len() > 1 {
-            Self::COPIES
-        } else {
-            0
-        }
-    }
-
-    /// Blocks in all.
-    pub fn blocks(&self) -> usize {
-        1 + self.root_copies()
-            + self
-                .segments
-                .iter()
-                .map(|(d, c)| Self::COPIES + d + c)
-                .sum::<usize>()
-    }
-
-    /// The role of the block at `offset`.
-    pub fn role(&self, offset: usize) -> Role {
-        if offset == 0 {
-            return Role::Top;
-        }
-        let mut at = 1 + self.root_copies();
-        if offset < at {
-            return Role::Root;
-        }
-        for (s, (d, c)) in self.segments.iter().enumerate() {
-            if offset < at + Self::COPIES {
-                return Role::Index(s);
-            }
-            at += Self::COPIES + d + c;
-            if offset < at {
-                return Role::Data(s);
-            }
-        }
-        Role::Data(self.segments.len().saturating_sub(1))
-    }
-
-    /// Whether a reader who got the blocks for which `found(offset)` holds can rebuild
-    /// the document: its top block, one copy of every index block, and as many of each
-    /// segment's data and check blocks as it has data blocks.
-    pub fn fetchable(&self, found: impl Fn(usize) -> bool) -> bool {
-        if !found(0) {
-            return false;
-        }
-        let root = self.root_copies();
-        if root > 0 && !(1..1 + root).any(&found) {
-            return false;
-        }
-        let mut at = 1 + root;
-        for (d, c) in &self.segments {
-            let index = (at..at + Self::COPIES).any(&found);
-            let have = (at + Self::COPIES..at + Self::COPIES + d + c)
-                .filter(|&o| found(o))
-                .count();
-            if !index || have < *d {
-                return false;
-            }
-            at += Self::COPIES + d + c;
-        }
-        true
-    }
-}
-
 /// Draws key indices by popularity.
 pub struct KeyPicker {
     /// Cumulative weights, for Zipf; empty for uniform.
@@ -242,13 +125,13 @@ pub struct Timeline {
     pub requests_end: Nanos,
 }
 
-/// Puts the workload on the heap: the first insert and the first request (each
+/// Puts the workload on the heap through `at` (the engine's `schedule`): the first insert and the first request (each
 /// schedules the next), the failure and the churn.
 pub fn schedule(
-    sim: &mut Sim,
     params: &Params,
     key_count: usize,
     rng: &mut ChaCha8Rng,
+    mut at: impl FnMut(Nanos, Action),
 ) -> Timeline {
     let gap = params.interval_nanos();
     const MINUTE: Nanos = 60_000_000_000;
@@ -257,7 +140,7 @@ pub fn schedule(
         // Nodes come up one by one, ten a second, each knowing only a seed.
         let join_gap: Nanos = 100_000_000;
         for node in 0..params.nodes {
-            sim.schedule(
+            at(
                 node as Nanos * join_gap,
                 Action::Bootstrap { node: node as u32 },
             );
@@ -268,7 +151,7 @@ pub fn schedule(
         let warm_requests = params.warmup_requests();
         if warm_keys > 0 && warm_requests > 0 {
             let end = (key_count + warm_keys) as u32;
-            sim.schedule(
+            at(
                 start,
                 Action::Insert {
                     key: key_count as u32,
@@ -276,7 +159,7 @@ pub fn schedule(
                 },
             );
             start += warm_keys as Nanos * gap + MINUTE / 2;
-            sim.schedule(
+            at(
                 start,
                 Action::Warmup {
                     left: warm_requests as u32 - 1,
@@ -286,7 +169,7 @@ pub fn schedule(
         }
     }
     if key_count > 0 {
-        sim.schedule(
+        at(
             start,
             Action::Insert {
                 key: 0,
@@ -297,7 +180,7 @@ pub fn schedule(
     // Inserts settle well within a minute of virtual time (timeouts are seconds).
     let fail_at = start + key_count as Nanos * gap + MINUTE;
     if params.fail_fraction > 0.0 {
-        sim.schedule(
+        at(
             fail_at,
             Action::Fail {
                 fraction: params.fail_fraction,
@@ -306,7 +189,7 @@ pub fn schedule(
     }
     let requests_start = fail_at + 1_000_000_000;
     if params.requests > 0 {
-        sim.schedule(requests_start, Action::Request { index: 0 });
+        at(requests_start, Action::Request { index: 0 });
     }
     let requests_end = requests_start + params.requests as Nanos * gap;
     let window = (requests_end - requests_start).max(1);
@@ -315,8 +198,8 @@ pub fn schedule(
         let node = rng.gen_range(0..params.nodes) as u32;
         let leave = requests_start + rng.gen_range(0..window);
         let back = leave + rng.gen_range(0..window / 4 + 1);
-        sim.schedule(leave, Action::Leave { node });
-        sim.schedule(back, Action::Join { node });
+        at(leave, Action::Leave { node });
+        at(back, Action::Join { node });
     }
     Timeline {
         requests_start,
@@ -329,34 +212,6 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use veil_proto::message::{Message, RequestId};
-
-    #[test]
-    fn document_layouts_match_the_client() {
-        // A 5 MiB document: top, 3 index copies, 160 data, 80 checks (the client's
-        // keep-alive test counts the same 244).
-        let l = DocLayout::new(160);
-        assert_eq!(l.blocks(), 244);
-        assert_eq!(l.role(0), Role::Top);
-        assert_eq!((l.role(1), l.role(3)), (Role::Index(0), Role::Index(0)));
-        assert_eq!((l.role(4), l.role(243)), (Role::Data(0), Role::Data(0)));
-        assert_eq!(DocLayout::new(1).blocks(), 1);
-        // Two segments: a root in 3 copies above two level-1 blocks.
-        let l = DocLayout::new(341);
-        assert_eq!(l.segments, vec![(340, 170), (1, 1)]);
-        assert_eq!(l.blocks(), 1 + 3 + (3 + 340 + 170) + (3 + 1 + 1));
-        assert_eq!(l.role(2), Role::Root);
-        assert_eq!(l.role(4), Role::Index(0));
-        assert_eq!(l.role(1 + 3 + 513), Role::Index(1));
-        assert_eq!(l.role(l.blocks() - 1), Role::Data(1));
-        // Fetchable: top, one copy of each index block, d of each segment's d + c.
-        let l = DocLayout::new(10);
-        assert!(l.fetchable(|_| true));
-        assert!(!l.fetchable(|o| o != 0));
-        assert!(l.fetchable(|o| o != 1 && o != 2));
-        assert!(!l.fetchable(|o| !(1..4).contains(&o)));
-        assert!(l.fetchable(|o| !(4..9).contains(&o)), "5 of 15 lost");
-        assert!(!l.fetchable(|o| !(4..10).contains(&o)), "6 of 15 lost");
-    }
 
     #[test]
     fn zipf_prefers_the_first_keys() {
