@@ -23,7 +23,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_JSON: usize = 4 * 1024 * 1024;
 
 /// Why an API call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
     /// Nothing answers at the API address.
@@ -47,6 +47,10 @@ pub enum ApiError {
     /// Another block is already published under this signed key (409).
     #[error("another document is already published under this name (the first stays)")]
     Collision,
+    /// The HTTP exchange failed after the node was reached (a reset connection, a body
+    /// cut short).
+    #[error("talking to the node failed: {0}")]
+    Http(#[source] std::sync::Arc<reqwest::Error>),
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -89,6 +93,7 @@ pub enum LocateError {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
         error: std::io::Error,
     },
     /// Neither a data directory nor `--api` is known.
@@ -243,7 +248,7 @@ impl ApiClient {
         } else if e.is_timeout() {
             ApiError::Timeout(String::new())
         } else {
-            ApiError::Other(e.to_string())
+            ApiError::Http(std::sync::Arc::new(e))
         }
     }
 

@@ -278,20 +278,12 @@ impl Shape {
         match &top.body {
             Body::Inline(_) => None,
             Body::Tree {
-                fanout,
-                segment,
-                checks,
-                copies,
+                params,
                 depth,
                 root,
             } => Some((
                 Shape {
-                    params: TreeParams {
-                        fanout: *fanout,
-                        segment: *segment,
-                        checks: *checks,
-                        copies: *copies,
-                    },
+                    params: *params,
                     size: top.meta.size,
                     total: data_blocks(top.meta.size),
                 },

@@ -381,10 +381,7 @@ where
                 version: FORMAT_VERSION,
                 meta: meta.clone(),
                 body: Body::Tree {
-                    fanout: opts.tree.fanout,
-                    segment: opts.tree.segment,
-                    checks: opts.tree.checks,
-                    copies: opts.tree.copies,
+                    params: opts.tree,
                     depth,
                     root,
                 },

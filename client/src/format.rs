@@ -134,16 +134,12 @@ pub struct Metadata {
 pub enum Body {
     /// The whole document, inside the top block.
     Inline(Vec<u8>),
-    /// A tree of index and data blocks.
+    /// A tree of index and data blocks. (Postcard writes a nested struct's fields in
+    /// order with no framing, so `params` is the same bytes as its four fields inline;
+    /// the test vectors hold that.)
     Tree {
-        /// Children per index block above level 1.
-        fanout: u16,
-        /// Data blocks per segment (per level-1 index block).
-        segment: u16,
-        /// Check blocks per full segment.
-        checks: u16,
-        /// Copies of every index block.
-        copies: u8,
+        /// The numbers that fix the tree's shape.
+        params: TreeParams,
         /// Levels of index blocks above the data blocks (0: `root` is a data block).
         depth: u8,
         /// The copies of the root (one when the root is a data block).
@@ -238,7 +234,7 @@ pub fn data_blocks(size: u64) -> u64 {
 }
 
 /// The numbers that fix a tree's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeParams {
     /// Children per index block above level 1.
     pub fanout: u16,
@@ -318,26 +314,21 @@ impl TopBlock {
                 }
             }
             Body::Tree {
-                fanout,
-                segment,
-                checks,
-                copies,
+                params,
                 depth,
                 root,
             } => {
-                let params = TreeParams {
-                    fanout: *fanout,
-                    segment: *segment,
-                    checks: *checks,
-                    copies: *copies,
-                };
                 if !params.is_valid() {
                     return Err(FormatError::Invalid(format!("tree parameters {params:?}")));
                 }
                 if m.size == 0 || *depth != params.depth_for(data_blocks(m.size)) {
                     return Err(FormatError::Invalid("tree depth does not fit size".into()));
                 }
-                let want = if *depth == 0 { 1 } else { *copies as usize };
+                let want = if *depth == 0 {
+                    1
+                } else {
+                    params.copies as usize
+                };
                 if root.len() != want {
                     return Err(FormatError::Invalid("wrong number of root copies".into()));
                 }

@@ -37,5 +37,45 @@ pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
 pub use keepalive::{keepalive, KeepaliveError, KeepaliveReport};
 pub use source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
 
+/// An error and its causes on one line, each cause once: an error that names its source
+/// in its own message is not followed by it again. What `veil` and `veild` print for a
+/// failure.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 #[cfg(test)]
 mod roundtrip_tests;
+
+#[cfg(test)]
+mod error_line_tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the token ({0})")]
+    struct Named(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the node")]
+    struct Outer(#[source] Named);
+
+    #[test]
+    fn causes_appear_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = Outer(Named(io));
+        assert_eq!(
+            error_line(&e),
+            "starting the node: cannot read the token (no such file)"
+        );
+    }
+}

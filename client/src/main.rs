@@ -182,7 +182,7 @@ fn main() {
         // `veil get URI | head` closing the pipe early is not a failure worth a message.
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", veil_client::error_line(&*e));
             1
         }
     };
@@ -195,20 +195,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// The error and its causes on one line, skipping a cause its parent already quotes
-/// (typed errors here embed their source in their message).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
 }
 
 /// With `VEIL_REPORT_PEAK_RSS` set, prints the process's peak resident memory to stderr

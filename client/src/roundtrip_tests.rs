@@ -111,10 +111,12 @@ async fn default_format_needs_two_levels_past_one_segment() {
         top.body,
         Body::Tree {
             depth: 2,
-            fanout: 170,
-            segment: 340,
-            checks: 170,
-            copies: 3,
+            params: TreeParams {
+                fanout: 170,
+                segment: 340,
+                checks: 170,
+                copies: 3,
+            },
             ..
         }
     ));
@@ -269,10 +271,12 @@ async fn a_lying_tree_is_refused() {
             kind: DocKind::File,
         },
         body: Body::Tree {
-            fanout: 4,
-            segment: 4,
-            checks: 0,
-            copies: 1,
+            params: TreeParams {
+                fanout: 4,
+                segment: 4,
+                checks: 0,
+                copies: 1,
+            },
             depth: 1,
             root: vec![ikeys.into()],
         },

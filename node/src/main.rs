@@ -81,7 +81,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("veild: {e:#}");
+            eprintln!("veild: {}", veil_client::error_line(&*e));
             std::process::ExitCode::FAILURE
         }
     }

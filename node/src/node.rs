@@ -309,7 +309,7 @@ impl Node {
             let (s, c) = (config.store_bytes, config.cache_bytes);
             tokio::task::spawn_blocking(move || Store::open(&dir, s, c))
                 .await
-                .map_err(|e| StoreError::Db(e.to_string()))??
+                .map_err(|e| StoreError::io(std::io::Error::other(e)))??
         };
         // A wildcard listen address is not dialable; name loopback in our own address and
         // let operators publish their public address themselves.
@@ -728,7 +728,7 @@ impl NodeHandle {
         let mut pending = self.shared.pending.lock().expect("pending lock");
         if pending.insert(key, replicas) != Some(replicas) {
             save_pending(&self.shared.config.data_dir, &pending)
-                .map_err(|e| RequestError::Store(StoreError::Db(e.to_string())))?;
+                .map_err(|e| RequestError::Store(StoreError::io(e)))?;
         }
         self.shared.pending_changed.notify_one();
         Ok(InsertOutcome {

@@ -38,9 +38,15 @@ const MAX_BACKGROUND: usize = 1024;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database failed.
+    /// The database failed. (Shared: one failed group commit answers every write in it.)
     #[error("database: {0}")]
-    Db(String),
+    Db(#[source] std::sync::Arc<redb::Error>),
+    /// A file or thread of the store could not be made.
+    #[error("store: {0}")]
+    Io(#[source] std::sync::Arc<std::io::Error>),
+    /// A stored value is not a block (the database holds what it should not).
+    #[error("corrupt store: {0}")]
+    Corrupt(&'static str),
     /// The block does not match the routing key it was stored under.
     #[error("block does not match its routing key")]
     Mismatch,
@@ -62,10 +68,17 @@ pub enum StoreError {
     InUse(std::path::PathBuf),
 }
 
+impl StoreError {
+    /// An I/O error of the store's own files or threads.
+    pub fn io(e: std::io::Error) -> StoreError {
+        StoreError::Io(std::sync::Arc::new(e))
+    }
+}
+
 fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
     match e.into() {
         redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full,
-        e => StoreError::Db(e.to_string()),
+        e => StoreError::Db(std::sync::Arc::new(e)),
     }
 }
 
@@ -340,7 +353,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("veil-store-writer".into())
             .spawn(move || writer(&for_thread, rx))
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(StoreError::io)?;
         *inner.thread.lock().expect("store lock") = Some(thread);
         Ok(Store { inner })
     }
@@ -360,7 +373,7 @@ impl Store {
             let t = r.open_table(def).map_err(dberr)?;
             if let Some(v) = t.get(&key.0).map_err(dberr)? {
                 let block = Block::new(bytes::Bytes::copy_from_slice(v.value()))
-                    .map_err(|_| StoreError::Db("stored block has the wrong length".into()))?;
+                    .map_err(|_| StoreError::Corrupt("a stored block has the wrong length"))?;
                 let mut idx = self.inner.index.lock().expect("store lock");
                 match placement {
                     Placement::Store => idx.store.touch(*key),

@@ -39,7 +39,7 @@ pub struct Report {
 }
 
 /// Runs one simulation.
-pub fn run(params: &Params) -> Result<Report, String> {
+pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     params.validate()?;
     let wall = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);

@@ -188,7 +188,7 @@ fn real_main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { nodes, common } => {
             let params = common.params(nodes);
-            params.validate().map_err(anyhow::Error::msg)?;
+            params.validate()?;
             let report = one(&params)?;
             output::write_run(&common.out, &report.summary, &report.records)?;
             let s = &report.summary;
@@ -232,7 +232,7 @@ fn real_main() -> Result<()> {
                     warmup: w,
                     ..common.params(nodes)
                 };
-                params.validate().map_err(anyhow::Error::msg)?;
+                params.validate()?;
                 let report = one(&params)?;
                 eprintln!(
                     "veil-sim: warm-up {w}: success {:.4}, {:.2} hops (ideal {:.2}), {:.1} s",
@@ -267,7 +267,7 @@ fn real_main() -> Result<()> {
             let mut rows = Vec::new();
             for &n in &sizes {
                 let params = common.params(n);
-                params.validate().map_err(anyhow::Error::msg)?;
+                params.validate()?;
                 let report = one(&params)?;
                 eprintln!(
                     "veil-sim: {n} nodes done in {:.1} s ({:.0} events/s)",

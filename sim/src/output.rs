@@ -2,11 +2,41 @@
 //! plot per run; `sweep.json`, `sweep.csv` and `sweep.svg` for a sweep.
 
 use crate::metrics::{RequestRecord, Summary};
-use anyhow::{Context, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
+
+/// Why the output files could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// A directory or file could not be made.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The summary did not encode as JSON.
+    #[error("cannot encode the summary")]
+    Json(#[from] serde_json::Error),
+    /// A plot failed (the plotting library's errors are generic over its backend, so
+    /// its message is kept).
+    #[error("plotting failed: {0}")]
+    Plot(String),
+}
+
+type Result<T> = std::result::Result<T, OutputError>;
+
+fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
 
 /// The table printed on stdout: one row per run.
 pub fn table(rows: &[Summary]) -> String {
@@ -54,7 +84,7 @@ pub fn table(rows: &[Summary]) -> String {
 
 /// Writes `summary.json`, `requests.csv` and `hops.svg` into `dir`.
 pub fn write_run(dir: &Path, summary: &Summary, records: &[RequestRecord]) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     let json = serde_json::to_string_pretty(summary)?;
     write(&dir.join("summary.json"), json.as_bytes())?;
     let mut csv = String::from("index,origin,key,outcome,success,hops,messages,latency_ms\n");
@@ -83,7 +113,7 @@ pub fn write_run(dir: &Path, summary: &Summary, records: &[RequestRecord]) -> Re
 
 /// Writes `sweep.json`, `sweep.csv` and `sweep.svg` into `dir`.
 pub fn write_sweep(dir: &Path, rows: &[Summary]) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     write(
         &dir.join("sweep.json"),
         serde_json::to_string_pretty(rows)?.as_bytes(),
@@ -116,7 +146,7 @@ pub fn write_sweep(dir: &Path, rows: &[Summary]) -> Result<()> {
 /// (success rate, and mean hops beside the ideal small world's, against warm-up
 /// requests per node).
 pub fn write_warmup(dir: &Path, rows: &[Summary]) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     write(
         &dir.join("warmup.json"),
         serde_json::to_string_pretty(rows)?.as_bytes(),
@@ -221,11 +251,14 @@ fn warmup_plot(path: &Path, rows: &[Summary]) -> Result<()> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    fs::write(path, bytes).map_err(|source| OutputError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("plotting failed: {e}")
+fn plot_err<E: std::fmt::Display>(e: E) -> OutputError {
+    OutputError::Plot(e.to_string())
 }
 
 /// Histogram of hop counts of successful requests.

@@ -181,7 +181,11 @@ impl Params {
     }
 
     /// Checks the values a user may get wrong, with one plain line each.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidParams> {
+        self.check().map_err(InvalidParams)
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.nodes < 2 {
             return Err("--nodes must be at least 2".into());
         }
@@ -267,7 +271,7 @@ mod tests {
         p.degree = 4;
         assert_eq!(p.validate(), Ok(()));
         p.interval_ms = 1e300;
-        assert!(p.validate().unwrap_err().contains("--interval-ms"));
+        assert!(p.validate().unwrap_err().0.contains("--interval-ms"));
         p.interval_ms = 1e9;
         p.requests = 1_000_000;
         assert!(p.validate().is_err());
@@ -275,3 +279,8 @@ mod tests {
         assert_eq!(p.validate(), Ok(()));
     }
 }
+
+/// A run's parameters are out of range; the message names the flag and what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidParams(pub String);

@@ -54,10 +54,12 @@ fn top_vectors() {
         version: 1,
         meta: meta(40000, "text/html", Some("a.html")),
         body: Body::Tree {
-            fanout: 170,
-            segment: 340,
-            checks: 170,
-            copies: 2,
+            params: TreeParams {
+                fanout: 170,
+                segment: 340,
+                checks: 170,
+                copies: 2,
+            },
             depth: 1,
             root: vec![child(0xCC, 0x03), child(0xEE, 0x05)],
         },
@@ -138,10 +140,12 @@ fn largest_structures_fit_one_payload() {
             )
         },
         body: Body::Tree {
-            fanout: u16::MAX,
-            segment: u16::MAX,
-            checks: u16::MAX,
-            copies: 8,
+            params: TreeParams {
+                fanout: u16::MAX,
+                segment: u16::MAX,
+                checks: u16::MAX,
+                copies: 8,
+            },
             depth: u8::MAX,
             root: vec![child(0xFF, 0xFF); 8],
         },
@@ -198,38 +202,46 @@ fn invalid_top_blocks_are_refused() {
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.meta.size = 100 * MAX_PAYLOAD as u64;
     top.body = Body::Tree {
-        fanout: 4,
-        segment: 4,
-        checks: 2,
-        copies: 1,
+        params: TreeParams {
+            fanout: 4,
+            segment: 4,
+            checks: 2,
+            copies: 1,
+        },
         depth: 3,
         root: vec![child(1, 2)],
     };
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.body = Body::Tree {
-        fanout: 4,
-        segment: 4,
-        checks: 2,
-        copies: 1,
+        params: TreeParams {
+            fanout: 4,
+            segment: 4,
+            checks: 2,
+            copies: 1,
+        },
         depth: 4,
         root: vec![child(1, 2)],
     };
     TopBlock::from_payload(&top.to_payload()).unwrap();
     // The root needs exactly `copies` copies.
     top.body = Body::Tree {
-        fanout: 4,
-        segment: 4,
-        checks: 2,
-        copies: 2,
+        params: TreeParams {
+            fanout: 4,
+            segment: 4,
+            checks: 2,
+            copies: 2,
+        },
         depth: 4,
         root: vec![child(1, 2)],
     };
     assert!(TopBlock::from_payload(&top.to_payload()).is_err());
     top.body = Body::Tree {
-        fanout: 1,
-        segment: 4,
-        checks: 2,
-        copies: 1,
+        params: TreeParams {
+            fanout: 1,
+            segment: 4,
+            checks: 2,
+            copies: 1,
+        },
         depth: 100,
         root: vec![child(1, 2)],
     };
