@@ -4,6 +4,7 @@
 //! (`network`). This file holds the shared harness.
 
 mod edges;
+mod hostile;
 mod network;
 mod opennet;
 mod replicas;

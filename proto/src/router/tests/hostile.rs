@@ -1,0 +1,486 @@
+//! What a hostile or broken peer can send, and what the router answers and flags: data
+//! nobody asked it for, replies of the wrong kind, late replies, and the failures a local
+//! user then sees. Also the edges an attacker leans on: ties in "am I the nearest node",
+//! a back-off that ends exactly now, a location that changes, and the counters that
+//! metrics and research figures are built on. Written as behaviour (what arrives, what
+//! leaves, what is flagged), so that breaking a defence fails a test.
+
+use super::*;
+
+/// A router with peers 1 and 2 that has just sent a request (or insert) for `key`:
+/// returns it with the peer asked and the other.
+fn asked(
+    start: impl FnOnce(&mut Router, Instant, &mut Mem) -> RequestId,
+) -> (Router, Instant, Mem, RequestId, PeerId, PeerId) {
+    let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+    let mut store = Mem::default();
+    let id = start(&mut r, now, &mut store);
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let first = out[0].0;
+    let other = if first == PeerId(1) {
+        PeerId(2)
+    } else {
+        PeerId(1)
+    };
+    (r, now, store, id, first, other)
+}
+
+/// A block whose key is far from location 0, so a router there with peers at a third
+/// and two thirds of the ring is never the node nearest it.
+fn far_block() -> Block {
+    (20..=255)
+        .map(blk)
+        .find(|(_, k)| Location::of_key(k).distance(Location(0)).0 > u64::MAX / 4)
+        .expect("some block lies far from 0")
+        .0
+}
+
+fn misbehaved(r: &mut Router) -> Vec<(PeerId, &'static str)> {
+    events(r)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PeerMisbehaved { peer, reason } => Some((peer, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finished(evs: &[Event]) -> usize {
+    evs.iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::RequestFinished { .. } | Event::InsertFinished { .. }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn data_from_a_peer_never_asked_is_flagged_and_the_asked_one_still_counts() {
+    let (b, key) = blk(20);
+    let (mut r, now, mut store, id, first, other) =
+        asked(|r, now, s| r.start_request(now, key, None, s));
+    // Valid data, but from a peer the request never went to.
+    r.handle_message(
+        now,
+        other,
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        misbehaved(&mut r),
+        vec![(other, "data for a request it was not sent")]
+    );
+    assert_eq!(r.stats().misbehaviour, 1);
+    assert_eq!(r.active_requests(), 1, "the request ended on unasked data");
+    // The peer that was asked answers: that is the result.
+    r.handle_message(
+        now,
+        first,
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    let evs = events(&mut r);
+    assert!(evs.contains(&Event::RequestFinished {
+        id,
+        key,
+        result: Ok(Fetched {
+            block: b,
+            from: Some(first)
+        })
+    }));
+}
+
+#[test]
+fn data_answering_an_insert_is_flagged_unless_it_is_a_collision() {
+    let b = far_block();
+    let block = b.clone();
+    let (mut r, now, mut store, id, first, other) =
+        asked(move |r, now, _| r.start_insert(now, block, None, Some(1)));
+    // Our own block echoed back is no collision; nor is data from a peer not asked.
+    r.handle_message(
+        now,
+        first,
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    r.handle_message(
+        now,
+        other,
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        misbehaved(&mut r),
+        vec![
+            (first, "data for an insert that is no collision"),
+            (other, "data for a request it was not sent"),
+        ]
+    );
+    assert_eq!(r.stats().collisions, 0);
+    assert_eq!(r.active_requests(), 1, "the insert ended on bogus data");
+    r.handle_message(now, first, Message::InsertReply { id }, &mut store);
+    assert!(events(&mut r).iter().any(|e| matches!(
+        e,
+        Event::InsertFinished { id: i, result: Ok(InsertReport { route_exhausted: false }), .. } if *i == id
+    )));
+}
+
+#[test]
+fn replies_from_peers_never_asked_are_flagged_and_late_ones_ignored() {
+    let key = key_at(7);
+    let (mut r, now, mut store, id, first, other) =
+        asked(|r, now, s| r.start_request(now, key, None, s));
+    r.handle_message(now, other, Message::DataNotFound { id }, &mut store);
+    assert_eq!(
+        misbehaved(&mut r),
+        vec![(other, "reply for a request it was not sent")]
+    );
+    assert_eq!(r.active_requests(), 1);
+    // The asked peer stays silent: the request moves on to the other peer.
+    let deadline = r.poll_timeout().expect("a hop deadline");
+    r.handle_timeout(deadline);
+    let out = drain(&mut r);
+    assert!(
+        matches!(out[..], [(p, Message::Request { id: i, key: k, .. })] if p == other && i == id && k == key),
+        "{out:?}"
+    );
+    // Now the first answers, too late: ignored quietly, the request waits on.
+    r.handle_message(deadline, first, Message::DataNotFound { id }, &mut store);
+    assert!(
+        events(&mut r).is_empty(),
+        "a late reply was flagged or ended it"
+    );
+    assert_eq!(r.stats().misbehaviour, 1);
+    assert_eq!(r.active_requests(), 1);
+    r.handle_message(deadline, other, Message::DataNotFound { id }, &mut store);
+    assert!(events(&mut r).contains(&Event::RequestFinished {
+        id,
+        key,
+        result: Err(RequestFailure::DataNotFound)
+    }));
+}
+
+#[test]
+fn replies_of_the_wrong_kind_are_flagged_and_the_search_goes_on() {
+    // An InsertReply to a plain request.
+    let key = key_at(8);
+    let (mut r, now, mut store, id, first, other) =
+        asked(|r, now, s| r.start_request(now, key, None, s));
+    r.handle_message(now, first, Message::InsertReply { id }, &mut store);
+    let evs = events(&mut r);
+    assert_eq!(finished(&evs), 0, "{evs:?}");
+    assert!(evs.contains(&Event::PeerMisbehaved {
+        peer: first,
+        reason: "reply of the wrong kind"
+    }));
+    let out = drain(&mut r);
+    assert!(
+        matches!(out[..], [(p, Message::Request { id: i, .. })] if p == other && i == id),
+        "{out:?}"
+    );
+
+    // A DataNotFound to an insert.
+    let b = far_block();
+    let (mut r, now, mut store, id, first, other) =
+        asked(move |r, now, _| r.start_insert(now, b, None, None));
+    r.handle_message(now, first, Message::DataNotFound { id }, &mut store);
+    let evs = events(&mut r);
+    assert_eq!(finished(&evs), 0, "{evs:?}");
+    assert!(evs.contains(&Event::PeerMisbehaved {
+        peer: first,
+        reason: "reply of the wrong kind"
+    }));
+    let out = drain(&mut r);
+    assert!(
+        matches!(out[..], [(p, Message::Insert { id: i, .. })] if p == other && i == id),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_relay_answers_a_completed_insert_on_the_wire() {
+    // 0 - 1 - 2, the key nearest 2: the insert goes 0 -> 1 -> 2; 2 stores and answers
+    // 1, and 1 answers 0 only with what 2 said.
+    let (b, key) = blk(23);
+    let t = Location::of_key(&key).0;
+    let mut net = Net::line(&[
+        t.wrapping_add(u64::MAX / 2),
+        t.wrapping_add(u64::MAX / 4),
+        t.wrapping_add(5),
+    ]);
+    let id = net.insert(0, b, None);
+    net.drive();
+    let sent_on = |net: &Net, at: usize, from: u64| -> Vec<Message> {
+        net.nodes[at]
+            .received
+            .iter()
+            .filter(|(p, _)| *p == PeerId(from))
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    let to_1 = sent_on(&net, 1, 0);
+    let Some(Message::Insert { id: hop1, .. }) = to_1.first() else {
+        panic!("0 sent 1 {to_1:?}");
+    };
+    let to_2 = sent_on(&net, 2, 1);
+    let Some(Message::Insert { id: hop2, .. }) = to_2.first() else {
+        panic!("1 sent 2 {to_2:?}");
+    };
+    assert_eq!(
+        sent_on(&net, 1, 2),
+        vec![Message::InsertReply { id: *hop2 }],
+        "the sink's answer"
+    );
+    assert_eq!(
+        sent_on(&net, 0, 1),
+        vec![Message::InsertReply { id: *hop1 }],
+        "the relay's answer"
+    );
+    assert_eq!(
+        net.insert_result(0, id),
+        Some(Ok(InsertReport {
+            route_exhausted: false
+        }))
+    );
+    assert_eq!(net.placement(2, &key), Some(Placement::Store));
+}
+
+#[test]
+fn a_silent_peer_is_a_timeout_and_a_busy_one_overload_to_the_user() {
+    let key = key_at(9);
+    let (mut r, now) = lone(&[u64::MAX / 2], cfg(1));
+    let mut store = Mem::default();
+    let id = r.start_request(now, key, None, &mut store);
+    drain(&mut r);
+    r.handle_timeout(r.poll_timeout().unwrap());
+    assert!(events(&mut r).contains(&Event::RequestFinished {
+        id,
+        key,
+        result: Err(RequestFailure::TimedOut)
+    }));
+
+    let (mut r, now) = lone(&[u64::MAX / 2], cfg(1));
+    let id = r.start_request(now, key, None, &mut store);
+    drain(&mut r);
+    r.handle_message(now, PeerId(1), Message::RejectedOverload { id }, &mut store);
+    assert!(events(&mut r).contains(&Event::RequestFinished {
+        id,
+        key,
+        result: Err(RequestFailure::Overloaded)
+    }));
+
+    let insert_failure = |answer: Option<Message>| {
+        let (b, _) = blk(24);
+        let (mut r, now) = lone(&[u64::MAX / 2], cfg(1));
+        let mut store = Mem::default();
+        let id = r.start_insert(now, b, None, None);
+        drain(&mut r);
+        match answer {
+            Some(m) => r.handle_message(now, PeerId(1), m, &mut store),
+            None => r.handle_timeout(r.poll_timeout().unwrap()),
+        }
+        events(&mut r).into_iter().find_map(|e| match e {
+            Event::InsertFinished { id: i, result, .. } if i == id => Some(result),
+            _ => None,
+        })
+    };
+    assert_eq!(insert_failure(None), Some(Err(InsertFailure::TimedOut)));
+    // The rejection must carry the id the router sent; reuse the first id (1).
+    let (b, _) = blk(24);
+    let (mut r, now) = lone(&[u64::MAX / 2], cfg(1));
+    let id = r.start_insert(now, b, None, None);
+    drain(&mut r);
+    r.handle_message(now, PeerId(1), Message::RejectedOverload { id }, &mut store);
+    assert!(events(&mut r).iter().any(|e| matches!(
+        e,
+        Event::InsertFinished { id: i, result: Err(InsertFailure::Overloaded), .. } if *i == id
+    )));
+}
+
+/// An insert arriving from `peer_at` at a node at `own`: where the node keeps it.
+fn kept_at(own: u64, peer_at: u64, block: &Block) -> Option<Placement> {
+    let now = Instant::now();
+    let mut r = Router::new(cfg(1), Location(own));
+    r.add_peer(now, PeerId(1), Location(peer_at));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Insert {
+            id: RequestId(77),
+            key: block.routing_key(),
+            htl: Htl(r.config().max_htl.0),
+            replicas: 1,
+            stored: 0,
+            block: block.clone(),
+        },
+        &mut store,
+    );
+    events(&mut r).into_iter().find_map(|e| match e {
+        Event::Store { placement, .. } => Some(placement),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_node_as_near_the_key_as_any_peer_stores_it() {
+    let (b, key) = blk(25);
+    let t = Location::of_key(&key).0;
+    // A tie: the peer as far on one side as the node on the other. Nobody is nearer,
+    // so the node is a sink and keeps the block long-term.
+    assert_eq!(
+        kept_at(t.wrapping_sub(1000), t.wrapping_add(1000), &b),
+        Some(Placement::Store)
+    );
+    // A peer one step nearer: the node only relays (a fresh insert at full HTL is not
+    // even cached, Freenet's rule against tracing the inserter).
+    assert_eq!(kept_at(t.wrapping_sub(1000), t.wrapping_add(999), &b), None);
+}
+
+#[test]
+fn a_new_location_changes_which_node_is_the_sink() {
+    let (b, key) = blk(26);
+    let t = Location::of_key(&key).0;
+    let now = Instant::now();
+    let mut r = Router::new(cfg(1), Location(t.wrapping_add(u64::MAX / 2)));
+    r.set_location(Location(t));
+    assert_eq!(r.location(), Location(t));
+    r.add_peer(now, PeerId(1), Location(t.wrapping_add(1000)));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Insert {
+            id: RequestId(5),
+            key,
+            htl: r.config().max_htl,
+            replicas: 1,
+            stored: 0,
+            block: b,
+        },
+        &mut store,
+    );
+    assert!(events(&mut r).iter().any(|e| matches!(
+        e,
+        Event::Store {
+            placement: Placement::Store,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_back_off_ends_exactly_when_it_says() {
+    // Peer 1 is the nearer to every key used; peer 2 is the fallback.
+    let near = 1_000u64;
+    let (mut r, now) = lone(&[near, u64::MAX / 2], cfg(1));
+    let mut store = Mem::default();
+    let id = r.start_request(now, key_at(near + 1), None, &mut store);
+    assert_eq!(drain(&mut r)[0].0, PeerId(1));
+    r.handle_message(now, PeerId(1), Message::RejectedOverload { id }, &mut store);
+    drain(&mut r);
+    events(&mut r);
+    let until = r
+        .peers
+        .iter()
+        .find(|p| p.id == PeerId(1))
+        .and_then(|p| p.backoff_until)
+        .expect("backed off");
+    assert!(until > now);
+    let first_choice = |r: &mut Router, at: Instant, loc: u64| {
+        let mut store = Mem::default();
+        r.start_request(at, key_at(loc), None, &mut store);
+        drain(r)[0].0
+    };
+    assert_eq!(
+        first_choice(&mut r, until - Duration::from_nanos(1), near + 2),
+        PeerId(2),
+        "a backed-off peer was asked first"
+    );
+    assert_eq!(
+        first_choice(&mut r, until, near + 3),
+        PeerId(1),
+        "the back-off outlasted its end"
+    );
+}
+
+#[test]
+fn counters_count_what_happened() {
+    // 0 - 1 - 2 with the key nearest 2. Insert from 0, then fetch it from 0 twice.
+    let (b, key) = blk(27);
+    let t = Location::of_key(&key).0;
+    let mut net = Net::line(&[
+        t.wrapping_add(u64::MAX / 2),
+        t.wrapping_add(u64::MAX / 4),
+        t.wrapping_add(5),
+    ]);
+    net.insert(0, b.clone(), None);
+    net.drive();
+    let s = |net: &Net, n: usize| net.nodes[n].router.stats().clone();
+    assert_eq!(
+        (s(&net, 0).local_inserts, s(&net, 0).local_inserts_succeeded),
+        (1, 1)
+    );
+    assert_eq!(s(&net, 0).inserts_forwarded, 1);
+    assert_eq!(
+        (s(&net, 1).inserts_received, s(&net, 1).inserts_forwarded),
+        (1, 1)
+    );
+    assert_eq!((s(&net, 2).inserts_received, s(&net, 2).stored), (1, 1));
+    assert_eq!(
+        s(&net, 1).stored,
+        0,
+        "a relay kept a fresh insert long-term"
+    );
+
+    // Node 0 asks: its own store does not have it; 1 forwards to 2 which serves it.
+    // Drop 1's copy (if it cached one) so the request really travels.
+    net.nodes[1].store.blocks.clear();
+    let id = net.request(0, key, None);
+    net.drive();
+    assert!(matches!(net.request_result(0, id), Some(Ok(_))));
+    let (s0, s1, s2) = (s(&net, 0), s(&net, 1), s(&net, 2));
+    assert_eq!(
+        (
+            s0.local_requests,
+            s0.local_requests_succeeded,
+            s0.local_hits
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(s0.requests_forwarded, 1);
+    assert_eq!((s1.requests_received, s1.requests_forwarded), (1, 1));
+    assert_eq!((s2.requests_received, s2.served_from_store), (1, 1));
+    // The relay is within two hops of the requester: caching there would show who
+    // asked, so it does not.
+    assert_eq!(s1.cached, 0, "a relay next to the requester cached");
+    // With the block in 0's own store, asking again is a local hit.
+    net.nodes[0]
+        .store
+        .blocks
+        .insert(key, (b.clone(), Placement::Cache));
+    let id = net.request(0, key, None);
+    net.drive();
+    assert!(matches!(net.request_result(0, id), Some(Ok(_))));
+    let s0 = s(&net, 0);
+    assert_eq!((s0.local_requests, s0.local_hits), (2, 1));
+    assert_eq!(s0.requests_forwarded, 1, "a local hit went out to peers");
+    for n in 0..3 {
+        assert_eq!(s(&net, n).misbehaviour, 0, "node {n}");
+    }
+}
