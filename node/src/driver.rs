@@ -176,7 +176,7 @@ impl Driver {
                 Some(ev) = inputs.links.recv() => self.on_link_event(ev),
                 Some(nl) = inputs.new_links.recv() => self.on_new_link(nl),
                 Some(cmd) = inputs.commands.recv() => self.on_command(cmd),
-                Some(key) = inputs.failed.recv() => self.router.connect_failed(&key),
+                Some(key) = inputs.failed.recv() => self.router.dial_failed(&key),
                 () = sleep => self.router.handle_timeout(Instant::now()),
                 else => break,
             }

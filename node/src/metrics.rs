@@ -175,6 +175,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -
         r.opennet.peers_dropped,
     );
     metric(
+        "opennet_bad_offers_total",
+        "counter",
+        "Offered peer addresses that could not be reached, charged to the peer that offered them.",
+        r.opennet.bad_offers,
+    );
+    metric(
         "api_unauthorized_total",
         "counter",
         "API calls refused for a missing or wrong token.",

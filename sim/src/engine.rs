@@ -570,7 +570,12 @@ impl<'p> Sim<'p> {
             .flatten();
         let Some(((da, oa), (db, ob))) = decisions else {
             if self.nodes[a as usize].alive {
-                self.nodes[a as usize].router.connect_failed(&kb);
+                if self.nodes[b as usize].alive {
+                    self.nodes[a as usize].router.connect_failed(&kb);
+                } else {
+                    // Nobody answers there: the peer that offered the address pays.
+                    self.nodes[a as usize].router.dial_failed(&kb);
+                }
                 self.after(a);
                 if origin == PeerOrigin::Seed && self.nodes[a as usize].router.peer_count() == 0 {
                     // Nobody at all: try a seed again in a while, as veild's seed dialer does.
@@ -785,7 +790,7 @@ impl<'p> Sim<'p> {
                             },
                         );
                     }
-                    None => self.nodes[n as usize].router.connect_failed(&address.key),
+                    None => self.nodes[n as usize].router.dial_failed(&address.key),
                 }
             }
             Event::Disconnect { peer, .. } => self.deferred.push((n, peer.0 as u32)),

@@ -172,6 +172,11 @@ const FOLD_TTL: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 64;
 /// How long a requested connection counts as pending.
 const PENDING_TTL: Duration = Duration::from_secs(30);
+/// Unreachable addresses a peer may offer (announcement replies it passed us, fold
+/// offers), less one for each of its offers that linked, before it is reported as
+/// misbehaving. Honest peers pass on an address that went offline now and then; a peer
+/// that sends us dialling dead addresses runs out fast.
+pub const MAX_BAD_OFFERS: u32 = 16;
 /// Hops an announcement goes on past a local minimum of its walk.
 const POST_MINIMUM_HOPS: u8 = 3;
 /// Most newcomers remembered as expected to dial in.
@@ -213,8 +218,11 @@ pub(super) struct Opennet {
     relays: BTreeMap<RequestId, Relay>,
     folds: BTreeMap<RequestId, Fold>,
     fold_order: VecDeque<(Instant, RequestId)>,
-    /// Connections asked of the shell: key, and until when they count.
-    pending: BTreeMap<NodeKey, Instant>,
+    /// Connections asked of the shell: key, until when they count, and the peer whose
+    /// offer named the address.
+    pending: BTreeMap<NodeKey, (Instant, Option<PeerId>)>,
+    /// Per peer, unreachable addresses it offered less offers that linked.
+    bad_offers: BTreeMap<PeerId, u32>,
     /// Newcomers we answered, expected to dial in.
     expected: BTreeMap<NodeKey, Instant>,
     next_announce: Option<Instant>,
@@ -252,6 +260,8 @@ pub struct OpennetStats {
     pub links_refused: u64,
     /// Links kept as transient for want of room.
     pub links_transient: u64,
+    /// Offered addresses that could not be reached (charged to the peer that offered).
+    pub bad_offers: u64,
 }
 
 impl Router {
@@ -286,7 +296,7 @@ impl Router {
     ) {
         self.expire(now);
         if let Some(a) = meta.address {
-            self.opennet.pending.remove(&a.key);
+            self.offer_linked(&a.key);
             self.opennet.expected.remove(&a.key);
         }
         let flags = self.draw_htl_flags();
@@ -312,7 +322,8 @@ impl Router {
             (PeerOrigin::Inbound, Some(_)) => PeerOrigin::Announcement,
             (o, _) => o,
         };
-        self.opennet.pending.remove(key);
+        // The address was reachable: whoever offered it told the truth.
+        self.offer_linked(key);
         let max = self.config.opennet.max_peers;
         if self.peers.routable() < max {
             return (LinkDecision::Accept, origin);
@@ -336,9 +347,42 @@ impl Router {
         (LinkDecision::Refuse, origin)
     }
 
-    /// The shell could not reach an address it was asked to dial.
+    /// The shell did not link to an address it was asked to dial, for a reason of its
+    /// own (already connected, banned, refused): nobody is charged.
     pub fn connect_failed(&mut self, key: &NodeKey) {
         self.opennet.pending.remove(key);
+    }
+
+    /// The shell could not reach an address it was asked to dial at all (no answer, no
+    /// handshake). The peer whose offer named it is charged; one that reaches
+    /// [`MAX_BAD_OFFERS`] is reported as misbehaving (the shell drops and bans it).
+    pub fn dial_failed(&mut self, key: &NodeKey) {
+        let Some((_, Some(via))) = self.opennet.pending.remove(key) else {
+            return;
+        };
+        self.stats.opennet.bad_offers += 1;
+        if self.peers.get(via).is_none() {
+            return;
+        }
+        let n = self.opennet.bad_offers.entry(via).or_insert(0);
+        *n += 1;
+        if *n >= MAX_BAD_OFFERS {
+            self.opennet.bad_offers.remove(&via);
+            self.misbehaved(via, "offers of unreachable addresses");
+        }
+    }
+
+    /// A link to `key` came up: a pending dial is done, and the peer whose offer named
+    /// the address is credited one offer.
+    fn offer_linked(&mut self, key: &NodeKey) {
+        if let Some((_, Some(via))) = self.opennet.pending.remove(key) {
+            if let Some(n) = self.opennet.bad_offers.get_mut(&via) {
+                *n -= 1;
+                if *n == 0 {
+                    self.opennet.bad_offers.remove(&via);
+                }
+            }
+        }
     }
 
     /// Whether a node at `location` would be among our `near_slots` nearest peers on
@@ -420,8 +464,15 @@ impl Router {
             .map(|p| p.id)
     }
 
-    /// Asks the shell to dial `address`, unless it is us, connected or already asked.
-    fn connect(&mut self, now: Instant, address: PeerAddress, origin: PeerOrigin) -> bool {
+    /// Asks the shell to dial `address` (offered by `via`), unless it is us, connected
+    /// or already asked.
+    fn connect(
+        &mut self,
+        now: Instant,
+        address: PeerAddress,
+        origin: PeerOrigin,
+        via: Option<PeerId>,
+    ) -> bool {
         if self.opennet.address.is_some_and(|a| a.key == address.key)
             || self.opennet.pending.contains_key(&address.key)
             || self.opennet.pending.len() >= MAX_PENDING
@@ -439,7 +490,7 @@ impl Router {
         }
         self.opennet
             .pending
-            .insert(address.key, later(now, PENDING_TTL));
+            .insert(address.key, (later(now, PENDING_TTL), via));
         self.stats.opennet.connects += 1;
         self.events.push_back(Event::Connect { address, origin });
         true
@@ -636,7 +687,11 @@ impl Router {
                 self.opennet.folds.remove(&id);
             }
         }
-        self.opennet.pending.retain(|_, t| *t > now);
+        self.opennet.pending.retain(|_, (t, _)| *t > now);
+        let peers = &self.peers;
+        self.opennet
+            .bad_offers
+            .retain(|id, _| peers.get(*id).is_some());
         self.opennet.expected.retain(|_, t| *t > now);
     }
 
@@ -881,7 +936,7 @@ impl Router {
             Some(src) => self.send_reply(src, id, address, location),
             None => {
                 if self.wants_peer(now, Some(location)) {
-                    self.connect(now, address, PeerOrigin::Announcement);
+                    self.connect(now, address, PeerOrigin::Announcement, Some(from));
                 }
             }
         }
@@ -950,7 +1005,7 @@ impl Router {
             && !near_originator
             && self.connected_to(&address.key).is_none()
             && self.wants_peer(now, None)
-            && self.connect(now, address, PeerOrigin::PathFolding)
+            && self.connect(now, address, PeerOrigin::PathFolding, Some(from))
         {
             self.stats.opennet.folds_taken += 1;
             return;

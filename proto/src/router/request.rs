@@ -935,7 +935,7 @@ impl Router {
         }
     }
 
-    fn misbehaved(&mut self, peer: PeerId, reason: &'static str) {
+    pub(super) fn misbehaved(&mut self, peer: PeerId, reason: &'static str) {
         self.stats.misbehaviour += 1;
         self.events
             .push_back(Event::PeerMisbehaved { peer, reason });

@@ -547,3 +547,99 @@ fn neighbour_lists_route_through_the_peer_that_knows_the_key() {
         "not through node 1, closer itself but knowing nobody closer"
     );
 }
+
+/// A peer that passes us addresses nobody answers at pays for them: after
+/// `MAX_BAD_OFFERS` more unreachable offers than offers that linked, it is reported.
+#[test]
+fn offering_unreachable_addresses_costs_the_peer_that_offers() {
+    use crate::router::opennet::MAX_BAD_OFFERS;
+    // `credit` of its offers link, right after the first of the `bad` ones fails.
+    let run = |credit: usize, bad: usize| {
+        let now = Instant::now();
+        let mut r = Router::new(open_cfg(1, 64), Location(0));
+        r.set_address(addr(0));
+        let seed = PeerId(1);
+        r.add_peer_with(
+            now,
+            seed,
+            Location(u64::MAX / 2),
+            PeerMeta {
+                origin: PeerOrigin::Seed,
+                address: Some(addr(1)),
+                routable: true,
+            },
+        );
+        r.handle_timeout(now);
+        let id = drain(&mut r)
+            .into_iter()
+            .find_map(|(p, m)| match m {
+                Message::Announce { id, .. } if p == seed => Some(id),
+                _ => None,
+            })
+            .expect("the node announces through its seed");
+        events(&mut r);
+        for k in 0..credit + bad {
+            let offered = addr(10 + k);
+            r.handle_message(
+                now,
+                seed,
+                Message::AnnounceReply {
+                    id,
+                    address: offered,
+                    location: Location((k as u64 + 1) << 40),
+                },
+                &mut Mem::default(),
+            );
+            assert!(
+                events(&mut r)
+                    .iter()
+                    .any(|e| matches!(e, Event::Connect { address, .. } if *address == offered)),
+                "offer {k} was not dialled"
+            );
+        }
+        let mut reported = Vec::new();
+        for k in credit..credit + bad {
+            r.dial_failed(&addr(10 + k).key);
+            if k == credit {
+                for c in 0..credit {
+                    // The shell linked it: the link decision is where the router
+                    // learns so.
+                    r.link_decision(
+                        now,
+                        &addr(10 + c).key,
+                        Location((c as u64 + 1) << 40),
+                        PeerOrigin::Announcement,
+                    );
+                }
+            }
+            for e in events(&mut r) {
+                if let Event::PeerMisbehaved { peer, reason } = e {
+                    reported.push((k - credit + 1, peer, reason));
+                }
+            }
+        }
+        (reported, r.stats().opennet.bad_offers)
+    };
+    let limit = MAX_BAD_OFFERS as usize;
+    // Fewer than the limit: tolerated (honest peers pass on stale addresses), counted.
+    let (reported, counted) = run(0, limit - 1);
+    assert!(reported.is_empty(), "{reported:?}");
+    assert_eq!(counted, limit as u64 - 1);
+    // The limit: reported at exactly the last one.
+    let (reported, _) = run(0, limit);
+    assert_eq!(
+        reported,
+        vec![(limit, PeerId(1), "offers of unreachable addresses")]
+    );
+    // An offer that linked takes one failure back: as many failures, not reported.
+    let (reported, _) = run(1, limit);
+    assert!(reported.is_empty(), "{reported:?}");
+    // A dial nobody offered (a seed, a friend) charges nobody.
+    let mut r = Router::new(open_cfg(1, 64), Location(0));
+    r.dial_failed(&addr(3).key);
+    assert_eq!(
+        r.stats().opennet.bad_offers,
+        0,
+        "a dial nobody offered was charged"
+    );
+}
