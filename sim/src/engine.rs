@@ -387,8 +387,10 @@ impl<'p> Sim<'p> {
                 self.nodes[node as usize]
                     .store
                     .insert(self.keys.routing[key as usize], block.clone());
-                self.nodes[node as usize].router.start_insert(
+                // The key is known: no need for the router to hash the block for it.
+                self.nodes[node as usize].router.start_insert_as(
                     now,
+                    self.keys.routing[key as usize],
                     block,
                     None,
                     Some(self.params.replicas_for(key as usize)),

@@ -53,7 +53,7 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     );
     let key_count = params.key_count();
     let warm_keys = params.warmup_keys();
-    let keys = workload::Keys::generate(key_count + warm_keys, params.seed);
+    let keys = workload::Keys::generate(key_count + warm_keys, params.seed, params.full_verify);
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);

@@ -43,19 +43,52 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Makes `count` distinct real CHK blocks from the seed.
-    pub fn generate(count: usize, seed: u64) -> Keys {
+    /// Makes `count` distinct CHK keys from the seed, with a block for each. The keys
+    /// are those of real CHK blocks (payload: the seed and the index), so every run
+    /// routes the same keys whatever `real_blocks` says. With `real_blocks` each block is
+    /// that real block (32 KiB each: `--full-verify` hashes them); without, the blocks
+    /// are windows onto one shared buffer, distinct by address (which is all the
+    /// identity check looks at), so a million keys take a megabyte rather than 32 GB.
+    /// The encoding runs on every core; the result does not depend on how many.
+    pub fn generate(count: usize, seed: u64, real_blocks: bool) -> Keys {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16);
+        let chunk = count.div_ceil(threads).max(1);
+        let made: Vec<(RoutingKey, Option<Block>)> = std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..count)
+                .step_by(chunk)
+                .map(|start| {
+                    scope.spawn(move || {
+                        (start..(start + chunk).min(count))
+                            .map(|i| {
+                                let mut payload = [0u8; 16];
+                                payload[..8].copy_from_slice(&seed.to_le_bytes());
+                                payload[8..].copy_from_slice(&(i as u64).to_le_bytes());
+                                let (b, k) = block::encode(&payload).expect("16 bytes fit a block");
+                                (k.routing, real_blocks.then_some(b))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("key generation thread"))
+                .collect()
+        });
+        let shared = bytes::Bytes::from(vec![0u8; block::BLOCK_LEN + count]);
         let mut blocks = Vec::with_capacity(count);
         let mut routing = Vec::with_capacity(count);
         let mut canonical = HashMap::default();
-        for i in 0..count as u64 {
-            let mut payload = [0u8; 16];
-            payload[..8].copy_from_slice(&seed.to_le_bytes());
-            payload[8..].copy_from_slice(&i.to_le_bytes());
-            let (b, k) = block::encode(&payload).expect("16 bytes fit a block");
-            canonical.insert(k.routing, b.as_bytes().as_ptr() as usize);
+        for (i, (key, real)) in made.into_iter().enumerate() {
+            let b = real.unwrap_or_else(|| {
+                Block::new(shared.slice(i..i + block::BLOCK_LEN)).expect("a block's length")
+            });
+            canonical.insert(key, b.as_bytes().as_ptr() as usize);
             blocks.push(b);
-            routing.push(k.routing);
+            routing.push(key);
         }
         Keys {
             blocks,
@@ -229,8 +262,25 @@ mod tests {
     }
 
     #[test]
+    fn shared_blocks_have_the_real_keys_and_stay_distinct() {
+        let real = Keys::generate(50, 3, true);
+        let shared = Keys::generate(50, 3, false);
+        assert_eq!(
+            real.routing, shared.routing,
+            "the keys routed depend on the mode"
+        );
+        for i in 0..50 {
+            assert!(shared.is_canonical(&shared.routing[i], &shared.blocks[i]));
+            assert!(!shared.is_canonical(&shared.routing[i], &shared.blocks[(i + 1) % 50]));
+            assert!(real.blocks[i].verify(&real.routing[i]).is_ok());
+        }
+        let distinct: std::collections::HashSet<_> = shared.routing.iter().collect();
+        assert_eq!(distinct.len(), 50);
+    }
+
+    #[test]
     fn canonical_blocks_verify_and_others_do_not() {
-        let keys = Keys::generate(3, 7);
+        let keys = Keys::generate(3, 7, true);
         assert!(keys.is_canonical(&keys.routing[1], &keys.blocks[1]));
         assert!(!keys.is_canonical(&keys.routing[1], &keys.blocks[2]));
         // A copy with the same bytes is not the canonical block (nothing copies blocks).
