@@ -238,6 +238,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The views of a block are its bytes, and its Debug names its key; a value of the
+    /// wrong shape is refused with a message that says what a block is.
+    #[test]
+    fn views_debug_and_refusals() {
+        let (b, keys) = encode(b"views").unwrap();
+        assert_eq!(b.bytes().as_ref(), b.as_bytes());
+        assert_eq!(b.bytes().len(), BLOCK_LEN);
+        assert_eq!(Bytes::from(b.clone()).as_ref(), b.as_bytes());
+        assert_eq!(format!("{b:?}"), format!("Block({:?})", keys.routing));
+        use serde::de::value::{BytesDeserializer, Error, U32Deserializer};
+        let e = Block::deserialize(U32Deserializer::<Error>::new(5)).unwrap_err();
+        assert!(e.to_string().contains("32788 bytes of block"), "{e}");
+        let short = [0u8; 10];
+        let e = Block::deserialize(BytesDeserializer::<Error>::new(&short)).unwrap_err();
+        assert!(e.to_string().contains("32788 bytes of block"), "{e}");
+        let whole = b.as_bytes().to_vec();
+        let back = Block::deserialize(BytesDeserializer::<Error>::new(&whole)).unwrap();
+        assert_eq!(back, b);
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }

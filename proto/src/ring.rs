@@ -62,6 +62,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What the status page, the API's `location` and the simulator's plots show.
+    #[test]
+    fn fractions_and_display() {
+        assert_eq!(Location(0).as_fraction(), 0.0);
+        assert_eq!(Location(1 << 63).as_fraction(), 0.5);
+        assert_eq!(Location(3 << 62).as_fraction(), 0.75);
+        assert_eq!(Distance::MAX.as_fraction(), 0.5);
+        assert_eq!(Distance(1 << 62).as_fraction(), 0.25);
+        assert_eq!(Location(1 << 62).to_string(), "0.250000");
+        assert_eq!(format!("{:?}", Location(1 << 61)), "Location(0.125000)");
+    }
+
     #[test]
     fn wraps_round_zero() {
         assert_eq!(Location(u64::MAX).distance(Location(1)), Distance(2));

@@ -158,6 +158,28 @@ mod tests {
         RoutingKey([n; 32])
     }
 
+    /// An entry is dead at the very instant it expires, whether or not `expire` has run:
+    /// a peer asking then is not remembered, and a block arriving then is offered to
+    /// nobody.
+    #[test]
+    fn an_entry_ends_exactly_at_its_time() {
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(10);
+        let mut f = FailureTable::default();
+        f.record(key(1), end, 5, &[PeerId(1)], Some(PeerId(2)));
+        assert!(
+            !f.add_asker(&key(1), end, PeerId(3)),
+            "asker added at the end"
+        );
+        assert!(f.resolve(&key(1), end).is_empty(), "resolved at the end");
+        f.record(key(2), end, 5, &[PeerId(1)], Some(PeerId(2)));
+        assert!(f.add_asker(&key(2), end - Duration::from_nanos(1), PeerId(3)));
+        assert!(
+            f.resolve(&key(2), end + Duration::from_secs(1)).is_empty(),
+            "an expired entry still named its askers"
+        );
+    }
+
     #[test]
     fn entries_live_until_their_time_and_resolve_once() {
         let t0 = Instant::now();
