@@ -158,6 +158,20 @@ mod tests {
         RoutingKey([n; 32])
     }
 
+    /// A peer whose link is gone leaves every list, and only that peer does.
+    #[test]
+    fn a_gone_peer_is_forgotten_and_only_it() {
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(10);
+        let mut f = FailureTable::default();
+        f.record(key(1), end, 5, &[PeerId(1), PeerId(2)], Some(PeerId(1)));
+        assert!(f.add_asker(&key(1), t0, PeerId(3)));
+        f.forget_peer(PeerId(1));
+        let e = f.get(&key(1), t0).unwrap();
+        assert_eq!(e.failed, vec![PeerId(2)]);
+        assert_eq!(e.askers, vec![PeerId(3)]);
+    }
+
     /// An entry is dead at the very instant it expires, whether or not `expire` has run:
     /// a peer asking then is not remembered, and a block arriving then is offered to
     /// nobody.
