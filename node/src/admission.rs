@@ -149,29 +149,18 @@ fn victim(entries: &BTreeMap<u64, Entry>) -> Option<u64> {
 impl Ticket {
     /// The connection has shown it is genuine: evict it only when no unproven one is left.
     pub fn prove(&self) {
-        if let Some(e) = self
-            .admission
-            .inner
-            .lock()
-            .expect("admission lock")
-            .entries
-            .get_mut(&self.id)
-        {
-            e.proven = true;
-        }
+        self.set_proven(true);
     }
 
     /// Back to unproven (an API connection between requests).
     pub fn unprove(&self) {
-        if let Some(e) = self
-            .admission
-            .inner
-            .lock()
-            .expect("admission lock")
-            .entries
-            .get_mut(&self.id)
-        {
-            e.proven = false;
+        self.set_proven(false);
+    }
+
+    fn set_proven(&self, proven: bool) {
+        let mut inner = self.admission.inner.lock().expect("admission lock");
+        if let Some(e) = inner.entries.get_mut(&self.id) {
+            e.proven = proven;
         }
     }
 }

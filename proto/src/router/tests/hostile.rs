@@ -36,6 +36,16 @@ fn far_block() -> Block {
         .0
 }
 
+/// Nodes 0 - 1 - 2 in a line, 2 nearest `key` and 0 farthest.
+fn line_toward(key: &RoutingKey) -> Net {
+    let t = Location::of_key(key).0;
+    Net::line(&[
+        t.wrapping_add(u64::MAX / 2),
+        t.wrapping_add(u64::MAX / 4),
+        t.wrapping_add(5),
+    ])
+}
+
 fn misbehaved(r: &mut Router) -> Vec<(PeerId, &'static str)> {
     events(r)
         .into_iter()
@@ -217,12 +227,7 @@ fn a_relay_answers_a_completed_insert_on_the_wire() {
     // 0 - 1 - 2, the key nearest 2: the insert goes 0 -> 1 -> 2; 2 stores and answers
     // 1, and 1 answers 0 only with what 2 said.
     let (b, key) = blk(23);
-    let t = Location::of_key(&key).0;
-    let mut net = Net::line(&[
-        t.wrapping_add(u64::MAX / 2),
-        t.wrapping_add(u64::MAX / 4),
-        t.wrapping_add(5),
-    ]);
+    let mut net = line_toward(&key);
     let id = net.insert(0, b, None);
     net.drive();
     let sent_on = |net: &Net, at: usize, from: u64| -> Vec<Message> {
@@ -423,12 +428,7 @@ fn a_back_off_ends_exactly_when_it_says() {
 fn counters_count_what_happened() {
     // 0 - 1 - 2 with the key nearest 2. Insert from 0, then fetch it from 0 twice.
     let (b, key) = blk(27);
-    let t = Location::of_key(&key).0;
-    let mut net = Net::line(&[
-        t.wrapping_add(u64::MAX / 2),
-        t.wrapping_add(u64::MAX / 4),
-        t.wrapping_add(5),
-    ]);
+    let mut net = line_toward(&key);
     net.insert(0, b.clone(), None);
     net.drive();
     let s = |net: &Net, n: usize| net.nodes[n].router.stats().clone();
