@@ -44,7 +44,8 @@ pub(super) struct Peer {
     /// The router's success clock when the peer last delivered data (when it was added,
     /// before that): least recently successful opennet peers are dropped first.
     pub last_success: u64,
-    /// The locations of the peer's own peers, as it last told us (friend-of-a-friend).
+    /// The locations of the peer's own peers, as it last told us (friend-of-a-friend),
+    /// sorted round the ring so the one nearest a key is found by binary search.
     pub neighbours: Vec<Location>,
 }
 
@@ -201,12 +202,7 @@ impl PeerTable {
             let backed_off = p.backoff_until.is_some_and(|t| t > now);
             let own = p.location.distance(target);
             // Friend-of-a-friend: a peer is as close as the closest of its own peers.
-            let via = p
-                .neighbours
-                .iter()
-                .map(|l| l.distance(target))
-                .min()
-                .map_or(own, |d| d.min(own));
+            let via = nearest_distance(&p.neighbours, target).map_or(own, |d| d.min(own));
             let cand = (backed_off, via, own, p.id);
             if best.is_none_or(|b| cand < b) {
                 best = Some(cand);
@@ -216,8 +212,9 @@ impl PeerTable {
     }
 
     /// Records `id`'s neighbour list (bounded by the message that carried it).
-    pub fn set_neighbours(&mut self, id: PeerId, locations: Vec<Location>) {
+    pub fn set_neighbours(&mut self, id: PeerId, mut locations: Vec<Location>) {
         if let Some(p) = self.get_mut(id) {
+            locations.sort_unstable();
             p.neighbours = locations;
         }
     }
@@ -339,6 +336,19 @@ pub(super) fn decrement(htl: u8, max: u8, at_max: bool, at_one: bool) -> u8 {
     }
 }
 
+/// The ring distance from `target` to the nearest of `sorted` (ascending locations):
+/// the nearest is the first at or past `target` or the one before it, wrapping round.
+fn nearest_distance(sorted: &[Location], target: Location) -> Option<Distance> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let i = sorted.partition_point(|l| *l < target);
+    let after = sorted[i % n].distance(target);
+    let before = sorted[(i + n - 1) % n].distance(target);
+    Some(after.min(before))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +426,28 @@ mod tests {
                 }
                 None => prop_assert!(locs.len() == 1 && skip == 0),
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The binary search finds the same nearest distance as a scan of every
+        /// location, wrap-around included.
+        #[test]
+        fn nearest_distance_matches_a_scan(
+            mut locs in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..40),
+            target in proptest::prelude::any::<u64>(),
+            near_ends in proptest::prelude::any::<bool>(),
+        ) {
+            if near_ends && !locs.is_empty() {
+                // Put values at the ends of the ring so the wrap is exercised.
+                locs.push(u64::MAX - (target % 7));
+                locs.push(target % 5);
+            }
+            let mut sorted: Vec<Location> = locs.iter().map(|&l| Location(l)).collect();
+            sorted.sort_unstable();
+            let target = Location(target);
+            let scan = sorted.iter().map(|l| l.distance(target)).min();
+            proptest::prop_assert_eq!(nearest_distance(&sorted, target), scan);
         }
     }
 }
