@@ -7,6 +7,7 @@
 //! and the originator-guessing figure comes from the HTL of every `Request` a node
 //! receives, compared with who really started it.
 
+use crate::event::Queue;
 pub use crate::event::{Action, Nanos};
 use crate::metrics::{Counters, RequestOutcome, RequestRecord};
 use crate::params::Params;
@@ -14,8 +15,7 @@ use crate::topology::Graph;
 use crate::workload::{KeyHasher, KeyPicker, Keys};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 use veil_proto::block::Block;
@@ -30,30 +30,6 @@ use veil_proto::router::{
 };
 
 type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyHasher>>;
-
-struct Entry {
-    at: Nanos,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Entry) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Entry) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    // Reversed: the heap pops the earliest.
-    fn cmp(&self, o: &Entry) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
 
 /// One node: its router, its long-term store and its LRU cache.
 struct Node {
@@ -117,8 +93,7 @@ pub struct Sim<'p> {
     params: &'p Params,
     base: Instant,
     now: Nanos,
-    seq: u64,
-    heap: BinaryHeap<Entry>,
+    queue: Queue,
     nodes: Vec<Node>,
     graph: Graph,
     keys: Keys,
@@ -249,8 +224,7 @@ impl<'p> Sim<'p> {
             params,
             base,
             now: 0,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            queue: Queue::default(),
             nodes,
             graph,
             publisher: vec![u32::MAX; keys.len()],
@@ -309,12 +283,7 @@ impl<'p> Sim<'p> {
 
     /// Schedules `action` at `at`.
     pub fn schedule(&mut self, at: Nanos, action: Action) {
-        self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            action,
-        });
+        self.queue.push(at, action);
     }
 
     /// Runs until nothing is left to do before `until` (opennet nodes short of peers
@@ -322,8 +291,8 @@ impl<'p> Sim<'p> {
     /// processed.
     pub fn run_until(&mut self, until: Nanos) -> u64 {
         let mut events = 0;
-        while self.heap.peek().is_some_and(|e| e.at <= until) {
-            let Some(Entry { at, action, .. }) = self.heap.pop() else {
+        while self.queue.next_at().is_some_and(|at| at <= until) {
+            let Some((at, action)) = self.queue.pop() else {
                 break;
             };
             self.now = at;

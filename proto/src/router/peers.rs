@@ -9,11 +9,21 @@ use crate::message::PeerAddress;
 use crate::ring::{Distance, Location};
 use std::time::Instant;
 
-/// One link.
+/// One link. The fields the routing choice reads for every peer come first and the
+/// layout is fixed (`repr(C)`), so a scan of the table touches one cache line per peer.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(super) struct Peer {
     pub id: PeerId,
     pub location: Location,
+    /// Avoid this peer until then (overload or timeout).
+    pub backoff_until: Option<Instant>,
+    /// The locations of the peer's own peers, as it last told us (friend-of-a-friend),
+    /// sorted round the ring so the one nearest a key is found by binary search.
+    pub neighbours: Vec<Location>,
+    /// Routable peers are chosen as next hops; a transient link (an announcing
+    /// newcomer this node had no room for) only carries what the peer asks.
+    pub routable: bool,
     /// Requests arriving over this link are decremented at the maximum HTL.
     pub decrement_at_max: bool,
     /// Requests arriving over this link are decremented at HTL 1.
@@ -22,8 +32,6 @@ pub(super) struct Peer {
     pub inflight: u32,
     /// Bytes of insert blocks this peer has running here (held until each insert ends).
     pub inflight_bytes: u64,
-    /// Avoid this peer until then (overload or timeout).
-    pub backoff_until: Option<Instant>,
     /// Back-offs in a row without a good answer in between: each doubles the next.
     pub backoff_level: u8,
     /// Other peers' requests and inserts this node has forwarded to this peer and is
@@ -36,17 +44,11 @@ pub(super) struct Peer {
     pub origin: PeerOrigin,
     /// Where the peer can be dialled, when the shell knows it.
     pub address: Option<PeerAddress>,
-    /// Routable peers are chosen as next hops; a transient link (an announcing
-    /// newcomer this node had no room for) only carries what the peer asks.
-    pub routable: bool,
     /// When the link came up.
     pub added_at: Instant,
     /// The router's success clock when the peer last delivered data (when it was added,
     /// before that): least recently successful opennet peers are dropped first.
     pub last_success: u64,
-    /// The locations of the peer's own peers, as it last told us (friend-of-a-friend),
-    /// sorted round the ring so the one nearest a key is found by binary search.
-    pub neighbours: Vec<Location>,
 }
 
 /// What the shell knows about a new link besides its location.
@@ -75,6 +77,9 @@ impl PeerMeta {
 #[derive(Clone, Debug, Default)]
 pub(super) struct PeerTable {
     peers: Vec<Peer>,
+    /// `peers[i].id` at `ids[i]`: lookups by id scan this short dense list, not the
+    /// peers themselves.
+    ids: Vec<PeerId>,
 }
 
 impl PeerTable {
@@ -109,6 +114,7 @@ impl PeerTable {
             p.routable = meta.routable;
             return;
         }
+        self.ids.push(id);
         self.peers.push(Peer {
             id,
             location,
@@ -142,21 +148,29 @@ impl PeerTable {
 
     /// Removes `id`; false if it was not there.
     pub fn remove(&mut self, id: PeerId) -> bool {
-        let before = self.peers.len();
-        self.peers.retain(|p| p.id != id);
-        self.peers.len() != before
+        let Some(i) = self.index(id) else {
+            return false;
+        };
+        self.ids.remove(i);
+        self.peers.remove(i);
+        true
+    }
+
+    fn index(&self, id: PeerId) -> Option<usize> {
+        self.ids.iter().position(|&p| p == id)
     }
 
     pub fn contains(&self, id: PeerId) -> bool {
-        self.peers.iter().any(|p| p.id == id)
+        self.ids.contains(&id)
     }
 
     pub fn get_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
-        self.peers.iter_mut().find(|p| p.id == id)
+        let i = self.index(id)?;
+        self.peers.get_mut(i)
     }
 
     pub fn get(&self, id: PeerId) -> Option<&Peer> {
-        self.peers.iter().find(|p| p.id == id)
+        self.peers.get(self.index(id)?)
     }
 
     /// Whether any peer is strictly closer to `target` than `own` is.
