@@ -185,6 +185,9 @@ pub struct Summary {
     pub events_per_sec: f64,
     /// Wall-clock seconds for the whole run (setup included).
     pub wall_seconds: f64,
+    /// The process's peak resident set in bytes at the end of the run (Linux; null
+    /// elsewhere).
+    pub peak_rss_bytes: Option<u64>,
     /// Every parameter of the run, as the command line set them: the run can be redone
     /// from its summary alone.
     pub params: serde_json::Value,
@@ -196,6 +199,7 @@ impl Summary {
         Summary {
             events_per_sec: 0.0,
             wall_seconds: 0.0,
+            peak_rss_bytes: None,
             // The figures alone: two runs that differ only in how they were computed
             // (`--full-verify`) must agree.
             params: serde_json::Value::Null,
@@ -329,8 +333,24 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         events: d.events,
         events_per_sec: d.events as f64 / d.wall.0.max(1e-9),
         wall_seconds: d.wall.1,
+        peak_rss_bytes: peak_rss(),
         params: serde_json::to_value(d.params).unwrap_or_default(),
     }
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/self/status`), when the system
+/// tells it.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use veil_node::identity::Identity;
 use veil_node::link::{self, LinkEvent, LinkParams, NOISE_PARAMS, PROLOGUE};
 use veil_proto::message::PROTOCOL_VERSION;
 use veil_proto::{Hello, Htl, Location, Message, RequestId};
-use veil_tests::{random_block, Testnet, Topology};
+use veil_tests::{bench_record, random_block, Testnet, Topology};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -218,6 +218,10 @@ async fn run() -> anyhow::Result<()> {
         lmed / rmed
     );
 
+    bench_record("snow_one_thread", mb(rmed), "MB/s");
+    bench_record("link", mb(lmed), "MB/s");
+    bench_record("link_over_snow", qmed, "ratio");
+
     // 2. Per-hop fetch latency on a line A-B-C, in-process (no HTTP).
     let net = Testnet::start_with(3, Topology::Line, |_, c| {
         c.store_bytes = 4 << 30;
@@ -264,6 +268,8 @@ async fn run() -> anyhow::Result<()> {
         "per-hop fetch latency:       {:.0} us  ((2 hops - local) / 2)",
         (l2.0 - l0.0) / 2.0
     );
+    bench_record("fetch_local_median", l0.0, "us");
+    bench_record("fetch_per_hop_median", (l2.0 - l0.0) / 2.0, "us");
 
     // 3. Block throughput across the line: many concurrent fetches at A of blocks at C.
     let keys = put_many(c.clone(), 4_000_000, blocks).await?;
@@ -291,6 +297,11 @@ async fn run() -> anyhow::Result<()> {
         "line throughput (A fetches from C via B, 32 in flight): {:.0} blocks/s, {:.1} MB/s of blocks",
         rate,
         mb(rate * veil_proto::BLOCK_LEN as f64)
+    );
+    bench_record(
+        "line3_fetch_32_in_flight",
+        mb(rate * veil_proto::BLOCK_LEN as f64),
+        "MB/s",
     );
     let _ = c;
     net.shutdown().await;

@@ -462,6 +462,11 @@ impl VeildProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill(mut self) -> anyhow::Result<()> {
         // std's Child::kill sends SIGKILL on Unix: no chance to clean up.
@@ -483,4 +488,37 @@ impl Drop for VeildProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Records one benchmark figure for `bench/run`: a line `name<TAB>value<TAB>unit` appended
+/// to the file named by `VEIL_BENCH_OUT`, when it is set (run by hand, a benchmark only
+/// prints).
+pub fn bench_record(name: &str, value: f64, unit: &str) {
+    let Some(path) = std::env::var_os("VEIL_BENCH_OUT") else {
+        return;
+    };
+    use std::io::Write;
+    let line = format!("{name}\t{value}\t{unit}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("cannot record {name} in {}: {e}", path.to_string_lossy());
+    }
+}
+
+/// The process's resident set: (current, peak) in bytes, from `/proc` (Linux; `None`
+/// elsewhere or once the process is gone).
+pub fn rss_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
