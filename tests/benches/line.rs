@@ -7,7 +7,7 @@
 //! Run: `cargo bench -p veil-tests --bench line` (release). `VEIL_BENCH_MIB` sets the
 //! file size (default 100), `VEIL_BENCH_LINES` the line lengths (default `3,8`).
 //!
-//! Every node stores the blocks of inserts that pass it until `replicas` nodes hold
+//! Opennet is off, so the nodes keep exactly the links of the line. Every node stores the blocks of inserts that pass it until `replicas` nodes hold
 //! them, so on lines this short the last node already holds most blocks when the get
 //! starts: the get figure is the client's decode and verify with the node's store and
 //! API, not a transfer across hops (the `node` benchmark measures those).
@@ -53,10 +53,11 @@ async fn line(n: usize, file: &Path, data: &[u8], mib: usize) -> anyhow::Result<
     let mut procs: Vec<VeildProcess> = Vec::with_capacity(n);
     for dir in &dirs {
         let peer = procs.last().map(|p| p.address.to_string());
-        let args: Vec<&str> = match &peer {
-            Some(p) => vec!["--peer", p.as_str()],
-            None => vec![],
-        };
+        // Opennet off: a line stays a line (announcement would link the ends).
+        let mut args = vec!["--opennet", "false"];
+        if let Some(p) = &peer {
+            args.extend(["--peer", p.as_str()]);
+        }
         procs.push(VeildProcess::spawn(dir.path(), &args).await?);
     }
     for (i, p) in procs.iter().enumerate() {
