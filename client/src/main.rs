@@ -59,6 +59,10 @@ struct Cli {
     // Tokens are base64url and may start with `-`.
     #[arg(long, global = true, value_name = "TOKEN", allow_hyphen_values = true)]
     token: Option<String>,
+    /// Use only what the node holds: every block is read from (or written to) its own
+    /// store and cache, and no request or insert leaves it (HTL 0; overrides --htl)
+    #[arg(long, global = true)]
+    offline: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -226,7 +230,7 @@ fn run(cli: Cli) -> Result<()> {
                 cli.api.as_deref(),
                 cli.token.as_deref(),
             )?;
-            Ok(client.with_htl(htl))
+            Ok(client.with_htl(if cli.offline { Some(0) } else { htl }))
         };
         match &cli.command {
             Command::Put {
@@ -261,14 +265,22 @@ fn run(cli: Cli) -> Result<()> {
                     force: *force,
                     max_size: *max_size,
                 };
-                get(
+                let got = get(
                     connect(htl.htl)?,
                     &cli.data_dir,
                     uri,
                     output.as_deref(),
                     &opts,
                 )
-                .await
+                .await;
+                match got {
+                    Err(e) if cli.offline && is_not_found(&e) => Err(anyhow::anyhow!(
+                        "not all of it is held by this node, and --offline asks nothing of \
+                         the network (a node keeps what it stores and caches for others, \
+                         not what its own user fetched)"
+                    )),
+                    other => other,
+                }
             }
             Command::Keepalive { uris, json, htl } => {
                 keepalive(connect(htl.htl)?, uris, *json).await
@@ -276,6 +288,19 @@ fn run(cli: Cli) -> Result<()> {
             Command::Status => print_json(connect(None)?.status().await?),
             Command::Peers => print_json(connect(None)?.peers().await?),
         }
+    })
+}
+
+/// Whether a get failed because a block was found nowhere it looked.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<veil_client::DecodeError>(),
+            Some(veil_client::DecodeError::DocumentNotFound)
+        ) || matches!(
+            c.downcast_ref::<veil_client::ApiError>(),
+            Some(veil_client::ApiError::NotFound(_))
+        )
     })
 }
 

@@ -523,3 +523,92 @@ async fn get_never_destroys_or_overfills_the_readers_disk() {
     assert!(!out.status.success());
     net.shutdown().await;
 }
+
+/// `veil --offline`: a put stores on the node alone and a get reads only what the node
+/// holds — with its peer killed, a document the node stores still comes back, and one only
+/// its (live) peer holds fails with a line naming --offline although a plain get finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_reads_only_the_node_itself() {
+    let bin = tokio::task::spawn_blocking(veil_bin).await.unwrap();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let off = ["--opennet", "false"];
+    let a = veil_tests::VeildProcess::spawn(da.path(), &off)
+        .await
+        .expect("veild a");
+    let peer = a.address.to_string();
+    let b = veil_tests::VeildProcess::spawn(db.path(), &["--opennet", "false", "--peer", &peer])
+        .await
+        .expect("veild b");
+    wait_for_a_peer(&a.api).await;
+    wait_for_a_peer(&b.api).await;
+    let work = tempfile::tempdir().unwrap();
+    let (shared, only_b) = (work.path().join("shared.bin"), work.path().join("b.bin"));
+    // Several blocks each, so the index tree is read offline too.
+    std::fs::write(&shared, pattern(3 * MAX_PAYLOAD + 17, 1)).unwrap();
+    std::fs::write(&only_b, pattern(2 * MAX_PAYLOAD + 5, 2)).unwrap();
+    let (pa, pb) = (da.path().to_path_buf(), db.path().to_path_buf());
+    let bin2 = bin.clone();
+    let (shared_uri, b_uri) = tokio::task::spawn_blocking(move || {
+        let ok = |out: Output| {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
+        let shared_uri = ok(veil(
+            &bin2,
+            None,
+            &["--data-dir", pa, "put", shared.to_str().unwrap()],
+        ));
+        let b_uri = ok(veil(
+            &bin2,
+            None,
+            &[
+                "--data-dir",
+                pb,
+                "--offline",
+                "put",
+                only_b.to_str().unwrap(),
+            ],
+        ));
+        // Only b holds it: a offline cannot read it, and says why...
+        let out = veil(&bin2, None, &["--data-dir", pa, "--offline", "get", &b_uri]);
+        assert!(!out.status.success(), "an offline get read a peer's block");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--offline") && err.lines().count() == 1,
+            "{err}"
+        );
+        // ...though the network has it.
+        let out = veil(&bin2, None, &["--data-dir", pa, "get", &b_uri]);
+        assert_eq!(out.stdout, pattern(2 * MAX_PAYLOAD + 5, 2));
+        (shared_uri, b_uri)
+    })
+    .await
+    .unwrap();
+    b.kill().expect("kill b");
+    let pa = da.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let pa = pa.to_str().unwrap();
+        let out = veil(
+            &bin,
+            None,
+            &["--data-dir", pa, "--offline", "get", &shared_uri],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, pattern(3 * MAX_PAYLOAD + 17, 1));
+        // What a fetched for its own user was not kept (no cache of own requests).
+        let out = veil(&bin, None, &["--data-dir", pa, "--offline", "get", &b_uri]);
+        assert!(!out.status.success());
+    })
+    .await
+    .unwrap();
+    drop(a);
+}
