@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Every request carries `Authorization: Bearer <token>`. Errors come back as
-//! `{"error": code, "message": text}` with 400/401/404/503/504 and are mapped to typed
+//! `{"code": code, "message": text}` with 400/401/404/503/504 and are mapped to typed
 //! errors. The node is found through its data directory (files `api` and `token`, which
 //! `veild` writes once it is ready) or an explicit URL and token.
 

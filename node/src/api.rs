@@ -7,12 +7,13 @@
 //! | `GET /api/v1/blocks/{routing_key}?htl=N` | the block, `application/octet-stream` |
 //! | `GET /api/v1/status` | JSON [`crate::Status`] |
 //! | `GET /api/v1/peers` | JSON list of [`crate::PeerInfo`] |
+//! | `GET /api/v1/openapi.json` | this API's OpenAPI 3.1 description ([`OPENAPI`], docs/openapi.json) |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! The browser gateway (`crate::gateway`, `/veil:CHK@...`, no token, loopback Host
 //! only) is mounted in the same server and fetches through this node.
 //!
-//! Errors are JSON `{"error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
+//! Errors are JSON `{"code": "<code>", "error": "<code>", "message": "<text>"}`: 400 bad input, 401 no or
 //! wrong token, 404 data not found, 413 body too large, 503 route not found or
 //! overloaded, 504 timeout, 507 the node's disk is full.
 
@@ -50,7 +51,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        // `error` is `code`'s name from before `code`: kept for v1 clients.
+        let body = serde_json::json!({
+            "code": self.code,
+            "error": self.code,
+            "message": self.message,
+        });
         (self.status, Json(body)).into_response()
     }
 }
@@ -99,6 +105,7 @@ pub(crate) fn app(node: NodeHandle) -> Router {
         )
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
+        .route("/api/v1/openapi.json", get(openapi))
         // Any other API path: a JSON 404, not the gateway's "not a Veil URI" page.
         .route("/api/{*rest}", axum::routing::any(unknown_api))
         .route("/metrics", get(metrics))
@@ -121,7 +128,7 @@ async fn unknown_api(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "no_such_endpoint",
         format!(
-            "{} is not an API endpoint: see /api/v1/blocks/{{key}}, /api/v1/status, /api/v1/peers",
+            "{} is not an API endpoint: see /api/v1/openapi.json",
             uri.path()
         ),
     )
@@ -440,6 +447,13 @@ async fn peers(State(node): State<NodeHandle>) -> Response {
         })
         .collect();
     Json(list).into_response()
+}
+
+/// The API's OpenAPI 3.1 description (docs/openapi.json, built in).
+pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
