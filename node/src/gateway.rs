@@ -136,9 +136,75 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         .into_response()
 }
 
+/// An error a reader sees: what happened, what to try, and a way back to the start page.
 fn error_page(status: StatusCode, message: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
-    page(status, title, &format!("<p>{}</p>", html_escape(message)))
+    page(
+        status,
+        title,
+        &format!(
+            "<p>{}</p><p>{}</p><p><a href=\"/\">Back to the start page</a></p>",
+            html_escape(message),
+            advice(status)
+        ),
+    )
+}
+
+/// What a reader can do about an error with `status` (HTML).
+fn advice(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => {
+            "Check that the address is complete: Veil addresses are long, and a cut-off \
+             paste is the usual cause. If it is, no node your request reached holds the \
+             document now: it may have faded because nobody keeps it alive (its publisher \
+             can run <code>veil keepalive</code>), or this node may still be finding its \
+             peers (see the start page) &mdash; try again in a few minutes."
+        }
+        StatusCode::GATEWAY_TIMEOUT => {
+            "The network did not answer in time. Try again: a retry takes other routes, \
+             and a node that has just started finds better peers within minutes."
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            "This node cannot reach the network now: it has no peer to ask or is \
+             overloaded. The start page shows its peers; try again once it has some."
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "The gateway does not serve documents this large. Fetch it with \
+             <code>veil get URI -o FILE --max-size SIZE</code> if you trust it, or raise \
+             the node's <code>gateway_max_bytes</code>."
+        }
+        StatusCode::BAD_REQUEST => {
+            "A Veil address looks like <code>/veil:CHK@&hellip;/name</code> (also SSK, USK, \
+             KSK): paste it into the box on the start page."
+        }
+        StatusCode::FORBIDDEN => {
+            "The gateway answers only on this machine (127.0.0.1, localhost, [::1]) and \
+             does not load Veil documents into other sites."
+        }
+        StatusCode::BAD_GATEWAY => {
+            "A block came back damaged or the document is malformed. Try again: another \
+             route may hold a good copy. If it keeps failing, the document itself is broken."
+        }
+        _ => "Try again, or open the start page to see the node's state.",
+    }
+}
+
+/// `GET /go?uri=...`: the start page's box. A pasted URI in any form the CLI takes
+/// (gateway URL, percent-encoded, any case) leads to its gateway path.
+fn go(query: Option<&str>) -> Response {
+    let pasted = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("uri="))
+        .map(|v| v.replace('+', " "))
+        .map(|v| veil_proto::uri::percent_decode(&v).unwrap_or(v));
+    let Some(pasted) = pasted.filter(|p| !p.trim().is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, "no URI was given");
+    };
+    match pasted.parse::<AnyUri>() {
+        Ok(uri) => (StatusCode::SEE_OTHER, [(header::LOCATION, link(&uri))], ()).into_response(),
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &format!("not a Veil URI: {e}")),
+    }
 }
 
 /// `None` when the request comes from the gateway itself, from the user directly, or from
@@ -282,6 +348,9 @@ async fn handle<S: BlockSource>(source: S, req: Request, max_bytes: u64) -> Resp
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+    }
+    if req.uri().path() == "/go" {
+        return go(req.uri().query());
     }
     let asked = match uri_from_path(req.uri().path()) {
         Ok(u) => u,

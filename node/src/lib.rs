@@ -24,6 +24,7 @@ mod api;
 pub mod config;
 mod driver;
 pub mod gateway;
+mod history;
 pub mod identity;
 pub mod link;
 pub mod loopback;

@@ -265,6 +265,8 @@ struct Shared {
     /// Blocks kept while alone, to insert once there are peers, with their replicas.
     pending: Mutex<std::collections::BTreeMap<RoutingKey, Option<u8>>>,
     pending_changed: tokio::sync::Notify,
+    /// The last hour, sampled for the status page.
+    history: crate::history::History,
 }
 
 /// A running node. Cheap to clone; [`NodeHandle::shutdown`] stops it.
@@ -442,8 +444,10 @@ impl Node {
                 factory,
                 pending: Mutex::new(load_pending(&dir)),
                 pending_changed: tokio::sync::Notify::new(),
+                history: crate::history::History::default(),
             }),
         };
+        tasks.spawn(crate::history::sampler(handle.clone(), shutdown_rx.clone()));
         tasks.spawn(pending_inserter(handle.clone(), shutdown_rx.clone()));
         if !handle.config().keepalive_uris.is_empty() {
             tasks.spawn(keepalive_schedule(handle.clone(), shutdown_rx.clone()));
@@ -473,6 +477,11 @@ impl Node {
 }
 
 impl NodeHandle {
+    /// The last hour's samples, for the status page.
+    pub(crate) fn history(&self) -> &crate::history::History {
+        &self.shared.history
+    }
+
     /// The node's peer address.
     pub fn address(&self) -> PeerAddress {
         self.shared.address

@@ -85,7 +85,26 @@ async fn status_page_checks_host() -> anyhow::Result<()> {
     let api = net.api(0);
     let page = api.http().get(format!("{}/", api.base)).send().await?;
     assert_eq!(page.status(), 200);
-    assert!(page.text().await?.contains(&net.node(0).key().to_string()));
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "default-src 'none'; form-action 'self'"
+    );
+    let html = page.text().await?;
+    assert!(html.contains(&net.node(0).key().to_string()));
+    // The ring with this node on it, the fill meters, the URI box and the hour's charts
+    // (the first sample only so far: a note instead of bars).
+    assert!(
+        html.contains("<svg") && html.contains("class=\"self\""),
+        "{html}"
+    );
+    assert_eq!(html.matches("<meter").count(), 2);
+    assert!(html.contains("action=\"/go\""));
+    assert!(html.contains("first minute"));
+    // Nothing that could load from elsewhere: no src, no url(), no link but same-origin.
+    assert!(!html.contains("src=") && !html.contains("url("), "{html}");
+    for (i, _) in html.match_indices("href=") {
+        assert!(html[i..].starts_with("href=\"/"), "{}", &html[i..i + 40]);
+    }
     let evil = api
         .http()
         .get(format!("{}/", api.base))

@@ -303,3 +303,64 @@ async fn documents_over_the_bound_are_refused() {
     let resp = reqwest::get(format!("{base}/{}", doc.uri)).await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The start page's box: `/go?uri=` leads to the gateway path of whatever form was
+/// pasted; nothing or nonsense is a 400 page that says what a Veil address looks like.
+#[tokio::test]
+async fn the_uri_box_leads_to_the_document() {
+    let base = serve(MemoryStore::default()).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let text = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE/a.txt";
+    // Pasted as a gateway URL, percent-encoded by the form, with spaces around.
+    let pasted = format!("  http://127.0.0.1:7401/{text} ")
+        .replace(':', "%3A")
+        .replace('/', "%2F")
+        .replace('@', "%40")
+        .replace(' ', "+");
+    let r = client
+        .get(format!("{base}/go?uri={pasted}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/{text}"));
+    for bad in ["", "?uri=", "?uri=hello"] {
+        let r = client.get(format!("{base}/go{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("/veil:CHK@"), "{page}");
+        assert!(page.contains("href=\"/\""), "{page}");
+    }
+}
+
+/// Error pages say what happened and what to try, with the right status.
+#[tokio::test]
+async fn error_pages_say_what_to_try() {
+    let base = serve(MemoryStore::default()).await;
+    let missing = "veil:CHK@q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,\
+                   AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+    let r = reqwest::get(format!("{base}/{missing}")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("address is complete"), "{page}");
+    assert!(page.contains("veil keepalive"), "{page}");
+    for status in [
+        StatusCode::NOT_FOUND,
+        StatusCode::GATEWAY_TIMEOUT,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::BAD_REQUEST,
+        StatusCode::FORBIDDEN,
+        StatusCode::BAD_GATEWAY,
+    ] {
+        assert_ne!(
+            advice(status),
+            advice(StatusCode::IM_A_TEAPOT),
+            "{status} has no advice of its own"
+        );
+    }
+}
