@@ -7,10 +7,16 @@
 //!   under it whatever the page's own URL ends with. Mount the router at the root.
 //! - A malformed URI is a 400 page, a missing document a 404 page.
 //!
-//! - HTML, SVG and XML documents pass through a filter (module `html`) that removes every
-//!   attribute that could name another host, because browsers open speculative
-//!   connections the CSP does not stop. They are held whole for that, up to
-//!   [`MAX_FILTERED_DOCUMENT`]; a larger one is served as `text/plain`.
+//! - HTML, XHTML and SVG are streamed through a filter on a standard HTML parser (module
+//!   `html`) that removes everything that could name another host, because browsers
+//!   open speculative connections the CSP does not stop; they are served as
+//!   `text/html; charset=utf-8` whatever their metadata says, so the browser parses them
+//!   exactly as the filter did. Memory per request is bounded whatever the size.
+//! - CSS is served as `text/css` (its loads meet the CSP); other text (plain, JSON, XML
+//!   feeds) as `text/plain; charset=utf-8`;
+//!   pictures, sound and video as themselves; any other type gets a page that names it
+//!   and offers it as a download (`?download=1`, `Content-Disposition: attachment`)
+//!   rather than handing it to the browser.
 //!
 //! Every response carries headers that keep a page from reaching outside the gateway and
 //! from revealing its user ([`SECURITY_HEADERS`]): a Content-Security-Policy allowing
@@ -36,7 +42,7 @@ use axum::routing::any;
 use axum::Router;
 use futures::StreamExt;
 use std::fmt::Write as _;
-use veil_client::decode::{body_stream, read_to_vec, DecodeError, DEFAULT_WINDOW};
+use veil_client::decode::{body_stream, DecodeError, DEFAULT_WINDOW};
 use veil_client::dir::{resolve, Resolved};
 use veil_client::format::ManifestEntry;
 use veil_client::signed::{resolve_signed, SignedError};
@@ -45,10 +51,7 @@ use veil_proto::uri::{AnyUri, SignedUri};
 use veil_proto::Uri;
 
 mod html;
-
-/// Largest HTML, SVG or XML document filtered and served as such; a larger one is served
-/// as `text/plain`.
-pub const MAX_FILTERED_DOCUMENT: u64 = 16 * 1024 * 1024;
+pub use html::{filter as filter_markup, Filter as MarkupFilter, FilterError};
 
 /// The Content-Security-Policy of every gateway response.
 pub const CSP: &str = "default-src 'self'; script-src 'none'; object-src 'none'; \
@@ -180,6 +183,10 @@ fn advice(status: StatusCode) -> &'static str {
         StatusCode::FORBIDDEN => {
             "The gateway answers only on this machine (127.0.0.1, localhost, [::1]) and \
              does not load Veil documents into other sites."
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "The gateway shows markup only in UTF-8, the encoding its filter reads. Fetch \
+             the document with <code>veil get</code> to read it outside the browser."
         }
         StatusCode::BAD_GATEWAY => {
             "A block came back damaged or the document is malformed. Try again: another \
@@ -382,7 +389,11 @@ async fn handle<S: BlockSource>(source: S, req: Request, max_bytes: u64) -> Resp
             }
         },
     };
-    let mut resp = serve_chk(source, &asked, &uri, edition, max_bytes).await;
+    let download = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "download=1"));
+    let mut resp = serve_chk(source, &asked, &uri, edition, max_bytes, download).await;
     if let Some(e) = edition {
         resp.headers_mut()
             .insert("veil-edition", HeaderValue::from(e));
@@ -396,6 +407,7 @@ async fn serve_chk<S: BlockSource>(
     uri: &Uri,
     edition: Option<u64>,
     max_bytes: u64,
+    download: bool,
 ) -> Response {
     let top = match resolve(&source, uri).await {
         Ok(Resolved::File(_, top)) => top,
@@ -413,26 +425,11 @@ async fn serve_chk<S: BlockSource>(
         );
     }
     let size = top.meta.size;
-    let mut mime = HeaderValue::from_str(&top.meta.mime)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let lower = top.meta.mime.to_ascii_lowercase();
-    if ["html", "xml", "svg"].iter().any(|m| lower.contains(m)) {
-        // Markup can make a browser connect out despite the CSP (module `html`): filter it
-        // whole, or serve it as text when it is too large to hold.
-        if size > MAX_FILTERED_DOCUMENT {
-            mime = HeaderValue::from_static("text/plain; charset=utf-8");
-        } else {
-            return match read_to_vec(source, top, MAX_FILTERED_DOCUMENT).await {
-                Ok(doc) => (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, mime)],
-                    html::filter(&doc),
-                )
-                    .into_response(),
-                Err(e) => decode_error(&e),
-            };
-        }
-    }
+    let shown = if download {
+        Shown::Download
+    } else {
+        Shown::of(&top.meta.mime)
+    };
     let mut body = body_stream(source, top, DEFAULT_WINDOW).boxed();
     // Fetch the first block before answering, so a missing document is a 404 rather than
     // a 200 cut short. Later failures can only cut the stream.
@@ -440,11 +437,150 @@ async fn serve_chk<S: BlockSource>(
         Some(Err(e)) => return decode_error(&e),
         first => first,
     };
-    let stream = futures::stream::iter(first).chain(body);
     let mut headers = HeaderMap::new();
+    let mime = match shown {
+        Shown::Markup => {
+            let mut filter = html::Filter::new();
+            let head = match first.map(|f| f.map(|b| filter.write(&b))) {
+                Some(Ok(Ok(out))) => out,
+                Some(Ok(Err(e))) => {
+                    return error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e.to_string())
+                }
+                _ => Vec::new(),
+            };
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            let rest = filtered(body, filter);
+            let stream = futures::stream::iter([Ok(bytes::Bytes::from(head))]).chain(rest);
+            return (StatusCode::OK, headers, Body::from_stream(stream)).into_response();
+        }
+        Shown::Warn(essence) => return download_page(asked, edition, &essence, size),
+        Shown::Download => {
+            let name = asked_name(asked).unwrap_or_else(|| "document".into());
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+                headers.insert(header::CONTENT_DISPOSITION, v);
+            }
+            HeaderValue::from_static("application/octet-stream")
+        }
+        Shown::Text => HeaderValue::from_static("text/plain; charset=utf-8"),
+        Shown::Media(m) => m,
+    };
+    let stream = futures::stream::iter(first).chain(body);
     headers.insert(header::CONTENT_TYPE, mime);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+}
+
+/// How the gateway shows a document of a given MIME type.
+enum Shown {
+    /// HTML, XHTML, SVG: filtered, as `text/html`.
+    Markup,
+    /// Other text: as `text/plain`.
+    Text,
+    /// A picture, sound or video: as its own type.
+    Media(HeaderValue),
+    /// Anything else: a page naming the type, with a download link.
+    Warn(String),
+    /// Asked for with `?download=1`: as an attachment.
+    Download,
+}
+
+impl Shown {
+    fn of(mime: &str) -> Shown {
+        let essence = mime
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let media = [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/avif",
+            "image/bmp",
+            "image/x-icon",
+            "image/vnd.microsoft.icon",
+        ];
+        match essence.as_str() {
+            "text/html" | "application/xhtml+xml" | "image/svg+xml" => Shown::Markup,
+            // A style sheet must keep its type to apply; its loads meet the CSP, which
+            // refuses them before any connection (the browser test checks).
+            "text/css" => Shown::Media(HeaderValue::from_static("text/css")),
+            "application/json" | "application/xml" => Shown::Text,
+            e if e.starts_with("text/") || e.ends_with("+xml") || e.ends_with("+json") => {
+                Shown::Text
+            }
+            e if media.contains(&e) || e.starts_with("audio/") || e.starts_with("video/") => {
+                HeaderValue::from_str(e).map_or(Shown::Warn(essence.clone()), Shown::Media)
+            }
+            _ => Shown::Warn(essence),
+        }
+    }
+}
+
+/// The file name at the end of the asked URI, if any.
+fn asked_name(asked: &AnyUri) -> Option<String> {
+    let text = asked.to_string();
+    let last = text.rsplit('/').next()?;
+    (!last.is_empty() && !last.contains('@'))
+        .then(|| veil_proto::uri::percent_decode(last).unwrap_or_else(|_| last.to_string()))
+}
+
+/// The page for a type the gateway does not hand to the browser.
+fn download_page(asked: &AnyUri, edition: Option<u64>, essence: &str, size: u64) -> Response {
+    let _ = edition;
+    let href = format!("{}?download=1", link(asked));
+    let kind = if essence.is_empty() {
+        "no type".to_string()
+    } else {
+        format!("type <code>{}</code>", html_escape(essence))
+    };
+    page(
+        StatusCode::OK,
+        "Download this document?",
+        &format!(
+            "<p>This document ({size} bytes) is of {kind}, which the gateway does not open in \
+             the browser: a program that opens it may reach other hosts and reveal you.</p>\
+             <p><a href=\"{}\" download>Download it</a> and open it only with a program you \
+             trust to stay offline.</p><p><a href=\"/\">Back to the start page</a></p>",
+            html_escape(&href)
+        ),
+    )
+}
+
+/// The rest of a markup document, filtered as it streams; an error cuts the stream.
+fn filtered(
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, DecodeError>>,
+    filter: html::Filter,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    futures::stream::unfold(Some((body, filter)), |state| async move {
+        let (mut body, mut filter) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => match filter.write(&chunk) {
+                Ok(out) => Some((Ok(bytes::Bytes::from(out)), Some((body, filter)))),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            },
+            Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            None => match filter.end() {
+                Ok(out) => Some((Ok(bytes::Bytes::from(out)), None)),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            },
+        }
+    })
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ async fn serves_documents_and_manifests_with_protective_headers() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_protective(&resp);
-    assert_eq!(resp.headers()["content-type"], "text/html");
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(resp.bytes().await.unwrap(), html);
 
     // The same URI with its scheme and keys percent-encoded, as some tools send it.
