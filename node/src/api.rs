@@ -80,7 +80,9 @@ impl From<RequestError> for ApiError {
     }
 }
 
+/// `GET /api/v1/blocks/{key}?htl=`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct HtlQuery {
     htl: Option<u8>,
 }

@@ -364,3 +364,82 @@ async fn error_pages_say_what_to_try() {
         );
     }
 }
+
+/// Each type is shown its way: markup filtered as `text/html; charset=utf-8` (SVG too),
+/// text as `text/plain`, pictures as themselves, UTF-16 markup refused with 415, and an
+/// unknown type as a page offering `?download=1`, which serves it as an attachment.
+#[tokio::test]
+async fn each_type_is_shown_its_way() {
+    let store = MemoryStore::new();
+    let put = |name: &'static str, mime: &'static str, bytes: Vec<u8>| {
+        let store = store.clone();
+        async move {
+            let opts = EncodeOptions {
+                mime: Some(mime.into()),
+                ..EncodeOptions::named(name)
+            };
+            encode(&store, bytes.as_slice(), &opts, |_| {})
+                .await
+                .unwrap()
+                .uri
+        }
+    };
+    let svg = put(
+        "a.svg",
+        "image/svg+xml",
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><image href="//evil.example/x"/><circle r="1"/></svg>"#.to_vec(),
+    )
+    .await;
+    let html16 = put(
+        "u.html",
+        "text/html; charset=utf-16",
+        b"\xff\xfe<\0p\0>\0".to_vec(),
+    )
+    .await;
+    let json = put("a.json", "application/json", b"{\"a\": 1}".to_vec()).await;
+    let png = put("a.png", "image/png", b"\x89PNG\r\n\x1a\n".to_vec()).await;
+    let pdf = put("report.pdf", "application/pdf", b"%PDF-1.4 hello".to_vec()).await;
+    let base = serve(store.clone()).await;
+    let get = |uri: String| {
+        let base = base.clone();
+        async move { reqwest::get(format!("{base}/{uri}")).await.unwrap() }
+    };
+
+    let r = get(svg.to_string()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<circle r=\"1\"/>") && !body.contains("evil.example"),
+        "{body}"
+    );
+
+    let r = get(html16.to_string()).await;
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("UTF-16"));
+
+    let r = get(json.to_string()).await;
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    let r = get(png.to_string()).await;
+    assert_eq!(r.headers()["content-type"], "image/png");
+
+    let r = get(pdf.to_string()).await;
+    assert_eq!(r.status(), 200);
+    assert_protective(&r);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("application/pdf") && page.contains("?download=1"),
+        "{page}"
+    );
+    let r = get(format!("{pdf}?download=1")).await;
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"report.pdf\""
+    );
+    assert_eq!(r.bytes().await.unwrap(), &b"%PDF-1.4 hello"[..]);
+}
