@@ -12,8 +12,8 @@
 //!   open speculative connections the CSP does not stop; they are served as
 //!   `text/html; charset=utf-8` whatever their metadata says, so the browser parses them
 //!   exactly as the filter did. Memory per request is bounded whatever the size.
-//! - CSS is served as `text/css` (its loads meet the CSP); other text (plain, JSON, XML
-//!   feeds) as `text/plain; charset=utf-8`;
+//! - CSS is served as `text/css` (its loads meet the CSP) and JSON as itself; other text
+//!   (plain, XML feeds) as `text/plain; charset=utf-8`;
 //!   pictures, sound and video as themselves; any other type gets a page that names it
 //!   and offers it as a download (`?download=1`, `Content-Disposition: attachment`)
 //!   rather than handing it to the browser.
@@ -520,7 +520,9 @@ impl Shown {
             // A style sheet must keep its type to apply; its loads meet the CSP, which
             // refuses them before any connection (the browser test checks).
             "text/css" => Shown::Media(HeaderValue::from_static("text/css")),
-            "application/json" | "application/xml" => Shown::Text,
+            // Browsers show JSON as text; programs reading the gateway keep its type.
+            "application/json" => Shown::Media(HeaderValue::from_static("application/json")),
+            "application/xml" => Shown::Text,
             e if e.starts_with("text/") || e.ends_with("+xml") || e.ends_with("+json") => {
                 Shown::Text
             }

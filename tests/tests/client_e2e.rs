@@ -259,7 +259,7 @@ async fn gateway_serves_documents_and_manifests() {
         .unwrap();
     assert_eq!(r.status(), 200);
     check_headers(&r);
-    assert_eq!(r.headers()["content-type"], "text/html");
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(r.bytes().await.unwrap(), html);
 
     let r = http
@@ -299,7 +299,7 @@ async fn gateway_serves_documents_and_manifests() {
         .unwrap();
     assert_eq!(r.status(), 200);
     check_headers(&r);
-    assert_eq!(r.headers()["content-type"], "text/html");
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(r.bytes().await.unwrap(), html);
     net.shutdown().await;
 }

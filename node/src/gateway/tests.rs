@@ -397,6 +397,7 @@ async fn each_type_is_shown_its_way() {
     )
     .await;
     let json = put("a.json", "application/json", b"{\"a\": 1}".to_vec()).await;
+    let xml = put("feed.xml", "application/rss+xml", b"<rss/>".to_vec()).await;
     let png = put("a.png", "image/png", b"\x89PNG\r\n\x1a\n".to_vec()).await;
     let pdf = put("report.pdf", "application/pdf", b"%PDF-1.4 hello".to_vec()).await;
     let base = serve(store.clone()).await;
@@ -419,6 +420,8 @@ async fn each_type_is_shown_its_way() {
     assert!(r.text().await.unwrap().contains("UTF-16"));
 
     let r = get(json.to_string()).await;
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let r = get(xml.to_string()).await;
     assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
     let r = get(png.to_string()).await;
     assert_eq!(r.headers()["content-type"], "image/png");
