@@ -14,7 +14,10 @@
 //!   `portal`, `noscript`, `noembed`, `noframes`, `xmp`, `plaintext`, `template`), and
 //!   every `<meta http-equiv>` (refresh, and the rest: the gateway's headers rule); a
 //!   removed element leaves a space, so the text around it cannot join into a new tag;
-//! - every `on*` handler and `srcdoc` attribute is removed;
+//! - every `on*` handler and `srcdoc` attribute is removed, and every attribute with an
+//!   unusual name (`=http:host`, `<`: parse errors browsers accept), which a rewritten tag
+//!   could join to its neighbour as a value; a tag holding an attribute the rewriter
+//!   cannot remove loses its tag (its content stays);
 //! - any other attribute whose value could name a host is removed: one holding `&` (an
 //!   entity could spell anything) or `\` (a slash to URL parsers), or `//`, or a scheme
 //!   (`:`) other than `data:` of a picture, sound or font — unless it is an absolute path on the gateway
@@ -113,7 +116,7 @@ pub enum FilterError {
 /// Whether an attribute may stay.
 fn keep(name: &str, value: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    if name == "srcdoc" || name.starts_with("on") {
+    if name == "srcdoc" || name.starts_with("on") || !plain_name(&name) {
         return false;
     }
     // Namespace declarations name a namespace, which nothing fetches.
@@ -158,6 +161,19 @@ fn keep(name: &str, value: &str) -> bool {
         .any(|m| media.starts_with(m));
     }
     !v.contains("//") && !v.contains(':')
+}
+
+/// Whether an attribute name is an ordinary one (a letter, `_` or `:` first, then
+/// letters, digits, `-`, `_`, `:`, `.`). A name like `=//host` is a parse error that
+/// browsers accept; once a neighbour is removed and the tag is written out again,
+/// `<img src x=& =http:host>` would read `<img src =http:host>`, giving `src` that value, so
+/// such names never pass (found by the `markup_filter` fuzz target).
+fn plain_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
 }
 
 /// Whether CSS text (lower-cased) could load something.
@@ -224,6 +240,11 @@ impl Filter {
                     .collect();
                 for name in drop {
                     el.remove_attribute(&name);
+                }
+                // An attribute the rewriter cannot remove (it refuses names it could not
+                // write, like `=http:host`) takes its tag with it; the content stays.
+                if el.attributes().iter().any(|a| !keep(&a.name(), &a.value())) {
+                    el.remove_and_keep_content();
                 }
                 Ok(())
             }))
@@ -352,6 +373,10 @@ mod tests {
             r#"<!---><img src=//evil.example/x>-->"#,
             r#"<a href="jAvAsCrIpT:fetch('//evil.example')">x</a>"#,
             r#"<a href="data:text/html,<img src=//evil.example/x>">x</a>"#,
+            // A removed neighbour must not hand a value to a valueless attribute: written
+            // out again, `<img src x=& =http:h>` would read `<img src =http:h>`.
+            "<img src x=& =http:evil.example>",
+            "<img src\n\0b\t=o&b\t=https:evil.example>",
         ] {
             let out = f(bad);
             assert!(!out.contains("evil.example"), "{bad} -> {out}");
@@ -398,6 +423,15 @@ mod tests {
         let mut fl = Filter::new();
         assert!(fl.write(b"\xff").unwrap().is_empty());
         assert!(matches!(fl.write(b"\xfe"), Err(FilterError::Utf16)));
+    }
+
+    /// The `markup_filter` fuzz target's find: once a neighbour was removed, a rewritten
+    /// tag gave a valueless attribute the next one's odd name as its value.
+    #[test]
+    fn fuzz_find_rewritten_tags_keep_their_meaning() {
+        let input = b"\x3c\x62\x0a\x0d\x3c\x0a\x00\x62\x09\x3d\x6f\xf2\x9d\x9d\x9d\x9d\x9d\x9d\x9d\x26\x9d\x9d\x9d\x9d\x9d\x62\x09\x3d\x6f\xf2\x9d\x9d\x2b\x3a\x3e\x62";
+        let once = filter(input).unwrap();
+        assert_eq!(filter(&once).unwrap(), once);
     }
 
     /// Fed in pieces, a pattern split across chunks is still caught.
