@@ -241,7 +241,8 @@ fn corpus(outside: SocketAddr) -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "<img src=\"HtTp://{h}/s1\"><img src=\"&#104;ttp://{h}/s2\"><img src=\"http&colon;//{h}/s3\">\
              <img src=\"&#x2F;&#x2F;{h}/s4\"><img src=\" &#14; //{h}/s5\"><img src=\"/\\{h}/s6\">\
              <img src=\"\\\\{h}/s7\"><img src=\"h\ttt\np://{h}/s8\"><img src=//{h}/s9>\
-             <img srcset=\"ok.png 1x, //{h}/s10 2x\"><picture><source srcset=\"{o}/s11\"><img src=ok.png></picture>"))),
+             <img srcset=\"ok.png 1x, //{h}/s10 2x\"><picture><source srcset=\"{o}/s11\"><img src=ok.png></picture>\
+             <img src x=& =http:{h}/s12><img src y=& =\"http:{h}/s13\">"))),
         ("css.html", "text/html", page(format!(
             "<link rel=stylesheet href=\"evil.css\"><div style=\"background:url({o}/inline)\">x</div>\
              <div style=\"background:u\\72l({o}/esc)\">y</div>\
