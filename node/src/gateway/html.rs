@@ -244,6 +244,9 @@ impl Filter {
                 // An attribute the rewriter cannot remove (it refuses names it could not
                 // write, like `=http:host`) takes its tag with it; the content stays.
                 if el.attributes().iter().any(|a| !keep(&a.name(), &a.value())) {
+                    // Spaces where the tags were, so no text joins into a new tag.
+                    el.before(" ", ContentType::Text);
+                    el.after(" ", ContentType::Text);
                     el.remove_and_keep_content();
                 }
                 Ok(())
@@ -432,6 +435,20 @@ mod tests {
         let input = b"\x3c\x62\x0a\x0d\x3c\x0a\x00\x62\x09\x3d\x6f\xf2\x9d\x9d\x9d\x9d\x9d\x9d\x9d\x26\x9d\x9d\x9d\x9d\x9d\x62\x09\x3d\x6f\xf2\x9d\x9d\x2b\x3a\x3e\x62";
         let once = filter(input).unwrap();
         assert_eq!(filter(&once).unwrap(), once);
+    }
+
+    /// The second find: a tag removed for an odd attribute let the text before and
+    /// after it join into a new tag (`<` + `<o =x>` + `v ...>`).
+    #[test]
+    fn fuzz_find_removed_tags_leave_no_join() {
+        let input = b"\x3c\x3c\x6f\x95\x2f\x95\x2f\xcd\x37\x3e\x76\x0a\xff\xfe\x21\x00\x00\x00\x15\x11\x00\x00\x00\xef\x3e\x3c";
+        let once = filter(input).unwrap();
+        assert_eq!(filter(&once).unwrap(), once);
+        let out = f("<<o =x>img src=http:evil.example>a<</o>img src=http:evil.example>");
+        assert!(
+            !out.contains("evil.example") || !out.contains("<img"),
+            "{out}"
+        );
     }
 
     /// Fed in pieces, a pattern split across chunks is still caught.
