@@ -456,7 +456,7 @@ async fn serve_chk<S: BlockSource>(
             let stream = futures::stream::iter([Ok(bytes::Bytes::from(head))]).chain(rest);
             return (StatusCode::OK, headers, Body::from_stream(stream)).into_response();
         }
-        Shown::Warn(essence) => return download_page(asked, edition, &essence, size),
+        Shown::Warn(essence) => return download_page(asked, &essence, size),
         Shown::Download => {
             let name = asked_name(asked).unwrap_or_else(|| "document".into());
             let safe: String = name
@@ -543,8 +543,7 @@ fn asked_name(asked: &AnyUri) -> Option<String> {
 }
 
 /// The page for a type the gateway does not hand to the browser.
-fn download_page(asked: &AnyUri, edition: Option<u64>, essence: &str, size: u64) -> Response {
-    let _ = edition;
+fn download_page(asked: &AnyUri, essence: &str, size: u64) -> Response {
     let href = format!("{}?download=1", link(asked));
     let kind = if essence.is_empty() {
         "no type".to_string()
