@@ -395,6 +395,30 @@ mod tests {
         assert_eq!(out, "<p>a</p><img src=\"http://evil.example");
     }
 
+    /// Handlers and `srcdoc` go even when their values look harmless; odd but ordinary
+    /// names (`_x`, `:y`) and a gateway path with a space in front stay (found missing by
+    /// mutation testing).
+    #[test]
+    fn handlers_go_and_ordinary_oddities_stay() {
+        for (doc, gone) in [
+            ("<img src=a.png onerror=alert(1)>", "onerror"),
+            ("<body ONLOAD=x>", "onload"),
+            ("<p srcdoc=x>", "srcdoc"),
+        ] {
+            assert!(
+                !f(doc).to_ascii_lowercase().contains(gone),
+                "{doc} -> {}",
+                f(doc)
+            );
+        }
+        for doc in [
+            r#"<div _x="1" :y="2">a</div>"#,
+            r#"<a href=" /veil:CHK@abc,def/x">y</a>"#,
+        ] {
+            assert_eq!(f(doc), doc);
+        }
+    }
+
     #[test]
     fn ordinary_pages_survive() {
         let page = r#"<!DOCTYPE html><!-- a <comment> --><html lang=en><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="style.css"><style>p { color: red; margin: 0 }</style></head><body class='x y'><h1 title="a: b // c">Hi &amp; bye: see http://example.org</h1><img src="img/a.png" alt="a // b"><img src="data:image/png;base64,iVBORw0KGgo="><a href="../other/page.html#top">x</a><a href="/veil:CHK@abc,def/site/a.html">y</a><p style="color:red">1 < 2</p><input disabled></body></html>"#;
