@@ -152,13 +152,44 @@ async fn load(chromium: &PathBuf, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Chromium, or `None` after saying the test `name` is skipped; in CI (`CI` set) a
+/// missing Chromium fails the test instead.
+fn chromium_or_skip(name: &str) -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed, and CI must run this test"
+        );
+        eprintln!("SKIPPED {name}: chromium is not installed (apt-get install chromium)");
+    }
+    found
+}
+
+/// Asserts the outside listener was never reached. Anything Chromium started before it
+/// exited is in the listener's accept queue by now; a probe connection queues behind it,
+/// so once the probe is answered every earlier connection has been accepted and counted.
+async fn assert_nothing_reached(
+    outside: SocketAddr,
+    count: &AtomicUsize,
+    seen: &Mutex<Vec<String>>,
+) {
+    let mut probe = tokio::net::TcpStream::connect(outside).await.unwrap();
+    probe.write_all(b"PROBE\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    probe.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "the browser reached outside: {:?}",
+        seen.lock().unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_never_fetches_outside_references() {
-    let Some(chromium) = chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium is not installed, and CI must run this test");
-        }
-        eprintln!("SKIPPED browser_never_fetches_outside_references: chromium is not installed (apt-get install chromium)");
+    let Some(chromium) = chromium_or_skip("browser_never_fetches_outside_references") else {
         return;
     };
     let (outside, count, seen) = outside_listener().await;
@@ -188,20 +219,7 @@ async fn browser_never_fetches_outside_references() {
     // Through node 1's own gateway (veild mounts it on its API port).
     let dom = load(&chromium, &format!("{}/{}", net.api(1).base, page.uri)).await;
     assert!(dom.contains(MARKER), "the page did not load: {dom}");
-    // Anything chromium started before it exited is in the listener's accept queue by
-    // now. A probe connection queues behind it; once the probe is answered, every earlier
-    // connection has been accepted and counted.
-    let mut probe = tokio::net::TcpStream::connect(outside).await.unwrap();
-    probe.write_all(b"PROBE\r\n\r\n").await.unwrap();
-    let mut answer = Vec::new();
-    probe.read_to_end(&mut answer).await.unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 200"));
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        1,
-        "the browser reached outside: {:?}",
-        seen.lock().unwrap()
-    );
+    assert_nothing_reached(outside, &count, &seen).await;
     net.shutdown().await;
 }
 
@@ -302,11 +320,7 @@ fn corpus(outside: SocketAddr) -> Vec<(&'static str, &'static str, Vec<u8>)> {
 /// as a download.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_corpus_never_reaches_outside() {
-    let Some(chromium) = chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium is not installed, and CI must run this test");
-        }
-        eprintln!("SKIPPED hostile_corpus_never_reaches_outside: chromium is not installed (apt-get install chromium)");
+    let Some(chromium) = chromium_or_skip("hostile_corpus_never_reaches_outside") else {
         return;
     };
     let (outside, count, seen) = outside_listener().await;
@@ -342,17 +356,7 @@ async fn hostile_corpus_never_reaches_outside() {
         "css-site/css.html",
         load(&chromium, &format!("{gateway}/{}/css.html", site.uri)).await,
     ));
-    let mut probe = tokio::net::TcpStream::connect(outside).await.unwrap();
-    probe.write_all(b"PROBE\r\n\r\n").await.unwrap();
-    let mut answer = Vec::new();
-    probe.read_to_end(&mut answer).await.unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 200"));
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        1,
-        "the browser reached outside: {:?}",
-        seen.lock().unwrap()
-    );
+    assert_nothing_reached(outside, &count, &seen).await;
     let dom = |n: &str| &doms.iter().find(|(d, _)| *d == n).expect("loaded").1;
     for page in [
         "comments.html",
