@@ -219,14 +219,47 @@ pub(crate) fn corrupt(at: Position, reason: impl fmt::Display) -> DecodeError {
     }
 }
 
+/// Attempts at one block before its failure counts. A node that lost peers a moment
+/// ago, or whose first hop just failed the key, often succeeds a moment later (and the
+/// node tries the peers that failed the key last).
+const FETCH_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; it grows with each attempt.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Fetches one block, again after a pause when the failure may pass: the node could not
+/// route it (no peer free to take it), or, for a block a verified index lists
+/// (`listed`), nobody the search reached had it. A top block that is not found is not
+/// asked for again: the URI may simply name nothing.
+pub(crate) async fn fetch_block<S: BlockSource>(
+    source: &S,
+    key: veil_proto::RoutingKey,
+    listed: bool,
+) -> Result<veil_proto::Block, FetchError> {
+    let mut attempt = 1;
+    loop {
+        match source.fetch(key).await {
+            Err(FetchError::Unavailable(_)) | Err(FetchError::NotFound)
+                if attempt < FETCH_ATTEMPTS && listed =>
+            {
+                tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            Err(FetchError::Unavailable(_)) if attempt < FETCH_ATTEMPTS => {
+                tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Fetches, verifies and decrypts one block.
 pub(crate) async fn fetch_payload<S: BlockSource>(
     source: &S,
     keys: ChildRef,
     at: &Position,
 ) -> Result<Vec<u8>, DecodeError> {
-    let block = source
-        .fetch(keys.routing)
+    let block = fetch_block(source, keys.routing, true)
         .await
         .map_err(|error| DecodeError::Fetch {
             at: at.clone(),
@@ -243,8 +276,7 @@ pub(crate) async fn fetch_payload<S: BlockSource>(
 /// Fetches and checks the top block named by `keys`.
 pub async fn fetch_top<S: BlockSource>(source: &S, keys: ChkKeys) -> Result<TopBlock, DecodeError> {
     // Its own errors: blame the URI or the network, not a "corrupt block".
-    let block = source
-        .fetch(keys.routing)
+    let block = fetch_block(source, keys.routing, false)
         .await
         .map_err(|error| match error {
             FetchError::NotFound => DecodeError::DocumentNotFound,
@@ -717,4 +749,80 @@ pub async fn read_to_vec<S: BlockSource>(
     let mut out = Vec::with_capacity(top.meta.size as usize);
     write_body(source, top, DEFAULT_WINDOW, &mut out, |_| {}).await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails the first `fail` fetches with `error`, then serves `block`.
+    #[derive(Clone)]
+    struct Failing {
+        block: veil_proto::Block,
+        fail: u32,
+        error: fn() -> FetchError,
+        calls: Arc<AtomicU32>,
+    }
+
+    impl BlockSource for Failing {
+        async fn fetch(
+            &self,
+            _key: veil_proto::RoutingKey,
+        ) -> Result<veil_proto::Block, FetchError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.fail {
+                Err((self.error)())
+            } else {
+                Ok(self.block.clone())
+            }
+        }
+    }
+
+    fn failing(fail: u32, error: fn() -> FetchError) -> (Failing, veil_proto::RoutingKey) {
+        let (block, keys) = block::encode(b"payload").expect("block");
+        let source = Failing {
+            block,
+            fail,
+            error,
+            calls: Arc::new(AtomicU32::new(0)),
+        };
+        (source, keys.routing)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listed_block_is_asked_for_again_after_a_passing_failure() {
+        let (s, key) = failing(2, || FetchError::NotFound);
+        assert!(fetch_block(&s, key, true).await.is_ok());
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+        let (s, key) = failing(2, || FetchError::Unavailable("no route".into()));
+        assert!(fetch_block(&s, key, true).await.is_ok());
+        // Not forever: a block gone for good fails after the last attempt.
+        let (s, key) = failing(u32::MAX, || FetchError::NotFound);
+        assert!(matches!(
+            fetch_block(&s, key, true).await,
+            Err(FetchError::NotFound)
+        ));
+        assert_eq!(s.calls.load(Ordering::SeqCst), FETCH_ATTEMPTS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_top_block_not_found_is_not_asked_for_again() {
+        let (s, key) = failing(1, || FetchError::NotFound);
+        assert!(matches!(
+            fetch_block(&s, key, false).await,
+            Err(FetchError::NotFound)
+        ));
+        assert_eq!(s.calls.load(Ordering::SeqCst), 1);
+        // A node that could not route it is asked again.
+        let (s, key) = failing(1, || FetchError::Unavailable("no route".into()));
+        assert!(fetch_block(&s, key, false).await.is_ok());
+        // Wrong keys and bad blocks are never retried.
+        let (s, key) = failing(1, || FetchError::BadBlock);
+        assert!(matches!(
+            fetch_block(&s, key, true).await,
+            Err(FetchError::BadBlock)
+        ));
+        assert_eq!(s.calls.load(Ordering::SeqCst), 1);
+    }
 }

@@ -24,7 +24,8 @@ use veil_proto::router::{
     RequestFailure, RouterStats,
 };
 use veil_proto::{
-    Block, Htl, Location, NodeKey, PeerAddress, PeerId, PeerOrigin, RequestId, Router, RoutingKey,
+    Block, Htl, Location, Message, NodeKey, PeerAddress, PeerId, PeerOrigin, RequestId, Router,
+    RoutingKey,
 };
 
 /// File in the data directory listing the opennet peers to dial again after a restart.
@@ -88,6 +89,32 @@ impl BlockStore for StoreView<'_> {
             }
         }
     }
+}
+
+/// One line per message at trace level (`RUST_LOG=veil_node::wire=trace`): which way,
+/// the peer, the kind, the request id and, for searches, the key and hops left. Local
+/// only, for following a request through a test network.
+fn trace_wire(dir: &'static str, peer: PeerId, at: Option<u64>, msg: &Message) {
+    if !tracing::enabled!(target: "veil_node::wire", tracing::Level::TRACE) {
+        return;
+    }
+    let (key, htl) = match msg {
+        Message::Request { key, htl, .. } | Message::Insert { key, htl, .. } => {
+            (Some(*key), Some(htl.0))
+        }
+        Message::RouteNotFound { htl, .. } => (None, Some(htl.0)),
+        _ => (None, None),
+    };
+    tracing::trace!(
+        target: "veil_node::wire",
+        dir,
+        peer = peer.0,
+        location = ?at.map(|l| Location(l).as_fraction()),
+        kind = msg.kind(),
+        id = ?msg.request_id(),
+        key = ?key,
+        htl = ?htl,
+    );
 }
 
 /// The driver's state.
@@ -190,6 +217,8 @@ impl Driver {
     fn on_link_event(&mut self, ev: LinkEvent<LinkTag>) {
         match ev {
             LinkEvent::Message((peer, _), msg) => {
+                let at = self.peers.get(&peer).map(|p| p.info.location);
+                trace_wire("in", peer, at, &msg);
                 if msg.kind() == "request" {
                     self.counters.peer_requests.inc();
                 }
@@ -379,6 +408,7 @@ impl Driver {
                 let id = self
                     .router
                     .start_request(now, key, htl, &mut StoreView(&self.store));
+                tracing::trace!(target: "veil_node::wire", ?id, ?key, "local request");
                 self.fetches.insert(id, reply);
             }
             Command::Insert {
@@ -412,6 +442,8 @@ impl Driver {
             }
         }
         while let Some((peer, msg)) = self.router.poll_transmit() {
+            let at = self.peers.get(&peer).map(|p| p.info.location);
+            trace_wire("out", peer, at, &msg);
             match self.peers.get(&peer) {
                 Some(p) => {
                     if !p.handle.send(msg) {

@@ -301,8 +301,18 @@ impl Router {
         }
         let flags = self.draw_htl_flags();
         let clock = self.opennet.clock;
+        let seed = meta.origin == PeerOrigin::Seed;
         self.peers
             .add_with(peer, location, flags, meta, (now, clock));
+        if seed && self.config.opennet.enabled {
+            // The shell dials a seed again only when this node is short of peers with
+            // no seed link: announce through it now, whatever the back-off says. A
+            // node cut off with a few others (half the network gone at once) would
+            // otherwise announce only through its own peers, meet nobody outside its
+            // island and never heal.
+            self.opennet.announce_streak = 0;
+            self.opennet.next_announce = Some(now);
+        }
         self.peers_changed(now);
     }
 

@@ -324,10 +324,16 @@ impl Router {
         }
         let mut exclude = req.tried.clone();
         exclude.extend(req.source);
-        if req.source.is_some() && matches!(req.kind, Kind::Request) {
-            // Peers that just failed this key are not asked again for a while.
+        let mut avoid = Vec::new();
+        if matches!(req.kind, Kind::Request) {
+            // Peers that just failed this key are not asked again for a while; the local
+            // user's request (asked again, it means it) only tries them last.
             if let Some(f) = self.failures.get(&req.key, now) {
-                exclude.extend(f.failed.iter().copied());
+                if req.source.is_some() {
+                    exclude.extend(f.failed.iter().copied());
+                } else {
+                    avoid.extend(f.failed.iter().copied());
+                }
             }
         }
         if req.source.is_some() {
@@ -338,9 +344,18 @@ impl Router {
             exclude.extend(self.peers.forwarding_full(window));
         }
         let side = req.next_side.take();
-        let found = side
-            .and_then(|cw| self.peers.closest_on_side(req.target, &exclude, now, cw))
-            .or_else(|| self.peers.closest(req.target, &exclude, now));
+        let peers = &self.peers;
+        let pick = |exclude: &[PeerId]| {
+            side.and_then(|cw| peers.closest_on_side(req.target, exclude, now, cw))
+                .or_else(|| peers.closest(req.target, exclude, now))
+        };
+        let found = if avoid.is_empty() {
+            pick(&exclude)
+        } else {
+            let mut strict = exclude.clone();
+            strict.extend(avoid);
+            pick(&strict).or_else(|| pick(&exclude))
+        };
         let Some(peer) = found else {
             return self.finish_at(Some(now), id, Outcome::NoRoute);
         };
@@ -599,14 +614,17 @@ impl Router {
             .get(&key, now)
             .is_some_and(|f| received <= f.htl)
         {
-            // Searched for in vain from here a moment ago, with as many hops: say so now
-            // rather than send it through the same nodes again, and offer the block to
-            // this peer too should it turn up.
+            // Searched for in vain from here a moment ago, with as many hops: decline at
+            // once rather than send it through the same nodes again, and offer the block
+            // to this peer too should it turn up. The decline is a `RouteNotFound` with
+            // every hop still unspent, not a `DataNotFound`: that search came from
+            // another direction, so the asker's other peers may well reach the block,
+            // and a `DataNotFound` would end its whole search here.
             self.failures.add_asker(&key, now, from);
             self.seen.insert(later(now, self.config.seen_ttl), id);
             self.stats.recently_failed += 1;
             self.transmits
-                .push_back((from, Message::DataNotFound { id }));
+                .push_back((from, Message::RouteNotFound { id, htl }));
             return;
         }
         self.begin(now, id, key, Kind::Request, Some(from), received);

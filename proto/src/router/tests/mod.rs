@@ -115,6 +115,14 @@ impl Net {
             .add_peer(self.now, PeerId(a as u64), la);
     }
 
+    /// Puts `block` into node `n`'s store, as if it had been stored there long ago.
+    fn hold(&mut self, n: usize, key: RoutingKey, block: &Block) {
+        self.nodes[n]
+            .store
+            .blocks
+            .insert(key, (block.clone(), Placement::Store));
+    }
+
     fn line(locations: &[u64]) -> Net {
         let mut net = Net::new(locations, cfg);
         for i in 1..locations.len() {

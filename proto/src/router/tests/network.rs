@@ -85,10 +85,7 @@ fn a_silent_peer_costs_the_budget_and_the_upstream_backtracks_in_time() {
     net.link(0, 1);
     net.link(1, 2);
     net.link(0, 3);
-    net.nodes[3]
-        .store
-        .blocks
-        .insert(key, (b.clone(), Placement::Store));
+    net.hold(3, key, &b);
     net.black_holes.insert((1, 2));
     let id = net.request(0, key, None);
     net.drive();
@@ -374,4 +371,69 @@ fn a_failed_key_is_answered_at_once_and_offered_when_it_arrives() {
     let last = net.request(0, key, None);
     net.drive();
     assert_eq!(net.request_result(0, last).unwrap().unwrap().block, b);
+}
+
+/// A failure remembered at one hop does not end a search that other peers can finish.
+/// Node 0 asks for a key held by node 3. Its peer nearest the key, node 1, only leads to
+/// a dead end (node 4), so the first search fails there and goes round through node 2.
+/// Asked again at once, node 1 declines from its failure table, and node 0 still reaches
+/// the block through node 2 (a `DataNotFound` from node 1 would end it at the first hop).
+#[test]
+fn a_hop_that_failed_a_key_recently_declines_and_the_search_goes_round() {
+    let (b, key) = blk(11);
+    let kl = Location::of_key(&key).0;
+    let at = |d: i64| kl.wrapping_add_signed(d << 40);
+    // 0 far; 1 nearest of 0's peers; 2 farther; 3 the holder behind 2; 4 behind 1.
+    let locs = [at(100), at(2), at(10), at(5), at(60)];
+    let mut net = Net::new(&locs, cfg);
+    net.link(0, 1);
+    net.link(0, 2);
+    net.link(2, 3);
+    net.link(1, 4);
+    net.hold(3, key, &b);
+    for round in 0..3 {
+        let id = net.request(0, key, None);
+        net.drive();
+        let got = net.request_result(0, id);
+        assert_eq!(
+            got.and_then(Result::ok).map(|f| f.block),
+            Some(b.clone()),
+            "round {round}"
+        );
+    }
+    assert!(net.nodes[1].router.stats().recently_failed >= 1);
+    // Node 1 searched its dead end once, not once per request.
+    assert_eq!(net.nodes[4].router.stats().requests_received, 1);
+}
+
+/// The local user's request, asked again after a failure, tries the peers that failed
+/// the key last: here the peer nearest the key swallows the first request (its link is
+/// a black hole), and the second goes to the other peer first.
+#[test]
+fn a_local_request_asked_again_tries_the_peers_that_failed_last() {
+    let (b, key) = blk(12);
+    let kl = Location::of_key(&key).0;
+    let at = |d: i64| kl.wrapping_add_signed(d << 40);
+    let locs = [at(100), at(2), at(10)];
+    let mut net = Net::new(&locs, cfg);
+    net.link(0, 1);
+    net.link(0, 2);
+    net.hold(2, key, &b);
+    net.black_holes.insert((0, 1));
+    let first = net.request(0, key, Some(Htl(1)));
+    net.drive();
+    assert!(matches!(net.request_result(0, first), Some(Err(_))));
+    net.black_holes.clear();
+    // Past node 1's back-off for the timeout, well within the failure's lifetime.
+    net.now += Duration::from_secs(60);
+    let sent_to_1 = net.nodes[1].router.stats().requests_received;
+    let again = net.request(0, key, Some(Htl(1)));
+    net.drive();
+    assert_eq!(
+        net.request_result(0, again)
+            .and_then(Result::ok)
+            .map(|f| f.block),
+        Some(b)
+    );
+    assert_eq!(net.nodes[1].router.stats().requests_received, sent_to_1);
 }

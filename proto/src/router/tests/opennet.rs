@@ -215,6 +215,54 @@ fn announcement_finds_the_ring_neighbours() {
     assert!(net.nodes[newcomer].router.stats().opennet.peers_dropped >= 1);
 }
 
+/// An island heals through the seed: two nodes cut off from the rest (their other
+/// peers gone at once) announce through each other in vain and back off; when the
+/// shell links a seed again, the next announcement goes through it at once and meets
+/// the rest of the ring.
+#[test]
+fn an_island_announces_through_a_seed_linked_again() {
+    let mut locs: Vec<u64> = (0..16).map(|i| i * STEP).collect();
+    locs.push(5 * STEP + STEP / 3);
+    locs.push(5 * STEP + 2 * STEP / 3);
+    // Short of peers below three, so that the seed link alone does not end the want.
+    let mut net = Net::new(&locs, |s| {
+        let mut c = open_cfg(s, 8);
+        c.opennet.min_peers = 3;
+        c
+    });
+    for i in 0..locs.len() {
+        net.nodes[i].router.set_address(addr(i));
+    }
+    for i in 0..16 {
+        net.open_link(i, (i + 1) % 16, PeerOrigin::Friend);
+        if i < 8 {
+            net.open_link(i, i + 8, PeerOrigin::Friend);
+        }
+    }
+    let (a, b) = (16, 17);
+    assert!(net.open_link(a, b, PeerOrigin::Announcement));
+    // Each has one peer, fewer than `min_peers` (3): they announce through each other,
+    // meet nobody new, and the pause between announcements grows.
+    let mut gaps = Vec::new();
+    for _ in 0..4 {
+        let before = net.now;
+        let due = net.fire_timer_and_link(a);
+        gaps.push(due.saturating_duration_since(before));
+    }
+    assert_eq!(net.peers_of(a), vec![b], "still an island");
+    assert!(gaps[3] > gaps[1], "backing off: {gaps:?}");
+    // The shell links the seed (node 0) again.
+    let linked_at = net.now;
+    assert!(net.open_link(a, 0, PeerOrigin::Seed));
+    let due = net.fire_timer_and_link(a);
+    assert_eq!(due, linked_at, "announces at once, not after the back-off");
+    let peers = net.peers_of(a);
+    assert!(
+        peers.contains(&5) && peers.contains(&6),
+        "meets its ring neighbours through the seed: {peers:?}"
+    );
+}
+
 /// A full node makes room for a newcomer by dropping its least recently successful
 /// opennet peer, never a friend and never one of its nearest ring neighbours; with no
 /// such peer, an inbound newcomer gets a transient link, and past the slots, none.
@@ -394,10 +442,7 @@ fn path_folding_offers_the_source_and_spares_the_originator() {
         net.open_link(i, i + 1, PeerOrigin::Friend);
     }
     let (b, key) = blk(1);
-    net.nodes[6]
-        .store
-        .blocks
-        .insert(key, (b.clone(), Placement::Store));
+    net.hold(6, key, &b);
     let id = net.request(0, key, None);
     net.drive_until_quiet();
     assert!(matches!(net.request_result(0, id), Some(Ok(_))));
