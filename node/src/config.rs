@@ -103,6 +103,10 @@ pub struct Config {
     /// Opennet: find peers by announcement and path folding, and answer newcomers.
     /// Default true; false keeps only the configured peers.
     pub opennet: bool,
+    /// Darknet (friend-to-friend): link only to `peers`, refuse every other link,
+    /// inbound included, send no announcements and take no path folding; opennet is off
+    /// whatever `opennet` says. Default false.
+    pub darknet: bool,
     /// Nodes near its key that each block this node inserts is stored on (at most 16).
     /// Each copy costs one node 32 KiB of store. Default 7, the least that kept 97% of
     /// distinct blocks fetchable after half of a 10,000-node network failed
@@ -146,6 +150,7 @@ impl Default for Config {
             seed_nodes: Vec::new(),
             min_peers: 10,
             opennet: true,
+            darknet: false,
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             keepalive_uris: Vec::new(),
@@ -216,6 +221,9 @@ impl Config {
                 return bad("location must be in [0, 1)");
             }
         }
+        if self.darknet && !self.seed_nodes.is_empty() {
+            return bad("darknet links only to friends: remove seed_nodes (--seed-node)");
+        }
         if !(1..=60).contains(&self.max_htl) {
             return bad("max_htl must be between 1 and 60 (default 18)");
         }
@@ -272,6 +280,11 @@ impl Config {
     pub fn location_u64(&self) -> Option<u64> {
         // 2^64 * fraction; the fraction is < 1 so this never overflows in practice.
         self.location.map(|f| (f * 2f64.powi(64)) as u64)
+    }
+
+    /// Whether the node finds peers by opennet: on unless turned off or darknet.
+    pub fn opennet_on(&self) -> bool {
+        self.opennet && !self.darknet
     }
 
     /// The routable peer count below which the node announces.
@@ -381,6 +394,9 @@ pub struct Overrides {
     /// Opennet on or off: find peers by announcement and path folding [default: true]
     #[arg(long, value_name = "BOOL")]
     pub opennet: Option<bool>,
+    /// Darknet: link only to the --peer friends, refuse strangers, no opennet
+    #[arg(long)]
+    pub darknet: bool,
     /// Nodes each inserted block is stored on [default: 7]
     #[arg(long, value_name = "N")]
     pub replicas: Option<u8>,
@@ -456,6 +472,9 @@ impl Overrides {
             }
         }
         add_new(&mut c.seed_nodes, &self.seed_nodes);
+        if self.darknet {
+            c.darknet = true;
+        }
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
         }

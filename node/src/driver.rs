@@ -135,6 +135,8 @@ pub(crate) struct Driver {
     banned: HashMap<NodeKey, Instant>,
     /// Generation of the next link spawned.
     next_link: u64,
+    /// Darknet: the only nodes a link may go to (`None`: anyone the rules allow).
+    friends_only: Option<std::collections::HashSet<NodeKey>>,
 }
 
 /// What the driver needs to dial for the router and to remember peers.
@@ -184,7 +186,14 @@ impl Driver {
             opennet,
             banned: HashMap::new(),
             next_link: 0,
+            friends_only: None,
         }
+    }
+
+    /// Darknet: links only to these nodes; every other link is refused, inbound or not.
+    pub fn friends_only(mut self, keys: impl IntoIterator<Item = NodeKey>) -> Driver {
+        self.friends_only = Some(keys.into_iter().collect());
+        self
     }
 
     /// Runs until shutdown is signalled or every input channel has closed.
@@ -280,6 +289,16 @@ impl Driver {
         let now = Instant::now();
         if self.banned.get(&key).is_some_and(|until| *until > now) {
             tracing::debug!("link from a banned peer refused");
+            self.router.connect_failed(&key);
+            return;
+        }
+        if self
+            .friends_only
+            .as_ref()
+            .is_some_and(|f| !f.contains(&key))
+        {
+            tracing::debug!("link from a stranger refused: darknet links only to friends");
+            self.counters.links_refused.inc();
             self.router.connect_failed(&key);
             return;
         }

@@ -335,7 +335,7 @@ impl Node {
                 replicas: config.replicas,
                 rng_seed: rand::random(),
                 opennet: OpennetConfig {
-                    enabled: config.opennet,
+                    enabled: config.opennet_on(),
                     min_peers: config.effective_min_peers(),
                     max_peers: config.max_peers,
                     ..OpennetConfig::default()
@@ -374,7 +374,7 @@ impl Node {
             counters: counters.clone(),
             peers: peers_rx.clone(),
         };
-        let opennet = config.opennet.then(|| crate::driver::Opennet {
+        let opennet = config.opennet_on().then(|| crate::driver::Opennet {
             factory: factory.clone(),
             failed_tx: failed_tx.clone(),
             data_dir: dir.clone(),
@@ -391,6 +391,11 @@ impl Node {
             counters.clone(),
             opennet,
         );
+        let driver = if config.darknet {
+            driver.friends_only(config.peers.iter().map(|p| p.key))
+        } else {
+            driver
+        };
         let mut tasks = JoinSet::new();
         tasks.spawn(driver.run(Inputs {
             links: link_rx,
@@ -399,7 +404,7 @@ impl Node {
             failed: failed_rx,
             shutdown: shutdown_rx.clone(),
         }));
-        if config.opennet {
+        if config.opennet_on() {
             // Rejoin through the peers of the last run, then the seeds if still short.
             for (peer, origin) in crate::driver::load_known_peers(&dir) {
                 if peer.key == id.public() || config.peers.iter().any(|p| p.key == peer.key) {
