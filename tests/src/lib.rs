@@ -201,6 +201,34 @@ impl Api {
         Ok(r.json().await?)
     }
 
+    /// `GET /api/v1/peers`: one JSON object per peer.
+    pub async fn peers(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let r = self
+            .request(reqwest::Method::GET, "/api/v1/peers")
+            .send()
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("peers failed: {status}");
+        }
+        let list: serde_json::Value = r.json().await?;
+        match list {
+            serde_json::Value::Array(v) => Ok(v),
+            other => bail!("peers is not a list: {other}"),
+        }
+    }
+
+    /// The keys of the routable peers, in the order the node lists them.
+    pub async fn routable_peer_keys(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .peers()
+            .await?
+            .iter()
+            .filter(|p| p["routable"].as_bool() == Some(true))
+            .filter_map(|p| p["key"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// One request counter from the status, e.g. `"served_from_cache"`.
     pub async fn counter(&self, name: &str) -> anyhow::Result<u64> {
         let s = self.status().await?;
@@ -323,6 +351,23 @@ pub async fn wait_for_peer(
     .context("timed out waiting for a link")?
     .context("node stopped")?;
     Ok(())
+}
+
+/// Polls `done` every 100 ms until it holds, panicking with `what` after `limit`. For
+/// processes, which offer no event channel to await.
+pub async fn poll_until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A random block of `len` payload bytes (seeded) and its routing key.

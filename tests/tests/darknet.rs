@@ -3,42 +3,12 @@
 //! refused — and documents still move over the friend link.
 
 use std::time::Duration;
-use veil_tests::{veil, Api, DataDir, VeildProcess};
+use veil_tests::{poll_until, veil, Api, DataDir, VeildProcess};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The keys of `api`'s routable peers.
 async fn peer_keys(api: &Api) -> Vec<String> {
-    let list = api
-        .request(reqwest::Method::GET, "/api/v1/peers")
-        .send()
-        .await
-        .expect("peers")
-        .json::<serde_json::Value>()
-        .await
-        .expect("json");
-    list.as_array()
-        .expect("array")
-        .iter()
-        .filter(|p| p["routable"].as_bool() == Some(true))
-        .map(|p| p["key"].as_str().expect("key").to_string())
-        .collect()
-}
-
-/// Polls until `done` holds (a process offers no event channel), within `WAIT`.
-async fn wait_until<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    api.routable_peer_keys().await.expect("peers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,12 +32,12 @@ async fn a_darknet_node_links_only_to_its_friends() {
         .expect("stranger");
 
     let friend_key = friend.address.key.to_string();
-    wait_until("the darknet node links to its friend", || async {
+    poll_until("the darknet node links to its friend", WAIT, || async {
         peer_keys(&dark.api).await == vec![friend_key.clone()]
     })
     .await;
     // Both strangers have tried: each refusal is counted.
-    wait_until("both strangers are refused", || async {
+    poll_until("both strangers are refused", WAIT, || async {
         dark.api.metric("links_refused_total").await.unwrap_or(0) >= 2
     })
     .await;

@@ -25,16 +25,7 @@ async fn wait_settled(
         let mut seen = Vec::new();
         let mut links = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            let list = node
-                .api
-                .request(reqwest::Method::GET, "/api/v1/peers")
-                .send()
-                .await
-                .expect("peers")
-                .json::<serde_json::Value>()
-                .await
-                .expect("json");
-            let peers = list.as_array().expect("array");
+            let peers = node.api.peers().await.expect("peers");
             let routable: Vec<&str> = peers
                 .iter()
                 .filter(|p| p["routable"].as_bool() == Some(true))
