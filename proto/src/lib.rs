@@ -10,6 +10,7 @@
 //! - [`message`]: the wire messages nodes exchange, with hostile-input decoding.
 //! - [`topology`]: seeded network shapes (small world) for testnets and tests.
 //! - [`router`]: the sans-IO routing core that the daemon and the simulator share.
+//! - [`swap`]: the location-swapping rule and its commitments (darknet).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod message;
 pub mod ring;
 pub mod router;
 pub mod ssk;
+pub mod swap;
 pub mod topology;
 pub mod uri;
 

@@ -16,6 +16,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
+use veil_proto::ring::Location;
+use veil_proto::swap;
 
 /// Which graph to build.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, serde::Serialize)]
@@ -156,27 +158,21 @@ fn random_regular(n: usize, degree: usize, rng: &mut ChaCha8Rng) -> Graph {
 }
 
 /// `ln` of the ring distance, plus one so equal locations are not `-inf`.
-fn log_dist(a: u64, b: u64) -> f64 {
-    let d = a.wrapping_sub(b).min(b.wrapping_sub(a));
-    ((d as f64) + 1.0).ln()
-}
-
-/// Sum of log distances from location `at` to `node`'s neighbours.
-fn log_product(g: &Graph, node: usize, at: u64) -> f64 {
-    g.links[node]
-        .iter()
-        .map(|&m| log_dist(at, g.locations[m as usize]))
-        .sum()
-}
-
 /// Sandberg's swapping: `attempts` times, a node picks a partner at the end of a short
-/// random walk; they swap if that does not lengthen the product of their link
-/// distances, and otherwise with probability before/after.
+/// random walk; they swap by the rule of `veil_proto::swap` (the one the daemon's darknet
+/// is to use): if that does not lengthen the product of their link distances, and
+/// otherwise with probability before/after.
 pub fn swap_locations(g: &mut Graph, attempts: usize, rng: &mut ChaCha8Rng) {
     let n = g.locations.len();
     if n < 2 {
         return;
     }
+    let peers_of = |g: &Graph, node: usize| -> Vec<Location> {
+        g.links[node]
+            .iter()
+            .map(|&m| Location(g.locations[m as usize]))
+            .collect()
+    };
     for _ in 0..attempts {
         let a = rng.gen_range(0..n);
         let mut b = a;
@@ -190,10 +186,9 @@ pub fn swap_locations(g: &mut Graph, attempts: usize, rng: &mut ChaCha8Rng) {
         if a == b {
             continue;
         }
-        let (la, lb) = (g.locations[a], g.locations[b]);
-        let before = log_product(g, a, la) + log_product(g, b, lb);
-        let after = log_product(g, a, lb) + log_product(g, b, la);
-        if after <= before || rng.gen::<f64>() < (before - after).exp() {
+        let (la, lb) = (Location(g.locations[a]), Location(g.locations[b]));
+        let gain = swap::gain(la, &peers_of(g, a), lb, &peers_of(g, b));
+        if gain >= 0.0 || swap::accept(gain, rng.gen::<f64>()) {
             g.locations.swap(a, b);
         }
     }
