@@ -107,6 +107,9 @@ pub struct Config {
     /// inbound included, send no announcements and take no path folding; opennet is off
     /// whatever `opennet` says. Default false.
     pub darknet: bool,
+    /// Darknet: mean pause between two location swaps this node starts, in ms. Default
+    /// 10,000.
+    pub swap_interval_ms: u64,
     /// Nodes near its key that each block this node inserts is stored on (at most 16).
     /// Each copy costs one node 32 KiB of store. Default 7, the least that kept 97% of
     /// distinct blocks fetchable after half of a 10,000-node network failed
@@ -151,6 +154,7 @@ impl Default for Config {
             min_peers: 10,
             opennet: true,
             darknet: false,
+            swap_interval_ms: 10_000,
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             keepalive_uris: Vec::new(),
@@ -220,6 +224,9 @@ impl Config {
             if !(0.0..1.0).contains(&l) {
                 return bad("location must be in [0, 1)");
             }
+        }
+        if self.swap_interval_ms == 0 {
+            return bad("swap_interval_ms must be positive");
         }
         if self.darknet && !self.seed_nodes.is_empty() {
             return bad("darknet links only to friends: remove seed_nodes (--seed-node)");
@@ -397,6 +404,10 @@ pub struct Overrides {
     /// Darknet: link only to the --peer friends, refuse strangers, no opennet
     #[arg(long)]
     pub darknet: bool,
+    /// Darknet: mean pause between two location swaps this node starts, ms
+    /// [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub swap_interval_ms: Option<u64>,
     /// Nodes each inserted block is stored on [default: 7]
     #[arg(long, value_name = "N")]
     pub replicas: Option<u8>,
@@ -464,7 +475,8 @@ impl Overrides {
             replicas,
             index_replicas,
             gateway_max_bytes,
-            keepalive_interval_ms
+            keepalive_interval_ms,
+            swap_interval_ms
         );
         for uri in &self.keepalive_uris {
             if !c.keepalive_uris.contains(uri) {

@@ -137,6 +137,8 @@ pub(crate) struct Driver {
     next_link: u64,
     /// Darknet: the only nodes a link may go to (`None`: anyone the rules allow).
     friends_only: Option<std::collections::HashSet<NodeKey>>,
+    /// This node's location as the API shows it.
+    location: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What the driver needs to dial for the router and to remember peers.
@@ -187,7 +189,14 @@ impl Driver {
             banned: HashMap::new(),
             next_link: 0,
             friends_only: None,
+            location: None,
         }
+    }
+
+    /// Where the driver writes this node's location when it moves (darknet swapping).
+    pub fn publish_location(mut self, cell: Arc<std::sync::atomic::AtomicU64>) -> Driver {
+        self.location = Some(cell);
+        self
     }
 
     /// Darknet: links only to these nodes; every other link is refused, inbound or not.
@@ -230,6 +239,15 @@ impl Driver {
                 trace_wire("in", peer, at, &msg);
                 if msg.kind() == "request" {
                     self.counters.peer_requests.inc();
+                }
+                if let (Message::LocationChanged { location }, Some(_)) = (&msg, &self.friends_only)
+                {
+                    // A darknet friend swapped: the peer list shows where it is now (the
+                    // router, which swaps too, routes by it).
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.info.location = location.0;
+                    }
+                    self.publish_peers();
                 }
                 let now = Instant::now();
                 self.router
@@ -498,6 +516,15 @@ impl Driver {
                     tracing::debug!(peer = peer.0, reason, "closing a link for the router");
                     if let Some(p) = self.peers.get(&peer) {
                         p.handle.abort();
+                    }
+                }
+                Event::LocationChanged { location } => {
+                    tracing::info!(
+                        location = location.as_fraction(),
+                        "swapped to a new location"
+                    );
+                    if let Some(cell) = &self.location {
+                        cell.store(location.0, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 other => tracing::debug!(?other, "unhandled router event"),

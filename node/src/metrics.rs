@@ -181,6 +181,30 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -
         r.opennet.bad_offers,
     );
     metric(
+        "swaps_started_total",
+        "counter",
+        "Darknet location swaps this node started.",
+        r.swap.started,
+    );
+    metric(
+        "swaps_moved_total",
+        "counter",
+        "Swaps that moved this node to its partner's location.",
+        r.swap.moved,
+    );
+    metric(
+        "swaps_declined_total",
+        "counter",
+        "Swaps decided with no move.",
+        r.swap.declined,
+    );
+    metric(
+        "swaps_refused_total",
+        "counter",
+        "Swaps ended because a reveal did not match its commitment.",
+        r.swap.refused,
+    );
+    metric(
         "api_unauthorized_total",
         "counter",
         "API calls refused for a missing or wrong token.",

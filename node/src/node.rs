@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use veil_proto::message::PROTOCOL_VERSION;
-use veil_proto::router::{InsertFailure, OpennetConfig, RequestFailure, RouterConfig, RouterStats};
+use veil_proto::router::{
+    InsertFailure, OpennetConfig, RequestFailure, RouterConfig, RouterStats, SwapConfig,
+};
 use veil_proto::{Block, Hello, Htl, Location, PeerAddress, Router, RoutingKey};
 
 /// Why a node could not start.
@@ -254,7 +256,9 @@ struct Shared {
     token: String,
     address: PeerAddress,
     api_addr: SocketAddr,
-    location: Location,
+    /// The ring location: fixed, except on a darknet node, whose driver moves it when it
+    /// swaps.
+    location: Arc<std::sync::atomic::AtomicU64>,
     store: Store,
     commands: mpsc::Sender<Command>,
     peers: watch::Receiver<Arc<Vec<PeerInfo>>>,
@@ -340,6 +344,11 @@ impl Node {
                     max_peers: config.max_peers,
                     ..OpennetConfig::default()
                 },
+                swap: SwapConfig {
+                    enabled: config.darknet,
+                    interval: std::time::Duration::from_millis(config.swap_interval_ms),
+                    ..SwapConfig::default()
+                },
                 ..RouterConfig::default()
             },
             location,
@@ -391,6 +400,8 @@ impl Node {
             counters.clone(),
             opennet,
         );
+        let location_cell = Arc::new(std::sync::atomic::AtomicU64::new(location.0));
+        let driver = driver.publish_location(location_cell.clone());
         let driver = if config.darknet {
             driver.friends_only(config.peers.iter().map(|p| p.key))
         } else {
@@ -439,7 +450,7 @@ impl Node {
                 token,
                 address,
                 api_addr,
-                location,
+                location: location_cell,
                 store,
                 commands: cmd_tx,
                 peers: peers_rx,
@@ -497,9 +508,13 @@ impl NodeHandle {
         self.shared.identity.public()
     }
 
-    /// The ring location.
+    /// The ring location (a darknet node's moves as it swaps).
     pub fn location(&self) -> Location {
-        self.shared.location
+        Location(
+            self.shared
+                .location
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The API's socket address.

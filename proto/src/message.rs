@@ -15,8 +15,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// The protocol version spoken in [`Hello`]. Version 2: inserts carry their replica
-/// count and how many nodes stored them so far. Version 3: [`Message::Offer`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// count and how many nodes stored them so far. Version 3: [`Message::Offer`]. Version 4:
+/// darknet location swapping ([`Message::SwapRequest`], [`Message::SwapCommit`],
+/// [`Message::SwapReveal`], [`Message::LocationChanged`]).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Most nodes one insert is stored on, whatever its originator asks.
 pub const MAX_REPLICAS: u8 = 16;
@@ -311,6 +313,43 @@ pub enum Message {
         /// The block.
         block: Block,
     },
+    /// Darknet location swapping: a swap looking for a partner, walking at random for
+    /// `hops` more hops. It carries the initiator's commitment
+    /// ([`crate::swap::commit`]) and nothing that names the initiator.
+    SwapRequest {
+        /// Random id: relays pass the swap's other messages along the walk by it.
+        id: RequestId,
+        /// Hops left; the node that receives it with 1 (or has no other peer) is the
+        /// partner.
+        hops: u8,
+        /// The initiator's commitment to its nonce, location and peer locations.
+        commitment: [u8; 32],
+    },
+    /// The partner's commitment, travelling back to the initiator.
+    SwapCommit {
+        /// The swap.
+        id: RequestId,
+        /// The partner's commitment.
+        commitment: [u8; 32],
+    },
+    /// One end's reveal (the initiator's first, then the partner's), checked by the other
+    /// end against the commitment it received; both then decide alike.
+    SwapReveal {
+        /// The swap.
+        id: RequestId,
+        /// The nonce committed to.
+        nonce: [u8; 32],
+        /// The sender's location.
+        location: Location,
+        /// Its peers' locations, at most [`MAX_NEIGHBOURS`].
+        peers: BoundedVec<Location, MAX_NEIGHBOURS>,
+    },
+    /// The sender has moved to `location` (it swapped): the receiver routes by the new
+    /// one.
+    LocationChanged {
+        /// The sender's new location.
+        location: Location,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -374,7 +413,11 @@ impl Message {
             | Message::AnnounceReply { .. }
             | Message::FoldOffer { .. }
             | Message::Neighbours { .. }
-            | Message::Offer { .. } => None,
+            | Message::Offer { .. }
+            | Message::SwapRequest { .. }
+            | Message::SwapCommit { .. }
+            | Message::SwapReveal { .. }
+            | Message::LocationChanged { .. } => None,
         }
     }
 
@@ -399,6 +442,10 @@ impl Message {
             Message::Announce { .. } => "announce",
             Message::AnnounceReply { .. } => "announce_reply",
             Message::FoldOffer { .. } => "fold_offer",
+            Message::SwapRequest { .. } => "swap_request",
+            Message::SwapCommit { .. } => "swap_commit",
+            Message::SwapReveal { .. } => "swap_reveal",
+            Message::LocationChanged { .. } => "location_changed",
         }
     }
 }
@@ -460,7 +507,36 @@ mod tests {
                 Message::Neighbours { locations: BoundedVec::new(vec![Location(1), Location(0x0102)]).unwrap() },
                 "1002018202",
             ),
+            (
+                Message::SwapRequest { id: RequestId(2), hops: 6, commitment: [1; 32] },
+                "120206",
+            ),
+            (Message::SwapCommit { id: RequestId(2), commitment: [3; 32] }, "1302"),
+            (
+                Message::SwapReveal {
+                    id: RequestId(2),
+                    nonce: [4; 32],
+                    location: Location(0x0102),
+                    peers: BoundedVec::new(vec![Location(1)]).unwrap(),
+                },
+                "1402",
+            ),
+            (Message::LocationChanged { location: Location(0x0102) }, "158202"),
         ];
+        // The 32-byte commitments and nonces, spelt out.
+        let (ones, threes, fours) = ("01".repeat(32), "03".repeat(32), "04".repeat(32));
+        let cases: Vec<(Message, String)> = cases
+            .into_iter()
+            .map(|(m, e)| {
+                let full = match &m {
+                    Message::SwapRequest { .. } => format!("{e}{ones}"),
+                    Message::SwapCommit { .. } => format!("{e}{threes}"),
+                    Message::SwapReveal { .. } => format!("{e}{fours}82020101"),
+                    _ => e.to_string(),
+                };
+                (m, full)
+            })
+            .collect();
         for (msg, expected) in cases {
             assert_eq!(hex(&msg.encode()), expected, "{msg:?}");
             assert_eq!(Message::decode(&msg.encode()).unwrap(), msg);

@@ -184,6 +184,9 @@ impl<'p> Sim<'p> {
             } else {
                 OpennetConfig::default()
             },
+            // Darknet swapping runs before the routers exist (`topology::swap_locations`,
+            // the same rule as the routers' wire protocol).
+            swap: veil_proto::router::SwapConfig::default(),
         };
         let opennet = params.topology == crate::topology::Topology::Opennet;
         let mut nodes: Vec<Node> = graph

@@ -450,6 +450,19 @@ fn locate_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// `n` distinct loopback ports that were free a moment ago (bound, then released): for
+/// processes that must be told each other's addresses before they start. Another
+/// program could take one in between; on a test machine's loopback that is rare.
+pub fn free_loopback_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// A node running as a `veild` process.
 #[derive(Debug)]
 pub struct VeildProcess {
@@ -466,6 +479,16 @@ impl VeildProcess {
     /// Starts `veild --data-dir dir` with loopback ports from the OS plus `args`, and
     /// waits until it has written its `address` and `api` files.
     pub async fn spawn(dir: &Path, args: &[&str]) -> anyhow::Result<VeildProcess> {
+        VeildProcess::spawn_listening(dir, 0, args).await
+    }
+
+    /// [`VeildProcess::spawn`] with the peer port fixed (0: from the OS), for networks
+    /// whose nodes must know each other's addresses before any starts (a darknet).
+    pub async fn spawn_listening(
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+    ) -> anyhow::Result<VeildProcess> {
         // Files from an earlier run would make us talk to a dead process.
         for f in ["api", "address"] {
             let _ = std::fs::remove_file(dir.join(f));
@@ -473,7 +496,9 @@ impl VeildProcess {
         let mut child = Command::new(veild_path()?)
             .arg("--data-dir")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--api", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

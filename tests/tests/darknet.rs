@@ -2,6 +2,8 @@
 //! to nobody else — a stranger that dials it, or announces through it as its seed, is
 //! refused — and documents still move over the friend link.
 
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use veil_tests::{poll_until, veil, Api, DataDir, VeildProcess};
 
@@ -83,4 +85,97 @@ fn darknet_with_a_seed_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("darknet links only to friends"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// Twelve `veild --darknet` processes, each told only its friends (a ring with chords),
+/// swap locations with one another over their friend links, keep every link, and move
+/// documents between random nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn darknet_processes_swap_locations_and_move_documents() {
+    const N: usize = 12;
+    let dirs: Vec<DataDir> = (0..N).map(|_| DataDir::new().expect("dir")).collect();
+    let keys: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            veil_node::identity::Identity::load_or_create(d.path())
+                .expect("identity")
+                .public()
+                .to_string()
+        })
+        .collect();
+    let ports = veil_tests::free_loopback_ports(N).expect("ports");
+    let friends = |i: usize| [(i + 1) % N, (i + N - 1) % N, (i + 3) % N, (i + N - 3) % N];
+    // The ring's places dealt at random, so swapping has something to sort out and the
+    // test knows where each node started.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut dealt: Vec<usize> = (0..N).collect();
+    rand::seq::SliceRandom::shuffle(dealt.as_mut_slice(), &mut rng);
+    let mut procs = Vec::new();
+    for i in 0..N {
+        let mut args: Vec<String> = vec![
+            "--darknet".into(),
+            "--swap-interval-ms".into(),
+            "200".into(),
+            "--location".into(),
+            format!("{}", dealt[i] as f64 / N as f64),
+        ];
+        for f in friends(i) {
+            args.push("--peer".into());
+            args.push(format!("{}@127.0.0.1:{}", keys[f], ports[f]));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        procs.push(
+            VeildProcess::spawn_listening(dirs[i].path(), ports[i], &args)
+                .await
+                .expect("veild"),
+        );
+    }
+    poll_until("every node links to its four friends", WAIT, || async {
+        for p in &procs {
+            if peer_keys(&p.api).await.len() < 4 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    poll_until("nodes swap", WAIT, || async {
+        let mut moved = 0;
+        for p in &procs {
+            moved += p.api.metric("swaps_moved_total").await.unwrap_or(0);
+        }
+        moved >= 6
+    })
+    .await;
+    let mut moved_nodes = 0;
+    for (i, p) in procs.iter().enumerate() {
+        let at = p.api.status().await.expect("status")["location"]
+            .as_f64()
+            .expect("location");
+        if (at - dealt[i] as f64 / N as f64).abs() > 1e-9 {
+            moved_nodes += 1;
+        }
+        assert_eq!(
+            p.api.metric("swaps_refused_total").await.expect("metric"),
+            0
+        );
+        assert_eq!(peer_keys(&p.api).await.len(), 4, "links kept");
+    }
+    assert!(moved_nodes >= 2, "the status shows the new locations");
+
+    for pair in 0..10 {
+        let (from, to) = (rng.gen_range(0..N), rng.gen_range(0..N));
+        let mut data = vec![0u8; 40_000 + pair * 1000];
+        rng.fill_bytes(&mut data);
+        let file = dirs[from].path().join(format!("doc-{pair}"));
+        std::fs::write(&file, &data).expect("write");
+        let uri = veil(dirs[from].path(), &["put", file.to_str().expect("utf-8")]).expect("put");
+        let out = dirs[to].path().join(format!("out-{pair}"));
+        veil(
+            dirs[to].path(),
+            &["get", &uri, "-o", out.to_str().expect("utf-8")],
+        )
+        .unwrap_or_else(|e| panic!("pair {pair}: get at {to} of a put at {from}: {e}"));
+        assert_eq!(std::fs::read(&out).expect("out"), data);
+    }
 }

@@ -72,6 +72,7 @@ mod failures;
 mod opennet;
 mod peers;
 mod request;
+mod swapping;
 #[cfg(test)]
 mod tests;
 
@@ -88,6 +89,7 @@ use rand_chacha::ChaCha8Rng;
 use request::{Kind, Req, Seen};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
+pub use swapping::{SwapConfig, SwapStats, MAX_RELAYED as MAX_SWAPS_RELAYED};
 
 /// An opaque handle the shell assigns to a link. It always names the same remote node:
 /// after [`Router::remove_peer`] it may be added again for that node, never for another.
@@ -162,6 +164,8 @@ pub struct RouterConfig {
     pub replicas: u8,
     /// Opennet: announcement, path folding and peer replacement (off by default).
     pub opennet: OpennetConfig,
+    /// Darknet location swapping (off by default).
+    pub swap: SwapConfig,
 }
 
 /// Default replicas per block: the least count that keeps ≥ 97% of distinct blocks
@@ -190,6 +194,7 @@ impl Default for RouterConfig {
             rng_seed: 0,
             replicas: DEFAULT_REPLICAS,
             opennet: OpennetConfig::default(),
+            swap: SwapConfig::default(),
         }
     }
 }
@@ -317,6 +322,11 @@ pub enum Event {
         /// Why.
         origin: PeerOrigin,
     },
+    /// Darknet: this node swapped and is now at `location` (its peers are told).
+    LocationChanged {
+        /// The new location.
+        location: Location,
+    },
     /// Opennet: close this link (then call [`Router::remove_peer`]).
     Disconnect {
         /// The peer.
@@ -385,6 +395,8 @@ pub struct RouterStats {
     pub offers_ignored: u64,
     /// Opennet counters.
     pub opennet: OpennetStats,
+    /// Location-swapping counters (darknet).
+    pub swap: SwapStats,
 }
 
 /// A configured probability made safe for `gen_bool`: clamped to [0, 1], NaN as 0.5.
@@ -413,6 +425,7 @@ pub struct Router {
     events: VecDeque<Event>,
     stats: RouterStats,
     opennet: Opennet,
+    swapping: swapping::Swapping,
 }
 
 impl Router {
@@ -431,6 +444,7 @@ impl Router {
             events: VecDeque::new(),
             stats: RouterStats::default(),
             opennet: Opennet::default(),
+            swapping: swapping::Swapping::default(),
         }
     }
 
@@ -636,6 +650,20 @@ impl Router {
             Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
             Message::Neighbours { locations } => self.on_neighbours(from, locations.into_inner()),
             Message::Offer { key, block } => self.on_offer(now, from, key, block, store),
+            Message::SwapRequest {
+                id,
+                hops,
+                commitment,
+            } => self.on_swap_request(now, from, id, hops, commitment),
+            Message::SwapCommit { id, commitment } => self.on_swap_commit(from, id, commitment),
+            Message::SwapReveal {
+                id,
+                nonce,
+                location,
+                peers,
+            } => self.on_swap_reveal(now, from, id, nonce, location, peers.into_inner()),
+            Message::LocationChanged { location } => self.on_location_changed(from, location),
+            Message::RejectedLoop { id } if self.is_swap(id) => self.on_swap_loop(from, id),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -664,6 +692,9 @@ impl Router {
         if self.opennet_timeout().is_some_and(|t| t <= now) {
             self.opennet_tick(now);
         }
+        if self.config.swap.enabled && self.swap_timeout().is_none_or(|t| t <= now) {
+            self.swap_tick(now);
+        }
         self.tidy_timers();
     }
 
@@ -677,10 +708,10 @@ impl Router {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let request = self.timers.first().map(|(t, _)| *t);
-        match (request, self.opennet_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [request, self.opennet_timeout(), self.swap_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next event for the shell.

@@ -313,6 +313,7 @@ impl Router {
             self.opennet.announce_streak = 0;
             self.opennet.next_announce = Some(now);
         }
+        self.swap_peer_added(now, peer);
         self.peers_changed(now);
     }
 

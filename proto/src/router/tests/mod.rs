@@ -10,6 +10,7 @@ mod opennet;
 mod replicas;
 mod rules;
 mod signed;
+mod swapping;
 
 use super::*;
 use crate::block;
@@ -135,7 +136,7 @@ impl Net {
     fn flush(&mut self, n: usize) {
         // The timer index always agrees with the requests' own deadlines.
         let r = &self.nodes[n].router;
-        if !r.config.opennet.enabled {
+        if !r.config.opennet.enabled && !r.config.swap.enabled {
             assert_eq!(
                 r.poll_timeout(),
                 r.requests.values().filter_map(|q| q.deadline).min()

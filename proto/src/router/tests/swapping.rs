@@ -1,0 +1,270 @@
+//! Darknet location swapping over the wire: routers that swap by the rule of
+//! `crate::swap` through `SwapRequest`, `SwapCommit` and `SwapReveal`, on a friend graph
+//! whose locations start scrambled, and single routers fed hostile reveals.
+
+use super::*;
+use crate::message::BoundedVec;
+use crate::swap::Side;
+
+fn swap_cfg(seed: u64) -> RouterConfig {
+    RouterConfig {
+        swap: SwapConfig {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            walk_hops: 4,
+            ttl: Duration::from_secs(5),
+        },
+        ..cfg(seed)
+    }
+}
+
+impl Net {
+    /// Runs deliveries and timers in order until virtual time `end`.
+    fn run_until(&mut self, end: Instant) {
+        loop {
+            let timer = (0..self.nodes.len())
+                .filter_map(|i| self.nodes[i].router.poll_timeout())
+                .min();
+            let msg = self.queue.peek().map(|Reverse(e)| e.0);
+            match [timer, msg].into_iter().flatten().min() {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(end);
+    }
+}
+
+/// A friend graph (a Kleinberg small world over a hidden ring, the simulator's darknet
+/// model) whose nodes were dealt the ring's locations at random. Swapping over the wire
+/// shortens its links about as much as the same rule applied offline (the simulator's
+/// way) with as many attempts; nobody ends up with a location that was not dealt, and
+/// every node's view of its peers' locations is right.
+#[test]
+fn swapping_over_the_wire_untangles_a_friend_graph_like_the_offline_rule() {
+    const N: usize = 100;
+    let step = u64::MAX / N as u64;
+    let edges = crate::topology::small_world(N, 2, 2, 7);
+    let adjacency = crate::topology::adjacency(N, &edges);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut dealt: Vec<u64> = (0..N as u64).map(|i| i * step).collect();
+    rand::seq::SliceRandom::shuffle(dealt.as_mut_slice(), &mut rng);
+    let mean = |locs: &[u64]| {
+        let mut s = 0.0;
+        for (a, b) in &edges {
+            s += Location(locs[*a])
+                .distance(Location(locs[*b]))
+                .as_fraction();
+        }
+        s / edges.len() as f64
+    };
+    let before = mean(&dealt);
+
+    let mut net = Net::new(&dealt, swap_cfg);
+    for (a, b) in &edges {
+        net.link(*a, *b);
+    }
+    net.run_until(net.now + Duration::from_secs(60));
+    let wire: Vec<u64> = net.nodes.iter().map(|n| n.router.location().0).collect();
+    let started: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.router.swap_stats().started)
+        .sum();
+    let refused: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.router.swap_stats().refused)
+        .sum();
+    assert_eq!(refused, 0);
+
+    // The same rule offline, as many attempts, partners at the end of as long a walk.
+    let mut offline = dealt.clone();
+    for _ in 0..started {
+        let a = rng.gen_range(0..N);
+        let mut b = a;
+        for _ in 0..4 {
+            let ls = &adjacency[b];
+            b = ls[rng.gen_range(0..ls.len())];
+        }
+        if a == b {
+            continue;
+        }
+        let peers = |n: usize, locs: &[u64]| -> Vec<Location> {
+            adjacency[n].iter().map(|&m| Location(locs[m])).collect()
+        };
+        let g = crate::swap::gain(
+            Location(offline[a]),
+            &peers(a, &offline),
+            Location(offline[b]),
+            &peers(b, &offline),
+        );
+        if crate::swap::accept(g, rng.gen()) {
+            offline.swap(a, b);
+        }
+    }
+    let (after_wire, after_offline) = (mean(&wire), mean(&offline));
+    assert!(
+        before - after_wire >= 0.7 * (before - after_offline),
+        "mean link length {before:.4}: over the wire {after_wire:.4}, offline \
+         {after_offline:.4} ({started} swaps started)"
+    );
+    assert!(after_wire < 0.8 * before, "{before} -> {after_wire}");
+    // Every move was one half of an agreed exchange: the dealt locations, each once.
+    let mut now_at = wire.clone();
+    let mut sorted = dealt.clone();
+    now_at.sort_unstable();
+    sorted.sort_unstable();
+    assert_eq!(now_at, sorted);
+    // Peers were told.
+    for (i, node) in net.nodes.iter().enumerate() {
+        for p in node.router.peers.iter() {
+            let truth = net.nodes[p.id.0 as usize].router.location();
+            assert_eq!(p.location, truth, "node {i}'s view of {:?}", p.id);
+        }
+    }
+}
+
+fn lone_swapper() -> (Router, Instant) {
+    let (mut r, now) = lone(&[], swap_cfg(1));
+    r.add_peer(now, PeerId(1), Location(1 << 60));
+    r.add_peer(now, PeerId(2), Location(3 << 60));
+    drain(&mut r);
+    (r, now)
+}
+
+/// A partner checks the initiator's reveal against the commitment the request carried:
+/// a reveal that differs moves nobody, and the partner does not reveal in return.
+#[test]
+fn a_reveal_that_breaks_its_commitment_moves_nobody() {
+    let (mut r, now) = lone_swapper();
+    let honest = Side {
+        nonce: [3; 32],
+        location: Location(7 << 60),
+        peers: vec![Location(6 << 60)],
+    };
+    let id = RequestId(99);
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::SwapRequest {
+            id,
+            hops: 1,
+            commitment: honest.commitment(),
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    assert!(matches!(
+        out.as_slice(),
+        [(PeerId(1), Message::SwapCommit { .. })]
+    ));
+    let at = r.location();
+    let reveal = |peers: Vec<Location>| Message::SwapReveal {
+        id,
+        nonce: honest.nonce,
+        location: honest.location,
+        peers: BoundedVec::new(peers).unwrap(),
+    };
+    // The reveal claims other peers than it committed to.
+    r.handle_message(now, PeerId(1), reveal(vec![Location(1)]), &mut store);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.location(), at);
+    assert_eq!(r.swap_stats().refused, 1);
+    // And the swap is over: the honest reveal, late, changes nothing either.
+    r.handle_message(now, PeerId(1), reveal(honest.peers.clone()), &mut store);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.location(), at);
+}
+
+/// A relay passes the walk on to a peer other than the sender, passes the answers back
+/// along the same two links only, and a node that does not swap ignores it all.
+#[test]
+fn relays_keep_to_the_walk_and_non_swappers_ignore_it() {
+    let (mut r, now) = lone_swapper();
+    let mut store = Mem::default();
+    let id = RequestId(5);
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::SwapRequest {
+            id,
+            hops: 3,
+            commitment: [1; 32],
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [(PeerId(2), Message::SwapRequest { hops: 2, .. })]
+        ),
+        "{out:?}"
+    );
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::SwapCommit {
+            id,
+            commitment: [2; 32],
+        },
+        &mut store,
+    );
+    assert!(matches!(
+        drain(&mut r).as_slice(),
+        [(PeerId(1), Message::SwapCommit { .. })]
+    ));
+    // The walk comes back here (a loop): refused, so the sender tries another peer.
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::SwapRequest {
+            id,
+            hops: 3,
+            commitment: [1; 32],
+        },
+        &mut store,
+    );
+    assert!(matches!(
+        drain(&mut r).as_slice(),
+        [(PeerId(2), Message::RejectedLoop { .. })]
+    ));
+    // A loop refused downstream: with no other peer but the one it came from, the relay
+    // hands the loop back and forgets the swap.
+    r.handle_message(now, PeerId(2), Message::RejectedLoop { id }, &mut store);
+    assert!(matches!(
+        drain(&mut r).as_slice(),
+        [(PeerId(1), Message::RejectedLoop { .. })]
+    ));
+    assert!(!r.is_swap(id));
+
+    let (mut plain, now) = lone(&[], cfg(1));
+    plain.add_peer(now, PeerId(1), Location(1 << 60));
+    plain.handle_message(
+        now,
+        PeerId(1),
+        Message::SwapRequest {
+            id,
+            hops: 1,
+            commitment: [1; 32],
+        },
+        &mut store,
+    );
+    plain.handle_message(
+        now,
+        PeerId(1),
+        Message::LocationChanged {
+            location: Location(9),
+        },
+        &mut store,
+    );
+    assert!(drain(&mut plain).is_empty());
+    assert_eq!(
+        plain.peers.get(PeerId(1)).unwrap().location,
+        Location(1 << 60)
+    );
+}
