@@ -184,9 +184,17 @@ impl<'p> Sim<'p> {
             } else {
                 OpennetConfig::default()
             },
-            // Darknet swapping runs before the routers exist (`topology::swap_locations`,
-            // the same rule as the routers' wire protocol).
-            swap: veil_proto::router::SwapConfig::default(),
+            // Darknet swapping: offline before the routers exist
+            // (`topology::swap_locations`, the same rule), or the routers' own protocol at
+            // the daemon's default pace (one attempt per node every 10 s on average; at
+            // 1 s, so many swaps overlap that reveals grow stale and it converges worse
+            // than offline: docs/sim.md).
+            swap: veil_proto::router::SwapConfig {
+                enabled: params.topology == crate::topology::Topology::Darknet
+                    && params.swap_mode == crate::params::SwapMode::Wire,
+                interval: Duration::from_nanos(crate::workload::SWAP_INTERVAL),
+                ..veil_proto::router::SwapConfig::default()
+            },
         };
         let opennet = params.topology == crate::topology::Topology::Opennet;
         let mut nodes: Vec<Node> = graph
@@ -246,6 +254,14 @@ impl<'p> Sim<'p> {
             trace: std::env::var("VEIL_SIM_TRACE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Arms every router's timer and sends what linking queued (darknet over the wire:
+    /// the swap timers, and each node's location to its friends).
+    pub fn start_swapping(&mut self) {
+        for n in 0..self.nodes.len() as u32 {
+            self.after(n);
         }
     }
 
@@ -402,6 +418,11 @@ impl<'p> Sim<'p> {
                 }
             }
             Action::Join { node } => self.bring_up(node),
+            Action::StopSwaps => {
+                for node in &mut self.nodes {
+                    node.router.set_swapping(false);
+                }
+            }
             Action::Warmup { left } => {
                 if left > 0 {
                     self.schedule(self.now + self.gap, Action::Warmup { left: left - 1 });
@@ -769,6 +790,7 @@ impl<'p> Sim<'p> {
             }
             Event::Disconnect { peer, .. } => self.deferred.push((n, peer.0 as u32)),
             Event::PeerMisbehaved { .. } => self.counters.misbehaviour += 1,
+            Event::LocationChanged { location } => self.graph.locations[n as usize] = location.0,
             _ => {}
         }
     }

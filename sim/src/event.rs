@@ -44,6 +44,9 @@ pub enum Action {
         /// The node.
         node: u32,
     },
+    /// Darknet, swapping over the wire: every router stops swapping (the swap phase is
+    /// over; the workload then runs on fixed locations, as after offline swapping).
+    StopSwaps,
     /// Debugging: report whether a node found its ring neighbours.
     Check {
         /// The node.

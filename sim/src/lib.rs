@@ -43,11 +43,16 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     params.validate()?;
     let wall = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    // Swapping over the wire happens in the run itself, before the workload.
+    let offline_swaps = match params.swap_mode {
+        params::SwapMode::Offline => params.swaps_per_node,
+        params::SwapMode::Wire => 0,
+    };
     let graph = topology::build(
         params.topology,
         params.nodes,
         params.degree,
-        params.swaps_per_node,
+        offline_swaps,
         params.seeds,
         &mut rng,
     );
@@ -57,6 +62,9 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);
+    if params.swap_mode == params::SwapMode::Wire {
+        sim.start_swapping();
+    }
     if let Some(layout) = params.layout() {
         sim.set_documents(key_count / layout.blocks(), layout.blocks());
     }

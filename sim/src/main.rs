@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use veil_sim::params::{Params, PolicyChoice, Popularity};
+use veil_sim::params::{Params, PolicyChoice, Popularity, SwapMode};
 use veil_sim::topology::Topology;
 use veil_sim::{output, run};
 
@@ -122,6 +122,11 @@ struct Common {
     /// Location-swap attempts per node before the workload (darknet only).
     #[arg(long, default_value_t = 50)]
     swaps_per_node: usize,
+    /// How darknet nodes swap: `offline` applies the rule to the graph before the
+    /// routers start; `wire` runs the routers' swap protocol (as `veild --darknet` does),
+    /// one attempt per node every 10 virtual seconds.
+    #[arg(long, value_enum, default_value_t = SwapMode::Offline)]
+    swap_mode: SwapMode,
     /// Opennet: seed nodes that newcomers announce through.
     #[arg(long, default_value_t = 3)]
     seeds: usize,
@@ -161,6 +166,7 @@ impl Common {
             index_replicas: self.index_replicas,
             doc_blocks: self.doc_blocks,
             swaps_per_node: self.swaps_per_node,
+            swap_mode: self.swap_mode,
             full_verify: self.full_verify,
             seeds: self.seeds,
             warmup: self.warmup,

@@ -25,6 +25,17 @@ pub enum Popularity {
     Zipf,
 }
 
+/// How a darknet's nodes swap locations before the workload.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapMode {
+    /// Sandberg's rule applied to the graph before the routers start (fast).
+    Offline,
+    /// The routers' own swap protocol over simulated links, one attempt per node
+    /// every 10 virtual seconds on average, the same code as `veild --darknet`.
+    Wire,
+}
+
 /// Everything that defines a run. Two runs with equal parameters give equal results.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Params {
@@ -68,6 +79,8 @@ pub struct Params {
     pub doc_blocks: usize,
     /// Sandberg swap attempts per node (darknet only).
     pub swaps_per_node: usize,
+    /// How those attempts run (darknet only).
+    pub swap_mode: SwapMode,
     /// Hash every block at every hop, as the daemon does, instead of the memo.
     pub full_verify: bool,
     /// Opennet: seed nodes that newcomers announce through.
@@ -104,6 +117,7 @@ impl Params {
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             doc_blocks: 0,
             swaps_per_node: 50,
+            swap_mode: SwapMode::Offline,
             full_verify: false,
             seeds: 3,
             warmup: 20,
@@ -188,6 +202,9 @@ impl Params {
     fn check(&self) -> Result<(), String> {
         if self.nodes < 2 {
             return Err("--nodes must be at least 2".into());
+        }
+        if self.swap_mode == SwapMode::Wire && self.topology != Topology::Darknet {
+            return Err("--swap-mode wire needs --topology darknet".into());
         }
         if self.nodes > u32::MAX as usize / 2 {
             return Err("--nodes is too large".into());

@@ -158,6 +158,10 @@ pub struct Timeline {
     pub requests_end: Nanos,
 }
 
+/// Mean pause between two swaps a simulated darknet node starts over the wire, as
+/// `veild`'s `swap_interval_ms` default.
+pub const SWAP_INTERVAL: Nanos = 10_000_000_000;
+
 /// Puts the workload on the heap through `at` (the engine's `schedule`): the first insert and the first request (each
 /// schedules the next), the failure and the churn.
 pub fn schedule(
@@ -200,6 +204,17 @@ pub fn schedule(
             );
             start += warm_requests as Nanos * gap + MINUTE / 2;
         }
+    }
+    if params.topology == crate::topology::Topology::Darknet
+        && params.swap_mode == crate::params::SwapMode::Wire
+    {
+        // The routers swap on their own timers, one attempt per node per 10 s on
+        // average (the daemon's default): give them that long, then stop them, so the workload runs on
+        // fixed locations as it does after offline swapping (swapping on while data is
+        // stored and fetched moves nodes away from what they hold: docs/sim.md).
+        start += params.swaps_per_node as Nanos * SWAP_INTERVAL;
+        at(start, Action::StopSwaps);
+        start += MINUTE / 2;
     }
     if key_count > 0 {
         at(

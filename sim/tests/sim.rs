@@ -1,6 +1,6 @@
 //! Whole-simulation checks on small networks (each runs in well under a second).
 
-use veil_sim::params::{Params, PolicyChoice};
+use veil_sim::params::{Params, PolicyChoice, SwapMode};
 use veil_sim::run;
 use veil_sim::topology::Topology;
 
@@ -96,6 +96,46 @@ fn darknet_swapping_makes_the_graph_routable() {
         swapped.mean_hops < unswapped.mean_hops,
         "{swapped:?} {unswapped:?}"
     );
+}
+
+/// The routers' own swap protocol (`--swap-mode wire`, the code `veild --darknet` runs)
+/// makes a darknet routable about as well as the same rule applied offline, replays
+/// bit for bit, and refuses to run on any other topology.
+#[test]
+fn darknet_swapping_over_the_wire_is_close_to_offline() {
+    let mut p = small(400, 800, 5);
+    p.topology = Topology::Darknet;
+    p.swaps_per_node = 0;
+    let unswapped = run(&p).unwrap().summary;
+    p.swaps_per_node = 100;
+    let offline = run(&p).unwrap().summary;
+    p.swap_mode = SwapMode::Wire;
+    let wire = run(&p).unwrap().summary;
+    assert!(
+        wire.messages_by_kind
+            .get("swap_request")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        wire.mean_link_length < unswapped.mean_link_length * 0.8,
+        "{} -> {}",
+        unswapped.mean_link_length,
+        wire.mean_link_length
+    );
+    assert!(
+        wire.success_rate >= offline.success_rate - 0.05,
+        "wire {} offline {}",
+        wire.success_rate,
+        offline.success_rate
+    );
+    assert_eq!(
+        wire.without_timing(),
+        run(&p).unwrap().summary.without_timing()
+    );
+    p.topology = Topology::SmallWorld;
+    assert!(run(&p).is_err());
 }
 
 #[test]

@@ -503,6 +503,15 @@ impl Router {
         }
     }
 
+    /// Turns swapping on or off (a simulator's swap phase ends; a node stops taking
+    /// part). Open swaps are forgotten.
+    pub fn set_swapping(&mut self, on: bool) {
+        self.config.swap.enabled = on;
+        if !on {
+            self.swapping = Swapping::default();
+        }
+    }
+
     /// Swapping counters.
     pub fn swap_stats(&self) -> &SwapStats {
         &self.stats.swap
