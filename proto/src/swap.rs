@@ -147,6 +147,19 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_at_the_same_location_keeps_the_gain_finite() {
+        // Distance 0 (a peer, or the partner, at one's own place) and distance 1: the
+        // logarithm of the product stays a number either way.
+        let a = Location(5);
+        for peers in [vec![Location(5)], vec![Location(6), Location(5)]] {
+            let g = gain(a, &peers, Location(7), &[Location(5)]);
+            assert!(g.is_finite(), "{peers:?}: {g}");
+        }
+        assert_eq!(log_link_product(a, &[Location(5)]), 0.0);
+        assert_eq!(log_link_product(a, &[Location(6)]), 2f64.ln());
+    }
+
+    #[test]
     fn commitments_bind_every_revealed_field() {
         let side = Side {
             nonce: [7; 32],
