@@ -79,6 +79,12 @@ fn swapping_over_the_wire_untangles_a_friend_graph_like_the_offline_rule() {
         .map(|n| n.router.swap_stats().refused)
         .sum();
     assert_eq!(refused, 0);
+    // About one swap per node per interval (1 s, jittered), minus the ones a node
+    // skipped while its own was open.
+    assert!(
+        (N as u64 * 30..=N as u64 * 60).contains(&started),
+        "{started} swaps started in 60 s by {N} nodes"
+    );
 
     // The same rule offline, as many attempts, partners at the end of as long a walk.
     let mut offline = dealt.clone();
@@ -162,6 +168,8 @@ fn a_reveal_that_breaks_its_commitment_moves_nobody() {
         out.as_slice(),
         [(PeerId(1), Message::SwapCommit { .. })]
     ));
+    assert_eq!(r.swap_stats().partnered, 1);
+    assert_eq!(r.swap_stats().relayed, 0);
     let at = r.location();
     let reveal = |peers: Vec<Location>| Message::SwapReveal {
         id,
@@ -205,6 +213,8 @@ fn relays_keep_to_the_walk_and_non_swappers_ignore_it() {
         ),
         "{out:?}"
     );
+    assert_eq!(r.swap_stats().relayed, 1);
+    assert_eq!(r.swap_stats().partnered, 0);
     r.handle_message(
         now,
         PeerId(2),
@@ -267,4 +277,50 @@ fn relays_keep_to_the_walk_and_non_swappers_ignore_it() {
         plain.peers.get(PeerId(1)).unwrap().location,
         Location(1 << 60)
     );
+}
+
+/// A node relays at most `MAX_SWAPS_RELAYED` swaps at once: past that, a walk that
+/// reaches it is dropped (its initiator gives up after `ttl`), and the table stays bounded.
+#[test]
+fn relayed_swaps_are_bounded() {
+    let (mut r, now) = lone_swapper();
+    let mut store = Mem::default();
+    for i in 0..MAX_SWAPS_RELAYED as u64 + 10 {
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::SwapRequest {
+                id: RequestId(1000 + i),
+                hops: 3,
+                commitment: [1; 32],
+            },
+            &mut store,
+        );
+    }
+    let relayed = drain(&mut r)
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::SwapRequest { .. }))
+        .count();
+    assert_eq!(relayed, MAX_SWAPS_RELAYED);
+    assert_eq!(r.swap_stats().relayed, MAX_SWAPS_RELAYED as u64);
+    // Once they expire, there is room again.
+    let later = now + r.config().swap.ttl + Duration::from_millis(1);
+    r.handle_timeout(later);
+    r.handle_message(
+        later,
+        PeerId(1),
+        Message::SwapRequest {
+            id: RequestId(1),
+            hops: 3,
+            commitment: [1; 32],
+        },
+        &mut store,
+    );
+    assert!(drain(&mut r).iter().any(|(_, m)| matches!(
+        m,
+        Message::SwapRequest {
+            id: RequestId(1),
+            ..
+        }
+    )));
 }
