@@ -451,16 +451,28 @@ fn locate_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// `n` distinct loopback ports that were free a moment ago (bound, then released): for
-/// processes that must be told each other's addresses before they start. Another
-/// program could take one in between; on a test machine's loopback that is rare.
+/// processes that must be told each other's addresses before they start. They are drawn
+/// below the kernel's ephemeral range (which starts at 32768), so a port that another
+/// test's node gets from the OS (`127.0.0.1:0`) cannot take one in between.
 pub fn free_loopback_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()?)
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut held = Vec::new();
+    for _ in 0..n * 100 {
+        if held.len() == n {
+            break;
+        }
+        let port: u16 = rng.gen_range(20_000..32_000);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            if !held.iter().any(|(p, _)| *p == port) {
+                held.push((port, l));
+            }
+        }
+    }
+    if held.len() < n {
+        bail!("could not find {n} free loopback ports");
+    }
+    Ok(held.into_iter().map(|(p, _)| p).collect())
 }
 
 /// A node running as a `veild` process.
