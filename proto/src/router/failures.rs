@@ -4,9 +4,10 @@
 //! [`super::RouterConfig::failure_ttl`] with the peers that answered "not found" and the
 //! peers that asked:
 //! - a peer's new request for the key, with no more hops than the failed search had, is
-//!   answered `DataNotFound` at once instead of being routed through the same nodes again
-//!   (the local user's requests are always routed: a user who asks again means it);
-//! - any other search for the key skips the peers that just failed it;
+//!   declined at once (`RouteNotFound` with its hops unspent, so the asker tries its other
+//!   peers) instead of being routed through the same nodes again;
+//! - any other search for the key skips the peers that just failed it (the local user's
+//!   requests are always routed, trying those peers last: a user who asks again means it);
 //! - when the block does arrive (an insert passing through, or data for another
 //!   request), every peer that asked is sent it with [`crate::Message::Offer`], and a
 //!   node takes an offer only from a peer it asked itself, so a request that failed a

@@ -384,8 +384,8 @@ pub struct RouterStats {
     /// Inserts refused because a different block already sits under their (signed)
     /// key, here or further on.
     pub collisions: u64,
-    /// Peers' requests answered `DataNotFound` at once: their key was just searched
-    /// for from here in vain (the failure table).
+    /// Peers' requests declined at once (`RouteNotFound`, hops unspent): their key was
+    /// just searched for from here in vain (the failure table).
     pub recently_failed: u64,
     /// Blocks offered to peers that had asked for them in vain.
     pub offers_sent: u64,
