@@ -94,10 +94,12 @@ impl BlockStore for StoreView<'_> {
 /// One line per message at trace level (`RUST_LOG=veil_node::wire=trace`): which way,
 /// the peer, the kind, the request id and, for searches, the key and hops left. Local
 /// only, for following a request through a test network.
-fn trace_wire(dir: &'static str, peer: PeerId, at: Option<u64>, msg: &Message) {
+fn trace_wire(dir: &'static str, peer: PeerId, peers: &HashMap<PeerId, Peer>, msg: &Message) {
+    // Checked first: the peer lookup stays off the hot path when tracing is off.
     if !tracing::enabled!(target: "veil_node::wire", tracing::Level::TRACE) {
         return;
     }
+    let at = peers.get(&peer).map(|p| p.info.location);
     let (key, htl) = match msg {
         Message::Request { key, htl, .. } | Message::Insert { key, htl, .. } => {
             (Some(*key), Some(htl.0))
@@ -235,8 +237,7 @@ impl Driver {
     fn on_link_event(&mut self, ev: LinkEvent<LinkTag>) {
         match ev {
             LinkEvent::Message((peer, _), msg) => {
-                let at = self.peers.get(&peer).map(|p| p.info.location);
-                trace_wire("in", peer, at, &msg);
+                trace_wire("in", peer, &self.peers, &msg);
                 if msg.kind() == "request" {
                     self.counters.peer_requests.inc();
                 }
@@ -479,8 +480,7 @@ impl Driver {
             }
         }
         while let Some((peer, msg)) = self.router.poll_transmit() {
-            let at = self.peers.get(&peer).map(|p| p.info.location);
-            trace_wire("out", peer, at, &msg);
+            trace_wire("out", peer, &self.peers, &msg);
             match self.peers.get(&peer) {
                 Some(p) => {
                     if !p.handle.send(msg) {
