@@ -123,6 +123,9 @@ pub struct ApiClient {
     base: String,
     token: String,
     htl: Option<u8>,
+    /// The anonymity walk's tunnel for this client's requests: random per client, so
+    /// one download (one client, cloned as it likes) leaves the node by one walk.
+    tunnel: u64,
     http: reqwest::Client,
     /// Set when the node kept a block only locally (it had no peers).
     local_only: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -150,6 +153,7 @@ impl ApiClient {
             base: base.to_string(),
             token: token.trim().to_string(),
             htl: None,
+            tunnel: rand::random(),
             http,
             local_only: Default::default(),
         })
@@ -200,6 +204,18 @@ impl ApiClient {
     pub fn with_htl(mut self, htl: Option<u8>) -> ApiClient {
         self.htl = htl;
         self
+    }
+
+    /// Fetches on this anonymity tunnel instead of the client's random one (the node
+    /// sends every request of one tunnel out by the same walk: docs/anonymity.md).
+    pub fn with_tunnel(mut self, tunnel: u64) -> ApiClient {
+        self.tunnel = tunnel;
+        self
+    }
+
+    /// The tunnel this client's fetches take.
+    pub fn tunnel(&self) -> u64 {
+        self.tunnel
     }
 
     /// The API's base URL.
@@ -311,9 +327,9 @@ impl ApiClient {
 
     /// Fetches a block (the node verifies it; so does the caller).
     pub async fn get_block(&self, key: &RoutingKey) -> Result<Block, ApiError> {
-        let mut url = self.block_url(key);
+        let mut url = format!("{}?tunnel={}", self.block_url(key), self.tunnel);
         if let Some(htl) = self.htl {
-            url.push_str(&format!("?htl={htl}"));
+            url.push_str(&format!("&htl={htl}"));
         }
         let resp = self.send(self.http.get(url)).await?;
         let bytes = read_limited(resp, BLOCK_LEN)

@@ -4,7 +4,7 @@
 //! | call | answer |
 //! |---|---|
 //! | `PUT /api/v1/blocks/{routing_key}?htl=N` | body: the block (32,788 bytes); verified, stored durably, routed; JSON [`crate::InsertOutcome`] |
-//! | `GET /api/v1/blocks/{routing_key}?htl=N` | the block, `application/octet-stream` |
+//! | `GET /api/v1/blocks/{routing_key}?htl=N&tunnel=T` | the block, `application/octet-stream` (`tunnel`: one random number per download, docs/anonymity.md) |
 //! | `GET /api/v1/status` | JSON [`crate::Status`] |
 //! | `GET /api/v1/peers` | JSON list of [`crate::PeerInfo`] |
 //! | `GET /api/v1/openapi.json` | this API's OpenAPI 3.1 description ([`OPENAPI`], docs/openapi.json) |
@@ -85,6 +85,8 @@ impl From<RequestError> for ApiError {
 #[serde(deny_unknown_fields)]
 struct HtlQuery {
     htl: Option<u8>,
+    /// The anonymity walk's tunnel: one per download (docs/anonymity.md).
+    tunnel: Option<u64>,
 }
 
 /// `PUT /api/v1/blocks/{key}?htl=&role=&replicas=`.
@@ -341,10 +343,12 @@ fn parse_key(text: &str) -> Result<RoutingKey, ApiError> {
     })
 }
 
-fn parse_htl(q: Result<Query<HtlQuery>, QueryRejection>) -> Result<Option<Htl>, ApiError> {
+fn parse_htl(
+    q: Result<Query<HtlQuery>, QueryRejection>,
+) -> Result<(Option<Htl>, Option<u64>), ApiError> {
     let Query(q) =
         q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
-    Ok(q.htl.map(Htl))
+    Ok((q.htl.map(Htl), q.tunnel))
 }
 
 async fn get_block(
@@ -353,8 +357,8 @@ async fn get_block(
     q: Result<Query<HtlQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = parse_key(&key)?;
-    let htl = parse_htl(q)?;
-    let block = node.fetch(key, htl).await?;
+    let (htl, tunnel) = parse_htl(q)?;
+    let block = node.fetch_in(key, htl, tunnel).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Bytes::from(block),

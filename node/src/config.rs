@@ -110,6 +110,10 @@ pub struct Config {
     /// Darknet: mean pause between two location swaps this node starts, in ms. Default
     /// 10,000.
     pub swap_interval_ms: u64,
+    /// The anonymity walk (docs/anonymity.md): the chance that this node, on a
+    /// request's walk, passes it on rather than routing it from here; 0 turns the walk
+    /// off for this node's own requests (it still relays others'). Default 0.75.
+    pub walk_probability: f64,
     /// Nodes near its key that each block this node inserts is stored on (at most 16).
     /// Each copy costs one node 32 KiB of store. Default 7, the least that kept 97% of
     /// distinct blocks fetchable after half of a 10,000-node network failed
@@ -155,6 +159,7 @@ impl Default for Config {
             opennet: true,
             darknet: false,
             swap_interval_ms: 10_000,
+            walk_probability: veil_proto::router::DEFAULT_WALK_PROBABILITY,
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             keepalive_uris: Vec::new(),
@@ -227,6 +232,9 @@ impl Config {
         }
         if self.swap_interval_ms == 0 {
             return bad("swap_interval_ms must be positive");
+        }
+        if !(0.0..1.0).contains(&self.walk_probability) {
+            return bad("walk_probability must be in [0, 1)");
         }
         if self.darknet && !self.seed_nodes.is_empty() {
             return bad("darknet links only to friends: remove seed_nodes (--seed-node)");
@@ -408,6 +416,10 @@ pub struct Overrides {
     /// [default: 10000]
     #[arg(long, value_name = "MS")]
     pub swap_interval_ms: Option<u64>,
+    /// Anonymity walk: chance a node on a request's walk passes it on; 0 turns it off
+    /// [default: 0.75]
+    #[arg(long, value_name = "P")]
+    pub walk_probability: Option<f64>,
     /// Nodes each inserted block is stored on [default: 7]
     #[arg(long, value_name = "N")]
     pub replicas: Option<u8>,
@@ -476,7 +488,8 @@ impl Overrides {
             index_replicas,
             gateway_max_bytes,
             keepalive_interval_ms,
-            swap_interval_ms
+            swap_interval_ms,
+            walk_probability
         );
         for uri in &self.keepalive_uris {
             if !c.keepalive_uris.contains(uri) {

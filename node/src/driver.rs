@@ -44,6 +44,8 @@ pub(crate) enum Command {
     Fetch {
         key: RoutingKey,
         htl: Option<Htl>,
+        /// The anonymity walk's tunnel (`None`: the router's own).
+        tunnel: Option<u64>,
         reply: oneshot::Sender<Result<Fetched, RequestFailure>>,
     },
     /// Route an insert (the caller has already stored the block).
@@ -442,10 +444,19 @@ impl Driver {
     fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Fetch { key, htl, reply } => {
-                let id = self
-                    .router
-                    .start_request(now, key, htl, &mut StoreView(&self.store));
+            Command::Fetch {
+                key,
+                htl,
+                tunnel,
+                reply,
+            } => {
+                let id = self.router.start_request_in(
+                    now,
+                    key,
+                    htl,
+                    tunnel,
+                    &mut StoreView(&self.store),
+                );
                 tracing::trace!(target: "veil_node::wire", ?id, ?key, "local request");
                 self.fetches.insert(id, reply);
             }
@@ -517,6 +528,9 @@ impl Driver {
                     if let Some(p) = self.peers.get(&peer) {
                         p.handle.abort();
                     }
+                }
+                Event::WalkEnded { walk, greedy } => {
+                    tracing::trace!(target: "veil_node::wire", ?walk, ?greedy, "walk ended here");
                 }
                 Event::LocationChanged { location } => {
                     tracing::info!(

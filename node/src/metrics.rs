@@ -205,6 +205,24 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -
         r.swap.refused,
     );
     metric(
+        "walks_started_total",
+        "counter",
+        "Anonymity walks this node's own requests and inserts started.",
+        r.walks_started,
+    );
+    metric(
+        "walks_relayed_total",
+        "counter",
+        "Other nodes' walks this node passed on.",
+        r.walks_relayed,
+    );
+    metric(
+        "walks_ended_total",
+        "counter",
+        "Walks that ended here (routed greedily from this node).",
+        r.walks_ended,
+    );
+    metric(
         "api_unauthorized_total",
         "counter",
         "API calls refused for a missing or wrong token.",

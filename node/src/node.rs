@@ -349,6 +349,7 @@ impl Node {
                     interval: std::time::Duration::from_millis(config.swap_interval_ms),
                     ..SwapConfig::default()
                 },
+                walk_probability: config.walk_probability,
                 ..RouterConfig::default()
             },
             location,
@@ -645,10 +646,27 @@ impl NodeHandle {
     /// Fetches a block from the local store or cache, else from the network with `htl`
     /// (default and cap: the maximum). The block is verified.
     pub async fn fetch(&self, key: RoutingKey, htl: Option<Htl>) -> Result<Block, RequestError> {
-        let mut fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+        self.fetch_in(key, htl, None).await
+    }
+
+    /// As [`NodeHandle::fetch`], on the anonymity walk of `tunnel` (give every block of
+    /// one download the same one; `None`: the node's own tunnel of the moment).
+    pub async fn fetch_in(
+        &self,
+        key: RoutingKey,
+        htl: Option<Htl>,
+        tunnel: Option<u64>,
+    ) -> Result<Block, RequestError> {
+        let fetch = |reply| Command::Fetch {
+            key,
+            htl,
+            tunnel,
+            reply,
+        };
+        let mut fetched = self.ask(fetch).await?;
         if matches!(fetched, Err(RequestFailure::RouteNotFound)) {
             // As for inserts: the links may have changed under the route; one more try.
-            fetched = self.ask(|reply| Command::Fetch { key, htl, reply }).await?;
+            fetched = self.ask(fetch).await?;
         }
         Ok(fetched?.block)
     }

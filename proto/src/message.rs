@@ -17,8 +17,9 @@ use std::str::FromStr;
 /// The protocol version spoken in [`Hello`]. Version 2: inserts carry their replica
 /// count and how many nodes stored them so far. Version 3: [`Message::Offer`]. Version 4:
 /// darknet location swapping ([`Message::SwapRequest`], [`Message::SwapCommit`],
-/// [`Message::SwapReveal`], [`Message::LocationChanged`]).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// [`Message::SwapReveal`], [`Message::LocationChanged`]). Version 5: the anonymity
+/// walk ([`Message::Walk`], [`Message::InsertWalk`]).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Most nodes one insert is stored on, whatever its originator asks.
 pub const MAX_REPLICAS: u8 = 16;
@@ -350,6 +351,32 @@ pub enum Message {
         /// The sender's new location.
         location: Location,
     },
+    /// A request on its anonymity walk: passed to a peer picked by the tunnel (not by
+    /// the key) until some node on the way ends the walk and routes it greedily with a
+    /// full HTL, as if it were its own. Replies are those of [`Message::Request`].
+    Walk {
+        /// Random id, kept for the whole route (loop detection, replies).
+        id: RequestId,
+        /// The block wanted.
+        key: RoutingKey,
+        /// The tunnel, as this hop names it: every request of one tunnel takes the same
+        /// walk, and each hop renames it for the next.
+        tunnel: u64,
+    },
+    /// An insert on its anonymity walk (as [`Message::Walk`]); the node that ends the
+    /// walk inserts it from there at full HTL. Replies are those of [`Message::Insert`].
+    InsertWalk {
+        /// Random id.
+        id: RequestId,
+        /// The block's routing key (the receiver verifies the block against it).
+        key: RoutingKey,
+        /// The tunnel, as this hop names it.
+        tunnel: u64,
+        /// Nodes near the key the block is to be stored on.
+        replicas: u8,
+        /// The block.
+        block: Block,
+    },
 }
 
 /// Why a message could not be decoded or encoded.
@@ -404,7 +431,9 @@ impl Message {
             | Message::RejectedLoop { id }
             | Message::RejectedOverload { id }
             | Message::InsertReply { id }
-            | Message::Stored { id } => Some(*id),
+            | Message::Stored { id }
+            | Message::Walk { id, .. }
+            | Message::InsertWalk { id, .. } => Some(*id),
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -446,6 +475,8 @@ impl Message {
             Message::SwapCommit { .. } => "swap_commit",
             Message::SwapReveal { .. } => "swap_reveal",
             Message::LocationChanged { .. } => "location_changed",
+            Message::Walk { .. } => "walk",
+            Message::InsertWalk { .. } => "insert_walk",
         }
     }
 }
@@ -522,6 +553,10 @@ mod tests {
                 "1402",
             ),
             (Message::LocationChanged { location: Location(0x0102) }, "158202"),
+            (
+                Message::Walk { id: RequestId(5), key: RoutingKey([0xAA; 32]), tunnel: 300 },
+                "1605aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac02",
+            ),
         ];
         // The 32-byte commitments and nonces, spelt out.
         let (ones, threes, fours) = ("01".repeat(32), "03".repeat(32), "04".repeat(32));
@@ -570,6 +605,29 @@ mod tests {
         );
         let enc = insert.encode();
         assert!(enc.len() <= MAX_MESSAGE_LEN, "{}", enc.len());
+        // An insert's walk: tag 0x17, id, key, tunnel, replicas, then the block.
+        let walk = Message::InsertWalk {
+            id: RequestId(u64::MAX),
+            key: RoutingKey([0xAA; 32]),
+            tunnel: u64::MAX,
+            replicas: 255,
+            block: b.clone(),
+        };
+        let walk_enc = walk.encode();
+        assert!(walk_enc.len() <= MAX_MESSAGE_LEN, "{}", walk_enc.len());
+        assert_eq!(Message::decode(&walk_enc).unwrap(), walk);
+        let small_walk = Message::InsertWalk {
+            id: RequestId(5),
+            key: RoutingKey([0xAA; 32]),
+            tunnel: 300,
+            replicas: 7,
+            block: b.clone(),
+        }
+        .encode();
+        assert_eq!(
+            hex(&small_walk[..37]),
+            "1705aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac0207"
+        );
         // An offer: tag 0x11, the key, then the block.
         let offer = Message::Offer {
             key: RoutingKey([0xAA; 32]),

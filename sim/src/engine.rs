@@ -121,6 +121,49 @@ pub struct Sim<'p> {
     deferred: Vec<(u32, u32)>,
     /// Debugging: a node whose opennet messages are printed (`VEIL_SIM_TRACE`).
     trace: Option<u32>,
+    /// Whole downloads from chosen nodes instead of lone requests (`veil-sim anonymity`).
+    downloads: Option<Downloads>,
+    /// With downloads: every request or walk message any node received for a measured
+    /// request, for the adversaries' analysis (any set of nodes can be the adversary
+    /// afterwards: they only listen).
+    pub observations: Vec<Observation>,
+    /// With downloads: every insert or insert walk any node received for an upload's
+    /// block (`record` is then the key's index).
+    pub insert_observations: Vec<Observation>,
+    /// With downloads: the uploads' inserts by id, to their key's index.
+    upload_ids: HashMap<RequestId, u32, BuildHasherDefault<KeyHasher>>,
+}
+
+/// Downloads: request `i` asks for block `i % blocks` of download `i / blocks`, whose
+/// keys are `download × blocks ..`, from that download's originator on its tunnel.
+#[derive(Clone, Debug)]
+pub struct Downloads {
+    /// Blocks per download.
+    pub blocks: usize,
+    /// The node that makes each download.
+    pub originators: Vec<u32>,
+    /// The tunnel each download's requests take.
+    pub tunnels: Vec<u64>,
+    /// The node that uploads (inserts) each download's file, before the downloads.
+    pub publishers: Vec<u32>,
+    /// The tunnel each upload's inserts take.
+    pub upload_tunnels: Vec<u64>,
+    /// Every request and insert on a tunnel of its own instead (a walk per request, as
+    /// plain Crowds; for comparison).
+    pub per_request: bool,
+}
+
+/// A node received a request (or its walk) for a measured request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// The receiver.
+    pub at: u32,
+    /// The neighbour it came from.
+    pub from: u32,
+    /// Index into the records.
+    pub record: u32,
+    /// Its HTL, or `None` for a walk message (which carries none).
+    pub htl: Option<u8>,
 }
 
 /// The simulated node key of node `i`: its index, then a marker.
@@ -179,6 +222,10 @@ impl<'p> Sim<'p> {
             max_inflight_bytes: RouterConfig::default().max_inflight_bytes,
             flood_rejections: RouterConfig::default().flood_rejections,
             failure_ttl: RouterConfig::default().failure_ttl,
+            // The anonymity walk: off unless asked for (`--walk-probability`; the
+            // routing figures in docs/ are greedy routing's own), on in `anonymity`.
+            walk_probability: params.walk_probability,
+            tunnel_lifetime: RouterConfig::default().tunnel_lifetime,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {
@@ -254,7 +301,17 @@ impl<'p> Sim<'p> {
             trace: std::env::var("VEIL_SIM_TRACE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            downloads: None,
+            observations: Vec::new(),
+            insert_observations: Vec::new(),
+            upload_ids: HashMap::default(),
         }
+    }
+
+    /// Makes the measured requests whole downloads (see [`Downloads`]), and records what
+    /// every node sees of them.
+    pub fn set_downloads(&mut self, downloads: Downloads) {
+        self.downloads = Some(downloads);
     }
 
     /// Arms every router's timer and sends what linking queued (darknet over the wire:
@@ -341,7 +398,7 @@ impl<'p> Sim<'p> {
                     self.trace_message(from, to, &msg);
                 }
                 self.load[to as usize] += 1;
-                self.observe(from, &msg);
+                self.observe(from, to, &msg);
                 self.tick += 1;
                 let (router, mut host) = self.nodes[to as usize].router_and_host(
                     &self.keys,
@@ -365,9 +422,23 @@ impl<'p> Sim<'p> {
                     let next = Action::Insert { key: key + 1, end };
                     self.schedule(self.now + self.gap, next);
                 }
-                let Some(node) = self.random_live_node() else {
+                // With downloads, each file is uploaded by its publisher on one tunnel.
+                let upload = self.downloads.as_ref().and_then(|d| {
+                    let u = key as usize / d.blocks;
+                    let tunnel = *d.upload_tunnels.get(u)?;
+                    let tunnel = if d.per_request {
+                        splitmix(tunnel ^ u64::from(key))
+                    } else {
+                        tunnel
+                    };
+                    Some((*d.publishers.get(u)?, tunnel))
+                });
+                let Some(node) = upload.map(|(p, _)| p).or_else(|| self.random_live_node()) else {
                     return;
                 };
+                if !self.nodes[node as usize].alive {
+                    return;
+                }
                 let block = self.keys.blocks[key as usize].clone();
                 self.publisher[key as usize] = node;
                 // As veild's PUT does: the publisher's node keeps the block long-term
@@ -376,13 +447,17 @@ impl<'p> Sim<'p> {
                     .store
                     .insert(self.keys.routing[key as usize], block.clone());
                 // The key is known: no need for the router to hash the block for it.
-                self.nodes[node as usize].router.start_insert_as(
+                let id = self.nodes[node as usize].router.start_insert_in(
                     now,
                     self.keys.routing[key as usize],
                     block,
                     None,
                     Some(self.params.replicas_for(key as usize)),
+                    upload.map(|(_, t)| t),
                 );
+                if upload.is_some() {
+                    self.upload_ids.insert(id, key);
+                }
                 self.counters.inserts += 1;
                 self.after(node);
             }
@@ -390,6 +465,29 @@ impl<'p> Sim<'p> {
                 if (index as usize) + 1 < self.params.requests {
                     let next = Action::Request { index: index + 1 };
                     self.schedule(self.now + self.gap, next);
+                }
+                if let Some(d) = &self.downloads {
+                    let i = index as usize;
+                    let (download, block) = (i / d.blocks, i % d.blocks);
+                    let (Some(&origin), Some(&tunnel)) =
+                        (d.originators.get(download), d.tunnels.get(download))
+                    else {
+                        return;
+                    };
+                    let tunnel = if d.per_request {
+                        splitmix(tunnel ^ u64::from(index))
+                    } else {
+                        tunnel
+                    };
+                    if self.nodes[origin as usize].alive {
+                        self.start_request_from(
+                            origin,
+                            (download * d.blocks + block) as u32,
+                            index,
+                            Some(tunnel),
+                        );
+                    }
+                    return;
                 }
                 let key = match &self.doc_order {
                     // Documents are fetched whole, one after another, block by block.
@@ -642,6 +740,10 @@ impl<'p> Sim<'p> {
         let Some(origin) = self.random_live_node() else {
             return;
         };
+        self.start_request_from(origin, key, index, None);
+    }
+
+    fn start_request_from(&mut self, origin: u32, key: u32, index: u32, tunnel: Option<u64>) {
         let now = self.instant();
         let routing_key = self.keys.routing[key as usize];
         self.records.push(RequestRecord {
@@ -661,18 +763,56 @@ impl<'p> Sim<'p> {
             self.params.full_verify,
             self.tick,
         );
-        let id = router.start_request(now, routing_key, None, &mut host);
+        let id = router.start_request_in(now, routing_key, None, tunnel, &mut host);
         self.by_id.insert(id, record);
         self.after(origin);
     }
 
     /// Records what a message says about hops and about who started a request.
-    fn observe(&mut self, from: u32, msg: &Message) {
+    fn observe(&mut self, from: u32, to: u32, msg: &Message) {
         match msg {
+            Message::Insert { id, htl, .. } => {
+                if let Some(&key) = self.upload_ids.get(id) {
+                    self.insert_observations.push(Observation {
+                        at: to,
+                        from,
+                        record: key,
+                        htl: Some(htl.0),
+                    });
+                }
+            }
+            Message::InsertWalk { id, .. } => {
+                if let Some(&key) = self.upload_ids.get(id) {
+                    self.insert_observations.push(Observation {
+                        at: to,
+                        from,
+                        record: key,
+                        htl: None,
+                    });
+                }
+            }
+            Message::Walk { id, .. } => {
+                if let (Some(&record), Some(_)) = (self.by_id.get(id), &self.downloads) {
+                    self.observations.push(Observation {
+                        at: to,
+                        from,
+                        record,
+                        htl: None,
+                    });
+                }
+            }
             Message::Request { id, htl, .. } => {
                 let Some(&r) = self.by_id.get(id) else {
                     return;
                 };
+                if self.downloads.is_some() {
+                    self.observations.push(Observation {
+                        at: to,
+                        from,
+                        record: r,
+                        htl: Some(htl.0),
+                    });
+                }
                 let truth = self.records[r as usize].origin == from;
                 let guess = htl.0 >= self.params.max_htl;
                 let c = &mut self.counters;
@@ -694,9 +834,23 @@ impl<'p> Sim<'p> {
 
     /// Moves a node's outputs into the heap and its store, and re-arms its timer.
     fn after(&mut self, n: u32) {
+        if self.params.walk_probability > 0.0 {
+            // A walk that ended here goes on under a fresh id: follow it before its
+            // first message is counted (the event sits beside that message).
+            for ev in self.nodes[n as usize].router.pending_events() {
+                if let Event::WalkEnded { walk, greedy } = ev {
+                    if let Some(&r) = self.by_id.get(walk) {
+                        self.by_id.insert(*greedy, r);
+                    }
+                    if let Some(&k) = self.upload_ids.get(walk) {
+                        self.upload_ids.insert(*greedy, k);
+                    }
+                }
+            }
+        }
         while let Some((peer, msg)) = self.nodes[n as usize].router.poll_transmit() {
             let to = peer.0 as u32;
-            if let Message::Request { id, .. } = &msg {
+            if let Message::Request { id, .. } | Message::Walk { id, .. } = &msg {
                 if let Some(&r) = self.by_id.get(id) {
                     self.records[r as usize].messages += 1;
                 }

@@ -12,9 +12,11 @@
 //! - [`engine`]: the event loop that drives the routers and watches their messages.
 //! - [`metrics`]: per-request records and the summary.
 //! - [`output`]: the table, JSON, CSV and SVG plots.
+//! - [`anonymity`]: passive adversaries against whole downloads (`veil-sim anonymity`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod anonymity;
 pub mod engine;
 pub mod event;
 pub mod layout;
@@ -38,11 +40,10 @@ pub struct Report {
     pub records: Vec<RequestRecord>,
 }
 
-/// Runs one simulation.
-pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
-    params.validate()?;
-    let wall = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+/// Builds the network of a run: graph, keys, routers and its schedule (the workload's
+/// random choices come from `rng`, which the caller goes on with). Returns the engine,
+/// the number of measured keys and when the requests end.
+fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usize) {
     // Swapping over the wire happens in the run itself, before the workload.
     let offline_swaps = match params.swap_mode {
         params::SwapMode::Offline => params.swaps_per_node,
@@ -54,7 +55,7 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
         params.degree,
         offline_swaps,
         params.seeds,
-        &mut rng,
+        rng,
     );
     let key_count = params.key_count();
     let warm_keys = params.warmup_keys();
@@ -68,6 +69,15 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     if let Some(layout) = params.layout() {
         sim.set_documents(key_count / layout.blocks(), layout.blocks());
     }
+    (sim, key_count)
+}
+
+/// Runs one simulation.
+pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
+    params.validate()?;
+    let wall = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let (mut sim, key_count) = build(params, &mut rng);
     let timeline = workload::schedule(params, key_count, &mut rng, |at, action| {
         sim.schedule(at, action)
     });

@@ -82,6 +82,13 @@ pub fn table(rows: &[Summary]) -> String {
     s
 }
 
+/// Writes `value` as pretty JSON to DIR/NAME, creating DIR.
+pub fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    create_dir(dir)?;
+    let json = serde_json::to_string_pretty(value)?;
+    write(&dir.join(name), json.as_bytes())
+}
+
 /// Writes `summary.json`, `requests.csv` and `hops.svg` into `dir`.
 pub fn write_run(dir: &Path, summary: &Summary, records: &[RequestRecord]) -> Result<()> {
     create_dir(dir)?;

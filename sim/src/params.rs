@@ -92,6 +92,8 @@ pub struct Params {
     /// `10,000 / nodes`, which keeps each node's load the same at every size (about one
     /// request passing through a node every two virtual seconds).
     pub interval_ms: f64,
+    /// The routers' anonymity walk: chance a node on a walk passes it on (0: no walk).
+    pub walk_probability: f64,
 }
 
 impl Params {
@@ -122,6 +124,7 @@ impl Params {
             seeds: 3,
             warmup: 20,
             interval_ms: 0.0,
+            walk_probability: 0.0,
         }
     }
 
@@ -238,6 +241,9 @@ impl Params {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{name} must be a probability in [0, 1]"));
             }
+        }
+        if !(0.0..1.0).contains(&self.walk_probability) {
+            return Err("--walk-probability must be in [0, 1)".into());
         }
         if self.seeds == 0 || self.seeds > self.nodes {
             return Err("--seeds must be between 1 and the number of nodes".into());

@@ -75,6 +75,7 @@ mod request;
 mod swapping;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use crate::block::Block;
 use crate::keys::RoutingKey;
@@ -138,7 +139,9 @@ pub struct RouterConfig {
     /// The longest back-off. Default 2 min.
     pub max_backoff: Duration,
     /// Most requests and inserts a single peer may have running here at once; more are
-    /// answered `RejectedOverload`. Default 64.
+    /// answered `RejectedOverload`. Default 128: an anonymity walk carries a whole
+    /// download or upload over one link (a client keeps up to 64 inserts in flight),
+    /// and a relay on it may use half (the forwarding window).
     pub max_inflight_per_peer: usize,
     /// Requests and inserts from all peers together that this node takes on before it
     /// holds each peer to its fair share (this divided by the number of peers): past
@@ -166,7 +169,19 @@ pub struct RouterConfig {
     pub opennet: OpennetConfig,
     /// Darknet location swapping (off by default).
     pub swap: SwapConfig,
+    /// The anonymity walk ([`walk`](self) module; docs/anonymity.md): the chance that a
+    /// node on a request's walk passes it on rather than ending it (Crowds' forwarding
+    /// probability; the originator always takes the first hop). 0 turns the walk off.
+    /// Default [`DEFAULT_WALK_PROBABILITY`].
+    pub walk_probability: f64,
+    /// How long a router-chosen tunnel lasts, for local requests whose user names none:
+    /// requests within it share one walk. Default 10 min.
+    pub tunnel_lifetime: Duration,
 }
+
+/// Default walk probability: the least that kept a passive adversary's guesses below
+/// the bars of docs/anonymity.md, measured there with its cost in hops.
+pub const DEFAULT_WALK_PROBABILITY: f64 = 0.75;
 
 /// Default replicas per block: the least count that keeps ≥ 97% of distinct blocks
 /// fetchable after half of a 10,000-node network fails at once (measured in
@@ -185,7 +200,7 @@ impl Default for RouterConfig {
             hop_timeout: Duration::from_secs(2),
             backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(120),
-            max_inflight_per_peer: 64,
+            max_inflight_per_peer: 128,
             max_inflight: 512,
             max_inflight_bytes: 16 << 20,
             flood_rejections: 2048,
@@ -195,6 +210,8 @@ impl Default for RouterConfig {
             replicas: DEFAULT_REPLICAS,
             opennet: OpennetConfig::default(),
             swap: SwapConfig::default(),
+            walk_probability: DEFAULT_WALK_PROBABILITY,
+            tunnel_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -327,6 +344,15 @@ pub enum Event {
         /// The new location.
         location: Location,
     },
+    /// An anonymity walk ended here and its request or insert is routed on under a
+    /// fresh id (answers still go upstream under the walk's). For traces and for a
+    /// simulator that follows requests; a daemon needs do nothing.
+    WalkEnded {
+        /// The id the walk came with.
+        walk: RequestId,
+        /// The id of the greedy search from here.
+        greedy: RequestId,
+    },
     /// Opennet: close this link (then call [`Router::remove_peer`]).
     Disconnect {
         /// The peer.
@@ -397,6 +423,12 @@ pub struct RouterStats {
     pub opennet: OpennetStats,
     /// Location-swapping counters (darknet).
     pub swap: SwapStats,
+    /// Anonymity walks this node's user started.
+    pub walks_started: u64,
+    /// Walks passed on for other nodes.
+    pub walks_relayed: u64,
+    /// Walks that ended here (greedy routing started here).
+    pub walks_ended: u64,
 }
 
 /// A configured probability made safe for `gen_bool`: clamped to [0, 1], NaN as 0.5.
@@ -426,6 +458,10 @@ pub struct Router {
     stats: RouterStats,
     opennet: Opennet,
     swapping: swapping::Swapping,
+    /// Keys this node's walk choices ([`walk`](self) module).
+    walk_secret: [u8; 32],
+    /// The tunnel for local requests whose user named none, and until when it holds.
+    tunnel: Option<(u64, Instant)>,
 }
 
 impl Router {
@@ -433,6 +469,7 @@ impl Router {
     pub fn new(config: RouterConfig, location: Location) -> Router {
         Router {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            walk_secret: Router::walk_secret(config.rng_seed),
             config,
             location,
             peers: PeerTable::default(),
@@ -445,6 +482,7 @@ impl Router {
             stats: RouterStats::default(),
             opennet: Opennet::default(),
             swapping: swapping::Swapping::default(),
+            tunnel: None,
         }
     }
 
@@ -539,6 +577,23 @@ impl Router {
         htl: Option<Htl>,
         store: &mut impl BlockStore,
     ) -> RequestId {
+        self.start_request_in(now, key, htl, None, store)
+    }
+
+    /// As [`Router::start_request`], on the anonymity walk of `tunnel`: give every
+    /// request of one download the same tunnel (a random one per download), so they all
+    /// leave this node the same way (docs/anonymity.md). `None` takes the router's own
+    /// tunnel of the moment. Without the walk (`walk_probability` 0), or with an HTL
+    /// below the maximum (a search its user bounded, `0` for this node alone), there is
+    /// no walk and the tunnel is ignored.
+    pub fn start_request_in(
+        &mut self,
+        now: Instant,
+        key: RoutingKey,
+        htl: Option<Htl>,
+        tunnel: Option<u64>,
+        store: &mut impl BlockStore,
+    ) -> RequestId {
         self.expire(now);
         self.stats.local_requests += 1;
         let id = self.fresh_id();
@@ -553,7 +608,20 @@ impl Router {
             return id;
         }
         let htl = self.clamp_htl(htl);
-        self.begin(now, id, key, Kind::Request, None, htl);
+        if self.walking() && htl == self.config.max_htl.0 {
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
+            self.begin_walk(
+                now,
+                id,
+                key,
+                Kind::Request,
+                None,
+                htl,
+                request::Walk::Step(tunnel),
+            );
+        } else {
+            self.begin(now, id, key, Kind::Request, None, htl);
+        }
         self.tidy_timers();
         id
     }
@@ -587,6 +655,21 @@ impl Router {
         htl: Option<Htl>,
         replicas: Option<u8>,
     ) -> RequestId {
+        self.start_insert_in(now, key, block, htl, replicas, None)
+    }
+
+    /// As [`Router::start_insert_as`], on the anonymity walk of `tunnel` (give every
+    /// block of one upload the same one; `None`: the router's own tunnel of the moment).
+    /// Without the walk the tunnel is ignored.
+    pub fn start_insert_in(
+        &mut self,
+        now: Instant,
+        key: RoutingKey,
+        block: Block,
+        htl: Option<Htl>,
+        replicas: Option<u8>,
+        tunnel: Option<u64>,
+    ) -> RequestId {
         self.expire(now);
         self.stats.local_inserts += 1;
         let id = self.fresh_id();
@@ -599,13 +682,20 @@ impl Router {
             stored: 0,
             resume: None,
         };
+        if let Kind::Insert { block, .. } = &kind {
+            self.offer_to_askers(now, key, block, None);
+        }
+        if self.walking() && htl == self.config.max_htl.0 && self.peers.routable() > 0 {
+            // The walk takes it away first; the node that ends it inserts from there.
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
+            self.begin_walk(now, id, key, kind, None, htl, request::Walk::Step(tunnel));
+            self.tidy_timers();
+            return id;
+        }
         if self.peers.routable() > 0
             && !self.peers.any_closer(Location::of_key(&key), self.location)
         {
             kind.start_walk();
-        }
-        if let Kind::Insert { block, .. } = &kind {
-            self.offer_to_askers(now, key, block, None);
         }
         self.begin(now, id, key, kind, None, htl);
         self.tidy_timers();
@@ -627,6 +717,14 @@ impl Router {
         }
         match msg {
             Message::Request { id, key, htl } => self.on_request(now, from, id, key, htl, store),
+            Message::Walk { id, key, tunnel } => self.on_walk(now, from, id, key, tunnel, store),
+            Message::InsertWalk {
+                id,
+                key,
+                tunnel,
+                replicas,
+                block,
+            } => self.on_insert_walk(now, from, id, key, tunnel, replicas, block, store),
             Message::Insert {
                 id,
                 key,
@@ -718,6 +816,12 @@ impl Router {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The events not yet polled, without taking them: a simulator that must know of a
+    /// [`Event::WalkEnded`] before it sees the messages queued beside it looks here.
+    pub fn pending_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
     }
 
     /// Counters since creation.

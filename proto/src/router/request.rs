@@ -127,6 +127,22 @@ pub(super) struct Req {
     pub next_side: Option<bool>,
     /// The side the second chain of a split walk takes.
     pub other_side: Option<bool>,
+    /// Where the request is on its anonymity walk ([`super::walk`]).
+    pub walk: Walk,
+    /// The id the source knows it by, when this node routes it under another (a walk
+    /// that ended here).
+    pub reply_id: Option<RequestId>,
+}
+
+/// A request's anonymity walk, at one node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Walk {
+    /// No walk: routed greedily as it came.
+    None,
+    /// On its walk: this node passes it on along the tunnel (or ends the walk).
+    Step(u64),
+    /// The walk ended here: routed greedily from here, as this node's own would be.
+    End,
 }
 
 /// Most ids remembered at once, whatever the TTL (about 50 MB).
@@ -186,7 +202,7 @@ impl Seen {
 }
 
 /// How a request ends at this node.
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// Verified data, from a peer or the store.
     Data(Block, Option<PeerId>),
     /// A request ran out of HTL, or a peer said so.
@@ -214,7 +230,6 @@ pub(super) fn later(now: Instant, d: Duration) -> Instant {
 
 impl Router {
     /// Creates the state for `id` and routes it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn begin(
         &mut self,
         now: Instant,
@@ -223,6 +238,35 @@ impl Router {
         kind: Kind,
         source: Option<PeerId>,
         received_htl: u8,
+    ) {
+        self.begin_as(now, id, key, kind, source, received_htl, Walk::None);
+    }
+
+    /// A request or insert that starts or goes on with its anonymity walk.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn begin_walk(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        key: RoutingKey,
+        kind: Kind,
+        source: Option<PeerId>,
+        received_htl: u8,
+        walk: Walk,
+    ) {
+        self.begin_as(now, id, key, kind, source, received_htl, walk);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn begin_as(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        key: RoutingKey,
+        kind: Kind,
+        source: Option<PeerId>,
+        received_htl: u8,
+        walk: Walk,
     ) {
         self.seen.insert(later(now, self.config.seen_ttl), id);
         if let Some(src) = source {
@@ -243,13 +287,19 @@ impl Router {
                 waiting: None,
                 deadline: None,
                 deadline_is_budget: false,
-                answer_by: source.map(|_| later(now, self.config.hop_timeout.saturating_mul(hops))),
+                // A walk step has no budget of hops to answer within: it waits on its
+                // own deadline (see `walk_step`).
+                answer_by: source
+                    .filter(|_| !matches!(walk, Walk::Step(_)))
+                    .map(|_| later(now, self.config.hop_timeout.saturating_mul(hops))),
                 accepted: false,
                 overloaded: false,
                 timed_out_last: false,
                 stored_on_loop: false,
                 next_side: None,
                 other_side: None,
+                walk,
+                reply_id: None,
             },
         );
         self.advance(now, id);
@@ -264,6 +314,16 @@ impl Router {
             // Out of time: answer now with the hops left, before the upstream gives up.
             return self.finish(id, Outcome::NoRoute);
         }
+        let mut id = id;
+        if let Walk::Step(tunnel) = req.walk {
+            match self.walk_step(now, id, tunnel) {
+                Some(greedy) => id = greedy,
+                None => return,
+            }
+        }
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
         // Decrement per attempt, as Freenet's request sender does: the first attempt by
         // the flags of the link the request came in on (the originator sends its start
         // HTL as is), later ones always, except right after a refusal.
@@ -281,6 +341,8 @@ impl Router {
             // Once stored, the replica count bounds the walk instead, and every message
             // of a walk carries HTL 1, so none tells where its walk began.
             1
+        } else if req.free_next {
+            req.htl
         } else if req.tried.is_empty() {
             match req.source {
                 None => req.htl,
@@ -292,8 +354,6 @@ impl Router {
                     decrement(req.htl, max, at_max, at_one)
                 }
             }
-        } else if req.free_next {
-            req.htl
         } else {
             decrement(req.htl, max, true, true)
         };
@@ -419,7 +479,7 @@ impl Router {
     }
 
     /// Ends `id` here: answers upstream or tells the local user, and drops the state.
-    fn finish(&mut self, id: RequestId, outcome: Outcome) {
+    pub(super) fn finish(&mut self, id: RequestId, outcome: Outcome) {
         self.finish_at(None, id, outcome)
     }
 
@@ -429,7 +489,9 @@ impl Router {
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
-        if let (Some(now), Kind::Request) = (now, &req.kind) {
+        // A walk step's failure says nothing about its one next hop and the key.
+        let walking = matches!(req.walk, Walk::Step(_));
+        if let (Some(now), Kind::Request, false) = (now, &req.kind, walking) {
             match &outcome {
                 Outcome::DataNotFound | Outcome::NoRoute => {
                     let until = later(now, self.config.failure_ttl);
@@ -444,6 +506,8 @@ impl Router {
             }
         }
         let max = self.config.max_htl.0;
+        // The source knows the request by its walk's id when the walk ended here.
+        let id = req.reply_id.unwrap_or(id);
         match req.source {
             Some(src) => {
                 self.peers.add_load(src, false, req.kind.held_bytes());
@@ -543,7 +607,7 @@ impl Router {
 
     /// Loop and overload checks shared by requests and inserts (holding `bytes` while
     /// they run); true if accepted.
-    fn admit(&mut self, now: Instant, from: PeerId, id: RequestId, bytes: u64) -> bool {
+    pub(super) fn admit(&mut self, now: Instant, from: PeerId, id: RequestId, bytes: u64) -> bool {
         if self.known(id) {
             self.stats.rejected_loop += 1;
             self.transmits
@@ -599,15 +663,7 @@ impl Router {
         }
         let received = htl.0.min(self.config.max_htl.0);
         if let Some((block, placement)) = store.get(&key) {
-            self.seen.insert(later(now, self.config.seen_ttl), id);
-            match placement {
-                Placement::Store => self.stats.served_from_store += 1,
-                Placement::Cache => self.stats.served_from_cache += 1,
-            }
-            self.transmits
-                .push_back((from, Message::Data { id, block }));
-            self.offer_fold(from, id);
-            return;
+            return self.serve(now, from, id, block, placement);
         }
         if self
             .failures
@@ -706,24 +762,8 @@ impl Router {
         }
         // Loop and overload checks first: they are cheap, and a looping insert need not
         // be hashed again.
-        if !self.admit(now, from, id, crate::block::BLOCK_LEN as u64) {
+        if !self.admit_insert(now, from, id, &key, &block, store) {
             return;
-        }
-        if !store.verify(&key, &block) {
-            self.stats.bad_blocks += 1;
-            self.misbehaved(from, "insert with a block that fails verification");
-            return;
-        }
-        if let Some((held, _)) = store.get(&key) {
-            if held != block {
-                // Only a signed key can hold two different valid blocks: the first one
-                // published stays, and the inserter gets it back.
-                self.stats.collisions += 1;
-                self.seen.insert(later(now, self.config.seen_ttl), id);
-                self.transmits
-                    .push_back((from, Message::Data { id, block: held }));
-                return;
-            }
         }
         self.offer_to_askers(now, key, &block, Some(&[Some(from)]));
         let max = self.config.max_htl.0;
@@ -769,6 +809,41 @@ impl Router {
             kind.start_walk();
         }
         self.begin(now, id, key, kind, Some(from), received);
+    }
+
+    /// The checks every insert from a peer passes, walking or not: loop and overload
+    /// first (cheap, and a looping insert need not be hashed again), then the block
+    /// against its key, then a collision with a different block held under a signed
+    /// key. True if it may go on; otherwise it has been answered.
+    pub(super) fn admit_insert(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        key: &RoutingKey,
+        block: &Block,
+        store: &mut impl BlockStore,
+    ) -> bool {
+        if !self.admit(now, from, id, crate::block::BLOCK_LEN as u64) {
+            return false;
+        }
+        if !store.verify(key, block) {
+            self.stats.bad_blocks += 1;
+            self.misbehaved(from, "insert with a block that fails verification");
+            return false;
+        }
+        if let Some((held, _)) = store.get(key) {
+            if held != *block {
+                // Only a signed key can hold two different valid blocks: the first one
+                // published stays, and the inserter gets it back.
+                self.stats.collisions += 1;
+                self.seen.insert(later(now, self.config.seen_ttl), id);
+                self.transmits
+                    .push_back((from, Message::Data { id, block: held }));
+                return false;
+            }
+        }
+        true
     }
 
     /// The replica walk of an insert this node forwarded on its approach came back here:

@@ -11,6 +11,7 @@ mod replicas;
 mod rules;
 mod signed;
 mod swapping;
+mod walk;
 
 use super::*;
 use crate::block;
@@ -41,11 +42,20 @@ fn key_at(loc: u64) -> RoutingKey {
     RoutingKey(k)
 }
 
+/// The defaults, without the anonymity walk: these tests pin greedy routing itself
+/// (walk.rs's tests put the walk in front of it).
+fn greedy() -> RouterConfig {
+    RouterConfig {
+        walk_probability: 0.0,
+        ..RouterConfig::default()
+    }
+}
+
 fn cfg(seed: u64) -> RouterConfig {
     RouterConfig {
         htl_policy: HtlPolicy::Always,
         rng_seed: seed,
-        ..RouterConfig::default()
+        ..greedy()
     }
 }
 

@@ -189,7 +189,7 @@ fn same_seed_same_run() {
         let mut net = Net::new(&[1 << 60, 2 << 60, 3 << 60, 4 << 60, 5 << 60], |i| {
             RouterConfig {
                 rng_seed: i,
-                ..RouterConfig::default()
+                ..greedy()
             }
         });
         for (a, b) in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)] {
@@ -245,7 +245,7 @@ fn probabilistic_htl_still_bounds_the_nodes_a_request_visits() {
         let locs: Vec<u64> = (0..60u64).map(|i| i << 57).collect();
         let mut net = Net::new(&locs, |i| RouterConfig {
             rng_seed: i * 1000 + seed,
-            ..RouterConfig::default()
+            ..greedy()
         });
         for a in 0..60 {
             for b in a + 1..60 {
@@ -297,7 +297,7 @@ proptest::proptest! {
         seed: u64,
     ) {
         let n = locs.len();
-        let mut net = Net::new(&locs, |i| RouterConfig { rng_seed: seed ^ i, ..RouterConfig::default() });
+        let mut net = Net::new(&locs, |i| RouterConfig { rng_seed: seed ^ i, ..greedy() });
         let mut linked = HashSet::new();
         for (a, b) in edges {
             let (a, b) = (a % n, b % n);

@@ -12,7 +12,7 @@ fn ring(n: usize, replicas: u8) -> Net {
     let mut net = Net::new(&locs, |i| RouterConfig {
         rng_seed: i,
         replicas,
-        ..RouterConfig::default()
+        ..greedy()
     });
     let mut linked = HashSet::new();
     for a in 0..n {

@@ -249,10 +249,7 @@ fn probabilistic_htl_is_fixed_per_link() {
         assert_eq!(out[1].1, second);
     }
     // With probability one half, links differ, but each link decides once.
-    let (mut r, now) = lone(
-        &(1..=40).map(|i| i << 50).collect::<Vec<_>>(),
-        RouterConfig::default(),
-    );
+    let (mut r, now) = lone(&(1..=40).map(|i| i << 50).collect::<Vec<_>>(), greedy());
     let mut kept = Vec::new();
     for peer in 1..=40u64 {
         let mut htls = HashSet::new();
