@@ -350,6 +350,8 @@ impl Node {
                     ..SwapConfig::default()
                 },
                 walk_probability: config.walk_probability,
+                // A darknet routes friend-of-a-friend too (docs/routing.md).
+                neighbour_lists: config.darknet,
                 ..RouterConfig::default()
             },
             location,

@@ -226,6 +226,9 @@ impl<'p> Sim<'p> {
             // routing figures in docs/ are greedy routing's own), on in `anonymity`.
             walk_probability: params.walk_probability,
             tunnel_lifetime: RouterConfig::default().tunnel_lifetime,
+            // Darknet nodes tell their friends where their friends are, as veild
+            // --darknet does (opennet does it on its own).
+            neighbour_lists: params.topology == crate::topology::Topology::Darknet && params.foaf,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {

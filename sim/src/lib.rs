@@ -63,7 +63,10 @@ fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usiz
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);
-    if params.swap_mode == params::SwapMode::Wire {
+    if params.swap_mode == params::SwapMode::Wire
+        || (params.topology == topology::Topology::Darknet && params.foaf)
+    {
+        // Arm the routers' timers: swapping, and the first neighbour lists.
         sim.start_swapping();
     }
     if let Some(layout) = params.layout() {
@@ -127,6 +130,15 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
         let r = run(&ideal)?;
         summary.ideal_mean_hops = Some(r.summary.mean_hops);
         summary.ideal_success_rate = Some(r.summary.success_rate);
+    }
+    if params.topology == topology::Topology::Darknet && params.foaf {
+        // Beside it: the same friend graph and swaps, routed without neighbour lists.
+        let r = run(&Params {
+            foaf: false,
+            ..params.clone()
+        })?;
+        summary.plain_success_rate = Some(r.summary.success_rate);
+        summary.plain_mean_hops = Some(r.summary.mean_hops);
     }
     Ok(Report {
         summary,

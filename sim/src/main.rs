@@ -197,6 +197,10 @@ struct Common {
     /// figures in docs/ were measured; the daemon's default is 0.75.
     #[arg(long, default_value_t = 0.0)]
     walk_probability: f64,
+    /// Darknet: friend-of-a-friend routing (nodes tell their friends their friends'
+    /// locations), as veild --darknet runs; off routes by the friends' own locations.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    foaf: OnOff,
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
@@ -236,6 +240,7 @@ impl Common {
             warmup: self.warmup,
             interval_ms: self.interval_ms,
             walk_probability: self.walk_probability,
+            foaf: self.foaf == OnOff::On,
             ..Params::new(nodes, self.requests.unwrap_or(0), self.seed)
         }
     }
@@ -269,6 +274,12 @@ fn real_main() -> Result<()> {
                  requests failed although a copy lived {:.4}",
                 s.replicas, s.store_blocks_per_node, s.keys_with_live_copy, s.failed_with_live_copy
             );
+            if let (Some(ok), Some(hops)) = (s.plain_success_rate, s.plain_mean_hops) {
+                println!(
+                    "darknet without friend-of-a-friend routing (same friends, same swaps): \
+                     success {ok:.4}, {hops:.2} mean hops"
+                );
+            }
             if let (Some(n), Some(ok), Some(top)) = (
                 s.documents_checked,
                 s.document_success_rate,

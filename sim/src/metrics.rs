@@ -120,6 +120,12 @@ pub struct Summary {
     pub ideal_mean_hops: Option<f64>,
     /// Opennet: success rate of that small world.
     pub ideal_success_rate: Option<f64>,
+    /// Darknet with friend-of-a-friend routing: the success rate of the same network,
+    /// seed and workload routed by the friends' own locations only, in the same
+    /// invocation.
+    pub plain_success_rate: Option<f64>,
+    /// Its mean hops.
+    pub plain_mean_hops: Option<f64>,
     /// Opennet: links taken from path-folding offers, over the whole run.
     pub folds_taken: u64,
     /// Opennet: announcements started, over the whole run.
@@ -293,6 +299,8 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         mean_degree: d.graph.0,
         ideal_mean_hops: None,
         ideal_success_rate: None,
+        plain_success_rate: None,
+        plain_mean_hops: None,
         folds_taken: folds,
         announcements: announces,
         mean_link_length: d.graph.1,

@@ -94,6 +94,8 @@ pub struct Params {
     pub interval_ms: f64,
     /// The routers' anonymity walk: chance a node on a walk passes it on (0: no walk).
     pub walk_probability: f64,
+    /// Darknet: friend-of-a-friend routing (neighbour lists), as `veild --darknet` runs.
+    pub foaf: bool,
 }
 
 impl Params {
@@ -125,6 +127,7 @@ impl Params {
             warmup: 20,
             interval_ms: 0.0,
             walk_probability: 0.0,
+            foaf: true,
         }
     }
 

@@ -2,7 +2,7 @@
 //! (a ring with chords), blocks inserted through node 0 (one replica each, so almost
 //! none is held where it is fetched), then fetched through node 10 on one tunnel, 32 in
 //! flight, as a download does. Run once with the walk off and once on (the default 0.75),
-//! same network shape and blocks, and prints blocks/s, MB/s and the median latency of a
+//! same network shape, locations and blocks, and prints blocks/s, MB/s and the median latency of a
 //! lone fetch for each, with the ratio.
 //!
 //! Run: `cargo bench -p veil-tests --bench walk` (release). `VEIL_BENCH_WALK_BLOCKS` sets
@@ -33,7 +33,9 @@ struct Figures {
 }
 
 async fn measure(walk: f64, blocks: usize) -> anyhow::Result<Figures> {
-    let net = Testnet::start_with(NODES, Topology::Edges(edges()), |_, c| {
+    // The same locations in both runs, so the same blocks land on the same nodes.
+    let net = Testnet::start_with(NODES, Topology::Edges(edges()), |i, c| {
+        c.location = Some(i as f64 / NODES as f64);
         c.walk_probability = walk;
         c.replicas = 1;
         c.index_replicas = 1;

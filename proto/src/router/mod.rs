@@ -177,6 +177,10 @@ pub struct RouterConfig {
     /// How long a router-chosen tunnel lasts, for local requests whose user names none:
     /// requests within it share one walk. Default 10 min.
     pub tunnel_lifetime: Duration,
+    /// Friend-of-a-friend routing without opennet (darknet): send peers our peers'
+    /// locations and route by theirs (`opennet.foaf` and `opennet.neighbours_interval`
+    /// say how). Opennet does this whenever `opennet.foaf`. Default false.
+    pub neighbour_lists: bool,
 }
 
 /// Default walk probability: the least that kept a passive adversary's guesses below
@@ -212,6 +216,7 @@ impl Default for RouterConfig {
             swap: SwapConfig::default(),
             walk_probability: DEFAULT_WALK_PROBABILITY,
             tunnel_lifetime: Duration::from_secs(600),
+            neighbour_lists: false,
         }
     }
 }
@@ -760,7 +765,11 @@ impl Router {
                 location,
                 peers,
             } => self.on_swap_reveal(now, from, id, nonce, location, peers.into_inner()),
-            Message::LocationChanged { location } => self.on_location_changed(from, location),
+            Message::LocationChanged { location } => {
+                self.on_location_changed(from, location);
+                // Our peers' view of where we lead has changed with it.
+                self.schedule_neighbours(now);
+            }
             Message::RejectedLoop { id } if self.is_swap(id) => self.on_swap_loop(from, id),
             Message::Hello(_)
             | Message::Ping { .. }

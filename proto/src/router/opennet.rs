@@ -519,7 +519,7 @@ impl Router {
     /// The next instant opennet upkeep wants [`Router::handle_timeout`].
     pub(super) fn opennet_timeout(&self) -> Option<Instant> {
         if !self.config.opennet.enabled {
-            return None;
+            return self.opennet.neighbours_due.filter(|_| self.foaf_on());
         }
         let ttl = self.config.opennet.transient_ttl;
         let transient = self
@@ -554,6 +554,7 @@ impl Router {
     /// After a link came or went: announce soon if peers are short, let seeds go if
     /// not.
     pub(super) fn peers_changed(&mut self, now: Instant) {
+        self.schedule_neighbours(now);
         if !self.config.opennet.enabled {
             return;
         }
@@ -571,7 +572,17 @@ impl Router {
             self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
         }
         self.release_seeds();
-        if self.config.opennet.foaf && self.opennet.neighbours_due.is_none() {
+    }
+
+    /// Whether this node exchanges neighbour lists: opennet's friend-of-a-friend
+    /// routing, or a darknet's (`neighbour_lists`).
+    pub(super) fn foaf_on(&self) -> bool {
+        self.config.opennet.foaf && (self.config.opennet.enabled || self.config.neighbour_lists)
+    }
+
+    /// Sends our peers' locations soon (at most once per `neighbours_interval`).
+    pub(super) fn schedule_neighbours(&mut self, now: Instant) {
+        if self.foaf_on() && self.opennet.neighbours_due.is_none() {
             let next = self.opennet.neighbours_sent.map_or(now, |t| {
                 later(t, self.config.opennet.neighbours_interval).max(now)
             });
@@ -652,6 +663,9 @@ impl Router {
     /// Opennet upkeep: expiry, closing transient and seed links, announcing.
     pub(super) fn opennet_tick(&mut self, now: Instant) {
         if !self.config.opennet.enabled {
+            if self.foaf_on() && self.opennet.neighbours_due.is_some_and(|t| t <= now) {
+                self.send_neighbours(now);
+            }
             return;
         }
         self.forget_stale(now);

@@ -383,7 +383,13 @@ impl Router {
             }
         }
         let mut exclude = req.tried.clone();
-        exclude.extend(req.source);
+        if req.reply_id.is_none() {
+            // The sender knows the id: it would refuse it as a loop. A walk that ended
+            // here goes on under a fresh id, which the walk's last hop does not know, so
+            // greedy routing may lead back through it (in a sparse network it can be the
+            // only way on).
+            exclude.extend(req.source);
+        }
         let mut avoid = Vec::new();
         if matches!(req.kind, Kind::Request) {
             // Peers that just failed this key are not asked again for a while; the local

@@ -324,3 +324,57 @@ fn relayed_swaps_are_bounded() {
         }
     )));
 }
+
+/// The `Neighbours` lists among `sent`, by receiver.
+fn lists(sent: &[(PeerId, Message)]) -> Vec<(PeerId, Vec<Location>)> {
+    sent.iter()
+        .filter_map(|(p, m)| match m {
+            Message::Neighbours { locations } => Some((*p, locations.clone().into_inner())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_darknet_node_tells_its_friends_where_its_friends_are_and_again_when_one_moves() {
+    let config = RouterConfig {
+        neighbour_lists: true,
+        swap: SwapConfig {
+            interval: Duration::from_secs(3600),
+            ..swap_cfg(4).swap
+        },
+        ..swap_cfg(4)
+    };
+    let (mut r, t0) = lone(&[10, 20, 30], config);
+    assert!(r.poll_timeout().is_some_and(|t| t <= t0));
+    r.handle_timeout(t0);
+    let first = lists(&drain(&mut r));
+    assert_eq!(first.len(), 3, "{first:?}");
+    for (_, l) in &first {
+        assert_eq!(l, &vec![Location(10), Location(20), Location(30)]);
+    }
+    // A friend swapped: the others hear its new place, no sooner than the interval.
+    let mut store = Mem::default();
+    r.handle_message(
+        t0,
+        PeerId(2),
+        Message::LocationChanged {
+            location: Location(99),
+        },
+        &mut store,
+    );
+    r.handle_timeout(t0);
+    assert!(lists(&drain(&mut r)).is_empty());
+    let t1 = t0 + r.config().opennet.neighbours_interval;
+    r.handle_timeout(t1);
+    let again = lists(&drain(&mut r));
+    assert_eq!(again.len(), 3);
+    assert!(again
+        .iter()
+        .all(|(_, l)| l.contains(&Location(99)) && !l.contains(&Location(20))));
+
+    // Without neighbour lists (and without opennet) nothing of the kind is sent.
+    let (mut quiet, t0) = lone(&[10, 20, 30], swap_cfg(4));
+    quiet.handle_timeout(t0);
+    assert!(lists(&drain(&mut quiet)).is_empty());
+}
