@@ -55,6 +55,11 @@ enum Command {
         /// grows
         #[arg(long)]
         opennet: bool,
+        /// Darknet instead: nodes link only to their friends (the seeded small world,
+        /// over a hidden ring), start at random locations and swap them; prints how the
+        /// mean link length shrinks
+        #[arg(long, conflicts_with = "opennet")]
+        darknet: bool,
     },
 }
 
@@ -75,7 +80,8 @@ fn main() -> std::process::ExitCode {
             dir,
             seed,
             opennet,
-        }) => run_testnet(nodes.into(), dir, seed, opennet),
+            darknet,
+        }) => run_testnet(nodes.into(), dir, seed, opennet, darknet),
         None => run(cli.run),
     };
     match result {
@@ -110,7 +116,13 @@ fn run(overrides: Overrides) -> anyhow::Result<()> {
     })
 }
 
-fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64, opennet: bool) -> anyhow::Result<()> {
+fn run_testnet(
+    nodes: usize,
+    dir: Option<PathBuf>,
+    seed: u64,
+    opennet: bool,
+    darknet: bool,
+) -> anyhow::Result<()> {
     let dir = match dir {
         Some(d) => d,
         None => veil_node::config::default_data_dir()
@@ -127,6 +139,11 @@ fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64, opennet: bool) -> 
         options.template.min_peers = 6;
         options.link_timeout = std::time::Duration::from_secs(60);
     }
+    options.darknet = darknet;
+    if darknet {
+        // Faster than a real node's 10 s, so convergence shows within minutes.
+        options.template.swap_interval_ms = 2_000;
+    }
     runtime()?.block_on(async {
         eprintln!("veild: starting {nodes} nodes under {} ...", dir.display());
         let growth = opennet.then(|| tokio::spawn(print_growth(dir.clone())));
@@ -135,7 +152,24 @@ fn run_testnet(nodes: usize, dir: Option<PathBuf>, seed: u64, opennet: bool) -> 
             g.abort();
         }
         print_testnet(&net, &dir);
-        wait_for_signal().await?;
+        if darknet {
+            let start = net.mean_link_length();
+            let watch = async {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    eprintln!(
+                        "veild: darknet mean link length {:.4} of the ring (dealt: {start:.4})",
+                        net.mean_link_length()
+                    );
+                }
+            };
+            tokio::select! {
+                r = wait_for_signal() => r?,
+                () = watch => {}
+            }
+        } else {
+            wait_for_signal().await?;
+        }
         eprintln!("veild: stopping the testnet");
         net.shutdown().await;
         Ok(())
@@ -195,7 +229,16 @@ async fn simple_get(url: &str, token: &str) -> Option<String> {
 fn print_testnet(net: &Testnet, dir: &std::path::Path) {
     let veil = veil_command();
     let last = net.nodes.len() - 1;
-    if net.options.opennet {
+    if net.options.darknet {
+        println!(
+            "Darknet testnet up: {} nodes, {} friend links (seed {}), locations dealt at random, \
+             each node swapping about every 2 s; mean link length {:.4} of the ring.",
+            net.nodes.len(),
+            net.edges.len(),
+            net.options.seed,
+            net.mean_link_length()
+        );
+    } else if net.options.opennet {
         let links: usize = net
             .nodes
             .iter()

@@ -6,10 +6,19 @@
 //! neighbours plus long links with probability falling as 1/distance
 //! ([`veil_proto::topology::small_world`]). [`Testnet::start`] returns once every link is
 //! up, awaited on each node's peer-list watch channel, never by polling.
+//!
+//! With `darknet`, the same small world is a friend graph over a *hidden* ring (node I's
+//! hidden place is I/N: Sandberg's model of a social network, whose links follow a
+//! geography nobody reveals); every node is dealt a random location instead (a seeded
+//! shuffle of evenly spaced ones), links only to its friends (`darknet = true`, each
+//! told its friends' keys and addresses before it starts) and swaps locations until
+//! the ring order follows the hidden one.
 
+use crate::identity::{Identity, IdentityError};
 use crate::{Config, Node, NodeError, NodeHandle};
 use std::path::PathBuf;
 use std::time::Duration;
+use veil_proto::message::PeerAddress;
 use veil_proto::topology;
 
 /// What network to start.
@@ -34,6 +43,9 @@ pub struct TestnetOptions {
     /// its peers by announcement; [`Testnet::start`] waits until each has
     /// `min(min_peers, nodes - 1)` of them... or at least a few.
     pub opennet: bool,
+    /// Darknet: the small world is a friend graph over a hidden ring, locations are
+    /// dealt at random, and nodes link only to their friends and swap (module docs).
+    pub darknet: bool,
 }
 
 impl TestnetOptions {
@@ -52,6 +64,7 @@ impl TestnetOptions {
             },
             link_timeout: Duration::from_secs(30),
             opennet: false,
+            darknet: false,
         }
     }
 }
@@ -71,6 +84,17 @@ pub enum TestnetError {
         /// Why.
         source: NodeError,
     },
+    /// A darknet node's identity could not be made ahead of its start.
+    #[error("node-{index}: {source}")]
+    Identity {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: IdentityError,
+    },
+    /// No free loopback ports for a darknet's nodes.
+    #[error("no free loopback ports for the darknet's nodes: {0}")]
+    Ports(std::io::Error),
     /// Links did not all come up in time.
     #[error("node-{index} has {have} of its {want} links after {secs} s")]
     LinksTimeout {
@@ -108,6 +132,9 @@ impl Testnet {
         if n < 2 {
             return Err(TestnetError::TooFew(n));
         }
+        if options.darknet {
+            return Testnet::start_darknet(options).await;
+        }
         let locations = topology::evenly_spaced(n, options.seed);
         let mut nodes: Vec<NodeHandle> = Vec::with_capacity(n);
         for (index, loc) in locations.iter().enumerate() {
@@ -143,6 +170,69 @@ impl Testnet {
         };
         net.wait_linked().await?;
         Ok(net)
+    }
+
+    /// A darknet: identities and ports first, so every node starts knowing its
+    /// friends, then the nodes, then every friend link up.
+    async fn start_darknet(options: TestnetOptions) -> Result<Testnet, TestnetError> {
+        use rand::SeedableRng;
+        let n = options.nodes;
+        let edges = topology::small_world(n, options.near, options.long, options.seed);
+        let friends = topology::adjacency(n, &edges);
+        let mut keys = Vec::with_capacity(n);
+        for index in 0..n {
+            let dir = node_dir(&options.dir, index);
+            let key = crate::identity::ensure_data_dir(&dir)
+                .and_then(|()| Identity::load_or_create(&dir))
+                .map_err(|source| TestnetError::Identity { index, source })?
+                .public();
+            keys.push(key);
+        }
+        let ports = free_loopback_ports(n).map_err(TestnetError::Ports)?;
+        let addr = |i: usize| PeerAddress {
+            key: keys[i],
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], ports[i])),
+        };
+        // Locations dealt at random: the ring order has nothing to do with the friends.
+        let mut locations = topology::evenly_spaced(n, options.seed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0xDA27);
+        rand::seq::SliceRandom::shuffle(locations.as_mut_slice(), &mut rng);
+        let mut nodes = Vec::with_capacity(n);
+        for (index, loc) in locations.iter().enumerate() {
+            let mut config = node_config(&options, index, loc.as_fraction());
+            config.listen = addr(index).addr;
+            config.darknet = true;
+            config.opennet = false;
+            config.peers = friends[index].iter().map(|&j| addr(j)).collect();
+            let node = Node::start(config)
+                .await
+                .map_err(|source| TestnetError::Node { index, source })?;
+            nodes.push(node);
+        }
+        let net = Testnet {
+            nodes,
+            edges,
+            options,
+        };
+        net.wait_linked().await?;
+        Ok(net)
+    }
+
+    /// Mean ring distance across the links, as a fraction of the ring: a darknet's
+    /// shrinks as swapping makes the ring order follow the friend graph.
+    pub fn mean_link_length(&self) -> f64 {
+        if self.edges.is_empty() {
+            return 0.0;
+        }
+        let total: f64 = self
+            .edges
+            .iter()
+            .map(|&(a, b)| {
+                let (la, lb) = (self.nodes[a].location(), self.nodes[b].location());
+                la.distance(lb).as_fraction()
+            })
+            .sum();
+        total / self.edges.len() as f64
     }
 
     /// How many links each node should have.
@@ -210,6 +300,16 @@ impl Testnet {
     }
 }
 
+/// `n` loopback ports that were free a moment ago (bound together, then released).
+fn free_loopback_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<_, _>>()?;
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
 /// Node `index`'s config: the template with its own data directory, loopback ports from
 /// the OS, and its place on the ring.
 pub fn node_config(options: &TestnetOptions, index: usize, location: f64) -> Config {
@@ -226,6 +326,41 @@ pub fn node_config(options: &TestnetOptions, index: usize, location: f64) -> Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_darknet_testnet_links_friends_only_and_swaps_towards_its_hidden_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = TestnetOptions::new(12, dir.path().to_path_buf(), 5);
+        options.darknet = true;
+        options.template.swap_interval_ms = 100;
+        let net = Testnet::start(options).await.unwrap();
+        let friends = topology::adjacency(12, &net.edges);
+        for (i, node) in net.nodes.iter().enumerate() {
+            let mut have: Vec<_> = node.peers().iter().map(|p| p.key).collect();
+            let mut want: Vec<_> = friends[i].iter().map(|&j| net.nodes[j].key()).collect();
+            have.sort_unstable_by_key(|k| k.0);
+            want.sort_unstable_by_key(|k| k.0);
+            assert_eq!(have, want, "node-{i} links to its friends and nobody else");
+        }
+        let dealt = net.mean_link_length();
+        // Swaps happen on the nodes' own timers (ten a second each): wait, bounded,
+        // until the links are a fifth shorter than dealt.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while net.mean_link_length() > 0.8 * dealt {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mean link length {} after 30 s, dealt {dealt}",
+                net.mean_link_length()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut moved = 0;
+        for node in &net.nodes {
+            moved += node.router_stats().await.unwrap().swap.moved;
+        }
+        assert!(moved > 0);
+        net.shutdown().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_linked_and_routes() {
