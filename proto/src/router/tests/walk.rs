@@ -322,6 +322,7 @@ fn a_walk_is_passed_on_or_ended_the_same_way_for_its_whole_tunnel() {
     let s = r.stats();
     assert!(s.walks_relayed > 0 && s.walks_ended > 0);
     assert_eq!(s.walks_relayed + s.walks_ended, 60);
+    assert_eq!(s.requests_received, 60);
 }
 
 #[test]
@@ -446,4 +447,127 @@ fn an_insert_walk_with_a_bad_block_is_misbehaviour_and_goes_nowhere() {
             ..
         }]
     ));
+}
+
+/// The tunnel name the first walk message of a fresh local request carries (a pure
+/// function of the tunnel at this node), and where it went.
+fn first_walk(r: &mut Router, now: Instant, tunnel: Option<u64>, k: u8) -> (PeerId, u64) {
+    let mut store = Mem::default();
+    let (_, key) = blk(k);
+    r.start_request_in(now, key, None, tunnel, &mut store);
+    match drain(r).pop() {
+        Some((peer, Message::Walk { tunnel, .. })) => (peer, tunnel),
+        other => panic!("a walk: {other:?}"),
+    }
+}
+
+#[test]
+fn the_routers_own_tunnel_holds_for_its_lifetime_then_changes() {
+    let (mut r, t0) = lone_walker();
+    let life = r.config().tunnel_lifetime;
+    let (_, a) = first_walk(&mut r, t0, None, 1);
+    let (_, b) = first_walk(&mut r, t0 + life - Duration::from_nanos(1), None, 2);
+    assert_eq!(a, b, "one tunnel within its lifetime");
+    let (_, c) = first_walk(&mut r, t0 + life, None, 3);
+    assert_ne!(c, a, "a new tunnel once the lifetime is over");
+    let mut names = HashSet::from([a, c]);
+    for i in 2..6u32 {
+        names.insert(first_walk(&mut r, t0 + life * i, None, 4).1);
+    }
+    assert_eq!(names.len(), 6, "a fresh tunnel each lifetime");
+    // A tunnel named by the user is used as given, whatever the router's own.
+    let (_, x) = first_walk(&mut r, t0, Some(42), 5);
+    let (_, y) = first_walk(&mut r, t0 + life * 9, Some(42), 6);
+    assert_eq!(x, y);
+}
+
+#[test]
+fn a_backed_off_first_choice_is_skipped_until_its_back_off_ends() {
+    let (mut r, t0) = lone_walker();
+    let mut store = Mem::default();
+    let (first, _) = first_walk(&mut r, t0, Some(7), 1);
+    // It refuses for overload: backed off for `backoff`; the walk takes the next choice.
+    let (_, key) = blk(2);
+    let id = r.start_request_in(t0, key, None, Some(7), &mut store);
+    let (to, _) = drain(&mut r).pop().unwrap();
+    assert_eq!(to, first);
+    r.handle_message(t0, first, Message::RejectedOverload { id }, &mut store);
+    let (second, _) = drain(&mut r).pop().unwrap();
+    assert_ne!(second, first);
+    let until = t0 + r.config().backoff;
+    let (during, _) = first_walk(&mut r, until - Duration::from_nanos(1), Some(7), 3);
+    assert_eq!(during, second, "the backed-off peer is skipped");
+    let (after, _) = first_walk(&mut r, until, Some(7), 4);
+    assert_eq!(after, first, "back at the back-off's end");
+}
+
+#[test]
+fn a_silent_walk_hop_is_given_the_walks_whole_budget_then_replaced() {
+    let (mut r, t0) = lone_walker();
+    let mut store = Mem::default();
+    let (_, key) = blk(3);
+    r.start_request_in(t0, key, None, Some(11), &mut store);
+    let (first, _) = drain(&mut r).pop().unwrap();
+    // A walk step waits hop_timeout × (max_htl + 1 + 8): the greedy search after it, and
+    // the rest of the walk.
+    let budget = r.config().hop_timeout * (u32::from(Htl::DEFAULT_MAX.0) + 1 + 8);
+    r.handle_timeout(t0 + budget - Duration::from_nanos(1));
+    assert!(drain(&mut r).is_empty(), "not before its budget");
+    r.handle_timeout(t0 + budget);
+    let sent = drain(&mut r);
+    let [(next, Message::Walk { .. })] = &sent[..] else {
+        panic!("the tunnel's next choice: {sent:?}");
+    };
+    assert_ne!(*next, first);
+    assert_eq!(r.stats().timeouts, 1);
+}
+
+#[test]
+fn an_insert_walk_ending_at_a_sink_is_stored_there_and_counted() {
+    // This node (location 0) is closer to a key at 1 than every peer: a sink.
+    let (mut r, t0) = lone(&[1 << 60, 2 << 60, 3 << 60], walker(9));
+    let mut store = Mem::default();
+    let (b, key) = blk(8);
+    let mut stored = 0;
+    let mut passed = 0;
+    for tunnel in 0..40u64 {
+        let id = RequestId(100 + tunnel);
+        r.handle_message(
+            t0,
+            PeerId(1),
+            Message::InsertWalk {
+                id,
+                key,
+                tunnel,
+                replicas: 3,
+                block: b.clone(),
+            },
+            &mut store,
+        );
+        let sent = drain(&mut r);
+        let evs = events(&mut r);
+        let here = evs.iter().any(
+            |e| matches!(e, Event::Store { placement: Placement::Store, key: k, .. } if *k == key),
+        );
+        if matches!(sent.last(), Some((_, Message::InsertWalk { .. }))) {
+            assert!(!here, "a walk passed on stores nothing");
+            passed += 1;
+        } else if here {
+            // The walk ended at a sink: first copy here, and the replica walk goes on
+            // (at HTL 1, as every replica walk message).
+            assert!(
+                sent.iter().any(
+                    |(_, m)| matches!(m, Message::Insert { htl, stored: 1, .. } if *htl == Htl(1))
+                ),
+                "{sent:?}"
+            );
+            stored += 1;
+        }
+    }
+    assert!(
+        stored > 0 && passed > 0,
+        "{stored} stored, {passed} passed on"
+    );
+    assert_eq!(r.stats().stored, stored);
+    assert_eq!(r.stats().inserts_received, 40);
 }
