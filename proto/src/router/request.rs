@@ -239,26 +239,12 @@ impl Router {
         source: Option<PeerId>,
         received_htl: u8,
     ) {
-        self.begin_as(now, id, key, kind, source, received_htl, Walk::None);
+        self.begin_walk(now, id, key, kind, source, received_htl, Walk::None);
     }
 
-    /// A request or insert that starts or goes on with its anonymity walk.
+    /// As [`Router::begin`], at a given place on the request's anonymity walk.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn begin_walk(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        key: RoutingKey,
-        kind: Kind,
-        source: Option<PeerId>,
-        received_htl: u8,
-        walk: Walk,
-    ) {
-        self.begin_as(now, id, key, kind, source, received_htl, walk);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn begin_as(
         &mut self,
         now: Instant,
         id: RequestId,
