@@ -12,6 +12,7 @@
 //! - [`segment`]: the Reed–Solomon code of a segment (check blocks, restoring lost data).
 //! - [`dir`]: directories: publish, resolve paths, restore.
 //! - [`signed`]: signed names (SSK, USK, KSK): keystore, publishing, resolving.
+//! - [`keyword`]: finding documents by words: keyword entries in slots, signed indexes.
 //! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.
 //! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
 #![forbid(unsafe_code, unused_must_use)]
@@ -23,6 +24,7 @@ pub mod dir;
 pub mod encode;
 pub mod format;
 pub mod keepalive;
+pub mod keyword;
 pub mod segment;
 pub mod signed;
 pub mod source;
