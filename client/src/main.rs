@@ -12,6 +12,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use veil_client::api::ApiClient;
 use veil_client::decode::DEFAULT_WINDOW;
+use veil_client::keyword::{self, Entry, Published};
 use veil_client::signed::{newest_edition, publish_signed, resolve_signed, Keystore, SkipKnown};
 use veil_client::{encode, put_dir, resolve, write_body_healing, EncodeOptions, Heal, Resolved};
 use veil_proto::ssk::KeyPair;
@@ -33,6 +34,12 @@ Examples:
   veil site publish ./site --key me   publish the next edition of a site (USK)
   veil get \"veil:USK@.../site/-1/\"    fetch the newest edition of a site
   veil put note.txt --ksk \"hello veil\" publish under veil:KSK@hello%20veil
+  veil put talk.pdf --keyword privacy rust --description \"Talk slides\"
+                                      publish and list under two keywords
+  veil search privacy rust            find what is listed under both words
+  veil index add --key me \"$URI\" privacy   add to your own signed index
+  veil search --index \"veil:USK@.../index/-1\" privacy
+                                      search a publisher's signed index
   veil status                         show the node's status
   veil --data-dir /srv/veil peers     talk to the node of another data directory
 
@@ -89,6 +96,8 @@ enum Command {
         #[arg(long, value_name = "WORDS")]
         ksk: Option<String>,
         #[command(flatten)]
+        listing: ListingArgs,
+        #[command(flatten)]
         htl: HtlArg,
     },
     /// Make a signing key in the keystore (<data dir>/keys); prints its SSK prefix
@@ -132,10 +141,66 @@ enum Command {
         #[command(flatten)]
         htl: HtlArg,
     },
+    /// Find documents by words: those listed under every word given (AND)
+    Search {
+        /// The words (each one keyword; case and Unicode forms do not matter)
+        #[arg(required = true, value_name = "WORD")]
+        words: Vec<String>,
+        /// Search this publisher's signed index (a veil:USK@.../NAME/-1 URI made by
+        /// `veil index add`) instead of the network's keyword entries
+        #[arg(long, value_name = "URI")]
+        index: Option<String>,
+        /// Print one JSON object per line (uri, name, size, mime, description)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        htl: HtlArg,
+    },
+    /// A signed index of your own: words to documents, that only you can add to
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Show the node's status
     Status,
     /// List the node's peers
     Peers,
+}
+
+/// `--keyword` and `--description`, on the commands that publish.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ListingArgs {
+    /// List the document under these keywords, so `veil search WORD` finds it
+    /// (anyone who knows a word can find the entry; nobody else can read it)
+    #[arg(long = "keyword", value_name = "WORD", num_args = 1..)]
+    keywords: Vec<String>,
+    /// A line describing the document, shown in search results
+    #[arg(long, value_name = "TEXT", requires = "keywords")]
+    description: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// Add a document to your index under words and publish the index's next edition;
+    /// prints the index's URI (give it to `veil search --index`)
+    Add {
+        /// The key the index is published under (see `veil keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// The index's name under the key
+        #[arg(long, value_name = "NAME", default_value = "index")]
+        index: String,
+        /// A line describing the document
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// The document's URI
+        uri: String,
+        /// The words it is found by
+        #[arg(required = true, value_name = "WORD")]
+        words: Vec<String>,
+        #[command(flatten)]
+        htl: HtlArg,
+    },
 }
 
 /// `--htl`, on the commands that route.
@@ -160,6 +225,8 @@ enum SiteCommand {
         /// The site's name (default: the directory's name)
         #[arg(long)]
         site: Option<String>,
+        #[command(flatten)]
+        listing: ListingArgs,
         #[command(flatten)]
         htl: HtlArg,
     },
@@ -239,10 +306,20 @@ fn run(cli: Cli) -> Result<()> {
                 mime,
                 key,
                 ksk,
+                listing,
                 htl,
             } => {
+                check_listing(listing)?;
                 let signer = signer(&cli.data_dir, key.as_deref(), ksk.as_deref())?;
-                put(connect(htl.htl)?, path, name.clone(), mime.clone(), signer).await
+                put(
+                    connect(htl.htl)?,
+                    path,
+                    name.clone(),
+                    mime.clone(),
+                    signer,
+                    listing,
+                )
+                .await
             }
             Command::Keygen { name } => keygen(&cli.data_dir, name),
             Command::Site {
@@ -251,9 +328,21 @@ fn run(cli: Cli) -> Result<()> {
                         dir,
                         key,
                         site,
+                        listing,
                         htl,
                     },
-            } => site_publish(connect(htl.htl)?, &cli.data_dir, dir, key, site.clone()).await,
+            } => {
+                check_listing(listing)?;
+                site_publish(
+                    connect(htl.htl)?,
+                    &cli.data_dir,
+                    dir,
+                    key,
+                    site.clone(),
+                    listing,
+                )
+                .await
+            }
             Command::Get {
                 uri,
                 output,
@@ -284,6 +373,32 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Keepalive { uris, json, htl } => {
                 keepalive(connect(htl.htl)?, uris, *json).await
+            }
+            Command::Search {
+                words,
+                index,
+                json,
+                htl,
+            } => search(connect(htl.htl)?, words, index.as_deref(), *json).await,
+            Command::Index {
+                command:
+                    IndexCommand::Add {
+                        key,
+                        index,
+                        description,
+                        uri,
+                        words,
+                        htl,
+                    },
+            } => {
+                let add = IndexAdd {
+                    key,
+                    index,
+                    description: description.as_deref(),
+                    uri,
+                    words,
+                };
+                index_add(connect(htl.htl)?, &cli.data_dir, add).await
             }
             Command::Status => print_json(connect(None)?.status().await?),
             Command::Peers => print_json(connect(None)?.peers().await?),
@@ -394,6 +509,7 @@ async fn put(
     name: Option<String>,
     mime: Option<String>,
     signer: Option<Signer>,
+    listing: &ListingArgs,
 ) -> Result<()> {
     if signer.is_some() && path == "-" && name.is_none() && matches!(signer, Some(Signer::Key(_))) {
         bail!("publishing standard input under a key needs --name (the document's name under the key)");
@@ -465,29 +581,36 @@ async fn put(
             done
         }
     };
-    match signer {
-        None => println!("{}", done.uri),
+    let uri = match signer {
+        None => done.uri.to_string(),
         Some(Signer::Key(pair)) => {
             let doc = done.uri.name.clone().unwrap_or_default();
             publish_signed(&client, &pair, &doc, done.uri.keys).await?;
-            let uri = SignedUri::Ssk {
+            SignedUri::Ssk {
                 keys: pair.keys(),
                 name: doc,
                 path: Vec::new(),
-            };
-            println!("{uri}");
+            }
+            .to_string()
         }
         Some(Signer::Words(words)) => {
             publish_signed(&client, &KeyPair::from_words(&words), "", done.uri.keys).await?;
-            println!(
-                "{}",
-                SignedUri::Ksk {
-                    words,
-                    path: Vec::new()
-                }
-            );
+            SignedUri::Ksk {
+                words,
+                path: Vec::new(),
+            }
+            .to_string()
         }
-    }
+    };
+    let entry = Entry {
+        name: done.uri.name.clone().unwrap_or_default(),
+        uri: uri.clone(),
+        size: done.size,
+        mime: done.mime.clone(),
+        description: listing.description.clone().unwrap_or_default(),
+    };
+    list_under(&client, &entry, &listing.keywords).await?;
+    println!("{uri}");
     if client.stored_locally_only() {
         eprintln!(
             "veil: stored locally only (the node has 0 peers); it inserts the blocks into the network once it has peers"
@@ -628,6 +751,7 @@ async fn site_publish(
     dir: &Path,
     key: &str,
     site: Option<String>,
+    listing: &ListingArgs,
 ) -> Result<()> {
     let ks = keystore(data_dir)?;
     let pair = ks.load(key)?;
@@ -672,6 +796,21 @@ async fn site_publish(
     publish_signed(&client, &pair, &usk_name(&site, edition), done.uri.keys).await?;
     ks.set_last_edition(key, &site, edition)?;
     let (skipped, sent) = sink.counts();
+    // Searches lead to the newest edition, so one entry serves every edition.
+    let newest = SignedUri::Usk {
+        keys: pair.keys(),
+        site: site.clone(),
+        edition: -1,
+        path: Vec::new(),
+    };
+    let entry = Entry {
+        uri: newest.to_string(),
+        name: site.clone(),
+        size: done.size,
+        mime: done.mime.clone(),
+        description: listing.description.clone().unwrap_or_default(),
+    };
+    list_under(&client, &entry, &listing.keywords).await?;
     println!(
         "{}",
         SignedUri::Usk {
@@ -684,6 +823,243 @@ async fn site_publish(
     eprintln!(
         "veil: edition {edition} of {site}: {sent} block{} uploaded, {skipped} already published",
         plural(sent)
+    );
+    Ok(())
+}
+
+/// Refuses bad keywords and descriptions before anything is published.
+fn check_listing(listing: &ListingArgs) -> Result<()> {
+    for w in &listing.keywords {
+        keyword::normalise(w).with_context(|| format!("bad --keyword {w:?}"))?;
+    }
+    if let Some(d) = &listing.description {
+        if d.len() > keyword::MAX_DESCRIPTION_LEN || d.chars().any(char::is_control) {
+            bail!(
+                "bad --description: one line of at most {} bytes",
+                keyword::MAX_DESCRIPTION_LEN
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Publishes `entry` under each of `words`, saying on stderr where it went.
+async fn list_under(client: &ApiClient, entry: &Entry, words: &[String]) -> Result<()> {
+    for w in words {
+        let slot = keyword::publish_entry(client, w, entry)
+            .await
+            .with_context(|| format!("listing under keyword {w:?}"))?;
+        let norm = keyword::normalise(w)?;
+        match slot {
+            Published::New(n) => eprintln!("veil: listed under {norm:?} (slot {n})"),
+            Published::Already(n) => eprintln!("veil: already listed under {norm:?} (slot {n})"),
+        }
+    }
+    Ok(())
+}
+
+async fn search(
+    client: ApiClient,
+    words: &[String],
+    index: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    for w in words {
+        keyword::normalise(w).with_context(|| format!("bad keyword {w:?}"))?;
+    }
+    let found = match index {
+        None => keyword::search(&client, words).await?,
+        Some(text) => {
+            let uri = text
+                .parse::<AnyUri>()
+                .with_context(|| format!("malformed index URI {text}"))?;
+            read_index(&client, &uri)
+                .await
+                .with_context(|| format!("reading the index {text}"))?
+                .context("no edition of this index was found")?
+                .search(words)?
+        }
+    };
+    if json {
+        for e in &found {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    } else if found.is_empty() {
+        eprintln!("veil: nothing found");
+    } else {
+        print_table(&found);
+    }
+    Ok(())
+}
+
+/// A size for people: 1.5 MiB.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn print_table(found: &[Entry]) {
+    let clip = |s: &str, max: usize| -> String {
+        if s.chars().count() > max {
+            let mut t: String = s.chars().take(max - 1).collect();
+            t.push('~');
+            t
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<[String; 4]> = found
+        .iter()
+        .map(|e| {
+            [
+                clip(&e.name, 40),
+                human_size(e.size),
+                clip(&e.mime, 24),
+                e.uri.clone(),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "SIZE", "TYPE", "URI"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([head[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    println!(
+        "{:w0$}  {:>w1$}  {:w2$}  {}",
+        head[0], head[1], head[2], head[3]
+    );
+    for (r, e) in rows.iter().zip(found) {
+        println!("{:w0$}  {:>w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
+        if !e.description.is_empty() {
+            println!("{:w0$}  {}", "", e.description);
+        }
+    }
+    eprintln!("veil: {} found", found.len());
+}
+
+/// The newest edition of the signed index `uri` (None when it has none).
+async fn read_index(client: &ApiClient, uri: &AnyUri) -> Result<Option<keyword::Index>> {
+    let chk = match uri {
+        AnyUri::Chk(u) => u.clone(),
+        AnyUri::Signed(signed) => match resolve_signed(client, signed, 0).await {
+            Ok(r) => Uri {
+                keys: r.target,
+                name: None,
+                path: Vec::new(),
+            },
+            Err(veil_client::signed::SignedError::NoEdition(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let Resolved::File(_, top) = resolve(client, &chk).await? else {
+        bail!("this URI names a directory, not an index");
+    };
+    if top.meta.size > keyword::MAX_INDEX_BYTES {
+        bail!(
+            "the index is {} bytes; at most {} are read",
+            top.meta.size,
+            keyword::MAX_INDEX_BYTES
+        );
+    }
+    let mut body = Vec::new();
+    veil_client::write_body(client.clone(), top, DEFAULT_WINDOW, &mut body, |_| {}).await?;
+    Ok(Some(keyword::Index::from_json(&body)?))
+}
+
+struct IndexAdd<'a> {
+    key: &'a str,
+    index: &'a str,
+    description: Option<&'a str>,
+    uri: &'a str,
+    words: &'a [String],
+}
+
+/// `veil index add`: the document's entry (its name, size and type read from the
+/// network) added to the newest edition of the index, published as the next.
+async fn index_add(client: ApiClient, data_dir: &Option<PathBuf>, add: IndexAdd<'_>) -> Result<()> {
+    for w in add.words {
+        keyword::normalise(w).with_context(|| format!("bad keyword {w:?}"))?;
+    }
+    if add.index.is_empty() || add.index.contains('/') {
+        bail!("bad index name {:?}: no slashes, not empty", add.index);
+    }
+    let ks = keystore(data_dir)?;
+    let pair = ks.load(add.key)?;
+    add.uri
+        .parse::<AnyUri>()
+        .with_context(|| format!("malformed URI {}", add.uri))?;
+    // What the document is, from the document itself.
+    let chk = to_chk(&client, add.uri).await?;
+    let (name, size, mime) = match resolve(&client, &chk).await? {
+        Resolved::File(_, top) => (
+            top.meta
+                .name
+                .clone()
+                .or(chk.name.clone())
+                .unwrap_or_default(),
+            top.meta.size,
+            top.meta.mime.clone(),
+        ),
+        Resolved::Directory(entries) => (
+            chk.name.clone().unwrap_or_default(),
+            entries.iter().map(|e| e.size).sum(),
+            "inode/directory".to_string(),
+        ),
+    };
+    let entry = Entry {
+        uri: add.uri.to_string(),
+        name,
+        size,
+        mime,
+        description: add.description.unwrap_or_default().to_string(),
+    };
+    let newest_uri = AnyUri::Signed(SignedUri::Usk {
+        keys: pair.keys(),
+        site: add.index.to_string(),
+        edition: -1,
+        path: Vec::new(),
+    });
+    let mut index = read_index(&client, &newest_uri)
+        .await?
+        .unwrap_or_else(keyword::Index::new);
+    index.add(entry, add.words)?;
+    let json = index.to_json();
+    let opts = EncodeOptions {
+        name: Some(format!("{}.json", add.index)),
+        mime: Some("application/json".into()),
+        ..EncodeOptions::default()
+    };
+    let done = encode(&client, &json[..], &opts, |_| {}).await?;
+    let hint = ks.last_edition(add.key, add.index);
+    let newest = newest_edition(&client, pair.keys(), add.index, hint.unwrap_or(0)).await?;
+    let edition = match (newest, hint) {
+        (Some(n), Some(h)) => n.max(h) + 1,
+        (Some(n), None) => n + 1,
+        (None, Some(h)) => h + 1,
+        (None, None) => 0,
+    };
+    publish_signed(&client, &pair, &usk_name(add.index, edition), done.uri.keys).await?;
+    ks.set_last_edition(add.key, add.index, edition)?;
+    println!("{newest_uri}");
+    eprintln!(
+        "veil: edition {edition} of index {:?}: {} entr{}",
+        add.index,
+        index.entries.len(),
+        if index.entries.len() == 1 { "y" } else { "ies" }
     );
     Ok(())
 }
