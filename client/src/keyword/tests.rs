@@ -40,7 +40,7 @@ fn normalisation_folds_case_and_compatibility_forms() {
 fn bad_keywords_are_refused() {
     assert!(matches!(normalise(""), Err(KeywordError::Empty)));
     assert!(matches!(normalise(" \t "), Err(KeywordError::Empty)));
-    assert!(matches!(normalise(&"a".repeat(256)), Ok(_)));
+    assert!(normalise(&"a".repeat(256)).is_ok());
     assert!(matches!(
         normalise(&"a".repeat(257)),
         Err(KeywordError::TooLong(257))
