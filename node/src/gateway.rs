@@ -214,6 +214,78 @@ fn go(query: Option<&str>) -> Response {
     }
 }
 
+/// `GET /search?q=WORDS`: the start page's search box. Entries listed under every word
+/// (keyword search, AND), each linking to its document inside the gateway. Only the
+/// user (or the gateway's own pages) may search: another site could otherwise make the
+/// node look words up and time the answers.
+async fn search_page<S: BlockSource>(
+    source: &S,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response {
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("cross-site"));
+    if site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "another web site may not search through this gateway",
+        );
+    }
+    let q = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("q="))
+        .map(|v| v.replace('+', " "))
+        .map(|v| veil_proto::uri::percent_decode(&v).unwrap_or(v))
+        .unwrap_or_default();
+    let words: Vec<String> = q.split_whitespace().map(str::to_string).collect();
+    if words.is_empty() {
+        return error_page(StatusCode::BAD_REQUEST, "no words were given to search for");
+    }
+    let found = match veil_client::keyword::search(source, &words).await {
+        Ok(found) => found,
+        Err(e @ veil_client::keyword::KeywordError::Fetch(_)) => {
+            return error_page(StatusCode::BAD_GATEWAY, &e.to_string())
+        }
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let mut body = format!(
+        "<form method=\"get\" action=\"/search\"><input name=\"q\" size=\"50\" value=\"{}\" \
+         required> <button>Search</button></form>",
+        html_escape(&q)
+    );
+    if found.is_empty() {
+        body.push_str("<p>Nothing is listed under all of these words.</p>");
+    } else {
+        let _ = write!(
+            body,
+            "<p>{} found.</p><table><tr><th>name</th><th>size</th><th>type</th>\
+             <th>description</th></tr>",
+            found.len()
+        );
+        for e in &found {
+            // Entries are checked to carry a Veil URI; a link to anything else is not made.
+            let Ok(uri) = e.uri.parse::<AnyUri>() else {
+                continue;
+            };
+            let name = if e.name.is_empty() { &e.uri } else { &e.name };
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html_escape(&link(&uri)),
+                html_escape(name),
+                e.size,
+                html_escape(&e.mime),
+                html_escape(&e.description)
+            );
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<p><a href=\"/\">Back to the start page</a></p>");
+    page(StatusCode::OK, &format!("Search: {q}"), &body)
+}
+
 /// `None` when the request comes from the gateway itself, from the user directly, or from
 /// a client that does not say (not a browser); else the answer that replaces it: for a
 /// followed link, a page asking the user to go on (its link is same-origin); for anything
@@ -358,6 +430,9 @@ async fn handle<S: BlockSource>(source: S, req: Request, max_bytes: u64) -> Resp
     }
     if req.uri().path() == "/go" {
         return go(req.uri().query());
+    }
+    if req.uri().path() == "/search" {
+        return search_page(&source, req.headers(), req.uri().query()).await;
     }
     let asked = match uri_from_path(req.uri().path()) {
         Ok(u) => u,

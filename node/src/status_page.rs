@@ -73,6 +73,9 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <form method=\"get\" action=\"/go\"><label>Open a Veil URI \
 <input name=\"uri\" size=\"70\" placeholder=\"veil:CHK@…\" required></label> \
 <button>Open</button></form>\
+<form method=\"get\" action=\"/search\"><label>Find by words \
+<input name=\"q\" size=\"50\" placeholder=\"keywords\" required></label> \
+<button>Search</button></form>\
 <p>Identity <code>{id}</code><br>Address <code>{addr}</code><br>Location {loc:.6}</p>\
 <h2>Ring</h2>{ring}\
 <h2>Store</h2><p><meter min=\"0\" max=\"{sm_b}\" value=\"{sb_b}\"></meter> store {sb:.1} / {sm:.1} MiB ({sn} blocks)<br>\

@@ -134,6 +134,41 @@ async fn documents_from_three_nodes_are_found_by_words_from_a_fourth() {
         "{table}"
     );
 
+    // The gateway of the fourth node: a search box on the start page, a results page
+    // whose links stay inside the gateway.
+    let base = &net.api(3).base;
+    let start = reqwest::get(format!("{base}/")).await.expect("start page");
+    assert!(start
+        .text()
+        .await
+        .expect("body")
+        .contains("action=\"/search\""));
+    let results = reqwest::get(format!("{base}/search?q=Red+fruit"))
+        .await
+        .expect("search page");
+    assert_eq!(results.status(), 200);
+    let html = results.text().await.expect("body");
+    for (name, listed) in [
+        ("apple.txt", true),
+        ("cherry.txt", true),
+        ("ruby.txt", false),
+    ] {
+        let href = format!("href=\"/{}\"", uris[name]);
+        assert_eq!(html.contains(&href), listed, "{name} in {html}");
+    }
+    let http = reqwest::Client::new();
+    let cross = http
+        .get(format!("{base}/search?q=red"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("cross-site search");
+    assert_eq!(cross.status(), 403);
+    let empty = reqwest::get(format!("{base}/search?q="))
+        .await
+        .expect("empty");
+    assert_eq!(empty.status(), 400);
+
     // Bad input: one line, exit 1, nothing published.
     for (args, says) in [
         (vec!["search", ""], "empty keyword"),
