@@ -244,6 +244,7 @@ fn simulate(params: &Params, a: &AnonParams, walk: f64) -> Result<Trace, Invalid
         publishers: publishers.clone(),
         upload_tunnels,
         per_request: a.tunnel_per_request,
+        present: None,
     });
     let timeline = crate::workload::schedule(&p, key_count, &mut rng, |at, action| {
         sim.schedule(at, action)

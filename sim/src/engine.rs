@@ -151,6 +151,9 @@ pub struct Downloads {
     /// Every request and insert on a tunnel of its own instead (a walk per request, as
     /// plain Crowds; for comparison).
     pub per_request: bool,
+    /// Only the first this many blocks of each download are inserted; requests for the
+    /// rest find nothing (keyword searches probing empty slots). `None`: all are.
+    pub present: Option<usize>,
 }
 
 /// A node received a request (or its walk) for a measured request.
@@ -424,6 +427,11 @@ impl<'p> Sim<'p> {
                 if key + 1 < end {
                     let next = Action::Insert { key: key + 1, end };
                     self.schedule(self.now + self.gap, next);
+                }
+                if let Some(d) = &self.downloads {
+                    if d.present.is_some_and(|p| key as usize % d.blocks >= p) {
+                        return;
+                    }
                 }
                 // With downloads, each file is uploaded by its publisher on one tunnel.
                 let upload = self.downloads.as_ref().and_then(|d| {
@@ -1051,6 +1059,17 @@ impl<'p> Sim<'p> {
             }
         }
         (live, total as f64 / self.nodes.len().max(1) as f64)
+    }
+
+    /// The live nodes that hold key `key` in their store or their cache.
+    pub fn holders(&self, key: usize) -> Vec<u32> {
+        let k = &self.keys.routing[key];
+        (0..self.nodes.len() as u32)
+            .filter(|&j| {
+                let n = &self.nodes[j as usize];
+                n.alive && (n.store.contains_key(k) || n.cache.contains_key(k))
+            })
+            .collect()
     }
 
     /// Drops requests whose originator left before they finished.

@@ -13,6 +13,7 @@
 //! - [`metrics`]: per-request records and the summary.
 //! - [`output`]: the table, JSON, CSV and SVG plots.
 //! - [`anonymity`]: passive adversaries against whole downloads (`veil-sim anonymity`).
+//! - [`search`]: what a keyword search costs beside a flood (`veil-sim search`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod metrics;
 pub mod output;
 pub mod params;
+pub mod search;
 pub mod topology;
 pub mod workload;
 

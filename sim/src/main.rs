@@ -81,6 +81,23 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// What a keyword search costs against network size, beside a Gnutella-style flood
+    /// on the same graph from the same searchers: each search reads a word's slots as
+    /// `veil search` does (routed requests, most for empty slots). Writes
+    /// DIR/search.json and prints the table (docs/search.md).
+    Search {
+        /// Network sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        sizes: Vec<usize>,
+        /// Searches per size, each for a word of its own.
+        #[arg(long, default_value_t = 200)]
+        searches: usize,
+        /// Documents listed under each word.
+        #[arg(long, default_value_t = 5)]
+        entries: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     Sweep {
         /// Network sizes, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
@@ -382,6 +399,29 @@ fn real_main() -> Result<()> {
                 started.elapsed().as_secs_f64(),
                 common.out.display()
             );
+        }
+        Command::Search {
+            sizes,
+            searches,
+            entries,
+            common,
+        } => {
+            if sizes.is_empty() {
+                bail!("--sizes needs at least one size");
+            }
+            let s = veil_sim::search::SearchParams { searches, entries };
+            let mut rows = Vec::new();
+            for &n in &sizes {
+                let row = match veil_sim::search::run(&common.network(n), &s) {
+                    Ok(r) => r,
+                    Err(e) => bail!("{e}"),
+                };
+                eprintln!("veil-sim: {n} nodes done in {:.1} s", row.wall_seconds);
+                rows.push(row);
+                output::write_json(&common.out, "search.json", &rows)?;
+            }
+            print!("{}", veil_sim::search::table(&rows));
+            println!("files in {}", common.out.display());
         }
         Command::Sweep { sizes, common } => {
             if sizes.is_empty() {
