@@ -94,6 +94,11 @@ async fn the_readme_quick_start_runs_as_written() {
     );
     assert!(stdout.contains("identical"), "{stdout}");
     assert!(stdout.contains("veil:CHK@"), "{stdout}");
+    // The search from node 5 lists README.md under its word.
+    assert!(
+        stdout.lines().any(|l| l.starts_with("README.md ")),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read(work.path().join("docs-copy/formats.md")).expect("restored"),
         std::fs::read(root().join("docs/formats.md")).expect("original")

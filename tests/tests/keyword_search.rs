@@ -187,6 +187,30 @@ async fn documents_from_three_nodes_are_found_by_words_from_a_fourth() {
     let (ok, _, err) = run(d, &["search", &long]);
     assert!(!ok && err.contains("at most 256"), "{err}");
 
+    // A site is listed at its newest edition.
+    veil(dirs[1], &["keygen", "site-key"]).expect("keygen");
+    let site = tempfile::tempdir().expect("site");
+    std::fs::write(site.path().join("index.html"), "<p>garden</p>").expect("write");
+    let site_dir = site.path().to_str().expect("utf-8");
+    let publish = [
+        "site", "publish", site_dir, "--key", "site-key", "--site", "garden",
+    ];
+    let (ok, _, err) = run(dirs[1], &[&publish[..], &["--keyword", "plants"]].concat());
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(d, &["search", "--json", "plants"]);
+    assert!(ok);
+    let hit: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(hit["name"], "garden");
+    let newest = hit["uri"].as_str().expect("uri");
+    assert!(
+        newest.starts_with("veil:USK@") && newest.ends_with("/garden/-1"),
+        "{newest}"
+    );
+    assert_eq!(
+        veil(d, &["get", &format!("{newest}/index.html")]).expect("get site"),
+        "<p>garden</p>"
+    );
+
     // A publisher's signed index: only entries its owner added, searched by URI.
     veil(dirs[0], &["keygen", "lib"]).expect("keygen");
     let mut index_uri = String::new();
