@@ -205,6 +205,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -
         r.swap.refused,
     );
     metric(
+        "swaps_rerandomised_total",
+        "counter",
+        "Fresh random locations drawn because this node's own sat on top of one its peers or their peers hold (pitch-black mitigation).",
+        r.swap.rerandomised,
+    );
+    metric(
         "walks_started_total",
         "counter",
         "Anonymity walks this node's own requests and inserts started.",

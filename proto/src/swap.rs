@@ -94,6 +94,58 @@ pub fn commit(nonce: &[u8; 32], location: Location, peers: &[Location]) -> [u8; 
     h.finalize().into()
 }
 
+/// The pitch-black guard's default: a swap may lengthen either side's own links by at
+/// most this much on average, as `ln` of the factor per link (`ln 4`: a quarter of each
+/// link's length, on average, is the most a swap may take from a side's routing).
+/// Chosen by measurement (docs/routing.md, pitch black).
+pub const DEFAULT_MAX_SIDE_LOSS: f64 = std::f64::consts::LN_2 * 2.0;
+
+/// How much longer one side's own links get when it moves from `at` to `to`: the mean
+/// over its peers of `ln(after / before)` (0 without peers).
+pub fn side_loss(at: Location, peers: &[Location], to: Location) -> f64 {
+    if peers.is_empty() {
+        return 0.0;
+    }
+    (log_link_product(to, peers) - log_link_product(at, peers)) / peers.len() as f64
+}
+
+/// The decision both ends reach, with the pitch-black guard when `max_side_loss` is
+/// given: as [`decide`], and refused when either side's own links would lengthen by more
+/// than `max_side_loss` ([`side_loss`]).
+///
+/// Why it holds against the attack (Evans, GauthierDickey and Grothoff, 2007): a liar
+/// forces Sandberg's rule by revealing made-up peers at its victim's location, so its own
+/// side of the product seems to gain without bound. But the victim's side is computed
+/// from the victim's own peers, which the liar cannot change: moving a well-placed node to
+/// the attacker's chosen location lengthens that node's links a great deal, and the guard
+/// refuses it. Only a node whose peers are near the offered location would accept, and
+/// moving that node there does no harm. Both ends compute both sides' losses from the two
+/// reveals, so they still reach the same decision.
+pub fn decide_guarded(initiator: &Side, partner: &Side, max_side_loss: Option<f64>) -> bool {
+    if let Some(max) = max_side_loss {
+        let i = side_loss(initiator.location, &initiator.peers, partner.location);
+        let p = side_loss(partner.location, &partner.peers, initiator.location);
+        if i > max || p > max {
+            return false;
+        }
+    }
+    decide(initiator, partner)
+}
+
+/// How close to a location the node knows its own may lie before it counts as taken:
+/// 2^-24 of the ring. Honest locations are drawn at random from 2^64, so two of them
+/// this close are a one-in-eight-million chance per pair; the pitch-black attack hands
+/// out locations this close to a few points.
+pub const CROWD_DISTANCE: u64 = 1 << 40;
+
+/// Whether `own` lies within [`CROWD_DISTANCE`] of one of `known` (the node's peers' and
+/// their peers' locations, its own excluded by the caller): then its location is one
+/// that attackers handed out, or a copy left by a broken swap, and the node draws a new
+/// one (the second half of the pitch-black mitigation).
+pub fn crowded(own: Location, known: &[Location]) -> bool {
+    known.iter().any(|&k| own.distance(k).0 <= CROWD_DISTANCE)
+}
+
 /// A uniform draw in [0, 1) that neither nonce alone decides: the top 53 bits of
 /// SHA-256 over both, initiator's first.
 pub fn shared_uniform(initiator: &[u8; 32], partner: &[u8; 32]) -> f64 {
@@ -200,6 +252,49 @@ mod tests {
         assert_eq!(u.to_bits(), 0x3fad_6a69_e8b4_e2b0);
     }
 
+    #[test]
+    fn the_guard_refuses_a_liar_that_the_rule_alone_accepts() {
+        // A well-placed victim at 50 with peers around it; a liar offers 10 and claims
+        // as many peers as a reveal may hold, all at the victim's location.
+        let victim = Side {
+            nonce: [1; 32],
+            location: at(50),
+            peers: vec![at(49), at(51), at(48), at(52), at(20)],
+        };
+        let liar = Side {
+            nonce: [2; 32],
+            location: at(10),
+            peers: vec![at(50); MAX_SWAP_PEERS],
+        };
+        for (i, p) in [(&victim, &liar), (&liar, &victim)] {
+            assert!(decide(i, p), "the lie forces Sandberg's rule");
+            assert!(!decide_guarded(i, p, Some(DEFAULT_MAX_SIDE_LOSS)));
+            assert!(decide_guarded(i, p, None), "off is the plain rule");
+        }
+        assert!(side_loss(victim.location, &victim.peers, liar.location) > DEFAULT_MAX_SIDE_LOSS);
+        // The liar's own side seems to gain: the guard does not rest on it.
+        assert!(side_loss(liar.location, &liar.peers, victim.location) < 0.0);
+    }
+
+    #[test]
+    fn the_guard_lets_a_swap_that_helps_both_through() {
+        let a = Side {
+            nonce: [3; 32],
+            location: at(50),
+            peers: vec![at(9), at(11), at(12)],
+        };
+        let b = Side {
+            nonce: [4; 32],
+            location: at(10),
+            peers: vec![at(49), at(51), at(48)],
+        };
+        assert!(side_loss(a.location, &a.peers, b.location) < 0.0);
+        assert!(decide_guarded(&a, &b, Some(DEFAULT_MAX_SIDE_LOSS)));
+        assert!(decide_guarded(&b, &a, Some(DEFAULT_MAX_SIDE_LOSS)));
+        // A node without peers loses nothing wherever it goes.
+        assert_eq!(side_loss(at(1), &[], at(70)), 0.0);
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
@@ -222,6 +317,8 @@ mod tests {
             let back = gain(b.location, &a.peers, a.location, &b.peers);
             prop_assert!((g + back).abs() <= 1e-6 * (1.0 + g.abs()));
             prop_assert!(g.is_finite());
+            // The guard only ever refuses what the rule would take.
+            prop_assert!(!decide_guarded(&a, &b, Some(DEFAULT_MAX_SIDE_LOSS)) || decide(&a, &b));
         }
     }
 }

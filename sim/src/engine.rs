@@ -246,6 +246,8 @@ impl<'p> Sim<'p> {
                 enabled: params.topology == crate::topology::Topology::Darknet
                     && params.swap_mode == crate::params::SwapMode::Wire,
                 interval: Duration::from_nanos(crate::workload::SWAP_INTERVAL),
+                max_side_loss: params.guard(),
+                rerandomise_crowded: params.mitigation,
                 ..veil_proto::router::SwapConfig::default()
             },
         };

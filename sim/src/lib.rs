@@ -51,11 +51,27 @@ fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usiz
         params::SwapMode::Offline => params.swaps_per_node,
         params::SwapMode::Wire => 0,
     };
+    // The attackers come from a generator of their own, so a run without them draws
+    // the same graph as before they existed.
+    let attack = if params.attackers > 0.0 {
+        topology::Attack::new(
+            params.nodes,
+            params.attackers,
+            &mut ChaCha8Rng::seed_from_u64(params.seed ^ 0x0B1A_C4B1),
+        )
+    } else {
+        topology::Attack::default()
+    };
+    let swaps = topology::Swaps {
+        per_node: offline_swaps,
+        attack: &attack,
+        guard: params.guard(),
+    };
     let graph = topology::build(
         params.topology,
         params.nodes,
         params.degree,
-        offline_swaps,
+        swaps,
         params.seeds,
         rng,
     );
@@ -132,6 +148,16 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
         let r = run(&ideal)?;
         summary.ideal_mean_hops = Some(r.summary.mean_hops);
         summary.ideal_success_rate = Some(r.summary.success_rate);
+    }
+    if params.topology == topology::Topology::Darknet && params.attackers > 0.0 && params.mitigation
+    {
+        // Beside it: the same attack on swaps without the guard.
+        let r = run(&Params {
+            mitigation: false,
+            ..params.clone()
+        })?;
+        summary.unmitigated_success_rate = Some(r.summary.success_rate);
+        summary.unmitigated_mean_link_length = Some(r.summary.mean_link_length);
     }
     if params.topology == topology::Topology::Darknet && params.foaf {
         // Beside it: the same friend graph and swaps, routed without neighbour lists.

@@ -214,6 +214,14 @@ struct Common {
     /// figures in docs/ were measured; the daemon's default is 0.75.
     #[arg(long, default_value_t = 0.0)]
     walk_probability: f64,
+    /// Darknet: fraction of nodes that lie in swaps to collapse everyone's locations
+    /// (the pitch-black attack; offline swapping). With --mitigation on, the run is
+    /// repeated without the guard and both figures are printed.
+    #[arg(long, default_value_t = 0.0)]
+    attackers: f64,
+    /// Darknet: the core's pitch-black guard on swaps (on by default, as in veild).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    mitigation: OnOff,
     /// Darknet: friend-of-a-friend routing (nodes tell their friends their friends'
     /// locations), as veild --darknet runs; off routes by the friends' own locations.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -258,6 +266,8 @@ impl Common {
             interval_ms: self.interval_ms,
             walk_probability: self.walk_probability,
             foaf: self.foaf == OnOff::On,
+            attackers: self.attackers,
+            mitigation: self.mitigation == OnOff::On,
             ..Params::new(nodes, self.requests.unwrap_or(0), self.seed)
         }
     }
@@ -291,6 +301,17 @@ fn real_main() -> Result<()> {
                  requests failed although a copy lived {:.4}",
                 s.replicas, s.store_blocks_per_node, s.keys_with_live_copy, s.failed_with_live_copy
             );
+            if let (Some(ok), Some(len)) =
+                (s.unmitigated_success_rate, s.unmitigated_mean_link_length)
+            {
+                println!(
+                    "pitch black: {:.1}% of nodes lie in swaps; success {:.4} with the guard \
+                     (mean link length {:.4}), {ok:.4} without (mean link length {len:.4})",
+                    s.attackers * 100.0,
+                    s.success_rate,
+                    s.mean_link_length
+                );
+            }
             if let (Some(ok), Some(hops)) = (s.plain_success_rate, s.plain_mean_hops) {
                 println!(
                     "darknet without friend-of-a-friend routing (same friends, same swaps): \

@@ -126,6 +126,15 @@ pub struct Summary {
     pub plain_success_rate: Option<f64>,
     /// Its mean hops.
     pub plain_mean_hops: Option<f64>,
+    /// Darknet: fraction of nodes lying in swaps (the pitch-black attack).
+    pub attackers: f64,
+    /// Darknet: whether the swaps ran with the core's pitch-black guard.
+    pub mitigation: bool,
+    /// Darknet under attack, with the guard: the success rate of the same network, seed,
+    /// attack and workload without it, in the same invocation.
+    pub unmitigated_success_rate: Option<f64>,
+    /// Its mean link length.
+    pub unmitigated_mean_link_length: Option<f64>,
     /// Opennet: links taken from path-folding offers, over the whole run.
     pub folds_taken: u64,
     /// Opennet: announcements started, over the whole run.
@@ -301,6 +310,10 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         ideal_success_rate: None,
         plain_success_rate: None,
         plain_mean_hops: None,
+        attackers: d.params.attackers,
+        mitigation: d.params.mitigation,
+        unmitigated_success_rate: None,
+        unmitigated_mean_link_length: None,
         folds_taken: folds,
         announcements: announces,
         mean_link_length: d.graph.1,

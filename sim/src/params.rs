@@ -96,9 +96,20 @@ pub struct Params {
     pub walk_probability: f64,
     /// Darknet: friend-of-a-friend routing (neighbour lists), as `veild --darknet` runs.
     pub foaf: bool,
+    /// Darknet: fraction of nodes that lie in swaps (the pitch-black attack,
+    /// [`crate::topology::Attack`]; offline swapping).
+    pub attackers: f64,
+    /// Darknet: the core's pitch-black guard on swaps (on by default, as in the daemon).
+    pub mitigation: bool,
 }
 
 impl Params {
+    /// The pitch-black guard the swaps run with.
+    pub fn guard(&self) -> Option<f64> {
+        self.mitigation
+            .then_some(veil_proto::swap::DEFAULT_MAX_SIDE_LOSS)
+    }
+
     /// Defaults for everything but the size.
     pub fn new(nodes: usize, requests: usize, seed: u64) -> Params {
         Params {
@@ -128,6 +139,8 @@ impl Params {
             interval_ms: 0.0,
             walk_probability: 0.0,
             foaf: true,
+            attackers: 0.0,
+            mitigation: true,
         }
     }
 
@@ -211,6 +224,14 @@ impl Params {
         }
         if self.swap_mode == SwapMode::Wire && self.topology != Topology::Darknet {
             return Err("--swap-mode wire needs --topology darknet".into());
+        }
+        if !(0.0..1.0).contains(&self.attackers) {
+            return Err("--attackers must be at least 0 and below 1".into());
+        }
+        if self.attackers > 0.0
+            && (self.topology != Topology::Darknet || self.swap_mode != SwapMode::Offline)
+        {
+            return Err("--attackers needs --topology darknet with offline swapping".into());
         }
         if self.nodes > u32::MAX as usize / 2 {
             return Err("--nodes is too large".into());

@@ -47,6 +47,14 @@ pub struct SwapConfig {
     pub walk_hops: u8,
     /// How long a swap's state is kept, at its ends and at relays.
     pub ttl: Duration,
+    /// The pitch-black guard ([`swap::decide_guarded`]): a swap may lengthen either
+    /// side's own links by at most this much (mean `ln` of the factor per link). `None`
+    /// turns it off. Default [`swap::DEFAULT_MAX_SIDE_LOSS`].
+    pub max_side_loss: Option<f64>,
+    /// The mitigation's other half: before starting a swap, a node whose location lies
+    /// within [`swap::CROWD_DISTANCE`] of one its peers or their peers hold
+    /// ([`swap::crowded`]) draws a fresh random location instead. Default on.
+    pub rerandomise_crowded: bool,
 }
 
 impl Default for SwapConfig {
@@ -56,6 +64,8 @@ impl Default for SwapConfig {
             interval: Duration::from_secs(10),
             walk_hops: 6,
             ttl: Duration::from_secs(30),
+            max_side_loss: Some(swap::DEFAULT_MAX_SIDE_LOSS),
+            rerandomise_crowded: true,
         }
     }
 }
@@ -75,6 +85,8 @@ pub struct SwapStats {
     pub declined: u64,
     /// Swaps ended because a reveal did not match its commitment (or was malformed).
     pub refused: u64,
+    /// Fresh random locations drawn because the node's own was crowded.
+    pub rerandomised: u64,
 }
 
 /// Most swaps relayed at once; more are dropped.
@@ -177,6 +189,20 @@ impl Router {
         }
     }
 
+    /// Whether our location sits on top of one our peers or their peers hold (their
+    /// lists name us too: our own location is left out).
+    fn crowded(&self) -> bool {
+        let own = self.location;
+        let known: Vec<Location> = self
+            .peers
+            .iter()
+            .filter(|p| p.routable)
+            .flat_map(|p| std::iter::once(p.location).chain(p.neighbours.iter().copied()))
+            .filter(|&l| l != own)
+            .collect();
+        swap::crowded(own, &known)
+    }
+
     fn random_peer(&mut self, except: Option<PeerId>) -> Option<PeerId> {
         let except: Vec<PeerId> = except.into_iter().collect();
         self.random_peer_except(&except)
@@ -199,6 +225,12 @@ impl Router {
         if !self.swapping.own.is_empty() {
             // One swap at a time: a move in the middle of another would reveal a stale
             // location.
+            return;
+        }
+        if self.config.swap.rerandomise_crowded && self.crowded() {
+            self.stats.swap.rerandomised += 1;
+            let fresh = Location(self.rng.gen());
+            self.move_to(now, fresh);
             return;
         }
         let Some(first) = self.random_peer(None) else {
@@ -457,7 +489,8 @@ impl Router {
             (partner.location, initiator.location)
         };
         // One swap at a time (see `on_swap_request`), so we are still where we said.
-        if mine == self.location && swap::decide(&initiator, &partner) {
+        let guard = self.config.swap.max_side_loss;
+        if mine == self.location && swap::decide_guarded(&initiator, &partner, guard) {
             self.stats.swap.moved += 1;
             self.move_to(now, target);
         } else {

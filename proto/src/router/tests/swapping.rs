@@ -13,6 +13,8 @@ fn swap_cfg(seed: u64) -> RouterConfig {
             interval: Duration::from_secs(1),
             walk_hops: 4,
             ttl: Duration::from_secs(5),
+            max_side_loss: Some(crate::swap::DEFAULT_MAX_SIDE_LOSS),
+            rerandomise_crowded: true,
         },
         ..cfg(seed)
     }
@@ -186,6 +188,107 @@ fn a_reveal_that_breaks_its_commitment_moves_nobody() {
     r.handle_message(now, PeerId(1), reveal(honest.peers.clone()), &mut store);
     assert!(drain(&mut r).is_empty());
     assert_eq!(r.location(), at);
+}
+
+/// The pitch-black attack on one router: a partner-to-be that reveals a far location and
+/// made-up peers all at the router's own place forces Sandberg's rule, and moves the
+/// router unless the guard (on by default) weighs the router's own links.
+#[test]
+fn a_liar_moves_a_router_only_without_the_guard() {
+    for guard in [Some(crate::swap::DEFAULT_MAX_SIDE_LOSS), None] {
+        // A well-placed router: its friends sit right beside it.
+        let (mut r, now) = lone(&[], swap_cfg(1));
+        r.add_peer(
+            now,
+            PeerId(1),
+            Location(r.location().0.wrapping_add(1 << 40)),
+        );
+        r.add_peer(
+            now,
+            PeerId(2),
+            Location(r.location().0.wrapping_sub(1 << 40)),
+        );
+        drain(&mut r);
+        r.config.swap.max_side_loss = guard;
+        let mut store = Mem::default();
+        let liar = Side {
+            nonce: [9; 32],
+            location: Location(r.location().0.wrapping_add(1 << 63)),
+            peers: vec![r.location(); 32],
+        };
+        let id = RequestId(77);
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::SwapRequest {
+                id,
+                hops: 1,
+                commitment: liar.commitment(),
+            },
+            &mut store,
+        );
+        drain(&mut r);
+        let at = r.location();
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::SwapReveal {
+                id,
+                nonce: liar.nonce,
+                location: liar.location,
+                peers: BoundedVec::new(liar.peers.clone()).unwrap(),
+            },
+            &mut store,
+        );
+        drain(&mut r);
+        match guard {
+            Some(_) => {
+                assert_eq!(r.location(), at, "the guard keeps the router in place");
+                assert_eq!(r.swap_stats().declined, 1);
+            }
+            None => assert_eq!(r.location(), liar.location, "without it, the lie wins"),
+        }
+    }
+}
+
+/// The mitigation's other half: a node whose location sits on top of one a friend's
+/// friend holds (what the attackers hand out) draws a fresh one at its next swap; with
+/// it off, the node keeps its place and swaps as usual.
+#[test]
+fn a_node_on_top_of_a_known_location_draws_a_new_one() {
+    for on in [true, false] {
+        let mut cfg = swap_cfg(2);
+        cfg.neighbour_lists = true;
+        cfg.swap.rerandomise_crowded = on;
+        let (mut r, now) = lone(&[1 << 60, 3 << 60], cfg);
+        drain(&mut r);
+        let mut store = Mem::default();
+        // Peer 1's friends: us, and one a hair from us.
+        let locations = vec![Location(0), Location(1 << 30)];
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::Neighbours {
+                locations: BoundedVec::new(locations).unwrap(),
+            },
+            &mut store,
+        );
+        drain(&mut r);
+        let mut t = now;
+        for _ in 0..10 {
+            t += Duration::from_millis(700);
+            r.handle_timeout(t);
+            drain(&mut r);
+        }
+        assert!(r.swap_stats().started >= 1);
+        if on {
+            assert_eq!(r.swap_stats().rerandomised, 1);
+            assert_ne!(r.location(), Location(0));
+        } else {
+            assert_eq!(r.swap_stats().rerandomised, 0);
+            assert_eq!(r.location(), Location(0));
+        }
+    }
 }
 
 /// A relay passes the walk on to a peer other than the sender, passes the answers back
