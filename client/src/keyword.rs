@@ -100,6 +100,14 @@ pub fn normalise(word: &str) -> Result<String, KeywordError> {
     Ok(norm)
 }
 
+/// Every one of `words` normalised; refused when there are none or one is bad.
+pub fn normalise_all(words: &[String]) -> Result<Vec<String>, KeywordError> {
+    if words.is_empty() {
+        return Err(KeywordError::Empty);
+    }
+    words.iter().map(|w| normalise(w)).collect()
+}
+
 /// The key pair of the normalised keyword `norm`: everyone who knows the word derives it.
 /// Distinct from a KSK of the same words (other derivation tags), so `veil put --ksk`
 /// and keyword entries never collide.
@@ -287,13 +295,7 @@ pub async fn search<S: BlockSource>(
     source: &S,
     words: &[String],
 ) -> Result<Vec<Entry>, KeywordError> {
-    let mut norms = words
-        .iter()
-        .map(|w| normalise(w))
-        .collect::<Result<Vec<_>, _>>()?;
-    if norms.is_empty() {
-        return Err(KeywordError::Empty);
-    }
+    let mut norms = normalise_all(words)?;
     norms.dedup();
     let lists = join_all(norms.iter().map(|w| search_keyword(source, w))).await;
     let lists = lists.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -430,13 +432,7 @@ impl Index {
     /// updated and keeps its other words.
     pub fn add(&mut self, entry: Entry, words: &[String]) -> Result<(), KeywordError> {
         entry.check()?;
-        let mut norms = words
-            .iter()
-            .map(|w| normalise(w))
-            .collect::<Result<Vec<_>, _>>()?;
-        if norms.is_empty() {
-            return Err(KeywordError::Empty);
-        }
+        let mut norms = normalise_all(words)?;
         match self.entries.iter_mut().find(|e| e.entry.uri == entry.uri) {
             Some(e) => {
                 e.entry = entry;
@@ -458,13 +454,7 @@ impl Index {
 
     /// The entries listed under every one of `words`.
     pub fn search(&self, words: &[String]) -> Result<Vec<Entry>, KeywordError> {
-        let norms = words
-            .iter()
-            .map(|w| normalise(w))
-            .collect::<Result<Vec<_>, _>>()?;
-        if norms.is_empty() {
-            return Err(KeywordError::Empty);
-        }
+        let norms = normalise_all(words)?;
         Ok(self
             .entries
             .iter()

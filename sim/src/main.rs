@@ -222,6 +222,10 @@ struct Common {
     /// Darknet: the core's pitch-black guard on swaps (on by default, as in veild).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     mitigation: OnOff,
+    /// Darknet: the mitigation's guard, as ln of the factor by which a swap may lengthen
+    /// a side's own links on average (the core's default is ln 4).
+    #[arg(long, default_value_t = veil_proto::swap::DEFAULT_MAX_SIDE_LOSS)]
+    max_side_loss: f64,
     /// Darknet: friend-of-a-friend routing (nodes tell their friends their friends'
     /// locations), as veild --darknet runs; off routes by the friends' own locations.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -268,6 +272,7 @@ impl Common {
             foaf: self.foaf == OnOff::On,
             attackers: self.attackers,
             mitigation: self.mitigation == OnOff::On,
+            max_side_loss: self.max_side_loss,
             ..Params::new(nodes, self.requests.unwrap_or(0), self.seed)
         }
     }

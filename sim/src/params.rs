@@ -101,13 +101,15 @@ pub struct Params {
     pub attackers: f64,
     /// Darknet: the core's pitch-black guard on swaps (on by default, as in the daemon).
     pub mitigation: bool,
+    /// Darknet: the guard's bound (mean `ln` of the factor per link a swap may lengthen
+    /// a side's own links by).
+    pub max_side_loss: f64,
 }
 
 impl Params {
     /// The pitch-black guard the swaps run with.
     pub fn guard(&self) -> Option<f64> {
-        self.mitigation
-            .then_some(veil_proto::swap::DEFAULT_MAX_SIDE_LOSS)
+        self.mitigation.then_some(self.max_side_loss)
     }
 
     /// Defaults for everything but the size.
@@ -141,6 +143,7 @@ impl Params {
             foaf: true,
             attackers: 0.0,
             mitigation: true,
+            max_side_loss: veil_proto::swap::DEFAULT_MAX_SIDE_LOSS,
         }
     }
 
@@ -224,6 +227,9 @@ impl Params {
         }
         if self.swap_mode == SwapMode::Wire && self.topology != Topology::Darknet {
             return Err("--swap-mode wire needs --topology darknet".into());
+        }
+        if self.max_side_loss.is_nan() || self.max_side_loss <= 0.0 {
+            return Err("--max-side-loss must be above 0".into());
         }
         if !(0.0..1.0).contains(&self.attackers) {
             return Err("--attackers must be at least 0 and below 1".into());

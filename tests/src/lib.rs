@@ -408,6 +408,23 @@ pub fn veil(dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Runs `veil --data-dir DIR args...` with `RUST_LOG` unset: (exit status 0, stdout,
+/// stderr), both trimmed.
+pub fn veil_output(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(veil_path().expect("veil binary"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run veil");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
 /// The `veil` client binary, brought up to date like [`veild_path`].
 pub fn veil_path() -> anyhow::Result<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();

@@ -5,23 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
-use veil_tests::{veil, veil_path, Testnet, Topology};
+use veil_tests::{veil, veil_output, Testnet, Topology};
 
 /// Runs `veil --data-dir dir args`: (status ok, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(veil_path().expect("veil"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run veil");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
+    veil_output(dir, args)
 }
 
 /// The names `veil search --json ARGS` finds from `dir`, checking every line's fields.

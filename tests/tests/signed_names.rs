@@ -5,8 +5,7 @@
 //! line and nothing published.
 
 use std::path::Path;
-use std::process::Command;
-use veil_tests::{veil, veil_path, Testnet, Topology};
+use veil_tests::{veil, veil_output, Testnet, Topology};
 
 fn write(dir: &Path, files: &[(&str, &str)]) {
     for (name, body) in files {
@@ -18,18 +17,7 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
 
 /// Runs `veil --data-dir dir args`: (status ok, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(veil_path().expect("veil"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run veil");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
+    veil_output(dir, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
