@@ -95,10 +95,10 @@ pub fn commit(nonce: &[u8; 32], location: Location, peers: &[Location]) -> [u8; 
 }
 
 /// The pitch-black guard's default: a swap may lengthen either side's own links by at
-/// most this much on average, as `ln` of the factor per link (`ln 4`: a quarter of each
-/// link's length, on average, is the most a swap may take from a side's routing).
-/// Chosen by measurement (docs/routing.md, pitch black).
-pub const DEFAULT_MAX_SIDE_LOSS: f64 = std::f64::consts::LN_2 * 2.0;
+/// most this much on average, as `ln` of the factor per link (`ln 2`: no swap may double
+/// a side's links, on average). Chosen by measurement over ln 1.4 to ln 16
+/// (docs/routing.md, pitch black): the best both with and without attackers.
+pub const DEFAULT_MAX_SIDE_LOSS: f64 = std::f64::consts::LN_2;
 
 /// How much longer one side's own links get when it moves from `at` to `to`: the mean
 /// over its peers of `ln(after / before)` (0 without peers).

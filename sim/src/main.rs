@@ -223,7 +223,7 @@ struct Common {
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     mitigation: OnOff,
     /// Darknet: the mitigation's guard, as ln of the factor by which a swap may lengthen
-    /// a side's own links on average (the core's default is ln 4).
+    /// a side's own links on average (the core's default is ln 2).
     #[arg(long, default_value_t = veil_proto::swap::DEFAULT_MAX_SIDE_LOSS)]
     max_side_loss: f64,
     /// Darknet: friend-of-a-friend routing (nodes tell their friends their friends'
