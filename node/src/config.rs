@@ -114,6 +114,11 @@ pub struct Config {
     /// request's walk, passes it on rather than routing it from here; 0 turns the walk
     /// off for this node's own requests (it still relays others'). Default 0.75.
     pub walk_probability: f64,
+    /// Latency-aware next hops (docs/routing.md): a request may go to a peer up to this
+    /// many times farther from the key than the closest one, if its measured round trip
+    /// and success make it the quicker way; 1 is pure greedy routing. Inserts always go
+    /// greedily. Default 8.
+    pub latency_factor: f64,
     /// Nodes near its key that each block this node inserts is stored on (at most 16).
     /// Each copy costs one node 32 KiB of store. Default 7, the least that kept 97% of
     /// distinct blocks fetchable after half of a 10,000-node network failed
@@ -160,6 +165,7 @@ impl Default for Config {
             darknet: false,
             swap_interval_ms: 10_000,
             walk_probability: veil_proto::router::DEFAULT_WALK_PROBABILITY,
+            latency_factor: veil_proto::router::DEFAULT_LATENCY_FACTOR,
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
             keepalive_uris: Vec::new(),
@@ -235,6 +241,9 @@ impl Config {
         }
         if !(0.0..1.0).contains(&self.walk_probability) {
             return bad("walk_probability must be in [0, 1)");
+        }
+        if !(self.latency_factor.is_finite() && self.latency_factor >= 1.0) {
+            return bad("latency_factor must be at least 1 (1 is greedy routing)");
         }
         if self.darknet && !self.seed_nodes.is_empty() {
             return bad("darknet links only to friends: remove seed_nodes (--seed-node)");
@@ -420,6 +429,10 @@ pub struct Overrides {
     /// [default: 0.75]
     #[arg(long, value_name = "P")]
     pub walk_probability: Option<f64>,
+    /// Latency-aware routing: how much farther from the key than the closest peer a
+    /// quicker peer may be; 1 is greedy [default: 8]
+    #[arg(long, value_name = "F")]
+    pub latency_factor: Option<f64>,
     /// Nodes each inserted block is stored on [default: 7]
     #[arg(long, value_name = "N")]
     pub replicas: Option<u8>,
@@ -489,7 +502,8 @@ impl Overrides {
             gateway_max_bytes,
             keepalive_interval_ms,
             swap_interval_ms,
-            walk_probability
+            walk_probability,
+            latency_factor
         );
         for uri in &self.keepalive_uris {
             if !c.keepalive_uris.contains(uri) {

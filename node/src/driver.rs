@@ -256,6 +256,16 @@ impl Driver {
                 self.router
                     .handle_message(now, peer, msg, &mut StoreView(&self.store));
             }
+            LinkEvent::Rtt((peer, generation), rtt) => {
+                if self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.generation == generation)
+                {
+                    self.counters.rtt_samples.inc();
+                    self.router.observe_rtt(peer, rtt);
+                }
+            }
             LinkEvent::Closed((peer, generation), reason) => {
                 if self
                     .peers

@@ -43,6 +43,8 @@ pub struct Counters {
     pub api_connections_evicted: Counter,
     /// Request messages received from peers.
     pub peer_requests: Counter,
+    /// Pings answered: round-trip samples fed to latency-aware routing.
+    pub rtt_samples: Counter,
     /// Peers the router reported as misbehaving.
     pub misbehaviour: Counter,
     /// API calls refused for a missing or wrong token.
@@ -125,6 +127,12 @@ pub fn render(c: &Counters, r: &RouterStats, u: &Usage, routable_peers: usize) -
         "counter",
         "Links replaced by a fresh one to the same peer (key renewal).",
         c.links_renewed.get(),
+    );
+    metric(
+        "link_rtt_samples_total",
+        "counter",
+        "Pings answered: link round-trip samples fed to latency-aware routing.",
+        c.rtt_samples.get(),
     );
     metric(
         "handshakes_evicted_total",

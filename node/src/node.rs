@@ -350,6 +350,7 @@ impl Node {
                     ..SwapConfig::default()
                 },
                 walk_probability: config.walk_probability,
+                latency_factor: config.latency_factor,
                 // A darknet routes friend-of-a-friend too (docs/routing.md).
                 neighbour_lists: config.darknet,
                 ..RouterConfig::default()

@@ -91,6 +91,8 @@ impl BlockStore for Host<'_> {
 /// The running simulation.
 pub struct Sim<'p> {
     params: &'p Params,
+    /// How long each link takes.
+    latency: crate::latency::Latency,
     base: Instant,
     now: Nanos,
     queue: Queue,
@@ -232,6 +234,8 @@ impl<'p> Sim<'p> {
             // Darknet nodes tell their friends where their friends are, as veild
             // --darknet does (opennet does it on its own).
             neighbour_lists: params.topology == crate::topology::Topology::Darknet && params.foaf,
+            latency_factor: params.latency_factor(),
+            latency_progress_weight: params.progress_weight,
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {
@@ -286,8 +290,19 @@ impl<'p> Sim<'p> {
         }
         let n = nodes.len();
         let picker = KeyPicker::new(params, params.key_count().min(keys.len()).max(1));
+        let latency = crate::latency::Latency::new(params.latency_model.clone(), params.seed);
+        // Every link's round trip is known from its handshake, as veild times its pings.
+        for (i, ls) in graph.links.iter().enumerate() {
+            for &j in ls {
+                let rtt = 2 * latency.between(i as u32, j);
+                nodes[i]
+                    .router
+                    .observe_rtt(PeerId(u64::from(j)), Duration::from_nanos(rtt));
+            }
+        }
         Sim {
             params,
+            latency,
             base,
             now: 0,
             queue: Queue::default(),
@@ -713,8 +728,20 @@ impl<'p> Sim<'p> {
         self.nodes[b as usize]
             .router
             .add_peer_with(now, PeerId(u64::from(a)), la, meta_b);
+        self.observe_link(a, b);
         self.after(a);
         self.after(b);
+    }
+
+    /// Both ends of a new link time its round trip.
+    fn observe_link(&mut self, a: u32, b: u32) {
+        let rtt = Duration::from_nanos(2 * self.latency.between(a, b));
+        self.nodes[a as usize]
+            .router
+            .observe_rtt(PeerId(u64::from(b)), rtt);
+        self.nodes[b as usize]
+            .router
+            .observe_rtt(PeerId(u64::from(a)), rtt);
     }
 
     /// Closes the link between `a` and `b` on both sides.
@@ -870,7 +897,7 @@ impl<'p> Sim<'p> {
             }
             self.counters.messages += 1;
             *self.counters.by_kind.entry(msg.kind()).or_default() += 1;
-            let at = self.now + latency(self.params.seed, n, to);
+            let at = self.now + self.latency.between(n, to);
             self.schedule(at, Action::Deliver { from: n, to, msg });
         }
         while let Some(ev) = self.nodes[n as usize].router.poll_event() {
@@ -942,7 +969,7 @@ impl<'p> Sim<'p> {
                 match node_of(&address.key).filter(|&j| (j as usize) < self.nodes.len()) {
                     Some(j) => {
                         // A dial takes a handshake's round trip.
-                        let at = self.now + 2 * latency(self.params.seed, n, j);
+                        let at = self.now + 2 * self.latency.between(n, j);
                         self.schedule(
                             at,
                             Action::Link {
@@ -1034,6 +1061,7 @@ impl<'p> Sim<'p> {
                 self.nodes[m as usize]
                     .router
                     .add_peer(now, PeerId(u64::from(node)), loc);
+                self.observe_link(node, m);
             }
         }
     }
@@ -1083,13 +1111,6 @@ impl<'p> Sim<'p> {
             }
         }
     }
-}
-
-/// Fixed per-link latency in [10, 100) ms, derived from the seed and the two ends.
-pub fn latency(seed: u64, a: u32, b: u32) -> Nanos {
-    let (x, y) = if a < b { (a, b) } else { (b, a) };
-    let h = splitmix(seed ^ (u64::from(x) << 32 | u64::from(y)));
-    10_000_000 + h % 90_000_000
 }
 
 /// SplitMix64: a cheap, well-mixed hash of one word.

@@ -8,6 +8,7 @@
 //! - [`topology`]: small-world, random-regular and darknet graphs (with location swapping).
 //! - [`workload`]: blocks, popularity, and the schedule of inserts, failures, requests, churn.
 //! - [`layout`]: how a document's blocks are laid out (as the client lays them out).
+//! - [`latency`]: link latency models (Internet-like, uniform, constant, a matrix).
 //! - [`event`]: virtual time and the events the engine runs.
 //! - [`engine`]: the event loop that drives the routers and watches their messages.
 //! - [`metrics`]: per-request records and the summary.
@@ -20,6 +21,7 @@
 pub mod anonymity;
 pub mod engine;
 pub mod event;
+pub mod latency;
 pub mod layout;
 pub mod metrics;
 pub mod output;

@@ -5,7 +5,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use veil_sim::params::{Params, PolicyChoice, Popularity, SwapMode};
+use veil_sim::latency::LatencyModel;
+use veil_sim::params::{Params, PolicyChoice, Popularity, Routing, SwapMode};
 use veil_sim::topology::Topology;
 use veil_sim::{output, run};
 
@@ -230,6 +231,27 @@ struct Common {
     /// locations), as veild --darknet runs; off routes by the friends' own locations.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     foaf: OnOff,
+    /// Link latencies: `internet` (synthetic coordinates, heavy-tailed access delays and
+    /// per-pair route inflation, so the triangle inequality often fails), `uniform`
+    /// (each link a fixed draw in [10, 100) ms, the older tables' model), `constant[:MS]`
+    /// (default 50 ms) or `matrix:FILE` (one-way ms, one row a line; node i at host
+    /// i mod size). docs/routing.md describes them.
+    #[arg(long, default_value = "internet")]
+    latency_model: LatencyModel,
+    /// Next hops of requests: `latency-aware` (the daemon's default: the quickest peer
+    /// within --latency-factor of the closest) or `greedy` (the closest). A
+    /// latency-aware `run` repeats the run greedily and prints both.
+    #[arg(long, value_enum, default_value_t = Routing::LatencyAware)]
+    routing: Routing,
+    /// Latency-aware routing: how much farther from the key than the closest peer a
+    /// quicker peer may be (1 is greedy; the daemon's default here).
+    #[arg(long, default_value_t = veil_proto::router::DEFAULT_LATENCY_FACTOR)]
+    latency_factor: f64,
+    /// Latency-aware routing: what each doubling of a peer's distance to the key over
+    /// the closest peer's costs it, as a share of the mean round trip of the node's
+    /// links (the daemon's default here).
+    #[arg(long, default_value_t = veil_proto::router::DEFAULT_LATENCY_PROGRESS_WEIGHT)]
+    progress_weight: f64,
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
@@ -273,6 +295,10 @@ impl Common {
             attackers: self.attackers,
             mitigation: self.mitigation == OnOff::On,
             max_side_loss: self.max_side_loss,
+            latency_model: self.latency_model.clone(),
+            routing: self.routing,
+            factor: self.latency_factor,
+            progress_weight: self.progress_weight,
             ..Params::new(nodes, self.requests.unwrap_or(0), self.seed)
         }
     }
@@ -297,9 +323,45 @@ fn real_main() -> Result<()> {
         Command::Run { nodes, common } => {
             let params = common.params(nodes)?;
             params.validate()?;
-            let report = one(&params)?;
+            let mut report = one(&params)?;
+            if params.routing == Routing::LatencyAware {
+                // Beside it: the same network, seed and workload, routed greedily.
+                let g = one(&Params {
+                    routing: Routing::Greedy,
+                    ..params.clone()
+                })?
+                .summary;
+                let s = &mut report.summary;
+                s.greedy_success_rate = Some(g.success_rate);
+                s.greedy_fetch_latency_ms_p50 = Some(g.fetch_latency_ms_p50);
+                s.greedy_fetch_latency_ms_p95 = Some(g.fetch_latency_ms_p95);
+                s.greedy_mean_hops = Some(g.mean_hops);
+            }
             output::write_run(&common.out, &report.summary, &report.records)?;
             let s = &report.summary;
+            println!(
+                "fetch latency ({} links, {} routing, factor {}): median {:.0} ms, p95 {:.0} ms",
+                s.latency_model,
+                s.routing,
+                s.latency_factor,
+                s.fetch_latency_ms_p50,
+                s.fetch_latency_ms_p95
+            );
+            if let (Some(ok), Some(p50), Some(p95), Some(hops)) = (
+                s.greedy_success_rate,
+                s.greedy_fetch_latency_ms_p50,
+                s.greedy_fetch_latency_ms_p95,
+                s.greedy_mean_hops,
+            ) {
+                println!(
+                    "greedy routing (same network and requests): success {ok:.4}, {hops:.2} \
+                     mean hops, median {p50:.0} ms, p95 {p95:.0} ms; latency-aware: success \
+                     {:.4}, {:.2} mean hops, median {:.2}× greedy's",
+                    s.success_rate,
+                    s.mean_hops,
+                    s.fetch_latency_ms_p50 / p50.max(1e-9)
+                );
+            }
             print!("{}", output::table(std::slice::from_ref(s)));
             println!(
                 "storage: {} replicas, {:.1} blocks per node; keys with a live copy {:.4}; \

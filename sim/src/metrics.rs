@@ -178,6 +178,25 @@ pub struct Summary {
     pub mean_messages: f64,
     /// Mean virtual latency of successful requests, ms.
     pub mean_latency_ms: f64,
+    /// Median time from asking to holding the block, successful requests, ms.
+    pub fetch_latency_ms_p50: f64,
+    /// 95th percentile of the same, ms.
+    pub fetch_latency_ms_p95: f64,
+    /// The link latency model (`internet`, `uniform`, `constant:MS`, `matrix:FILE`).
+    pub latency_model: String,
+    /// Next-hop choice for requests: `greedy` or `latency-aware`.
+    pub routing: String,
+    /// The routers' latency factor (1.0 under greedy routing).
+    pub latency_factor: f64,
+    /// Latency-aware runs of `veil-sim run`: the same network, seed and workload routed
+    /// greedily, in the same invocation.
+    pub greedy_success_rate: Option<f64>,
+    /// Its median fetch latency, ms.
+    pub greedy_fetch_latency_ms_p50: Option<f64>,
+    /// Its 95th-percentile fetch latency, ms.
+    pub greedy_fetch_latency_ms_p95: Option<f64>,
+    /// Its mean hops.
+    pub greedy_mean_hops: Option<f64>,
     /// Share of peers' requests answered from a cache rather than a long-term store.
     pub cache_hit_rate: f64,
     /// Precision of "the neighbour that sent me HTL = max started it".
@@ -267,7 +286,12 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
     let mut hops: Vec<u32> = ok.iter().map(|r| r.hops).collect();
     hops.sort_unstable();
     let hop_sum: u64 = hops.iter().map(|h| u64::from(*h)).sum();
-    let lat_sum: u64 = ok.iter().map(|r| r.end.unwrap_or(r.start) - r.start).sum();
+    let mut lats: Vec<u64> = ok
+        .iter()
+        .map(|r| r.end.unwrap_or(r.start) - r.start)
+        .collect();
+    lats.sort_unstable();
+    let lat_sum: u64 = lats.iter().sum();
     let msg_sum: u64 = d.records.iter().map(|r| u64::from(r.messages)).sum();
     let (mut from_cache, mut from_store) = (0u64, 0u64);
     let (mut folds, mut announces) = (0u64, 0u64);
@@ -343,6 +367,19 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         p95_hops: percentile(&hops, 0.95),
         mean_messages: ratio(msg_sum, d.records.len() as u64),
         mean_latency_ms: ratio(lat_sum, n_ok) / 1e6,
+        fetch_latency_ms_p50: percentile(&lats, 0.5) as f64 / 1e6,
+        fetch_latency_ms_p95: percentile(&lats, 0.95) as f64 / 1e6,
+        latency_model: d.params.latency_model.to_string(),
+        routing: match d.params.routing {
+            crate::params::Routing::Greedy => "greedy",
+            crate::params::Routing::LatencyAware => "latency-aware",
+        }
+        .to_string(),
+        latency_factor: d.params.latency_factor(),
+        greedy_success_rate: None,
+        greedy_fetch_latency_ms_p50: None,
+        greedy_fetch_latency_ms_p95: None,
+        greedy_mean_hops: None,
         cache_hit_rate: ratio(from_cache, from_cache + from_store),
         guess_precision: ratio(c.guess_true_pos, c.guess_true_pos + c.guess_false_pos),
         guess_recall: ratio(c.guess_true_pos, c.guess_true_pos + c.guess_false_neg),

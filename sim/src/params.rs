@@ -36,6 +36,16 @@ pub enum SwapMode {
     Wire,
 }
 
+/// How requests choose their next hop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// The closest peer to the key (latency factor 1.0).
+    Greedy,
+    /// The quickest peer within `--latency-factor` of the closest (the daemon's default).
+    LatencyAware,
+}
+
 /// Everything that defines a run. Two runs with equal parameters give equal results.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Params {
@@ -104,9 +114,26 @@ pub struct Params {
     /// Darknet: the guard's bound (mean `ln` of the factor per link a swap may lengthen
     /// a side's own links by).
     pub max_side_loss: f64,
+    /// Link latencies.
+    pub latency_model: crate::latency::LatencyModel,
+    /// Next-hop choice for requests.
+    pub routing: Routing,
+    /// Latency-aware routing's factor (the router's `latency_factor`).
+    pub factor: f64,
+    /// Latency-aware routing's progress weight (the router's
+    /// `latency_progress_weight`).
+    pub progress_weight: f64,
 }
 
 impl Params {
+    /// The routers' `latency_factor`: 1.0 for greedy routing.
+    pub fn latency_factor(&self) -> f64 {
+        match self.routing {
+            Routing::Greedy => 1.0,
+            Routing::LatencyAware => self.factor,
+        }
+    }
+
     /// The pitch-black guard the swaps run with.
     pub fn guard(&self) -> Option<f64> {
         self.mitigation.then_some(self.max_side_loss)
@@ -144,6 +171,10 @@ impl Params {
             attackers: 0.0,
             mitigation: true,
             max_side_loss: veil_proto::swap::DEFAULT_MAX_SIDE_LOSS,
+            latency_model: crate::latency::LatencyModel::Internet,
+            routing: Routing::LatencyAware,
+            factor: veil_proto::router::DEFAULT_LATENCY_FACTOR,
+            progress_weight: veil_proto::router::DEFAULT_LATENCY_PROGRESS_WEIGHT,
         }
     }
 
@@ -230,6 +261,12 @@ impl Params {
         }
         if self.max_side_loss.is_nan() || self.max_side_loss <= 0.0 {
             return Err("--max-side-loss must be above 0".into());
+        }
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err("--latency-factor must be at least 1 (1 is greedy routing)".into());
+        }
+        if !(self.progress_weight.is_finite() && self.progress_weight >= 0.0) {
+            return Err("--progress-weight must be a non-negative number".into());
         }
         if !(0.0..1.0).contains(&self.attackers) {
             return Err("--attackers must be at least 0 and below 1".into());

@@ -300,6 +300,8 @@ pub enum LinkEvent<T> {
     Message(T, Message),
     /// The link ended; no more messages will come from it.
     Closed(T, LinkError),
+    /// A ping was answered after this long: one sample of the link's round trip.
+    Rtt(T, std::time::Duration),
 }
 
 /// The owner's side of a running link. Dropping it closes the link gracefully (queued

@@ -25,11 +25,12 @@ impl Link {
         let transport = Arc::new(self.transport);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let traffic = self.traffic.clone();
+        let pings = Arc::new(PingClock::default());
         let mut reader = tokio::spawn(read_loop(
             traffic.clone(),
             read_half,
             transport.clone(),
-            tx.downgrade(),
+            (tx.downgrade(), pings.clone()),
             tag.clone(),
             inbox.clone(),
             self.params.dead_after,
@@ -38,7 +39,7 @@ impl Link {
             traffic,
             write_half,
             transport,
-            rx,
+            (rx, pings),
             self.params.keepalive,
             self.params.dead_after,
         ));
@@ -62,6 +63,33 @@ impl Link {
         handle
     }
 }
+
+/// The ping awaiting its pong, for timing the link's round trip: the writer sets it, the
+/// reader takes it when the matching pong comes.
+#[derive(Default)]
+struct PingClock(std::sync::Mutex<Option<(u64, tokio::time::Instant)>>);
+
+impl PingClock {
+    fn sent(&self, nonce: u64) {
+        *self.0.lock().expect("ping clock") = Some((nonce, tokio::time::Instant::now()));
+    }
+
+    /// The round trip, if `nonce` is the ping awaited (an old or made-up nonce is not).
+    fn answered(&self, nonce: u64) -> Option<Duration> {
+        let mut slot = self.0.lock().expect("ping clock");
+        match *slot {
+            Some((n, at)) if n == nonce => {
+                *slot = None;
+                Some(at.elapsed())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A busy link never idles long enough to ping: it is pinged this many keepalive
+/// periods after its last ping all the same, so its round trip stays measured.
+const PING_EVERY_KEEPALIVES: u32 = 10;
 
 /// A deadline that moves forward on progress, without a timer operation per message:
 /// it is re-armed only once a quarter of its period has passed since the last arming, so
@@ -101,7 +129,7 @@ async fn read_loop<T: Clone>(
     traffic: Option<Arc<Traffic>>,
     read_half: OwnedReadHalf,
     transport: Arc<snow::StatelessTransportState>,
-    pong: mpsc::WeakSender<Message>,
+    (pong, pings): (mpsc::WeakSender<Message>, Arc<PingClock>),
     tag: T,
     inbox: mpsc::Sender<LinkEvent<T>>,
     dead_after: Duration,
@@ -144,7 +172,12 @@ async fn read_loop<T: Clone>(
                     let _ = tx.try_send(Message::Pong { nonce });
                 }
             }
-            Message::Pong { .. } => {}
+            Message::Pong { nonce } => {
+                if let Some(rtt) = pings.answered(nonce) {
+                    // Only a sample: dropped if the node is behind on its inbox.
+                    let _ = inbox.try_send(LinkEvent::Rtt(tag.clone(), rtt));
+                }
+            }
             Message::Hello(_) => return LinkError::Protocol("second hello".into()),
             msg => {
                 if inbox
@@ -167,7 +200,7 @@ async fn write_loop(
     traffic: Option<Arc<Traffic>>,
     write_half: OwnedWriteHalf,
     transport: Arc<snow::StatelessTransportState>,
-    mut rx: mpsc::Receiver<Message>,
+    (mut rx, pings): (mpsc::Receiver<Message>, Arc<PingClock>),
     keepalive: Duration,
     stall: Duration,
 ) -> LinkError {
@@ -186,8 +219,23 @@ async fn write_loop(
     let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
     let mut nonce = 1u64;
     let mut ping_nonce = 0u64;
+    // The first ping goes out at once, so the link's round trip is known early.
+    let mut last_ping: Option<tokio::time::Instant> = None;
+    let mut ping = |last: &mut Option<tokio::time::Instant>| {
+        ping_nonce += 1;
+        pings.sent(ping_nonce);
+        *last = Some(tokio::time::Instant::now());
+        Message::Ping { nonce: ping_nonce }
+    };
     loop {
-        let msg = match tokio::time::timeout(keepalive, rx.recv()).await {
+        let due = last_ping.is_none_or(|t| t.elapsed() >= keepalive * PING_EVERY_KEEPALIVES);
+        let waited = if due {
+            // What is queued follows the ping in the same batch.
+            Ok(Some(ping(&mut last_ping)))
+        } else {
+            tokio::time::timeout(keepalive, rx.recv()).await
+        };
+        let msg = match waited {
             Ok(Some(m)) => m,
             Ok(None) => {
                 // Owner dropped the handle: flush and close our half.
@@ -201,10 +249,7 @@ async fn write_loop(
                     "closed locally",
                 ));
             }
-            Err(_) => {
-                ping_nonce += 1;
-                Message::Ping { nonce: ping_nonce }
-            }
+            Err(_) => ping(&mut last_ping),
         };
         // Idle time is not a stall: the clock starts with this batch.
         stuck.kick();

@@ -181,7 +181,26 @@ pub struct RouterConfig {
     /// locations and route by theirs (`opennet.foaf` and `opennet.neighbours_interval`
     /// say how). Opennet does this whenever `opennet.foaf`. Default false.
     pub neighbour_lists: bool,
+    /// Latency-aware next hops: a request may go to any peer whose distance to the key is
+    /// within this factor of the closest peer's, and goes to the one with the best
+    /// measured round trip and success among them ([`Router::observe_rtt`] feeds the
+    /// round trips). 1.0 is pure greedy routing. Inserts always route greedily, so
+    /// where blocks are stored does not change. Default [`DEFAULT_LATENCY_FACTOR`].
+    pub latency_factor: f64,
+    /// Latency-aware routing: what each doubling of a candidate's distance to the key
+    /// over the closest peer's costs it, as a share of the mean round trip of this
+    /// node's links (a farther peer leaves more of the way to go). Default
+    /// [`DEFAULT_LATENCY_PROGRESS_WEIGHT`].
+    pub latency_progress_weight: f64,
 }
+
+/// Default progress weight of latency-aware routing, chosen with the factor by the sweep
+/// in docs/routing.md.
+pub const DEFAULT_LATENCY_PROGRESS_WEIGHT: f64 = 0.35;
+
+/// Default latency factor: chosen by the sweep in docs/routing.md (10,000 simulated
+/// nodes on the Internet-like latency model).
+pub const DEFAULT_LATENCY_FACTOR: f64 = 8.0;
 
 /// Default walk probability: the least that kept a passive adversary's guesses below
 /// the bars of docs/anonymity.md, measured there with its cost in hops.
@@ -217,6 +236,8 @@ impl Default for RouterConfig {
             walk_probability: DEFAULT_WALK_PROBABILITY,
             tunnel_lifetime: Duration::from_secs(600),
             neighbour_lists: false,
+            latency_factor: DEFAULT_LATENCY_FACTOR,
+            latency_progress_weight: DEFAULT_LATENCY_PROGRESS_WEIGHT,
         }
     }
 }
@@ -556,6 +577,21 @@ impl Router {
         }
         self.peers_changed(now);
         self.tidy_timers();
+    }
+
+    /// One round-trip sample of `peer`'s link (a ping answered, a handshake timed), for
+    /// latency-aware routing. Unknown peers are ignored.
+    pub fn observe_rtt(&mut self, peer: PeerId, rtt: Duration) {
+        self.peers.observe_rtt(peer, rtt);
+    }
+
+    /// `peer`'s smoothed round-trip time and the decaying share of forwarded requests it
+    /// answered with data, if it is a peer (the RTT is `None` until a sample came).
+    pub fn peer_timing(&self, peer: PeerId) -> Option<(Option<Duration>, f32)> {
+        self.peers.get(peer).map(|p| {
+            let rtt = (p.rtt_us > 0).then(|| Duration::from_micros(u64::from(p.rtt_us)));
+            (rtt, p.success)
+        })
     }
 
     /// The number of connected peers.

@@ -49,7 +49,22 @@ pub(super) struct Peer {
     /// The router's success clock when the peer last delivered data (when it was added,
     /// before that): least recently successful opennet peers are dropped first.
     pub last_success: u64,
+    /// Smoothed round-trip time of the link in µs, as the shell measured it (0: none
+    /// yet). Latency-aware routing prefers the quick among near-equal peers.
+    pub rtt_us: u32,
+    /// Decaying share of the requests forwarded to this peer that came back with data
+    /// (1.0 until the first answer).
+    pub success: f32,
 }
+
+/// Weight of a new round-trip sample in the smoothed RTT (TCP's 1/8).
+const RTT_GAIN: f32 = 0.125;
+/// Weight of one request's outcome in a peer's success share: about the last 32 count.
+const SUCCESS_GAIN: f32 = 1.0 / 32.0;
+/// The least success share latency-aware routing divides by: a peer that never delivers
+/// costs 20 times its round trip, not infinitely much, so it is still tried now and then
+/// when it is by far the closest.
+const SUCCESS_FLOOR: f32 = 0.05;
 
 /// What the shell knows about a new link besides its location.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +86,13 @@ impl PeerMeta {
             routable: true,
         }
     }
+}
+
+/// Latency-aware routing's cost of a peer: the expected wait for one good answer, in
+/// ordered integer form (µs × in-flight share ÷ success share).
+fn cost(p: &Peer) -> u64 {
+    let rtt = f64::from(p.rtt_us) * (1.0 + f64::from(p.forwarded_out));
+    (rtt / f64::from(p.success.max(SUCCESS_FLOOR))) as u64
 }
 
 /// All links.
@@ -133,6 +155,8 @@ impl PeerTable {
             added_at: now,
             last_success: clock,
             neighbours: Vec::new(),
+            rtt_us: 0,
+            success: 1.0,
         });
     }
 
@@ -184,7 +208,24 @@ impl PeerTable {
     /// The peer closest to `target` that is not in `exclude`, preferring peers out of
     /// back-off; ties go to the lower id so the choice is deterministic.
     pub fn closest(&self, target: Location, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
-        self.closest_where(target, exclude, now, |_| true)
+        self.closest_where(target, exclude, now, (1.0, 0.0), |_| true)
+    }
+
+    /// As [`PeerTable::closest`], but among the peers whose distance to `target` is
+    /// within `factor` of the closest one's (the same back-off class, round-trip times
+    /// known), the one with the least expected cost: smoothed RTT, times one plus the
+    /// requests it already carries for us, divided by its success share, plus a share of
+    /// a typical hop (`weight` times the mean round trip of the links) for each doubling
+    /// of its distance over the closest's. `factor` 1.0 (or below) is pure greedy
+    /// routing.
+    pub fn choose(
+        &self,
+        target: Location,
+        exclude: &[PeerId],
+        now: Instant,
+        (factor, weight): (f64, f64),
+    ) -> Option<PeerId> {
+        self.closest_where(target, exclude, now, (factor, weight), |_| true)
     }
 
     /// As [`PeerTable::closest`], among the peers on one side of `target` (clockwise or
@@ -196,9 +237,16 @@ impl PeerTable {
         now: Instant,
         clockwise: bool,
     ) -> Option<PeerId> {
-        self.closest_where(target, exclude, now, |l| {
+        self.closest_where(target, exclude, now, (1.0, 0.0), |l| {
             super::request::clockwise_of(l, target) == clockwise
         })
+    }
+
+    /// How close `p` is to `target` for routing: its own distance, or (friend of a
+    /// friend) the closest of its own peers'.
+    fn routing_distance(p: &Peer, target: Location) -> Distance {
+        let own = p.location.distance(target);
+        nearest_distance(&p.neighbours, target).map_or(own, |d| d.min(own))
     }
 
     fn closest_where(
@@ -206,23 +254,84 @@ impl PeerTable {
         target: Location,
         exclude: &[PeerId],
         now: Instant,
+        (factor, weight): (f64, f64),
         keep: impl Fn(Location) -> bool,
     ) -> Option<PeerId> {
+        let eligible = |p: &&Peer| p.routable && !exclude.contains(&p.id) && keep(p.location);
         let mut best: Option<(bool, Distance, Distance, PeerId)> = None;
-        for p in &self.peers {
-            if !p.routable || exclude.contains(&p.id) || !keep(p.location) {
-                continue;
-            }
+        let mut best_peer: Option<&Peer> = None;
+        for p in self.peers.iter().filter(eligible) {
             let backed_off = p.backoff_until.is_some_and(|t| t > now);
-            let own = p.location.distance(target);
-            // Friend-of-a-friend: a peer is as close as the closest of its own peers.
-            let via = nearest_distance(&p.neighbours, target).map_or(own, |d| d.min(own));
-            let cand = (backed_off, via, own, p.id);
+            let cand = (
+                backed_off,
+                Self::routing_distance(p, target),
+                p.location.distance(target),
+                p.id,
+            );
             if best.is_none_or(|b| cand < b) {
                 best = Some(cand);
+                best_peer = Some(p);
             }
         }
-        best.map(|(_, _, _, id)| id)
+        let (backed_off, nearest, _, greedy) = best?;
+        let Some(greedy_peer) = best_peer.filter(|p| factor > 1.0 && p.rtt_us > 0) else {
+            return Some(greedy);
+        };
+        // Latency-aware: the cheapest of the near-equal peers. The bound keeps every
+        // choice close to greedy's, so no peer, however quick, draws keys it is far from.
+        let bound = (nearest.0 as f64 * factor).min(u64::MAX as f64);
+        // A farther peer leaves more of the way to go: each doubling of the distance
+        // costs a share of a typical hop (greedy routing in a small world of tens of
+        // links per node shrinks the distance several-fold a hop), a typical hop being
+        // the mean round trip of this node's measured links.
+        let (sum, n) = self
+            .peers
+            .iter()
+            .filter(|p| p.rtt_us > 0)
+            .fold((0u64, 0u64), |(s, n), p| (s + u64::from(p.rtt_us), n + 1));
+        let per_doubling = weight.max(0.0) * sum as f64 / n.max(1) as f64;
+        let score = |p: &Peer, d: Distance| {
+            let extra = (d.0 as f64 / (nearest.0 as f64).max(1.0)).max(1.0).log2();
+            cost(p) as f64 + per_doubling * extra
+        };
+        let mut choice = (score(greedy_peer, nearest), nearest, greedy);
+        for p in self.peers.iter().filter(eligible) {
+            if p.rtt_us == 0 || p.backoff_until.is_some_and(|t| t > now) != backed_off {
+                continue;
+            }
+            let d = Self::routing_distance(p, target);
+            if d.0 as f64 > bound {
+                continue;
+            }
+            let cand = (score(p, d), d, p.id);
+            if cand.0 < choice.0 || (cand.0 == choice.0 && (cand.1, cand.2) < (choice.1, choice.2))
+            {
+                choice = cand;
+            }
+        }
+        Some(choice.2)
+    }
+
+    /// Feeds one round-trip sample of `id`'s link.
+    pub fn observe_rtt(&mut self, id: PeerId, rtt: std::time::Duration) {
+        if let Some(p) = self.get_mut(id) {
+            let sample = rtt.as_micros().clamp(1, u128::from(u32::MAX)) as f32;
+            p.rtt_us = if p.rtt_us == 0 {
+                sample as u32
+            } else {
+                let old = p.rtt_us as f32;
+                (old + RTT_GAIN * (sample - old)).max(1.0) as u32
+            };
+        }
+    }
+
+    /// Counts the outcome of one request forwarded to `id`: data, or none (not found,
+    /// overloaded, timed out).
+    pub fn observe_outcome(&mut self, id: PeerId, delivered: bool) {
+        if let Some(p) = self.get_mut(id) {
+            let x = if delivered { 1.0 } else { 0.0 };
+            p.success += SUCCESS_GAIN * (x - p.success);
+        }
     }
 
     /// Records `id`'s neighbour list (bounded by the message that carried it).
@@ -421,6 +530,27 @@ mod tests {
 
         /// The chosen peer is never excluded and no allowed peer is strictly closer.
         #[test]
+        fn latency_aware_choice_stays_within_the_factor(
+            peers in proptest::collection::vec((any::<u64>(), 1u32..1_000_000), 1..20),
+            target: u64,
+            factor in 1.0f64..64.0,
+            weight in 0.0f64..2.0,
+        ) {
+            let now = t0();
+            let mut t = PeerTable::default();
+            for (i, (loc, rtt)) in peers.iter().enumerate() {
+                t.add(PeerId(i as u64), Location(*loc), true, true);
+                t.observe_rtt(PeerId(i as u64), std::time::Duration::from_micros(u64::from(*rtt)));
+            }
+            let target = Location(target);
+            let greedy = t.closest(target, &[], now).unwrap();
+            let nearest = t.get(greedy).unwrap().location.distance(target).0 as f64;
+            let chosen = t.choose(target, &[], now, (factor, weight)).unwrap();
+            let d = t.get(chosen).unwrap().location.distance(target).0 as f64;
+            prop_assert!(d <= nearest * factor);
+            prop_assert_eq!(t.choose(target, &[], now, (1.0, weight)), Some(greedy));
+        }
+
         fn closest_is_closest(locs in proptest::collection::vec(any::<u64>(), 1..20), target: u64, skip in 0usize..20) {
             let now = t0();
             let mut t = PeerTable::default();

@@ -397,9 +397,20 @@ impl Router {
         }
         let side = req.next_side.take();
         let peers = &self.peers;
+        // Requests may trade some closeness for a quicker peer; inserts stay greedy so
+        // the nodes that store a block are the ones requests converge on.
+        // The last third of the hops go greedily, so a request that wandered for speed
+        // still reaches the key before its HTL runs out.
+        let factor = match req.kind {
+            Kind::Request if req.htl > self.config.max_htl.0 / 3 => (
+                self.config.latency_factor,
+                self.config.latency_progress_weight,
+            ),
+            _ => (1.0, 0.0),
+        };
         let pick = |exclude: &[PeerId]| {
             side.and_then(|cw| peers.closest_on_side(req.target, exclude, now, cw))
-                .or_else(|| peers.closest(req.target, exclude, now))
+                .or_else(|| peers.choose(req.target, exclude, now, factor))
         };
         let found = if avoid.is_empty() {
             pick(&exclude)
@@ -904,6 +915,7 @@ impl Router {
         if let Some(req) = self.requests.get(&id) {
             let (source, received) = (req.source, req.received_htl);
             self.note_success(from);
+            self.peers.observe_outcome(from, true);
             self.peers.recovered(from);
             self.await_fold(now, id, source, received, from);
         }
@@ -938,6 +950,7 @@ impl Router {
         req.timed_out_last = false;
         match msg {
             Message::DataNotFound { .. } if !is_insert => {
+                self.peers.observe_outcome(from, false);
                 self.finish_at(Some(now), id, Outcome::DataNotFound)
             }
             Message::InsertReply { .. } if is_insert => {
@@ -977,6 +990,9 @@ impl Router {
                 self.advance(now, id);
             }
             Message::RejectedOverload { .. } => {
+                if !is_insert {
+                    self.peers.observe_outcome(from, false);
+                }
                 req.overloaded = true;
                 req.free_next = true;
                 let c = &self.config;
@@ -1006,6 +1022,9 @@ impl Router {
         }
         self.stats.timeouts += 1;
         req.timed_out_last = true;
+        if matches!(req.kind, Kind::Request) {
+            self.peers.observe_outcome(peer, false);
+        }
         let c = &self.config;
         self.peers
             .back_off_more(peer, now, c.backoff, c.max_backoff);

@@ -5,6 +5,7 @@
 
 mod edges;
 mod hostile;
+mod latency;
 mod network;
 mod opennet;
 mod replicas;
