@@ -196,11 +196,11 @@ pub struct RouterConfig {
 
 /// Default progress weight of latency-aware routing, chosen with the factor by the sweep
 /// in docs/routing.md.
-pub const DEFAULT_LATENCY_PROGRESS_WEIGHT: f64 = 0.35;
+pub const DEFAULT_LATENCY_PROGRESS_WEIGHT: f64 = 0.3;
 
 /// Default latency factor: chosen by the sweep in docs/routing.md (10,000 simulated
 /// nodes on the Internet-like latency model).
-pub const DEFAULT_LATENCY_FACTOR: f64 = 8.0;
+pub const DEFAULT_LATENCY_FACTOR: f64 = 32.0;
 
 /// Default walk probability: the least that kept a passive adversary's guesses below
 /// the bars of docs/anonymity.md, measured there with its cost in hops.

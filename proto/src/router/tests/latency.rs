@@ -6,6 +6,15 @@ use super::*;
 
 const D: u64 = 1 << 40;
 
+/// Fixed weights, so the cases below do not move with the tuned defaults.
+fn aware(seed: u64) -> RouterConfig {
+    RouterConfig {
+        latency_factor: 8.0,
+        latency_progress_weight: 0.35,
+        ..cfg(seed)
+    }
+}
+
 /// A router far from `base` with three peers at 1, 2 and 20 steps of `D` past it, their
 /// round trips `rtts` ms (0: never measured).
 fn three(base: u64, config: RouterConfig, rtts: [u64; 3]) -> (Router, Instant) {
@@ -35,7 +44,7 @@ fn a_quicker_peer_within_the_factor_takes_the_request() {
     let base = 1u64 << 50;
     // Peer 2 is twice as far as peer 1 but ten times quicker; peer 3 is quicker still
     // but twenty times as far, beyond the factor of 8.
-    let (mut r, now) = three(base, cfg(1), [200, 20, 1]);
+    let (mut r, now) = three(base, aware(1), [200, 20, 1]);
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(2));
     assert_eq!(
         r.peer_timing(PeerId(2)).unwrap().0,
@@ -53,14 +62,14 @@ fn greedy_without_measurements_or_with_factor_one() {
     let base = 3u64 << 58;
     let greedy_cfg = RouterConfig {
         latency_factor: 1.0,
-        ..cfg(1)
+        ..aware(1)
     };
     let (mut r, now) = three(base, greedy_cfg, [200, 20, 1]);
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(1));
-    let (mut r, now) = three(base, cfg(1), [0, 0, 0]);
+    let (mut r, now) = three(base, aware(1), [0, 0, 0]);
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(1));
     // The closest peer's round trip unknown: nothing to weigh it against.
-    let (mut r, now) = three(base, cfg(1), [0, 20, 1]);
+    let (mut r, now) = three(base, aware(1), [0, 20, 1]);
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(1));
     // Samples for a peer that is not there change nothing.
     r.observe_rtt(PeerId(9), Duration::from_millis(1));
@@ -71,7 +80,7 @@ fn greedy_without_measurements_or_with_factor_one() {
 fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
     let (block, key) = blk(7);
     let base = Location::of_key(&key).0;
-    let (mut r, now) = three(base.wrapping_sub(D / 2), cfg(1), [200, 20, 1]);
+    let (mut r, now) = three(base.wrapping_sub(D / 2), aware(1), [200, 20, 1]);
     r.start_insert(now, block, None, Some(1));
     let out = drain(&mut r);
     assert!(
@@ -81,7 +90,7 @@ fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
 
     // A request that arrives with few hops left goes to the closest peer.
     let base = 5u64 << 58;
-    let (mut r, now) = three(base, cfg(1), [200, 20, 1]);
+    let (mut r, now) = three(base, aware(1), [200, 20, 1]);
     let mut store = Mem::default();
     let low = Htl(r.config().max_htl.0 / 3);
     r.handle_message(
@@ -118,7 +127,7 @@ fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
 #[test]
 fn a_quick_peer_that_never_delivers_loses_the_traffic() {
     let base = 7u64 << 58;
-    let (mut r, now) = three(base, cfg(1), [100, 40, 1]);
+    let (mut r, now) = three(base, aware(1), [100, 40, 1]);
     let mut store = Mem::default();
     let mut to_quick = 0;
     for i in 0..200u64 {
