@@ -544,6 +544,28 @@ impl<'p> Sim<'p> {
                 }
             }
             Action::Join { node } => self.bring_up(node),
+            Action::Reinsert { key, end } => {
+                if key + 1 < end {
+                    // A keepalive pass runs many blocks in parallel: ten times the pace
+                    // of the requests.
+                    let next = Action::Reinsert { key: key + 1, end };
+                    self.schedule(self.now + self.gap.div_ceil(10), next);
+                }
+                let node = self.publisher[key as usize];
+                if node == u32::MAX || !self.nodes[node as usize].alive {
+                    return;
+                }
+                let block = self.keys.blocks[key as usize].clone();
+                self.nodes[node as usize].router.start_insert_in(
+                    now,
+                    self.keys.routing[key as usize],
+                    block,
+                    None,
+                    Some(self.params.replicas_for(key as usize)),
+                    None,
+                );
+                self.after(node);
+            }
             Action::StopSwaps => {
                 for node in &mut self.nodes {
                     node.router.set_swapping(false);
@@ -1026,6 +1048,14 @@ impl<'p> Sim<'p> {
             self.on_event(node, ev);
         }
         self.nodes[node as usize].timer = None;
+    }
+
+    /// Keeps `nodes` out of the network from the start (their links are dropped until
+    /// an [`Action::Join`] brings them up): newcomers with empty stores, for churn.
+    pub fn hold_back(&mut self, nodes: &[u32]) {
+        for &n in nodes {
+            self.take_down(n);
+        }
     }
 
     /// A node that left comes back and links to its live friends again.

@@ -39,6 +39,15 @@ pub enum Action {
         /// Warm-up requests left after this one.
         left: u32,
     },
+    /// Healing: the publisher of `key`, if it is still up, inserts it again (as a
+    /// keepalive pass does for a block it finds missing), and the next is scheduled (at
+    /// ten times the requests' pace) while keys below `end` remain.
+    Reinsert {
+        /// The key.
+        key: u32,
+        /// One past the last key of this pass.
+        end: u32,
+    },
     /// Opennet: a node comes up knowing only a seed, links to it and announces.
     Bootstrap {
         /// The node.

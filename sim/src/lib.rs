@@ -14,11 +14,13 @@
 //! - [`metrics`]: per-request records and the summary.
 //! - [`output`]: the table, JSON, CSV and SVG plots.
 //! - [`anonymity`]: passive adversaries against whole downloads (`veil-sim anonymity`).
+//! - [`churn`]: what joins and leaves cost, and how success recovers (`veil-sim churn`).
 //! - [`search`]: what a keyword search costs beside a flood (`veil-sim search`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod anonymity;
+pub mod churn;
 pub mod engine;
 pub mod event;
 pub mod latency;

@@ -30,6 +30,34 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// What joins and leaves cost: the share of keys whose closest holders change per
+    /// join and per leave beside 1/n (ring geometry, at each of --sizes), then the
+    /// simulator's routers through a wave of leaves and a wave of joins (--wave of the
+    /// nodes each), success binned over time, for 1 replica and for --replicas, each
+    /// without and with healing (publishers re-insert after each wave).
+    /// Writes DIR/churn.json, DIR/churn.csv and DIR/churn.svg and prints both tables.
+    Churn {
+        /// Nodes of the recovery runs.
+        #[arg(long)]
+        nodes: usize,
+        /// Network sizes of the placement table, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
+        /// Share of the nodes in each wave.
+        #[arg(long, default_value_t = 0.1)]
+        wave: f64,
+        /// Time bins of the recovery runs.
+        #[arg(long, default_value_t = 20)]
+        bins: usize,
+        /// Keys placed for the placement table.
+        #[arg(long, default_value_t = 20_000)]
+        placement_keys: usize,
+        /// Joins (and as many leaves) applied for the placement table.
+        #[arg(long, default_value_t = 500)]
+        placement_events: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Simulate several network sizes with the same settings: writes DIR/sweep.json,
     /// DIR/sweep.csv, DIR/sweep.svg (success and hops against size) and one run
     /// directory per size (DIR/n<SIZE>/), and prints the table.
@@ -509,6 +537,71 @@ fn real_main() -> Result<()> {
                 output::write_json(&common.out, "search.json", &rows)?;
             }
             print!("{}", veil_sim::search::table(&rows));
+            println!("files in {}", common.out.display());
+        }
+        Command::Churn {
+            nodes,
+            sizes,
+            wave,
+            bins,
+            placement_keys,
+            placement_events,
+            common,
+        } => {
+            let params = common.params(nodes)?;
+            params.validate()?;
+            if sizes.iter().any(|&n| n < 2) {
+                bail!("--sizes must all be at least 2");
+            }
+            let mut placement = Vec::new();
+            for &n in &sizes {
+                for r in [1, usize::from(params.replicas)] {
+                    placement.push(veil_sim::churn::placement(
+                        n,
+                        r,
+                        placement_keys,
+                        placement_events,
+                        params.seed,
+                    ));
+                }
+            }
+            print!("{}", veil_sim::churn::placement_table(&placement));
+            let settings = [
+                veil_sim::churn::Setting {
+                    replicas: 1,
+                    healing: false,
+                },
+                veil_sim::churn::Setting {
+                    replicas: 1,
+                    healing: true,
+                },
+                veil_sim::churn::Setting {
+                    replicas: params.replicas,
+                    healing: false,
+                },
+                veil_sim::churn::Setting {
+                    replicas: params.replicas,
+                    healing: true,
+                },
+            ];
+            let mut rows = Vec::new();
+            let mut waves = None;
+            for s in settings {
+                let (r, w) = match veil_sim::churn::recovery(&params, s, wave, bins) {
+                    Ok(x) => x,
+                    Err(e) => bail!("{e}"),
+                };
+                eprintln!(
+                    "veil-sim: {} replicas, healing {}: done",
+                    s.replicas,
+                    if s.healing { "on" } else { "off" }
+                );
+                rows.push(r);
+                waves = Some(w);
+            }
+            let waves = waves.context("no recovery run")?;
+            print!("{}", veil_sim::churn::recovery_table(&rows, &waves));
+            output::write_churn(&common.out, &placement, &waves, &rows)?;
             println!("files in {}", common.out.display());
         }
         Command::Sweep { sizes, common } => {

@@ -382,3 +382,118 @@ fn sweep_plot(path: &Path, rows: &[Summary]) -> Result<()> {
     root.present().map_err(plot_err)?;
     Ok(())
 }
+
+/// `veil-sim churn`'s files: `churn.json` (everything), `churn.csv` (the recovery bins)
+/// and `churn.svg` (success against time, one line per setting, the waves marked).
+pub fn write_churn(
+    dir: &Path,
+    placement: &[crate::churn::PlacementRow],
+    waves: &crate::churn::Waves,
+    recovery: &[crate::churn::Recovery],
+) -> Result<()> {
+    create_dir(dir)?;
+    #[derive(serde::Serialize)]
+    struct All<'a> {
+        placement: &'a [crate::churn::PlacementRow],
+        waves: &'a crate::churn::Waves,
+        recovery: &'a [crate::churn::Recovery],
+    }
+    write_json(
+        dir,
+        "churn.json",
+        &All {
+            placement,
+            waves,
+            recovery,
+        },
+    )?;
+    let mut csv = String::from("replicas,healing,from_s,requests,success_rate\n");
+    for r in recovery {
+        for b in &r.bins {
+            let _ = writeln!(
+                csv,
+                "{},{},{:.3},{},{:.6}",
+                r.setting.replicas, r.setting.healing, b.from_s, b.requests, b.success_rate
+            );
+        }
+    }
+    write(&dir.join("churn.csv"), csv.as_bytes())?;
+    churn_plot(&dir.join("churn.svg"), waves, recovery)
+}
+
+fn churn_plot(
+    path: &Path,
+    waves: &crate::churn::Waves,
+    recovery: &[crate::churn::Recovery],
+) -> Result<()> {
+    let root = SVGBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let end = recovery
+        .iter()
+        .flat_map(|r| r.bins.last())
+        .map(|b| b.from_s)
+        .fold(1.0, f64::max)
+        * 1.08;
+    let low = recovery
+        .iter()
+        .flat_map(|r| r.bins.iter().filter(|b| b.requests > 0))
+        .map(|b| b.success_rate)
+        .fold(1.0, f64::min);
+    let bottom = (low - 0.05).clamp(0.0, 0.95);
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "success after waves of {:.0}% leaves and {:.0}% joins",
+                waves.fraction * 100.0,
+                waves.fraction * 100.0
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..end, bottom..1.01)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("virtual seconds from the first request")
+        .y_desc("success rate")
+        .draw()
+        .map_err(plot_err)?;
+    for x in [waves.leaves_at_s, waves.joins_at_s] {
+        c.draw_series(LineSeries::new(
+            vec![(x, bottom), (x, 1.01)],
+            BLACK.mix(0.4),
+        ))
+        .map_err(plot_err)?;
+    }
+    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN];
+    for (i, r) in recovery.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let pts: Vec<(f64, f64)> = r
+            .bins
+            .iter()
+            .filter(|b| b.requests > 0)
+            .map(|b| (b.from_s, b.success_rate))
+            .collect();
+        let label = format!(
+            "{} replica{}, healing {}",
+            r.setting.replicas,
+            if r.setting.replicas == 1 { "" } else { "s" },
+            if r.setting.healing { "on" } else { "off" }
+        );
+        c.draw_series(LineSeries::new(pts.clone(), &color))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(plot_err)?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
