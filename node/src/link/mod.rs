@@ -410,14 +410,30 @@ mod tests {
             htl: Htl(4),
         };
         assert!(ha.send(m.clone()));
-        match irx.recv().await.unwrap() {
-            LinkEvent::Message(2, got) => assert_eq!(got, m),
-            other => panic!("{other:?}"),
+        // Each end pings at once and times the pong: a round-trip sample for each.
+        let mut rtts = std::collections::BTreeSet::new();
+        let mut got = None;
+        while got.is_none() || rtts.len() < 2 {
+            match irx.recv().await.unwrap() {
+                LinkEvent::Rtt(tag, rtt) => {
+                    assert!(rtt < std::time::Duration::from_secs(5), "{rtt:?}");
+                    rtts.insert(tag);
+                }
+                LinkEvent::Message(2, msg) => got = Some(msg),
+                other => panic!("{other:?}"),
+            }
         }
+        assert_eq!(got, Some(m));
+        assert_eq!(rtts.into_iter().collect::<Vec<_>>(), vec![1, 2]);
         drop(ha);
         // Both ends report the close.
-        for _ in 0..2 {
-            assert!(matches!(irx.recv().await.unwrap(), LinkEvent::Closed(..)));
+        let mut closed = 0;
+        while closed < 2 {
+            match irx.recv().await.unwrap() {
+                LinkEvent::Closed(..) => closed += 1,
+                LinkEvent::Rtt(..) => {}
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -218,11 +218,12 @@ async fn write_loop(
     let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
     let mut out = vec![0u8; CT_OFFSET + MAX_NOISE_MESSAGE];
     let mut nonce = 1u64;
-    let mut ping_nonce = 0u64;
     // The first ping goes out at once, so the link's round trip is known early.
     let mut last_ping: Option<tokio::time::Instant> = None;
-    let mut ping = |last: &mut Option<tokio::time::Instant>| {
-        ping_nonce += 1;
+    let ping = |last: &mut Option<tokio::time::Instant>| {
+        // Random, so a peer cannot answer a ping before it has seen it and look quicker
+        // than it is.
+        let ping_nonce: u64 = rand::random();
         pings.sent(ping_nonce);
         *last = Some(tokio::time::Instant::now());
         Message::Ping { nonce: ping_nonce }
