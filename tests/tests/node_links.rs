@@ -51,6 +51,15 @@ struct RawPeer {
 }
 
 impl RawPeer {
+    /// Connected to `node` and through the Hello exchange, taken into its peer table.
+    async fn linked(node: &veil_node::NodeHandle) -> anyhow::Result<RawPeer> {
+        let mut peer = RawPeer::connect(node.address().addr, &node.key()).await?;
+        anyhow::ensure!(matches!(peer.recv_msg().await?, Message::Hello(_)), "no hello");
+        peer.send_msg(&Message::Hello(hello())).await?;
+        wait_for_peer(node, NodeKey(peer.key), true).await?;
+        Ok(peer)
+    }
+
     async fn connect(addr: std::net::SocketAddr, remote: &NodeKey) -> anyhow::Result<RawPeer> {
         let kp = snow::Builder::new(NOISE_PARAMS.parse()?).generate_keypair()?;
         RawPeer::connect_as(addr, remote, &kp).await
@@ -144,6 +153,46 @@ async fn raw_snow_handshake_completes() -> anyhow::Result<()> {
             other => panic!("unexpected {other:?}"),
         }
     }
+    net.shutdown().await;
+    Ok(())
+}
+
+/// The node times its pings for latency-aware routing: a pong echoing the ping it awaits
+/// is one round-trip sample; pongs sent before the ping, or with another nonce, are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_ping_is_one_round_trip_sample() -> anyhow::Result<()> {
+    let net = Testnet::start(1, Topology::None).await?;
+    let node = net.node(0);
+    let mut peer = RawPeer::linked(node).await?;
+    // Guessed pongs, before any ping is seen: none may count.
+    for nonce in 0..32 {
+        peer.send_msg(&Message::Pong { nonce }).await?;
+    }
+    // The node pings a new link at once.
+    let nonce = loop {
+        if let Message::Ping { nonce } = peer.recv_msg().await? {
+            break nonce;
+        }
+    };
+    peer.send_msg(&Message::Pong { nonce: nonce ^ 1 }).await?;
+    peer.send_msg(&Message::Pong { nonce }).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node.counters().rtt_samples.get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no sample counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its pong again: the ping was answered already.
+    peer.send_msg(&Message::Pong { nonce }).await?;
+    peer.send_msg(&Message::Ping { nonce: 5 }).await?;
+    loop {
+        if let Message::Pong { nonce: 5 } = peer.recv_msg().await? {
+            break;
+        }
+    }
+    assert_eq!(node.counters().rtt_samples.get(), 1);
+    assert!(metrics_text(net.api(0))
+        .await?
+        .contains("veil_link_rtt_samples_total 1"));
     net.shutdown().await;
     Ok(())
 }
@@ -260,10 +309,7 @@ async fn signed_blocks_from_a_peer_are_checked() -> anyhow::Result<()> {
     use veil_proto::ssk::{KeyPair, HEADER_LEN};
     let net = Testnet::start(1, Topology::None).await?;
     let node = net.node(0);
-    let mut peer = RawPeer::connect(node.address().addr, &node.key()).await?;
-    assert!(matches!(peer.recv_msg().await?, Message::Hello(_)));
-    peer.send_msg(&Message::Hello(hello())).await?;
-    wait_for_peer(node, NodeKey(peer.key), true).await?;
+    let mut peer = RawPeer::linked(node).await?;
     let pair = KeyPair::from_secret([5; 32], [6; 32]);
     let (first, key) = pair.sign("page", b"the first", [1; 12])?;
     let (second, _) = pair.sign("page", b"another", [2; 12])?;
