@@ -449,6 +449,7 @@ async fn peers(State(node): State<NodeHandle>) -> Response {
                 "outbound": p.outbound,
                 "origin": p.origin,
                 "routable": p.routable,
+                "rtt_ms": p.rtt_ms,
             })
         })
         .collect();

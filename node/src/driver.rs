@@ -264,6 +264,24 @@ impl Driver {
                 {
                     self.counters.rtt_samples.inc();
                     self.router.observe_rtt(peer, rtt);
+                    let smoothed = self
+                        .router
+                        .peer_timing(peer)
+                        .and_then(|(rtt, _)| rtt)
+                        .map(|d| d.as_secs_f64() * 1e3);
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        // The peer list is republished on the first sample and on a
+                        // change of a tenth or more, not on every ping.
+                        let moved = match (p.info.rtt_ms, smoothed) {
+                            (None, Some(_)) => true,
+                            (Some(old), Some(new)) => (new - old).abs() > old * 0.1,
+                            _ => false,
+                        };
+                        if moved {
+                            p.info.rtt_ms = smoothed;
+                            self.publish_peers();
+                        }
+                    }
                 }
             }
             LinkEvent::Closed((peer, generation), reason) => {
@@ -391,6 +409,7 @@ impl Driver {
             outbound: initiator,
             origin: origin.as_str(),
             routable,
+            rtt_ms: None,
         };
         let generation = self.next_link;
         self.next_link += 1;

@@ -48,6 +48,8 @@ pub struct PeerInfo {
     /// False for a transient link (a newcomer announcing through us while we are
     /// full): it is not routed to and closes soon.
     pub routable: bool,
+    /// The link's smoothed round-trip time in ms, once a ping has been answered.
+    pub rtt_ms: Option<f64>,
 }
 
 /// Most inbound handshakes in flight at once. A newcomer always gets a slot: when they

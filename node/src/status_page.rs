@@ -40,13 +40,14 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
     for p in peers.iter() {
         let _ = write!(
             rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td><td>{}{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
             html_escape(&p.key.to_string()),
             html_escape(&p.addr.to_string()),
             veil_proto::Location(p.location).as_fraction(),
             if p.outbound { "out" } else { "in" },
             p.origin,
-            if p.routable { "" } else { " (transient)" }
+            if p.routable { "" } else { " (transient)" },
+            p.rtt_ms.map_or("–".to_string(), |ms| format!("{ms:.1} ms"))
         );
     }
     let dots: Vec<(f64, &str, bool)> = peers
@@ -83,7 +84,7 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <h2>Last hour</h2>{charts}\
 <h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
 <h2>Defence</h2><p>Rejected for overload {ro}, loops {rl}; answered from the failure table {rf}; peers dropped for flooding {fl}, for breaking the protocol {mb}; links closed on errors {le}; banned {bn}; handshakes evicted {he}, API connections evicted {ae}</p>\
-<h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th><th>found by</th></tr>{rows}</table>\
+<h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th><th>found by</th><th>round trip</th></tr>{rows}</table>\
 <p>Refreshes every {REFRESH_SECS} s. Machine-readable: <code>veil status</code>, <code>/api/v1/status</code>, <code>/metrics</code>.</p>\
 </body></html>",
         id = html_escape(&status.identity),

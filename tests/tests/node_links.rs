@@ -54,7 +54,10 @@ impl RawPeer {
     /// Connected to `node` and through the Hello exchange, taken into its peer table.
     async fn linked(node: &veil_node::NodeHandle) -> anyhow::Result<RawPeer> {
         let mut peer = RawPeer::connect(node.address().addr, &node.key()).await?;
-        anyhow::ensure!(matches!(peer.recv_msg().await?, Message::Hello(_)), "no hello");
+        anyhow::ensure!(
+            matches!(peer.recv_msg().await?, Message::Hello(_)),
+            "no hello"
+        );
         peer.send_msg(&Message::Hello(hello())).await?;
         wait_for_peer(node, NodeKey(peer.key), true).await?;
         Ok(peer)

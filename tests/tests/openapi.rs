@@ -155,21 +155,27 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<
             errors.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
     }
-    let ty = schema.get("type").and_then(Value::as_str);
-    let ok = match ty {
-        None => true,
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("boolean") => value.is_boolean(),
-        Some("integer") => value.is_u64() || value.is_i64(),
-        Some("number") => value.is_number(),
-        Some(other) => panic!("{at}: the checker does not know type {other}"),
+    // One type name, or a list of them (OpenAPI 3.1: `["number", "null"]`).
+    let types: Vec<&str> = match schema.get("type") {
+        None => Vec::new(),
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        Some(other) => panic!("{at}: a type must be a name or a list of names, not {other}"),
     };
-    if !ok {
+    let is = |ty: &str| match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "null" => value.is_null(),
+        other => panic!("{at}: the checker does not know type {other}"),
+    };
+    if !types.is_empty() && !types.iter().any(|t| is(t)) {
         errors.push(format!(
             "{at}: {value} is not of type {}",
-            ty.unwrap_or("?")
+            types.join(" or ")
         ));
         return;
     }
@@ -431,5 +437,16 @@ fn the_checker_sees_disagreement() {
         let mut errors = Vec::new();
         check(&doc, schema, &bad, "bad", &mut errors);
         assert!(!errors.is_empty(), "{bad} passed");
+    }
+    // A nullable number: a number or null, nothing else.
+    let nullable = serde_json::json!({"type": ["number", "null"]});
+    for (value, fine) in [
+        (serde_json::json!(1.5), true),
+        (Value::Null, true),
+        (serde_json::json!("1.5"), false),
+    ] {
+        let mut errors = Vec::new();
+        check(&doc, &nullable, &value, "rtt", &mut errors);
+        assert_eq!(errors.is_empty(), fine, "{value}: {errors:?}");
     }
 }
