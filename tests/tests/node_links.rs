@@ -196,6 +196,22 @@ async fn an_answered_ping_is_one_round_trip_sample() -> anyhow::Result<()> {
     assert!(metrics_text(net.api(0))
         .await?
         .contains("veil_link_rtt_samples_total 1"));
+    // The peer list shows the smoothed round trip.
+    let peers: serde_json::Value = net
+        .api(0)
+        .request(reqwest::Method::GET, "/api/v1/peers")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ours = peers
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["key"] == NodeKey(peer.key).to_string()))
+        .expect("the raw peer listed");
+    assert!(
+        ours["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{ours}"
+    );
     net.shutdown().await;
     Ok(())
 }
