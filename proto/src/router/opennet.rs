@@ -120,6 +120,10 @@ pub struct OpennetConfig {
     /// so it meets ring neighbours that joined later or that it missed (Chord's
     /// stabilisation, with announcements). Zero turns it off.
     pub stabilize_interval: Duration,
+    /// Longest pause between two stabilisations: while a node's nearest peer on each
+    /// side stays the same from one stabilisation to the next, the pause doubles from
+    /// `stabilize_interval` up to this; a change of either brings it back.
+    pub stabilize_max_interval: Duration,
     /// A peer younger than this is never dropped to make room.
     pub min_peer_age: Duration,
     /// Shortest time between two replacements.
@@ -149,6 +153,7 @@ impl Default for OpennetConfig {
             near_offers: 4,
             near_slots: 4,
             stabilize_interval: Duration::from_secs(10),
+            stabilize_max_interval: Duration::from_secs(320),
             min_peer_age: Duration::from_secs(5),
             drop_interval: Duration::from_secs(120),
             fold_replace_probability: 0.05,
@@ -228,6 +233,10 @@ pub(super) struct Opennet {
     next_announce: Option<Instant>,
     /// When to check the ring neighbours next.
     next_stabilize: Option<Instant>,
+    /// The nearest peer on each side (clockwise, counter-clockwise) at the last
+    /// stabilisation, and how many stabilisations in a row found them unchanged.
+    ring_seen: [Option<PeerId>; 2],
+    stabilize_streak: u32,
     /// Announcements in a row while short of peers: the pause doubles with each, up to
     /// 16 times `announce_interval`.
     announce_streak: u32,
@@ -571,6 +580,13 @@ impl Router {
         {
             self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
         }
+        if self.opennet.stabilize_streak > 0 && self.ring_neighbours() != self.opennet.ring_seen {
+            // The neighbourhood moved (a neighbour left or a nearer one came): look
+            // around again soon, at the short pause.
+            self.opennet.stabilize_streak = 0;
+            let soon = later(now, self.config.opennet.stabilize_interval);
+            self.opennet.next_stabilize = self.opennet.next_stabilize.map(|t| t.min(soon));
+        }
         self.release_seeds();
     }
 
@@ -722,21 +738,40 @@ impl Router {
 
     /// Announces through the nearest peer on each side of the ring: the walk ends at
     /// whichever node is nearest to us there, which offers itself and its neighbours.
+    /// While those two peers stay the same the pause doubles, up to
+    /// `stabilize_max_interval`: a settled node costs its neighbourhood little, and the
+    /// simulator's long joins stay linear in the number of nodes.
     fn stabilize(&mut self, now: Instant) {
-        self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
+        let ring = self.ring_neighbours();
+        if ring == self.opennet.ring_seen {
+            self.opennet.stabilize_streak = self.opennet.stabilize_streak.saturating_add(1);
+        } else {
+            self.opennet.ring_seen = ring;
+            self.opennet.stabilize_streak = 0;
+        }
+        let config = &self.config.opennet;
+        let pause = config
+            .stabilize_interval
+            .saturating_mul(1 << self.opennet.stabilize_streak.min(16))
+            .min(config.stabilize_max_interval.max(config.stabilize_interval));
+        self.opennet.next_stabilize = Some(later(now, pause));
+        for peer in ring.into_iter().flatten() {
+            self.send_announce(now, vec![peer]);
+        }
+    }
+
+    /// The nearest routable peer (not a seed) on each side of our location, clockwise
+    /// first.
+    fn ring_neighbours(&self) -> [Option<PeerId>; 2] {
         let me = self.location;
-        for side in [true, false] {
-            let nearest = self
-                .peers
+        [true, false].map(|side| {
+            self.peers
                 .iter()
                 .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
                 .filter(|p| clockwise(me, p.location) == side)
                 .min_by_key(|p| (me.distance(p.location), p.id))
-                .map(|p| p.id);
-            if let Some(peer) = nearest {
-                self.send_announce(now, vec![peer]);
-            }
-        }
+                .map(|p| p.id)
+        })
     }
 
     /// Starts an announcement for our own location.

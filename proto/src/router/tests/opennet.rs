@@ -510,6 +510,55 @@ fn stabilisation_finds_a_missed_ring_neighbour() {
     );
 }
 
+/// A settled node stabilises less and less often: while its nearest peer on each side
+/// stays the same the pause doubles, up to `stabilize_max_interval`; a nearer peer
+/// arriving brings the short pause back at once.
+#[test]
+fn stabilisation_backs_off_while_the_ring_is_settled_and_not_after() {
+    // Node 0 at 0 with ring neighbours 1 (clockwise) and 2 (counter-clockwise), linked
+    // to each other too; node 3, just clockwise of 0, comes later.
+    let locs = [0, 2 * STEP, u64::MAX - 2 * STEP, STEP];
+    let mut net = open_net(&locs, 8);
+    net.open_link(0, 1, PeerOrigin::Announcement);
+    net.open_link(0, 2, PeerOrigin::Announcement);
+    net.open_link(1, 2, PeerOrigin::Announcement);
+    net.drive_open();
+    let config = net.nodes[0].router.config().opennet.clone();
+    let short = config.stabilize_interval;
+    let mut pauses = Vec::new();
+    let mut last = net.fire_timer_and_link(0);
+    for _ in 0..8 {
+        let due = net.fire_timer_and_link(0);
+        pauses.push(due - last);
+        last = due;
+    }
+    assert_eq!(net.peers_of(0), vec![1, 2], "nothing new to meet");
+    let want: Vec<Duration> = (0..8)
+        .map(|k| (short * (1 << k)).min(config.stabilize_max_interval))
+        .collect();
+    assert_eq!(pauses, want);
+    // A nearer clockwise neighbour links in: the next look round is one short pause
+    // away, and it starts doubling again only from there.
+    assert!(net.open_link(3, 0, PeerOrigin::Announcement));
+    net.drive_open();
+    let due = net.nodes[0]
+        .router
+        .poll_timeout()
+        .expect("a stabilisation is due");
+    assert!(
+        due <= net.now + short,
+        "{:?} after the change",
+        due - net.now
+    );
+    let first = net.fire_timer_and_link(0);
+    let second = net.fire_timer_and_link(0);
+    assert_eq!(
+        second - first,
+        short,
+        "the new neighbourhood is checked at the short pause"
+    );
+}
+
 /// A walk that stops at a local minimum which does not know the newcomer's other
 /// neighbour goes on for a few hops through the neighbourhood and still meets it.
 #[test]
