@@ -580,7 +580,7 @@ impl Router {
         {
             self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
         }
-        if self.opennet.stabilize_streak > 0 && self.ring_neighbours() != self.opennet.ring_seen {
+        if self.ring_neighbours() != self.opennet.ring_seen {
             // The neighbourhood moved (a neighbour left or a nearer one came): look
             // around again soon, at the short pause.
             self.opennet.stabilize_streak = 0;

@@ -516,8 +516,8 @@ fn stabilisation_finds_a_missed_ring_neighbour() {
 #[test]
 fn stabilisation_backs_off_while_the_ring_is_settled_and_not_after() {
     // Node 0 at 0 with ring neighbours 1 (clockwise) and 2 (counter-clockwise), linked
-    // to each other too; node 3, just clockwise of 0, comes later.
-    let locs = [0, 2 * STEP, u64::MAX - 2 * STEP, STEP];
+    // to each other too; node 4, far off, and node 3, just clockwise of 0, come later.
+    let locs = [0, 2 * STEP, u64::MAX - 2 * STEP, STEP, 8 * STEP];
     let mut net = open_net(&locs, 8);
     net.open_link(0, 1, PeerOrigin::Announcement);
     net.open_link(0, 2, PeerOrigin::Announcement);
@@ -537,6 +537,13 @@ fn stabilisation_backs_off_while_the_ring_is_settled_and_not_after() {
         .map(|k| (short * (1 << k)).min(config.stabilize_max_interval))
         .collect();
     assert_eq!(pauses, want);
+    // A far peer links in: the neighbourhood is the same, so is the long pause.
+    assert!(net.open_link(4, 0, PeerOrigin::Announcement));
+    net.drive_open();
+    assert_eq!(
+        net.nodes[0].router.poll_timeout(),
+        Some(last + config.stabilize_max_interval)
+    );
     // A nearer clockwise neighbour links in: the next look round is one short pause
     // away, and it starts doubling again only from there.
     assert!(net.open_link(3, 0, PeerOrigin::Announcement));
