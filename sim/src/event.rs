@@ -209,7 +209,11 @@ impl Queue {
 
     /// When the earliest pending event happens.
     pub fn next_at(&mut self) -> Option<Nanos> {
-        self.settle().then(|| (self.last >> 64) as Nanos)
+        if self.settle() {
+            Some((self.last >> 64) as Nanos)
+        } else {
+            None
+        }
     }
 
     /// Takes the earliest pending event.
