@@ -2,7 +2,9 @@
 //! gateway, the node and its peers drawn on the location ring, store and cache fill,
 //! the last hour's requests and traffic as small charts, the defence counters and the
 //! peers with how each was found. Inline SVG and HTML only: no script, no style sheet,
-//! nothing loaded from anywhere (CSP `default-src 'none'`), refreshed by a meta refresh.
+//! nothing loaded from anywhere (CSP `default-src 'none'`). It refreshes itself only
+//! when asked (`/?refresh=SECS`, a meta refresh): a page that reloads by itself wipes
+//! whatever one is typing into its boxes.
 //! Answered only for a Host header naming the loopback API address (127.0.0.1,
 //! localhost or [::1] with the API port), so a web page elsewhere cannot read it through
 //! DNS rebinding.
@@ -11,7 +13,7 @@ use crate::gateway::html_escape;
 use crate::history::{deltas, Sample};
 use crate::loopback::is_loopback_host_on;
 use crate::node::NodeHandle;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use std::fmt::Write;
@@ -20,10 +22,21 @@ use std::fmt::Write;
 /// gateway on this origin.
 pub(crate) const CSP: &str = "default-src 'none'; form-action 'self'";
 
-/// Seconds between refreshes.
+/// Seconds between refreshes that the page's link offers.
 const REFRESH_SECS: u32 = 60;
 
-pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> Response {
+/// The page's query: `refresh` asks for a meta refresh every that many seconds (5 to
+/// 3,600).
+#[derive(serde::Deserialize)]
+pub(crate) struct PageQuery {
+    refresh: Option<u32>,
+}
+
+pub(crate) async fn page(
+    State(node): State<NodeHandle>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -67,9 +80,22 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
     let r = &status.requests;
     let d = &status.defence;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let refresh = query.refresh.map(|s| s.clamp(5, 3600));
+    let (meta, refresh_note) = match refresh {
+        Some(secs) => (
+            format!("<meta http-equiv=\"refresh\" content=\"{secs}\">"),
+            format!("Refreshes every {secs} s (<a href=\"/\">stop</a>)."),
+        ),
+        None => (
+            String::new(),
+            format!(
+                "<a href=\"/?refresh={REFRESH_SECS}\">Refresh every {REFRESH_SECS} s</a> (off by default, so what you type stays)."
+            ),
+        ),
+    };
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
-<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\"><title>veild</title></head><body>\
+{meta}<title>veild</title></head><body>\
 <h1>veild</h1>\
 <form method=\"get\" action=\"/go\"><label>Open a Veil URI \
 <input name=\"uri\" size=\"70\" placeholder=\"veil:CHK@…\" required></label> \
@@ -85,7 +111,7 @@ pub(crate) async fn page(State(node): State<NodeHandle>, headers: HeaderMap) -> 
 <h2>Requests</h2><p>Received {rr}, served from store {fs}, from cache {fc}, forwarded {fw}; local {lo} ({ls} found)</p>\
 <h2>Defence</h2><p>Rejected for overload {ro}, loops {rl}; answered from the failure table {rf}; peers dropped for flooding {fl}, for breaking the protocol {mb}; links closed on errors {le}; banned {bn}; handshakes evicted {he}, API connections evicted {ae}</p>\
 <h2>Peers ({np})</h2><table><tr><th>key</th><th>address</th><th>location</th><th>dir</th><th>found by</th><th>round trip</th></tr>{rows}</table>\
-<p>Refreshes every {REFRESH_SECS} s. Machine-readable: <code>veil status</code>, <code>/api/v1/status</code>, <code>/metrics</code>.</p>\
+<p>{refresh_note} Machine-readable: <code>veil status</code>, <code>/api/v1/status</code>, <code>/metrics</code>.</p>\
 </body></html>",
         id = html_escape(&status.identity),
         addr = html_escape(&status.address),

@@ -105,6 +105,29 @@ async fn status_page_checks_host() -> anyhow::Result<()> {
     for (i, _) in html.match_indices("href=") {
         assert!(html[i..].starts_with("href=\"/"), "{}", &html[i..i + 40]);
     }
+    // It does not reload by itself (that would wipe what one types in its boxes)
+    // unless asked, and then at a bounded pace.
+    assert!(!html.contains("http-equiv"), "{html}");
+    assert!(html.contains("href=\"/?refresh=60\""), "{html}");
+    for (asked, meta) in [("30", "content=\"30\""), ("0", "content=\"5\"")] {
+        let html = api
+            .http()
+            .get(format!("{}/?refresh={asked}", api.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        assert!(
+            html.contains(&format!("<meta http-equiv=\"refresh\" {meta}>")),
+            "{html}"
+        );
+    }
+    let bad = api
+        .http()
+        .get(format!("{}/?refresh=soon", api.base))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 400);
     let evil = api
         .http()
         .get(format!("{}/", api.base))
