@@ -232,6 +232,25 @@ enum SiteCommand {
     },
 }
 
+/// `--keyword` takes every word after it, so `veil put --keyword a b FILE` leaves no
+/// FILE: say so, and how to write it, instead of clap's bare "PATH not provided".
+fn keyword_order_hint(e: &clap::Error, args: impl IntoIterator<Item = String>) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let args: Vec<String> = args.into_iter().collect();
+    let at = args.iter().rposition(|a| a == "--keyword")?;
+    let last = args[at + 1..]
+        .iter()
+        .take_while(|a| !a.starts_with('-'))
+        .last()?;
+    Some(format!(
+        "no file or directory to publish: --keyword took {last:?} as a keyword, as it takes \
+         every word after it; give the path before --keyword (veil put PATH --keyword \
+         WORD...) or end the words with -- (--keyword WORD... -- PATH)"
+    ))
+}
+
 fn main() {
     // A bug is still one line, not a backtrace (RUST_BACKTRACE does not apply here).
     std::panic::set_hook(Box::new(|info| {
@@ -247,7 +266,13 @@ fn main() {
         // Colours only on a terminal: a log file gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if let Some(hint) = keyword_order_hint(&e, std::env::args()) {
+            eprintln!("error: {hint}");
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     let code = match run(cli) {
         Ok(()) => 0,
         // `veil get URI | head` closing the pipe early is not a failure worth a message.
@@ -1238,6 +1263,30 @@ async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_taken_as_a_keyword_gets_a_hint() {
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let args = argv(&["veil", "put", "--keyword", "a", "talk.pdf"]);
+        let e = Cli::try_parse_from(&args).unwrap_err();
+        let hint = keyword_order_hint(&e, args).expect("a hint");
+        assert!(
+            hint.contains("\"talk.pdf\"") && hint.contains("-- PATH"),
+            "{hint}"
+        );
+        // The same words with the path first, or after --, parse.
+        for ok in [
+            &["veil", "put", "talk.pdf", "--keyword", "a"][..],
+            &["veil", "put", "--keyword", "a", "--", "talk.pdf"][..],
+        ] {
+            let cli = Cli::try_parse_from(ok).unwrap();
+            assert!(matches!(cli.command, Command::Put { .. }), "{ok:?}");
+        }
+        // Other mistakes keep clap's own message.
+        let args = argv(&["veil", "put"]);
+        let e = Cli::try_parse_from(&args).unwrap_err();
+        assert_eq!(keyword_order_hint(&e, args), None);
+    }
 
     #[test]
     fn tokens_may_start_with_a_hyphen() {
