@@ -514,6 +514,33 @@ mod tests {
         assert_eq!(decrement(0, 18, false, false), 0);
     }
 
+    /// A peer's cost is its round trip times one plus the requests already awaited from
+    /// it: a quick peer carrying three of ours loses to a slower idle one, and wins again
+    /// as its answers come back.
+    #[test]
+    fn requests_in_flight_multiply_a_peers_round_trip() {
+        let now = t0();
+        let mut t = PeerTable::default();
+        // Both equally close to the target, 10 ms and 30 ms away.
+        t.add(PeerId(1), Location(1000), true, true);
+        t.add(PeerId(2), Location(3000), true, true);
+        t.observe_rtt(PeerId(1), std::time::Duration::from_millis(10));
+        t.observe_rtt(PeerId(2), std::time::Duration::from_millis(30));
+        let target = Location(2000);
+        let pick = |t: &PeerTable| t.choose(target, &[], now, (4.0, 0.0));
+        assert_eq!(pick(&t), Some(PeerId(1)));
+        for _ in 0..3 {
+            t.add_forwarded(PeerId(1), true);
+        }
+        // 10 ms x 4 = 40 against 30.
+        assert_eq!(pick(&t), Some(PeerId(2)));
+        t.add_forwarded(PeerId(1), false);
+        // 10 ms x 3 = 30: a tie in cost, broken by distance, then by id.
+        assert_eq!(pick(&t), Some(PeerId(1)));
+        t.add_forwarded(PeerId(1), false);
+        assert_eq!(pick(&t), Some(PeerId(1)));
+    }
+
     proptest! {
         /// The result never rises, never exceeds the maximum, and only the extremes may
         /// stay put.
