@@ -514,6 +514,87 @@ mod tests {
         assert_eq!(decrement(0, 18, false, false), 0);
     }
 
+    /// A table of peers at `(id, distance past the target, rtt ms)` (0 ms: never
+    /// measured), in that order; the target is at 1 << 40.
+    fn timed(peers: &[(u64, u64, u64)]) -> (PeerTable, Location) {
+        let target = Location(1 << 40);
+        let mut t = PeerTable::default();
+        for &(id, d, rtt) in peers {
+            t.add(PeerId(id), Location(target.0 + d), true, true);
+            if rtt > 0 {
+                t.observe_rtt(PeerId(id), std::time::Duration::from_millis(rtt));
+            }
+        }
+        (t, target)
+    }
+
+    /// The latency-aware choice, case by case: what counts in the typical hop, which
+    /// peers may be chosen at all, the edge of the factor, and how ties fall.
+    #[test]
+    fn latency_aware_choice_case_by_case() {
+        let now = t0();
+        // G nearest and slow, Q twice as far and quick, U unmeasured: with a full hop
+        // per doubling (weight 1), the typical hop is the mean of the *measured* round
+        // trips, 70 ms, so Q costs 40 + 70 = 110 against G's 100.
+        let (t, target) = timed(&[(1, 1000, 100), (2, 2000, 40), (3, 64_000, 0)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 1.0)), Some(PeerId(1)));
+        // Without the distance term Q's 40 ms wins; without the factor's room it cannot.
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+        assert_eq!(t.choose(target, &[], now, (1.9, 0.0)), Some(PeerId(1)));
+        // Exactly at the factor's edge still counts.
+        assert_eq!(t.choose(target, &[], now, (2.0, 0.0)), Some(PeerId(2)));
+
+        // An unmeasured peer near the key is never taken for its unknown (zero) cost.
+        let (t, target) = timed(&[(1, 1000, 100), (2, 1500, 0)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+
+        // A quicker peer that is backed off does not take the request from one that is
+        // not.
+        let (mut t, target) = timed(&[(1, 1000, 100), (2, 1500, 10)]);
+        t.back_off(PeerId(2), now + std::time::Duration::from_secs(5));
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+        // A back-off that ends now is over.
+        t.back_off(PeerId(2), now);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+
+        // The quick peer listed first keeps the request against the slower greedy
+        // choice listed after it.
+        let (t, target) = timed(&[(1, 2000, 10), (2, 1000, 100)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+
+        // Equal cost and distance: the lower id, wherever it is listed.
+        let (t, target) = timed(&[(2, 1000, 50), (1, 1000, 50), (3, 1000, 50)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+
+        // Factor 1 is greedy even between peers equally close through their neighbours:
+        // the one itself nearer goes first, however slow.
+        let (mut t, target) = timed(&[(1, 1000, 100), (2, 3000, 10)]);
+        t.set_neighbours(PeerId(1), vec![Location(target.0 + 500)]);
+        t.set_neighbours(PeerId(2), vec![Location(target.0 + 500)]);
+        assert_eq!(t.choose(target, &[], now, (1.0, 0.0)), Some(PeerId(1)));
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+    }
+
+    /// One side of the ring: the nearest peer clockwise of the target, or counter-
+    /// clockwise, even when the other side has a nearer one.
+    #[test]
+    fn closest_on_a_side() {
+        let now = t0();
+        let target = Location(1 << 40);
+        let mut t = PeerTable::default();
+        t.add(PeerId(1), Location(target.0 + 100), true, true);
+        t.add(PeerId(2), Location(target.0 + 900), true, true);
+        t.add(PeerId(3), Location(target.0 - 50), true, true);
+        assert_eq!(t.closest(target, &[], now), Some(PeerId(3)));
+        assert_eq!(t.closest_on_side(target, &[], now, true), Some(PeerId(1)));
+        assert_eq!(
+            t.closest_on_side(target, &[PeerId(1)], now, true),
+            Some(PeerId(2))
+        );
+        assert_eq!(t.closest_on_side(target, &[], now, false), Some(PeerId(3)));
+        assert_eq!(t.closest_on_side(target, &[PeerId(3)], now, false), None);
+    }
+
     /// A peer's cost is its round trip times one plus the requests already awaited from
     /// it: a quick peer carrying three of ours loses to a slower idle one, and wins again
     /// as its answers come back.
