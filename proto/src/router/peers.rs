@@ -565,6 +565,10 @@ mod tests {
         // Equal cost and distance: the lower id, wherever it is listed.
         let (t, target) = timed(&[(2, 1000, 50), (1, 1000, 50), (3, 1000, 50)]);
         assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+        // Two quicker peers tie, both ahead of the greedy one: the lower id again, though
+        // listed second.
+        let (t, target) = timed(&[(3, 1000, 100), (2, 1500, 10), (1, 1500, 10)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
 
         // Factor 1 is greedy even between peers equally close through their neighbours:
         // the one itself nearer goes first, however slow.
@@ -573,6 +577,27 @@ mod tests {
         t.set_neighbours(PeerId(2), vec![Location(target.0 + 500)]);
         assert_eq!(t.choose(target, &[], now, (1.0, 0.0)), Some(PeerId(1)));
         assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+    }
+
+    /// Round trips are smoothed by 1/8 a sample (the first is taken as it is) and the
+    /// success share by 1/32 an outcome, from 1.
+    #[test]
+    fn round_trips_and_success_are_smoothed() {
+        let mut t = PeerTable::default();
+        t.add(PeerId(1), Location(0), true, true);
+        let ms = std::time::Duration::from_millis;
+        t.observe_rtt(PeerId(1), ms(80));
+        assert_eq!(t.get(PeerId(1)).unwrap().rtt_us, 80_000);
+        t.observe_rtt(PeerId(1), ms(160));
+        assert_eq!(t.get(PeerId(1)).unwrap().rtt_us, 90_000);
+        t.observe_rtt(PeerId(1), ms(10));
+        assert_eq!(t.get(PeerId(1)).unwrap().rtt_us, 80_000);
+        assert_eq!(t.get(PeerId(1)).unwrap().success, 1.0);
+        t.observe_outcome(PeerId(1), false);
+        assert_eq!(t.get(PeerId(1)).unwrap().success, 1.0 - 1.0 / 32.0);
+        t.observe_outcome(PeerId(1), true);
+        let s = 1.0 - 1.0 / 32.0;
+        assert_eq!(t.get(PeerId(1)).unwrap().success, s + (1.0 - s) / 32.0);
     }
 
     /// One side of the ring: the nearest peer clockwise of the target, or counter-
