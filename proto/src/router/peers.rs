@@ -600,6 +600,27 @@ mod tests {
         assert_eq!(t.get(PeerId(1)).unwrap().success, s + (1.0 - s) / 32.0);
     }
 
+    /// Overload strikes count within a window that starts at the first strike after
+    /// the last window passed; a strike exactly at the window's end still counts in it.
+    #[test]
+    fn strikes_count_within_their_window() {
+        let mut t = PeerTable::default();
+        t.add(PeerId(1), Location(0), true, true);
+        let start = t0();
+        let w = std::time::Duration::from_secs(5);
+        let s = std::time::Duration::from_secs;
+        assert_eq!(t.strike(PeerId(9), start, w), 0, "no such peer");
+        // The window opened when the peer was added.
+        let first = t.get(PeerId(1)).unwrap().strikes_since;
+        assert_eq!(t.strike(PeerId(1), first, w), 1);
+        assert_eq!(t.strike(PeerId(1), first + s(2), w), 2);
+        assert_eq!(t.strike(PeerId(1), first + w, w), 3);
+        // Past it, counting starts again from there.
+        let later = first + w + std::time::Duration::from_millis(1);
+        assert_eq!(t.strike(PeerId(1), later, w), 1);
+        assert_eq!(t.strike(PeerId(1), later + s(1), w), 2);
+    }
+
     /// One side of the ring: the nearest peer clockwise of the target, or counter-
     /// clockwise, even when the other side has a nearer one.
     #[test]
