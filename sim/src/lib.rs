@@ -81,7 +81,7 @@ fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usiz
     );
     let key_count = params.key_count();
     let warm_keys = params.warmup_keys();
-    let keys = workload::Keys::generate(key_count + warm_keys, params.seed, params.full_verify);
+    let keys = workload::Keys::generate(key_count + warm_keys, params.seed, params.key_mode());
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);

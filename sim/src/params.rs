@@ -93,6 +93,9 @@ pub struct Params {
     pub swap_mode: SwapMode,
     /// Hash every block at every hop, as the daemon does, instead of the memo.
     pub full_verify: bool,
+    /// Route the keys of real CHK blocks instead of hashed keys (as every run did
+    /// before hashed keys became the default; `--full-verify` implies it).
+    pub chk_keys: bool,
     /// Opennet: seed nodes that newcomers announce through.
     pub seeds: usize,
     /// Opennet: warm-up requests per node (on keys of their own) before the measured
@@ -163,6 +166,7 @@ impl Params {
             swaps_per_node: 50,
             swap_mode: SwapMode::Offline,
             full_verify: false,
+            chk_keys: false,
             seeds: 3,
             warmup: 20,
             interval_ms: 0.0,
@@ -175,6 +179,19 @@ impl Params {
             routing: Routing::LatencyAware,
             factor: veil_proto::router::DEFAULT_LATENCY_FACTOR,
             progress_weight: veil_proto::router::DEFAULT_LATENCY_PROGRESS_WEIGHT,
+        }
+    }
+
+    /// How the keys are made: real blocks for `--full-verify`, CHK keys for
+    /// `--chk-keys`, hashed keys otherwise.
+    pub fn key_mode(&self) -> crate::workload::KeyMode {
+        use crate::workload::KeyMode;
+        if self.full_verify {
+            KeyMode::ChkBlocks
+        } else if self.chk_keys {
+            KeyMode::Chk
+        } else {
+            KeyMode::Hashed
         }
     }
 

@@ -151,6 +151,7 @@ fn identity_verification_matches_hashing() {
     // The simulator's memo stands in for SHA-256 only because nothing forges blocks:
     // hashing every block at every hop must give exactly the same run.
     let mut p = small(120, 200, 11);
+    p.chk_keys = true;
     let fast = run(&p).unwrap().summary;
     p.full_verify = true;
     let full = run(&p).unwrap().summary;
