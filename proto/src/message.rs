@@ -690,6 +690,53 @@ mod tests {
     }
 
     #[test]
+    fn encode_into_appends_what_encode_makes() {
+        // The link encodes into a reused buffer that already holds a frame header.
+        let msg = Message::Request {
+            id: RequestId(7),
+            key: RoutingKey([0xAA; 32]),
+            htl: Htl(18),
+        };
+        let mut buf = vec![1, 2, 3];
+        msg.encode_into(&mut buf);
+        assert_eq!(buf[..3], [1, 2, 3]);
+        assert_eq!(buf[3..], msg.encode()[..]);
+    }
+
+    #[test]
+    fn request_ids_print_as_sixteen_hex_digits() {
+        // Logs and traces quote ids this way; operators match them across nodes.
+        assert_eq!(format!("{:?}", RequestId(0xab)), "req:00000000000000ab");
+        assert_eq!(RequestId(u64::MAX).to_string(), "ffffffffffffffff");
+    }
+
+    #[test]
+    fn limits_sit_exactly_at_their_bounds() {
+        // Noise carries at most 65,535 bytes, 16 of them the tag: one byte more than
+        // that is refused before anything is parsed.
+        assert_eq!(
+            Message::decode(&vec![0; 65_520]),
+            Err(MessageError::TooLarge(65_520))
+        );
+        // A list of exactly the most entries allowed is accepted, one more is not.
+        let full = Message::PeerInfo {
+            peers: BoundedVec(vec![addr(); MAX_PEER_INFO]),
+        };
+        assert_eq!(Message::decode(&full.encode()).unwrap(), full);
+        let full = Message::Neighbours {
+            locations: BoundedVec(vec![Location(1 << 62); MAX_NEIGHBOURS]),
+        };
+        assert_eq!(Message::decode(&full.encode()).unwrap(), full);
+        let over = Message::Neighbours {
+            locations: BoundedVec(vec![Location(1 << 62); MAX_NEIGHBOURS + 1]),
+        };
+        assert!(matches!(
+            Message::decode(&over.encode()),
+            Err(MessageError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn peer_address_text() {
         let a = addr();
         let t = a.to_string();
