@@ -718,6 +718,10 @@ mod tests {
             Message::decode(&vec![0; 65_520]),
             Err(MessageError::TooLarge(65_520))
         );
+        assert!(!matches!(
+            Message::decode(&vec![0; MAX_MESSAGE_LEN]),
+            Err(MessageError::TooLarge(_))
+        ));
         // A list of exactly the most entries allowed is accepted, one more is not.
         let full = Message::PeerInfo {
             peers: BoundedVec(vec![addr(); MAX_PEER_INFO]),

@@ -146,3 +146,23 @@ fn odd_configurations_do_not_panic() {
         vec![(PeerId(1), Message::RejectedOverload { id: RequestId(1) })]
     );
 }
+
+#[test]
+fn what_the_shell_reads_back_is_what_it_set() {
+    let config = RouterConfig {
+        max_htl: Htl(11),
+        ..cfg(3)
+    };
+    let (mut r, _) = lone(&[1], config);
+    assert_eq!(r.config().max_htl, Htl(11));
+    assert_eq!(r.config().rng_seed, 3);
+    // A peer never timed has no round trip (not a zero one, which would make it look
+    // the quickest of all), and starts trusted.
+    assert_eq!(r.peer_timing(PeerId(1)), Some((None, 1.0)));
+    r.observe_rtt(PeerId(1), Duration::from_millis(5));
+    assert_eq!(
+        r.peer_timing(PeerId(1)),
+        Some((Some(Duration::from_millis(5)), 1.0))
+    );
+    assert_eq!(r.peer_timing(PeerId(9)), None);
+}
