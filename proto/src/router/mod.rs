@@ -835,9 +835,9 @@ impl Router {
         if self.opennet_timeout().is_some_and(|t| t <= now) {
             self.opennet_tick(now);
         }
-        if self.config.swap.enabled && self.swap_timeout().is_none_or(|t| t <= now) {
-            self.swap_tick(now);
-        }
+        // Does nothing with swapping off, and otherwise only what is due (a swap to
+        // start, state past its ttl to forget).
+        self.swap_tick(now);
         self.tidy_timers();
     }
 

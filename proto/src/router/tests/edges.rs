@@ -81,13 +81,44 @@ fn bad_insert_is_misbehaviour() {
 
 #[test]
 fn local_inserts_without_peers_fail() {
-    let (b, _) = blk(10);
-    let (mut r, now) = lone(&[], cfg(1));
-    let id = r.start_insert(now, b, None, None);
-    assert!(matches!(
-        events(&mut r)[..],
-        [Event::InsertFinished { id: i, result: Err(InsertFailure::RouteNotFound), .. }] if i == id
-    ));
+    // Whatever the replica count (one copy included: this node alone is not "the
+    // nearest node" of a network it is not in) and with the anonymity walk on or off,
+    // an insert with nobody to send it to says so, and the daemon keeps it for later.
+    for walk in [0.0, 1.0] {
+        for replicas in [None, Some(1), Some(3)] {
+            let config = RouterConfig {
+                walk_probability: walk,
+                ..cfg(1)
+            };
+            let (b, _) = blk(10);
+            let (mut r, now) = lone(&[], config);
+            let id = r.start_insert(now, b, None, replicas);
+            assert!(
+                matches!(
+                    events(&mut r)[..],
+                    [Event::InsertFinished { id: i, result: Err(InsertFailure::RouteNotFound), .. }] if i == id
+                ),
+                "walk {walk}, replicas {replicas:?}"
+            );
+            assert!(drain(&mut r).is_empty());
+        }
+    }
+}
+
+#[test]
+fn an_inserts_deadline_allows_for_its_replica_chain() {
+    // A request waits one hop timeout per hop it may still take; an insert also for
+    // each copy still to be stored after its HTL runs out.
+    let (b, key) = blk(12);
+    let config = cfg(1);
+    let per_hop = config.hop_timeout;
+    let (mut r, now) = lone(&[Location::of_key(&key).0], config);
+    let mut store = Mem::default();
+    r.start_request(now, key, Some(Htl(5)), &mut store);
+    assert_eq!(r.poll_timeout(), Some(now + per_hop * (5 + 1)));
+    let (mut r, now) = lone(&[Location::of_key(&key).0], cfg(1));
+    r.start_insert(now, b, Some(Htl(5)), Some(4));
+    assert_eq!(r.poll_timeout(), Some(now + per_hop * (5 + 1 + 4)));
 }
 
 #[test]
@@ -98,6 +129,11 @@ fn local_store_answers_first() {
     store.blocks.insert(key, (b.clone(), Placement::Cache));
     let id = r.start_request(now, key, None, &mut store);
     assert!(drain(&mut r).is_empty());
+    assert_eq!(r.stats().local_hits, 1);
+    assert_eq!(r.stats().local_requests_succeeded, 1);
+    // The shell may look at what is pending without taking it.
+    assert_eq!(r.pending_events().count(), 1);
+    assert_eq!(r.pending_events().count(), 1);
     assert_eq!(
         events(&mut r),
         vec![Event::RequestFinished {
@@ -165,4 +201,31 @@ fn what_the_shell_reads_back_is_what_it_set() {
         Some((Some(Duration::from_millis(5)), 1.0))
     );
     assert_eq!(r.peer_timing(PeerId(9)), None);
+}
+
+#[test]
+fn a_fresh_id_skips_one_the_generator_draws_while_it_is_in_use() {
+    // Twin routers with the same seed draw the same ids. The twin's first id arrives at
+    // this router from a peer first, is served from the store and so is remembered as
+    // seen; when this router's own generator then draws it, it must draw again, or a
+    // reply to the peer's request would be taken for its own.
+    let (b, key) = blk(13);
+    let (mut twin, now) = lone(&[1], cfg(21));
+    let drawn = twin.start_request(now, key_at(7), None, &mut Mem::default());
+    let (mut r, _) = lone(&[1], cfg(21));
+    let mut store = Mem::default();
+    store.blocks.insert(key, (b, Placement::Store));
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: drawn,
+            key,
+            htl: Htl(5),
+        },
+        &mut store,
+    );
+    assert!(matches!(drain(&mut r)[..], [(PeerId(1), Message::Data { id, .. })] if id == drawn));
+    let own = r.start_request(now, key_at(7), None, &mut Mem::default());
+    assert_ne!(own, drawn);
 }
