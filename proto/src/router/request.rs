@@ -432,9 +432,9 @@ impl Router {
                 resume: Some(_),
                 ..
             }
-        ) && req.other_side.is_none()
-        {
-            // The first chain of a split walk: the second takes the other side.
+        ) {
+            // The first chain of a split walk: the second takes the other side of the
+            // peer that carries the first (the latest asked, if one refused).
             let cw = self
                 .peers
                 .get(peer)

@@ -229,3 +229,24 @@ fn a_fresh_id_skips_one_the_generator_draws_while_it_is_in_use() {
     let own = r.start_request(now, key_at(7), None, &mut Mem::default());
     assert_ne!(own, drawn);
 }
+
+#[test]
+fn sides_and_deadlines_at_their_extremes() {
+    use super::request::{clockwise_of, later};
+    // A point exactly half a turn away lies on one side only (counter-clockwise), so
+    // the two chains of a replica walk can never both count it.
+    assert!(clockwise_of(Location((1 << 63) - 1), Location(0)));
+    assert!(!clockwise_of(Location(1 << 63), Location(0)));
+    assert!(clockwise_of(Location(5), Location(u64::MAX - 5)));
+    assert!(clockwise_of(Location(7), Location(7)));
+    // A deadline that would overflow the clock is a year away instead.
+    let now = Instant::now();
+    assert_eq!(
+        later(now, Duration::MAX),
+        now + Duration::from_secs(365 * 86_400)
+    );
+    assert_eq!(
+        later(now, Duration::from_secs(3)),
+        now + Duration::from_secs(3)
+    );
+}

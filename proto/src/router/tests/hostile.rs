@@ -484,3 +484,297 @@ fn counters_count_what_happened() {
         assert_eq!(s(&net, n).misbehaviour, 0, "node {n}");
     }
 }
+
+#[test]
+fn an_originator_whose_htl_is_spent_ends_its_insert_unstored() {
+    // A start HTL of 0: the originator never keeps its own user's block as a replica
+    // (that would mark it as the publisher); the insert simply ends.
+    let (b, _) = blk(28);
+    let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+    let id = r.start_insert(now, b, Some(Htl(0)), None);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(
+        events(&mut r),
+        vec![Event::InsertFinished {
+            id,
+            key: blk(28).1,
+            result: Ok(InsertReport {
+                route_exhausted: false
+            })
+        }]
+    );
+    assert_eq!(r.stats().stored, 0);
+}
+
+#[test]
+fn an_insert_whose_htl_runs_out_at_a_relay_is_stored_there_and_walks_on() {
+    let b = far_block();
+    let key = b.routing_key();
+    let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Insert {
+            id: RequestId(40),
+            key,
+            htl: Htl(1),
+            replicas: 3,
+            stored: 0,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    // (Cached on arrival as every relay does, then kept long-term.)
+    assert!(events(&mut r).contains(&Event::Store {
+        key,
+        block: b,
+        placement: Placement::Store
+    }));
+    assert_eq!(r.stats().stored, 1);
+    // The walk goes on to the other peer, counting this copy, under HTL 1.
+    assert!(matches!(
+        drain(&mut r)[..],
+        [(
+            PeerId(2),
+            Message::Insert {
+                htl: Htl(1),
+                stored: 1,
+                ..
+            }
+        )]
+    ));
+}
+
+#[test]
+fn a_relay_far_from_the_requester_caches_what_it_passes_back() {
+    let (b, key) = blk(29);
+    let (mut r, now) = lone(&[u64::MAX / 2, Location::of_key(&key).0], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(41),
+            key,
+            htl: Htl(10),
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
+        panic!("forwarded {out:?}");
+    };
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![(
+            PeerId(1),
+            Message::Data {
+                id: RequestId(41),
+                block: b.clone()
+            }
+        )]
+    );
+    assert!(events(&mut r).contains(&Event::Store {
+        key,
+        block: b,
+        placement: Placement::Cache
+    }));
+    assert_eq!(r.stats().cached, 1);
+}
+
+#[test]
+fn a_relay_out_of_routes_for_an_unstored_insert_says_route_not_found() {
+    // A relay not nearest the key forwards an insert; the one peer it can ask refuses
+    // it as a loop. The insert is not stored anywhere yet, so the answer upstream is
+    // RouteNotFound with the HTL left (not an InsertReply, which would claim it done).
+    let b = far_block();
+    let key = b.routing_key();
+    let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Insert {
+            id: RequestId(42),
+            key,
+            htl: Htl(10),
+            replicas: 3,
+            stored: 0,
+            block: b,
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    let [(PeerId(2), Message::Insert { id, htl, .. })] = out[..] else {
+        panic!("forwarded {out:?}");
+    };
+    r.handle_message(now, PeerId(2), Message::RejectedLoop { id }, &mut store);
+    assert_eq!(
+        drain(&mut r),
+        vec![(
+            PeerId(1),
+            Message::RouteNotFound {
+                id: RequestId(42),
+                htl
+            }
+        )]
+    );
+}
+
+#[test]
+fn what_a_user_is_told_when_every_route_is_spent() {
+    // Peers 1 and 2; each answer in turn, then nobody is left.
+    let outcome = |answers: [fn(RequestId) -> Message; 2]| {
+        let key = key_at(9);
+        let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+        let mut store = Mem::default();
+        let id = r.start_request(now, key, None, &mut store);
+        for answer in answers {
+            let out = drain(&mut r);
+            let [(peer, Message::Request { id: sent, .. })] = out[..] else {
+                panic!("sent {out:?}");
+            };
+            r.handle_message(now, peer, answer(sent), &mut store);
+        }
+        events(&mut r).into_iter().find_map(|e| match e {
+            Event::RequestFinished { id: i, result, .. } if i == id => Some(result),
+            _ => None,
+        })
+    };
+    let looped = |id| Message::RejectedLoop { id };
+    let busy = |id| Message::RejectedOverload { id };
+    let no_route = |id| Message::RouteNotFound { id, htl: Htl(3) };
+    // Nobody took it: there is no route.
+    assert_eq!(
+        outcome([looped, looped]),
+        Some(Err(RequestFailure::RouteNotFound))
+    );
+    // Somebody took it and searched: to the user, the block is not there.
+    assert_eq!(
+        outcome([no_route, looped]),
+        Some(Err(RequestFailure::DataNotFound))
+    );
+    assert_eq!(
+        outcome([busy, no_route]),
+        Some(Err(RequestFailure::DataNotFound))
+    );
+    // Only refusals for load: the network is busy.
+    assert_eq!(
+        outcome([busy, looped]),
+        Some(Err(RequestFailure::Overloaded))
+    );
+}
+
+#[test]
+fn data_found_later_is_offered_to_the_peer_whose_request_failed() {
+    // Peer 1 asks for a key; the nearest peer (2) has nothing, so 1 is told DataNotFound
+    // and remembered as an asker. When the local user's request then finds the block
+    // through peer 3, it is offered to peer 1, and to nobody else.
+    let (b, key) = blk(30);
+    let t = Location::of_key(&key).0;
+    let (mut r, now) = lone(
+        &[
+            t.wrapping_add(u64::MAX / 2),
+            t.wrapping_add(5),
+            t.wrapping_add(1 << 40),
+        ],
+        cfg(1),
+    );
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(43),
+            key,
+            htl: Htl(5),
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
+        panic!("forwarded {out:?}");
+    };
+    r.handle_message(now, PeerId(2), Message::DataNotFound { id }, &mut store);
+    assert_eq!(
+        drain(&mut r),
+        vec![(PeerId(1), Message::DataNotFound { id: RequestId(43) })]
+    );
+    let mine = r.start_request(now, key, None, &mut store);
+    let out = drain(&mut r);
+    let [(PeerId(3), Message::Request { id, .. })] = out[..] else {
+        panic!("the user's request went to {out:?}");
+    };
+    r.handle_message(
+        now,
+        PeerId(3),
+        Message::Data {
+            id,
+            block: b.clone(),
+        },
+        &mut store,
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![(PeerId(1), Message::Offer { key, block: b })]
+    );
+    assert!(matches!(
+        events(&mut r)[..],
+        [Event::RequestFinished { id, result: Ok(_), .. }] if id == mine
+    ));
+}
+
+#[test]
+fn a_split_walks_second_chain_takes_the_side_the_first_did_not() {
+    // This node is the nearest to the key, so it holds the first copy and splits the
+    // replica walk: the first chain goes to the closest peer's side, the second to the
+    // other. When the closest peer refuses and the first chain goes out on the other
+    // side instead, the second chain must follow that change, or both chains would
+    // cover one side of the key and leave the other bare.
+    let (b, key) = blk(31);
+    let t = Location::of_key(&key).0;
+    let mut r = Router::new(cfg(1), Location(t));
+    let now = Instant::now();
+    for (id, at) in [
+        (1, t.wrapping_add(10)),
+        (2, t.wrapping_sub(20)),
+        (3, t.wrapping_add(1000)),
+        (4, t.wrapping_sub(1000)),
+    ] {
+        r.add_peer(now, PeerId(id), Location(at));
+    }
+    let mut store = Mem::default();
+    r.start_insert(now, b, None, Some(5));
+    let sent = |r: &mut Router| -> (PeerId, RequestId) {
+        match drain(r)[..] {
+            [(peer, Message::Insert { id, .. })] => (peer, id),
+            ref other => panic!("sent {other:?}"),
+        }
+    };
+    let (first, id) = sent(&mut r);
+    assert_eq!(
+        first,
+        PeerId(1),
+        "the first chain starts at the closest peer"
+    );
+    r.handle_message(now, first, Message::RejectedLoop { id }, &mut store);
+    let (retry, id) = sent(&mut r);
+    assert_eq!(retry, PeerId(2), "then the next closest, on the other side");
+    r.handle_message(now, retry, Message::InsertReply { id }, &mut store);
+    let (second, _) = sent(&mut r);
+    assert_eq!(
+        second,
+        PeerId(3),
+        "the second chain goes opposite the first's carrier"
+    );
+}
