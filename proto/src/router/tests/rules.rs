@@ -731,3 +731,74 @@ fn offers_are_taken_only_when_asked_for_and_only_if_they_verify() {
         }
     )));
 }
+
+#[test]
+fn a_peer_that_ignores_overload_rejections_is_reported_once_at_the_threshold() {
+    let config = RouterConfig {
+        max_inflight_per_peer: 1,
+        flood_rejections: 3,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[1 << 62, 100], config);
+    let mut store = Mem::default();
+    let flagged = |r: &mut Router| {
+        events(r)
+            .into_iter()
+            .filter(|e| matches!(e, Event::PeerMisbehaved { peer: PeerId(2), .. }))
+            .count()
+    };
+    r.handle_message(now, PeerId(2), request(1, 50), &mut store);
+    // Two refusals are ordinary load: a well-behaved peer backs off after them.
+    for id in 2..4 {
+        r.handle_message(now, PeerId(2), request(id, 50), &mut store);
+        assert_eq!(flagged(&mut r), 0, "flagged after {} refusals", id - 1);
+    }
+    // The third within the back-off period is a flood: reported, and only once.
+    r.handle_message(now, PeerId(2), request(4, 50), &mut store);
+    assert_eq!(flagged(&mut r), 1);
+    r.handle_message(now, PeerId(2), request(5, 50), &mut store);
+    assert_eq!(flagged(&mut r), 0);
+    assert_eq!(r.stats().flooders, 1);
+    assert_eq!(r.stats().rejected_overload, 4);
+}
+
+#[test]
+fn a_peer_may_fill_exactly_its_share_of_insert_bytes() {
+    // Room for four blocks over two peers: two each once the node is full.
+    let config = RouterConfig {
+        max_inflight_bytes: 4 * block::BLOCK_LEN as u64,
+        ..cfg(1)
+    };
+    let (mut r, now) = lone(&[1 << 62, 3 << 62], config);
+    let mut store = Mem::default();
+    // Blocks whose keys lie far from this node, so it forwards each and holds its bytes
+    // until an answer comes (a node nearest the key would store it and be done).
+    let far: Vec<(Block, RoutingKey)> = (40..=255)
+        .map(blk)
+        .filter(|(_, k)| Location::of_key(k).distance(Location(0)).0 > u64::MAX / 4)
+        .take(7)
+        .collect();
+    let insert = |id: u64, n: u8| {
+        let (block, key) = far[usize::from(n) - 1].clone();
+        Message::Insert {
+            id: RequestId(id),
+            key,
+            htl: Htl(9),
+            replicas: 1,
+            stored: 0,
+            block,
+        }
+    };
+    // Peer 1 fills the idle node.
+    for (id, n) in [(1, 1), (2, 2), (3, 3), (4, 4)] {
+        r.handle_message(now, PeerId(1), insert(id, n), &mut store);
+    }
+    assert!(rejected(&drain(&mut r)).is_empty());
+    // Peer 2 still gets its share of two blocks in flight, not one more.
+    for (id, n) in [(5, 5), (6, 6)] {
+        r.handle_message(now, PeerId(2), insert(id, n), &mut store);
+        assert!(rejected(&drain(&mut r)).is_empty(), "insert {id}");
+    }
+    r.handle_message(now, PeerId(2), insert(7, 7), &mut store);
+    assert_eq!(rejected(&drain(&mut r)), vec![(PeerId(2), RequestId(7))]);
+}
