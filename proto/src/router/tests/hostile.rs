@@ -728,6 +728,7 @@ fn data_found_later_is_offered_to_the_peer_whose_request_failed() {
         drain(&mut r),
         vec![(PeerId(1), Message::Offer { key, block: b })]
     );
+    assert_eq!(r.stats().offers_sent, 1);
     assert!(matches!(
         events(&mut r)[..],
         [Event::RequestFinished { id, result: Ok(_), .. }] if id == mine
@@ -777,4 +778,38 @@ fn a_split_walks_second_chain_takes_the_side_the_first_did_not() {
         PeerId(3),
         "the second chain goes opposite the first's carrier"
     );
+}
+
+#[test]
+fn data_is_not_offered_back_to_the_peer_that_just_sent_it() {
+    // As above, but the user's request finds the block at the earlier asker itself:
+    // it has the block now, so offering it back would be noise.
+    let (b, key) = blk(30);
+    let t = Location::of_key(&key).0;
+    let (mut r, now) = lone(&[t.wrapping_add(u64::MAX / 2), t.wrapping_add(5)], cfg(1));
+    let mut store = Mem::default();
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id: RequestId(44),
+            key,
+            htl: Htl(5),
+        },
+        &mut store,
+    );
+    let out = drain(&mut r);
+    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
+        panic!("forwarded {out:?}");
+    };
+    r.handle_message(now, PeerId(2), Message::DataNotFound { id }, &mut store);
+    drain(&mut r);
+    r.start_request(now, key, None, &mut store);
+    let out = drain(&mut r);
+    let [(PeerId(1), Message::Request { id, .. })] = out[..] else {
+        panic!("the user's request went to {out:?}");
+    };
+    r.handle_message(now, PeerId(1), Message::Data { id, block: b }, &mut store);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.stats().offers_sent, 0);
 }

@@ -720,6 +720,7 @@ fn offers_are_taken_only_when_asked_for_and_only_if_they_verify() {
     // A forged block from the asked peer is misbehaviour.
     r.handle_message(now, to, offer(&other), &mut store);
     assert!(matches!(events(&mut r)[..], [Event::PeerMisbehaved { .. }]));
+    assert_eq!(r.stats().bad_blocks, 1);
     // The real block is taken and cached.
     r.handle_message(now, to, offer(&block), &mut store);
     assert_eq!(r.stats().offers_taken, 1);
@@ -744,7 +745,15 @@ fn a_peer_that_ignores_overload_rejections_is_reported_once_at_the_threshold() {
     let flagged = |r: &mut Router| {
         events(r)
             .into_iter()
-            .filter(|e| matches!(e, Event::PeerMisbehaved { peer: PeerId(2), .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::PeerMisbehaved {
+                        peer: PeerId(2),
+                        ..
+                    }
+                )
+            })
             .count()
     };
     r.handle_message(now, PeerId(2), request(1, 50), &mut store);
