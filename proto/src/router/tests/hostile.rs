@@ -813,3 +813,53 @@ fn data_is_not_offered_back_to_the_peer_that_just_sent_it() {
     assert!(drain(&mut r).is_empty());
     assert_eq!(r.stats().offers_sent, 0);
 }
+
+#[test]
+fn a_replica_walk_that_loops_back_is_stored_but_a_looping_approach_is_refused() {
+    // This relay forwards an insert (not yet stored anywhere) from peer 1 to peer 2.
+    let relay = |stored_when_back: u8| {
+        let b = far_block();
+        let key = b.routing_key();
+        let (mut r, now) = lone(&[u64::MAX / 3, 2 * (u64::MAX / 3)], cfg(1));
+        let mut store = Mem::default();
+        let insert = |stored| Message::Insert {
+            id: RequestId(45),
+            key,
+            htl: Htl(10),
+            replicas: 3,
+            stored,
+            block: b.clone(),
+        };
+        r.handle_message(now, PeerId(1), insert(0), &mut store);
+        let out = drain(&mut r);
+        let [(PeerId(2), Message::Insert { .. })] = out[..] else {
+            panic!("forwarded {out:?}");
+        };
+        events(&mut r);
+        // The same insert comes back from peer 2.
+        r.handle_message(now, PeerId(2), insert(stored_when_back), &mut store);
+        let kept = events(&mut r).contains(&Event::Store {
+            key,
+            block: b.clone(),
+            placement: Placement::Store,
+        });
+        (drain(&mut r), kept, r.stats().stored)
+    };
+    // As a replica walk (a copy stored beyond): this node is among the nearest after
+    // all, so it keeps a copy and tells the walk, which goes on without a hop spent.
+    let (out, kept, stored) = relay(1);
+    assert_eq!(
+        out,
+        vec![(PeerId(2), Message::Stored { id: RequestId(45) })]
+    );
+    assert!(kept);
+    assert_eq!(stored, 1);
+    // Still approaching the key: an ordinary loop, refused, nothing kept.
+    let (out, kept, stored) = relay(0);
+    assert_eq!(
+        out,
+        vec![(PeerId(2), Message::RejectedLoop { id: RequestId(45) })]
+    );
+    assert!(!kept);
+    assert_eq!(stored, 0);
+}

@@ -724,6 +724,7 @@ fn offers_are_taken_only_when_asked_for_and_only_if_they_verify() {
     // The real block is taken and cached.
     r.handle_message(now, to, offer(&block), &mut store);
     assert_eq!(r.stats().offers_taken, 1);
+    assert_eq!(r.stats().cached, 1);
     assert!(events(&mut r).iter().any(|e| matches!(
         e,
         Event::Store {
