@@ -782,7 +782,8 @@ impl Router {
         // peer closer to the key than itself. The sender counts among the peers: it is
         // connected, so `any_closer` sees it.
         let keep = stored > 0 || !self.peers.any_closer(target, self.location);
-        let walked = if keep && stored > 0 {
+        // On a walk (so kept), this copy counts; a sink's first copy is counted below.
+        let walked = if stored > 0 {
             stored.saturating_add(1).min(replicas)
         } else {
             0
