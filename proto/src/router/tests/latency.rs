@@ -88,11 +88,12 @@ fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
         "{out:?}"
     );
 
-    // A request that arrives with few hops left goes to the closest peer.
+    // A request that arrives with few hops left goes to the closest peer: from 7 it
+    // holds 6 after this hop's decrement, a third of 18, where the last third begins.
     let base = 5u64 << 58;
     let (mut r, now) = three(base, aware(1), [200, 20, 1]);
     let mut store = Mem::default();
-    let low = Htl(r.config().max_htl.0 / 3);
+    let low = Htl(r.config().max_htl.0 / 3 + 1);
     r.handle_message(
         now,
         PeerId(3),
@@ -107,21 +108,23 @@ fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
         drain(&mut r)[..],
         [(PeerId(1), Message::Request { .. })]
     ));
-    // With hops to spare, the same request goes to the quick peer.
-    r.handle_message(
-        now,
-        PeerId(3),
-        Message::Request {
-            id: RequestId(78),
-            key: key_at(base + 5),
-            htl: Htl(r.config().max_htl.0),
-        },
-        &mut store,
-    );
-    assert!(matches!(
-        drain(&mut r)[..],
-        [(PeerId(2), Message::Request { .. })]
-    ));
+    // With one hop more, or all of them, the same request goes to the quick peer.
+    for (id, htl) in [(78, low.0 + 1), (79, r.config().max_htl.0)] {
+        r.handle_message(
+            now,
+            PeerId(3),
+            Message::Request {
+                id: RequestId(id),
+                key: key_at(base + id),
+                htl: Htl(htl),
+            },
+            &mut store,
+        );
+        assert!(
+            matches!(drain(&mut r)[..], [(PeerId(2), Message::Request { .. })]),
+            "arriving with HTL {htl}"
+        );
+    }
 }
 
 #[test]
