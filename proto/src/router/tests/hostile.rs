@@ -531,7 +531,7 @@ fn an_insert_whose_htl_runs_out_at_a_relay_is_stored_there_and_walks_on() {
         block: b,
         placement: Placement::Store
     }));
-    assert_eq!(r.stats().stored, 1);
+    assert_eq!((r.stats().cached, r.stats().stored), (1, 1));
     // The walk goes on to the other peer, counting this copy, under HTL 1.
     assert!(matches!(
         drain(&mut r)[..],
