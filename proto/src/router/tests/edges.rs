@@ -25,6 +25,7 @@ fn bad_data_is_misbehaviour_and_the_next_peer_is_tried() {
             reason: "data that fails verification"
         }]
     );
+    assert_eq!(r.stats().bad_blocks, 1);
     assert_eq!(drain(&mut r)[0].0, PeerId(2));
 }
 

@@ -204,6 +204,17 @@ fn replies_of_the_wrong_kind_are_flagged_and_the_search_goes_on() {
         "{out:?}"
     );
 
+    // A Stored to an insert still approaching the key (no copy yet, so no walk for
+    // a copy to count in): flagged, and the insert goes on elsewhere.
+    let b = far_block();
+    let (mut r, now, mut store, id, first, other) =
+        asked(move |r, now, _| r.start_insert(now, b, None, None));
+    r.handle_message(now, first, Message::Stored { id }, &mut store);
+    assert!(misbehaved(&mut r).contains(&(first, "reply of the wrong kind")));
+    assert!(
+        matches!(drain(&mut r)[..], [(p, Message::Insert { id: i, .. })] if p == other && i == id)
+    );
+
     // A DataNotFound to an insert.
     let b = far_block();
     let (mut r, now, mut store, id, first, other) =
@@ -862,4 +873,52 @@ fn a_replica_walk_that_loops_back_is_stored_but_a_looping_approach_is_refused() 
     );
     assert!(!kept);
     assert_eq!(stored, 0);
+}
+
+#[test]
+fn a_collision_counts_only_from_the_peer_awaited() {
+    // A signed insert goes to one peer, which refuses it as a loop; the router moves on
+    // to the other. A valid, different block under the key from the peer that refused
+    // is no collision (that peer no longer carries the insert); the same from the peer
+    // now asked is one, and ends the insert.
+    let kp = crate::ssk::KeyPair::from_secret([3; 32], [4; 32]);
+    let (first, key) = kp.sign("site-1", b"first", [0; 12]).unwrap();
+    let (second, key2) = kp.sign("site-1", b"second", [0; 12]).unwrap();
+    assert_eq!(key, key2);
+    let (mut r, now, mut store, id, refused, asked_now) =
+        asked(move |r, now, _| r.start_insert_as(now, key, first, None, Some(1)));
+    r.handle_message(now, refused, Message::RejectedLoop { id }, &mut store);
+    assert!(matches!(drain(&mut r)[..], [(p, Message::Insert { .. })] if p == asked_now));
+    let data = Message::Data {
+        id,
+        block: second.clone(),
+    };
+    r.handle_message(now, refused, data.clone(), &mut store);
+    assert_eq!(
+        misbehaved(&mut r),
+        vec![(refused, "data for an insert that is no collision")]
+    );
+    assert_eq!(r.stats().collisions, 0);
+    r.handle_message(now, asked_now, data, &mut store);
+    assert!(events(&mut r).iter().any(|e| matches!(
+        e,
+        Event::InsertFinished { id: i, result: Err(InsertFailure::Collision), .. } if *i == id
+    )));
+    assert_eq!(r.stats().collisions, 1);
+}
+
+#[test]
+fn overload_counts_against_a_peers_record_for_requests_only() {
+    // A busy peer refusing a request delivered nothing: its success share drops. An
+    // insert refused for load says nothing about whether the peer delivers data.
+    let key = key_at(8);
+    let (mut r, now, mut store, id, first, _) =
+        asked(|r, now, s| r.start_request(now, key, None, s));
+    r.handle_message(now, first, Message::RejectedOverload { id }, &mut store);
+    assert!(r.peer_timing(first).unwrap().1 < 1.0);
+    let b = far_block();
+    let (mut r, now, mut store, id, first, _) =
+        asked(move |r, now, _| r.start_insert(now, b, None, None));
+    r.handle_message(now, first, Message::RejectedOverload { id }, &mut store);
+    assert_eq!(r.peer_timing(first).unwrap().1, 1.0);
 }
