@@ -46,6 +46,15 @@ fn line_toward(key: &RoutingKey) -> Net {
     ])
 }
 
+/// The one message the router sent, a request or insert to `to`: its id.
+fn sent_to(r: &mut Router, to: PeerId) -> RequestId {
+    let out = drain(r);
+    match out[..] {
+        [(p, Message::Request { id, .. } | Message::Insert { id, .. })] if p == to => id,
+        _ => panic!("expected one request or insert to {to:?}, sent {out:?}"),
+    }
+}
+
 fn misbehaved(r: &mut Router) -> Vec<(PeerId, &'static str)> {
     events(r)
         .into_iter()
@@ -572,10 +581,7 @@ fn a_relay_far_from_the_requester_caches_what_it_passes_back() {
         },
         &mut store,
     );
-    let out = drain(&mut r);
-    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
-        panic!("forwarded {out:?}");
-    };
+    let id = sent_to(&mut r, PeerId(2));
     r.handle_message(
         now,
         PeerId(2),
@@ -712,20 +718,14 @@ fn data_found_later_is_offered_to_the_peer_whose_request_failed() {
         },
         &mut store,
     );
-    let out = drain(&mut r);
-    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
-        panic!("forwarded {out:?}");
-    };
+    let id = sent_to(&mut r, PeerId(2));
     r.handle_message(now, PeerId(2), Message::DataNotFound { id }, &mut store);
     assert_eq!(
         drain(&mut r),
         vec![(PeerId(1), Message::DataNotFound { id: RequestId(43) })]
     );
     let mine = r.start_request(now, key, None, &mut store);
-    let out = drain(&mut r);
-    let [(PeerId(3), Message::Request { id, .. })] = out[..] else {
-        panic!("the user's request went to {out:?}");
-    };
+    let id = sent_to(&mut r, PeerId(3));
     r.handle_message(
         now,
         PeerId(3),
@@ -809,17 +809,11 @@ fn data_is_not_offered_back_to_the_peer_that_just_sent_it() {
         },
         &mut store,
     );
-    let out = drain(&mut r);
-    let [(PeerId(2), Message::Request { id, .. })] = out[..] else {
-        panic!("forwarded {out:?}");
-    };
+    let id = sent_to(&mut r, PeerId(2));
     r.handle_message(now, PeerId(2), Message::DataNotFound { id }, &mut store);
     drain(&mut r);
     r.start_request(now, key, None, &mut store);
-    let out = drain(&mut r);
-    let [(PeerId(1), Message::Request { id, .. })] = out[..] else {
-        panic!("the user's request went to {out:?}");
-    };
+    let id = sent_to(&mut r, PeerId(1));
     r.handle_message(now, PeerId(1), Message::Data { id, block: b }, &mut store);
     assert!(drain(&mut r).is_empty());
     assert_eq!(r.stats().offers_sent, 0);
