@@ -104,7 +104,91 @@ mod tests {
     fn evenly_spaced_is_even() {
         let locs = evenly_spaced(4, 1);
         let d = locs[0].distance(locs[1]);
+        assert_eq!(d.0, u64::MAX / 4, "a quarter of the ring apart");
         assert_eq!(locs[1].distance(locs[2]), d);
         assert!(locs[3].distance(locs[0]).0.abs_diff(d.0) <= 4);
+        assert!(evenly_spaced(0, 1).is_empty());
+        assert_eq!(evenly_spaced(1, 1).len(), 1);
+    }
+
+    #[test]
+    fn tiny_networks_have_the_edges_they_can() {
+        assert!(small_world(0, 2, 1, 1).is_empty());
+        assert!(small_world(1, 2, 1, 1).is_empty());
+        assert_eq!(small_world(2, 2, 1, 1), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn a_node_that_cannot_make_its_long_links_stops_after_ten_draws_each() {
+        // Four nodes on a ring: every draw lands on a neighbour already linked, so each
+        // node spends its whole budget (10 × long draws, each a distance and a side) and
+        // gives up; the generator is left exactly that far on.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        assert_eq!(small_world_with(4, 1, 1, &mut rng).len(), 4);
+        let mut reference = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..4 * 10 {
+            let _: f64 = reference.gen();
+            let _: bool = reference.gen();
+        }
+        assert_eq!(rng.gen::<u64>(), reference.gen::<u64>());
+    }
+
+    #[test]
+    fn small_world_graphs_are_frozen() {
+        // Testnets, end-to-end tests and simulations rebuild the same graph from a seed,
+        // and published figures depend on it: these vectors freeze the generator (its
+        // draws, the ring links, the retry budget that a dense graph runs out of).
+        assert_eq!(
+            small_world(10, 1, 2, 3),
+            vec![
+                (0, 1),
+                (0, 2),
+                (0, 6),
+                (0, 7),
+                (0, 8),
+                (0, 9),
+                (1, 2),
+                (1, 3),
+                (1, 4),
+                (1, 5),
+                (1, 8),
+                (1, 9),
+                (2, 3),
+                (2, 6),
+                (2, 8),
+                (2, 9),
+                (3, 4),
+                (3, 5),
+                (3, 6),
+                (3, 7),
+                (4, 5),
+                (4, 8),
+                (5, 6),
+                (5, 7),
+                (5, 8),
+                (6, 7),
+                (6, 9),
+                (7, 8),
+                (7, 9),
+                (8, 9)
+            ]
+        );
+        assert_eq!(
+            small_world(6, 1, 3, 1),
+            vec![
+                (0, 1),
+                (0, 2),
+                (0, 4),
+                (0, 5),
+                (1, 2),
+                (1, 3),
+                (1, 5),
+                (2, 3),
+                (2, 4),
+                (3, 4),
+                (3, 5),
+                (4, 5)
+            ]
+        );
     }
 }
