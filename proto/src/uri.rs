@@ -547,6 +547,25 @@ mod tests {
         assert_eq!(ksk.parse::<AnyUri>(), Err(UriError::TooLong));
     }
 
+    #[test]
+    fn uris_may_be_exactly_the_longest_allowed() {
+        let keys = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s,AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+        let chk = format!("veil:CHK@{keys}/");
+        let ksk = "veil:KSK@".to_string();
+        for start in [chk, ksk] {
+            let longest = format!("{start}{}", "a".repeat(MAX_URI_LEN - start.len()));
+            assert_eq!(longest.len(), MAX_URI_LEN);
+            let parsed = longest.parse::<AnyUri>().expect("the longest URI allowed");
+            assert_eq!(parsed.to_string(), longest, "printed back as given");
+            assert_eq!(normalize(&longest).as_deref(), Ok(longest.as_str()));
+            let over = format!("{longest}a");
+            assert_eq!(over.parse::<AnyUri>(), Err(UriError::TooLong));
+            assert_eq!(normalize(&over), Err(UriError::TooLong));
+        }
+        let longest = format!("veil:CHK@{keys}/{}", "a".repeat(MAX_URI_LEN - 97));
+        assert!(longest.parse::<Uri>().is_ok());
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(s in ".{0,200}") {
