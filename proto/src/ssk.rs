@@ -355,6 +355,69 @@ mod tests {
         );
     }
 
+    /// Frozen: how much one SSK block carries (docs/formats.md gives the frame as
+    /// 32,632 bytes: a 4-byte length, then up to 32,628 of payload).
+    #[test]
+    fn an_ssk_block_carries_32628_bytes() {
+        assert_eq!(FRAME, 32_632);
+        assert_eq!(MAX_SSK_PAYLOAD, 32_628);
+        assert_eq!(HEADER_LEN + 4 + MAX_SSK_PAYLOAD + TAG, BLOCK_LEN);
+    }
+
+    /// The keystore writes the seed and reads it back: the pair it gets is the same.
+    #[test]
+    fn the_secret_seed_gives_back_the_same_pair() {
+        let kp = KeyPair::from_secret([3; 32], [4; 32]);
+        assert_eq!(kp.secret_seed(), [3; 32]);
+        let again = KeyPair::from_secret(kp.secret_seed(), kp.crypto_key);
+        assert_eq!(again.public(), kp.public());
+        let generated = KeyPair::generate(&mut rand::thread_rng());
+        let again = KeyPair::from_secret(generated.secret_seed(), generated.crypto_key);
+        assert_eq!(again.keys(), generated.keys());
+    }
+
+    /// A key pair in a log or a panic message shows which name space it is, never a secret.
+    #[test]
+    fn debug_names_the_pair_and_hides_its_secrets() {
+        let kp = KeyPair::from_secret([0xab; 32], [0xcd; 32]);
+        let shown = format!("{kp:?}");
+        assert!(shown.starts_with("KeyPair("), "{shown}");
+        assert!(
+            shown.contains(&format!("{:?}", kp.keys().pubkey_hash)),
+            "{shown}"
+        );
+        for secret in [171u8, 205] {
+            assert!(!shown.contains(&format!("[{secret}, {secret}")), "{shown}");
+        }
+    }
+
+    /// The owner of a name space is not trusted either: a block it sealed and signed
+    /// with a frame length beyond the frame is refused, not read out of bounds.
+    #[test]
+    fn a_lying_frame_length_from_the_owner_is_refused() {
+        let kp = pair();
+        let keys = kp.keys();
+        for lie in [MAX_SSK_PAYLOAD as u32 + 1, FRAME as u32, u32::MAX] {
+            let (block, key) = kp.sign("doc", b"short", [1; 12]).unwrap();
+            let mut b = block.as_bytes().to_vec();
+            let nonce = [1u8; 12];
+            let mut frame = vec![0u8; FRAME];
+            frame[..4].copy_from_slice(&lie.to_be_bytes());
+            frame[4..9].copy_from_slice(b"short");
+            let tag = ChaCha20Poly1305::new(Key::from_slice(&keys.data_key("doc")))
+                .encrypt_in_place_detached(Nonce::from_slice(&nonce), AAD, &mut frame)
+                .unwrap();
+            b[HEADER_LEN..HEADER_LEN + FRAME].copy_from_slice(&frame);
+            b[HEADER_LEN + FRAME..].copy_from_slice(&tag);
+            let sig = kp.signing.sign(&signed_bytes(&b));
+            b[PUBKEY + EHD..PUBKEY + EHD + SIG].copy_from_slice(&sig.to_bytes());
+            let lying = Block::new(bytes::Bytes::from(b)).unwrap();
+            // Nodes pass it (they cannot read it); the reader refuses it.
+            assert_eq!(verify_ssk(lying.as_bytes(), &key), Ok(()));
+            assert_eq!(keys.open("doc", &lying), Err(BlockError::BadFrame), "{lie}");
+        }
+    }
+
     proptest! {
         /// No bytes make the verifier panic, and random bytes never pass.
         #[test]
