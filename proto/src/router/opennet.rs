@@ -1082,3 +1082,23 @@ impl Router {
             .push_back((up, Message::FoldOffer { id, address }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "Clockwise" is the half ring after a location; the point exactly opposite is on
+    /// the other side, and a location is clockwise of itself.
+    #[test]
+    fn clockwise_is_the_half_ring_after_a_location() {
+        let half = 1u64 << 63;
+        for a in [0, 1, half, u64::MAX] {
+            let at = |d: u64| Location(a.wrapping_add(d));
+            assert!(clockwise(Location(a), at(0)));
+            assert!(clockwise(Location(a), at(1)));
+            assert!(clockwise(Location(a), at(half - 1)));
+            assert!(!clockwise(Location(a), at(half)));
+            assert!(!clockwise(Location(a), at(u64::MAX)));
+        }
+    }
+}

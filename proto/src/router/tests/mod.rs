@@ -8,6 +8,7 @@ mod hostile;
 mod latency;
 mod network;
 mod opennet;
+mod opennet_rules;
 mod replicas;
 mod rules;
 mod signed;

@@ -5,7 +5,7 @@ use super::*;
 use crate::keys::NodeKey;
 use crate::message::PeerAddress;
 
-fn addr(i: usize) -> PeerAddress {
+pub(super) fn addr(i: usize) -> PeerAddress {
     let mut k = [0u8; 32];
     k[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
     PeerAddress {
@@ -20,7 +20,7 @@ fn node_of(key: &NodeKey) -> usize {
     u64::from_be_bytes(b) as usize - 1
 }
 
-fn open_cfg(seed: u64, max_peers: usize) -> RouterConfig {
+pub(super) fn open_cfg(seed: u64, max_peers: usize) -> RouterConfig {
     RouterConfig {
         opennet: OpennetConfig {
             enabled: true,
@@ -153,7 +153,7 @@ impl Net {
     }
 }
 
-const STEP: u64 = u64::MAX / 16;
+pub(super) const STEP: u64 = u64::MAX / 16;
 
 /// Nodes 0..16 evenly round the ring, each linked to its ring neighbours and to the
 /// node opposite: routable, but with room for more.
