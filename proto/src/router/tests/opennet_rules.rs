@@ -302,3 +302,190 @@ fn a_newcomer_among_the_nearest_replaces_at_once_others_wait() {
         .0;
     assert!(replaces(d), "{d:?}");
 }
+
+/// A full node with no peer it may replace wants nobody: it does not offer itself to an
+/// announcement passing through, nor dial what the announcement's end offers. With
+/// room, it does both.
+#[test]
+fn a_full_node_answers_no_announcement_and_dials_no_offer() {
+    let stranger = addr(40);
+    let announce = |r: &mut Router, now: Instant, id: u64| {
+        r.handle_message(
+            now,
+            PeerId(2),
+            Message::Announce {
+                id: RequestId(id),
+                target: Location(5),
+                address: stranger,
+                htl: Htl(18),
+            },
+            &mut Mem::default(),
+        );
+        drain(r).iter().any(|(to, m)| {
+            *to == PeerId(2)
+                && matches!(m, Message::AnnounceReply { address, .. } if *address == addr(0))
+        })
+    };
+    for (max_peers, wants) in [(3, true), (2, false)] {
+        let now = Instant::now();
+        let mut r = Router::new(open_cfg(1, max_peers), Location(0));
+        r.set_address(addr(0));
+        // Two peers, both among the nearest (so neither may be replaced).
+        r.add_peer_with(
+            now,
+            PeerId(2),
+            Location(STEP),
+            meta(PeerOrigin::Announcement, 2),
+        );
+        r.add_peer_with(
+            now,
+            PeerId(3),
+            Location(0u64.wrapping_sub(STEP)),
+            meta(PeerOrigin::Announcement, 3),
+        );
+        let t = now + Duration::from_secs(600);
+        assert_eq!(announce(&mut r, t, 1), wants, "max_peers {max_peers}");
+    }
+    // Our own announcement's offers, when full: not dialled.
+    let (mut r, now, id) = announcing(1);
+    assert!(!offered(&mut r, now, id, 10, Location(1 << 40)));
+}
+
+/// Our next announcement after `after`: its time and id.
+fn next_announcement(r: &mut Router, after: Instant) -> (Instant, RequestId) {
+    let mut t = after;
+    for _ in 0..10 {
+        t = r.poll_timeout().expect("a timer is due").max(t);
+        r.handle_timeout(t);
+        let id = drain(r).into_iter().find_map(|(_, m)| match m {
+            Message::Announce { id, address, .. } if address == addr(0) => Some(id),
+            _ => None,
+        });
+        if let Some(id) = id {
+            return (t, id);
+        }
+    }
+    panic!("no announcement");
+}
+
+/// Dials in flight are bounded (`MAX_PENDING`, 64): past them the node neither dials
+/// another offer nor offers itself to a newcomer it could not take yet.
+#[test]
+fn at_most_64_dials_are_pending() {
+    let (mut r, now, first) = announcing(1000);
+    // At most 40 replies pass for one announcement: offer through two.
+    let (t, second) = next_announcement(&mut r, now);
+    for i in 0..63 {
+        let id = if i < 32 { first } else { second };
+        assert!(
+            offered(&mut r, t, id, 100 + i, Location((i as u64 + 1) << 40)),
+            "offer {i}"
+        );
+    }
+    // With 63 pending, a passing announcement is answered.
+    let answers = |r: &mut Router, id: u64| {
+        r.handle_message(
+            t,
+            PeerId(1),
+            Message::Announce {
+                id: RequestId(id),
+                target: Location(5),
+                address: addr(900 + id as usize),
+                htl: Htl(18),
+            },
+            &mut Mem::default(),
+        );
+        drain(r).iter().any(
+            |(_, m)| matches!(m, Message::AnnounceReply { address, .. } if *address == addr(0)),
+        )
+    };
+    assert!(answers(&mut r, 1));
+    assert!(offered(&mut r, t, second, 200, Location(200 << 40)));
+    // 64 pending: no more.
+    assert!(!answers(&mut r, 2));
+    assert!(!offered(&mut r, t, second, 201, Location(201 << 40)));
+    assert_eq!(r.stats().opennet.connects, 64);
+}
+
+/// Offers of our own address, or of a node we are linked to, are not dialled. A seed
+/// that offers itself to our announcement wants us: its link stops being a seed's (and
+/// is kept); any other peer offered keeps the origin it had.
+#[test]
+fn offers_of_ourselves_or_of_peers_are_not_dialled_and_a_seed_that_answers_is_kept() {
+    let (mut r, now, id) = announcing(8);
+    r.add_peer_with(now, PeerId(2), Location(STEP), meta(PeerOrigin::Inbound, 2));
+    assert!(!offered(&mut r, now, id, 0, Location(0)));
+    assert!(!offered(&mut r, now, id, 2, Location(STEP)));
+    assert_eq!(r.peer_origin(PeerId(2)), Some(PeerOrigin::Inbound));
+    assert!(!offered(&mut r, now, id, 1, Location(u64::MAX / 2)));
+    assert_eq!(r.peer_origin(PeerId(1)), Some(PeerOrigin::Announcement));
+    assert_eq!(r.stats().opennet.connects, 0);
+}
+
+/// The peer dropped for a newcomer is the one that least recently delivered data: an
+/// old peer that just answered a request is kept, the younger idle one goes.
+#[test]
+fn a_peer_that_delivered_data_is_kept_over_an_idle_one() {
+    let (b, key) = blk(3);
+    let at = Location::of_key(&key);
+    let mut config = open_cfg(1, 2);
+    config.opennet.near_slots = 0;
+    let now = Instant::now();
+    let mut r = Router::new(config, Location(at.0.wrapping_add(1 << 62)));
+    r.set_address(addr(0));
+    // The old peer sits on the key; the young one opposite it.
+    r.add_peer_with(now, PeerId(1), at, meta(PeerOrigin::Announcement, 1));
+    let young = now + Duration::from_secs(1);
+    r.add_peer_with(
+        young,
+        PeerId(2),
+        Location(at.0.wrapping_add(1 << 63)),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let t = now + Duration::from_secs(600);
+    // Idle both: the older goes first.
+    let d = r.link_decision(
+        t,
+        &addr(9).key,
+        Location(at.0 ^ 1 << 61),
+        PeerOrigin::Inbound,
+    );
+    assert_eq!(d.0, LinkDecision::Replace(PeerId(1)));
+    let mut r2 = Router::new(r.config().clone(), r.location());
+    r2.set_address(addr(0));
+    r2.add_peer_with(now, PeerId(1), at, meta(PeerOrigin::Announcement, 1));
+    r2.add_peer_with(
+        young,
+        PeerId(2),
+        Location(at.0.wrapping_add(1 << 63)),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let mut store = Mem::default();
+    let id = r2.start_request(t, key, None, &mut store);
+    assert!(drain(&mut r2)
+        .iter()
+        .any(|(to, m)| *to == PeerId(1) && matches!(m, Message::Request { .. })));
+    r2.handle_message(t, PeerId(1), Message::Data { id, block: b }, &mut store);
+    let d = r2.link_decision(
+        t,
+        &addr(9).key,
+        Location(at.0 ^ 1 << 61),
+        PeerOrigin::Inbound,
+    );
+    assert_eq!(d.0, LinkDecision::Replace(PeerId(2)));
+}
+
+/// A node left with no peer at all has nobody to announce through: no announcement
+/// timer runs until a link comes.
+#[test]
+fn a_node_without_peers_does_not_announce() {
+    let mut config = open_cfg(1, 8);
+    config.opennet.stabilize_interval = Duration::ZERO;
+    let now = Instant::now();
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(now, PeerId(1), Location(STEP), meta(PeerOrigin::Seed, 1));
+    assert_eq!(r.poll_timeout(), Some(now));
+    r.remove_peer(now, PeerId(1));
+    assert_eq!(r.poll_timeout(), None);
+}
