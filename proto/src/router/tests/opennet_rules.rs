@@ -489,3 +489,374 @@ fn a_node_without_peers_does_not_announce() {
     r.remove_peer(now, PeerId(1));
     assert_eq!(r.poll_timeout(), None);
 }
+
+/// The seed link is let go once `min_peers` other routable peers are linked, exactly;
+/// transient links and other seeds do not count.
+#[test]
+fn the_seed_goes_at_exactly_min_peers_routable_others() {
+    let released = |r: &mut Router| {
+        events(r).iter().any(|e| {
+            matches!(e, Event::Disconnect { peer, reason: "seed no longer needed" } if *peer == PeerId(1))
+        })
+    };
+    // min_peers 2 (open_cfg).
+    let (mut r, now, _) = announcing(8);
+    r.add_peer_with(now, PeerId(2), Location(STEP), meta(PeerOrigin::Seed, 2));
+    r.add_peer_with(
+        now,
+        PeerId(3),
+        Location(2 * STEP),
+        meta(PeerOrigin::Announcement, 3),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(4),
+        Location(3 * STEP),
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 4)
+        },
+    );
+    assert!(!released(&mut r), "one routable non-seed peer of two");
+    assert!(r.peer_is_routable(PeerId(1)));
+    r.add_peer_with(
+        now,
+        PeerId(5),
+        Location(4 * STEP),
+        meta(PeerOrigin::PathFolding, 5),
+    );
+    assert!(released(&mut r), "two of two");
+    assert!(!r.peer_is_routable(PeerId(1)));
+    assert!(!r.peer_is_routable(PeerId(2)));
+    assert_eq!(r.peer_origin(PeerId(1)), Some(PeerOrigin::Inbound));
+    assert_eq!(r.stats().opennet.peers_dropped, 2);
+}
+
+/// Replies to our announcement are taken for `announce_ttl`, not a moment longer.
+#[test]
+fn announcement_replies_count_until_the_ttl_and_not_after() {
+    let ttl = open_cfg(1, 8).opennet.announce_ttl;
+    for (after, dialled) in [(ttl - Duration::from_nanos(1), true), (ttl, false)] {
+        let (mut r, now, id) = announcing(8);
+        r.handle_timeout(now + after);
+        events(&mut r);
+        drain(&mut r);
+        assert_eq!(
+            offered(&mut r, now + after, id, 10, Location(1 << 40)),
+            dialled,
+            "{after:?} after"
+        );
+    }
+}
+
+/// A dial counts as pending for 30 s: until then the same offer is not dialled again,
+/// from then on it may be.
+#[test]
+fn a_pending_dial_lapses_after_30_seconds() {
+    let ttl = Duration::from_secs(30);
+    for (after, again) in [(ttl - Duration::from_nanos(1), false), (ttl, true)] {
+        let (mut r, now, _) = announcing(8);
+        // An announcement from the next round, to carry the second offer.
+        let (t, id) = next_announcement(&mut r, now);
+        assert!(offered(&mut r, t, id, 10, Location(1 << 40)));
+        // The next announcement is overdue by then: its tick, at t + after, is also
+        // when pending dials lapse.
+        let (at, id2) = next_announcement(&mut r, t + after);
+        assert_eq!(at, t + after);
+        assert_eq!(
+            offered(&mut r, at, id2, 10, Location(1 << 40)),
+            again,
+            "{after:?} after"
+        );
+    }
+}
+
+/// A newcomer we answered counts as found by announcement when it dials in within 30 s;
+/// later it is an ordinary inbound link.
+#[test]
+fn a_newcomer_we_answered_is_expected_for_30_seconds() {
+    let ttl = Duration::from_secs(30);
+    for (after, origin) in [
+        (ttl - Duration::from_nanos(1), PeerOrigin::Announcement),
+        (ttl, PeerOrigin::Inbound),
+    ] {
+        let now = Instant::now();
+        let mut r = Router::new(open_cfg(1, 8), Location(0));
+        r.set_address(addr(0));
+        r.add_peer_with(
+            now,
+            PeerId(2),
+            Location(STEP),
+            meta(PeerOrigin::Announcement, 2),
+        );
+        r.handle_message(
+            now,
+            PeerId(2),
+            Message::Announce {
+                id: RequestId(5),
+                target: Location(7),
+                address: addr(40),
+                htl: Htl(18),
+            },
+            &mut Mem::default(),
+        );
+        assert!(drain(&mut r).iter().any(
+            |(_, m)| matches!(m, Message::AnnounceReply { address, .. } if *address == addr(0))
+        ));
+        r.handle_timeout(now + after);
+        let d = r.link_decision(now + after, &addr(40).key, Location(7), PeerOrigin::Inbound);
+        assert_eq!(d, (LinkDecision::Accept, origin), "{after:?} after");
+    }
+}
+
+/// A relay that passed data back waits `FOLD_TTL` (30 s) for the source's fold offer;
+/// one arriving later is ignored.
+#[test]
+fn a_fold_offer_is_awaited_for_30_seconds() {
+    let ttl = Duration::from_secs(30);
+    for (after, taken) in [(ttl - Duration::from_nanos(1), true), (ttl, false)] {
+        let (b, key) = blk(4);
+        let now = Instant::now();
+        // Upstream peer 1 far off, downstream peer 2 on the key.
+        let at = Location::of_key(&key);
+        let mut r = Router::new(open_cfg(1, 8), Location(at.0.wrapping_add(1 << 60)));
+        r.set_address(addr(0));
+        r.add_peer_with(
+            now,
+            PeerId(1),
+            Location(at.0.wrapping_add(1 << 63)),
+            meta(PeerOrigin::Announcement, 1),
+        );
+        r.add_peer_with(now, PeerId(2), at, meta(PeerOrigin::Announcement, 2));
+        let id = RequestId(77);
+        // Far from the originator (HTL well below the top): may take the offer.
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::Request {
+                id,
+                key,
+                htl: Htl(10),
+            },
+            &mut Mem::default(),
+        );
+        assert!(drain(&mut r)
+            .iter()
+            .any(|(to, m)| *to == PeerId(2) && matches!(m, Message::Request { .. })));
+        r.handle_message(
+            now,
+            PeerId(2),
+            Message::Data { id, block: b },
+            &mut Mem::default(),
+        );
+        assert!(drain(&mut r)
+            .iter()
+            .any(|(to, m)| *to == PeerId(1) && matches!(m, Message::Data { .. })));
+        events(&mut r);
+        r.handle_timeout(now + after);
+        drain(&mut r);
+        events(&mut r);
+        r.handle_message(
+            now + after,
+            PeerId(2),
+            Message::FoldOffer {
+                id,
+                address: addr(50),
+            },
+            &mut Mem::default(),
+        );
+        let connected = events(&mut r)
+            .iter()
+            .any(|e| matches!(e, Event::Connect { address, origin: PeerOrigin::PathFolding } if *address == addr(50)));
+        let passed = drain(&mut r)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::FoldOffer { .. }));
+        assert_eq!(connected, taken, "{after:?} after");
+        assert!(!passed || taken);
+        assert_eq!(r.stats().opennet.folds_taken, u64::from(taken));
+    }
+}
+
+/// Opennet upkeep closes transient links when their time is up, and never a routable
+/// link; a node with its `min_peers` does not announce on a timer that fires for
+/// something else.
+#[test]
+fn upkeep_closes_only_expired_transient_links_and_announces_only_when_short() {
+    let now = Instant::now();
+    let mut config = open_cfg(1, 8);
+    config.opennet.transient_slots = 4;
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(3 * STEP),
+        meta(PeerOrigin::Inbound, 2),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(3),
+        Location(5 * STEP),
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 3)
+        },
+    );
+    let ttl = r.config().opennet.transient_ttl;
+    let closed = |r: &mut Router| -> Vec<PeerId> {
+        events(r)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Disconnect {
+                    peer,
+                    reason: "transient link expired",
+                } => Some(peer),
+                _ => None,
+            })
+            .collect()
+    };
+    r.handle_timeout(now + ttl - Duration::from_nanos(1));
+    assert!(closed(&mut r).is_empty());
+    r.handle_timeout(now + ttl);
+    assert_eq!(closed(&mut r), vec![PeerId(3)]);
+    // Stabilisation rounds come and go; the node has its two peers and never announces.
+    let mut t = now + ttl;
+    for _ in 0..4 {
+        t = r.poll_timeout().expect("stabilisation is due").max(t);
+        r.handle_timeout(t);
+        drain(&mut r);
+    }
+    assert_eq!(r.stats().opennet.announces_started, 0);
+}
+
+/// A node announces through its seeds first; after that through one of its own routable
+/// peers, never a transient link or a seed while such a peer exists. Stabilisation
+/// likewise goes through the nearest real peers, not a nearer seed or transient link.
+#[test]
+fn announcements_go_through_seeds_first_then_through_real_peers() {
+    let mut config = open_cfg(1, 8);
+    config.opennet.min_peers = 4;
+    config.opennet.stabilize_interval = Duration::ZERO;
+    let now = Instant::now();
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(2 * STEP),
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 2)
+        },
+    );
+    r.add_peer_with(
+        now,
+        PeerId(3),
+        Location(3 * STEP),
+        meta(PeerOrigin::Seed, 3),
+    );
+    let mut firsts = Vec::new();
+    let mut t = now;
+    while firsts.len() < 5 {
+        t = r.poll_timeout().expect("an announcement is due").max(t);
+        r.handle_timeout(t);
+        // The shell closes what the router asks it to (the transient link, in time).
+        for e in events(&mut r) {
+            if let Event::Disconnect { peer, .. } = e {
+                r.remove_peer(t, peer);
+            }
+        }
+        let to: Vec<PeerId> = drain(&mut r)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::Announce { address, .. } if *address == addr(0)))
+            .map(|(p, _)| p)
+            .collect();
+        if !to.is_empty() {
+            firsts.push(to);
+        }
+    }
+    assert_eq!(firsts[0], vec![PeerId(3)], "{firsts:?}");
+    for to in &firsts[1..] {
+        assert_eq!(to, &vec![PeerId(1)], "{firsts:?}");
+    }
+}
+
+/// Stabilisation announces through the nearest routable non-seed peer on each side, not
+/// through a nearer seed or transient link.
+#[test]
+fn stabilisation_goes_through_the_nearest_real_peers() {
+    let now = Instant::now();
+    let mut config = open_cfg(1, 8);
+    config.opennet.transient_slots = 4;
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    let s = STEP / 8;
+    let ccw = |k: u64| Location(0u64.wrapping_sub(k * s));
+    r.add_peer_with(now, PeerId(1), Location(s), meta(PeerOrigin::Seed, 1));
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(3 * s),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(3),
+        ccw(1),
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 3)
+        },
+    );
+    r.add_peer_with(now, PeerId(4), ccw(3), meta(PeerOrigin::PathFolding, 4));
+    r.add_peer_with(now, PeerId(5), ccw(5), meta(PeerOrigin::PathFolding, 5));
+    drain(&mut r);
+    let due = now + r.config().opennet.stabilize_interval;
+    r.handle_timeout(due);
+    let mut to: Vec<PeerId> = drain(&mut r)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::Announce { .. }))
+        .map(|(p, _)| p)
+        .collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![PeerId(2), PeerId(4)]);
+}
+
+/// Without opennet, a darknet node that exchanges neighbour lists sends them when due
+/// and not before, whatever other timer fires.
+#[test]
+fn darknet_neighbour_lists_go_when_due_not_before() {
+    let now = Instant::now();
+    let mut config = cfg(1);
+    config.neighbour_lists = true;
+    let interval = config.opennet.neighbours_interval;
+    let mut r = Router::new(config, Location(0));
+    let lists = |r: &mut Router| {
+        drain(r)
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Neighbours { .. }))
+            .count()
+    };
+    r.add_peer(now, PeerId(1), Location(STEP));
+    r.handle_timeout(now);
+    assert_eq!(lists(&mut r), 1);
+    // Another link: the next list waits out the interval.
+    r.add_peer(now, PeerId(2), Location(2 * STEP));
+    r.handle_timeout(now + interval - Duration::from_nanos(1));
+    assert_eq!(lists(&mut r), 0);
+    assert_eq!(r.poll_timeout(), Some(now + interval));
+    r.handle_timeout(now + interval);
+    assert_eq!(lists(&mut r), 2);
+}
