@@ -3,6 +3,7 @@
 
 use super::opennet::{addr, open_cfg, STEP};
 use super::*;
+use crate::message::PeerAddress;
 
 fn meta(origin: PeerOrigin, i: usize) -> PeerMeta {
     PeerMeta {
@@ -859,4 +860,250 @@ fn darknet_neighbour_lists_go_when_due_not_before() {
     assert_eq!(r.poll_timeout(), Some(now + interval));
     r.handle_timeout(now + interval);
     assert_eq!(lists(&mut r), 2);
+}
+
+/// What one announcement does at a node: the node's answer, and where the walk goes.
+struct Walked {
+    /// Addresses offered back to the sender.
+    offers: Vec<PeerAddress>,
+    /// Where the walk went on, and with what HTL.
+    forwarded: Vec<(PeerId, u8)>,
+}
+
+fn announce_at(r: &mut Router, now: Instant, from: PeerId, target: Location, htl: u8) -> Walked {
+    // A fresh id for each (the same id twice is a loop).
+    let id = RequestId(4242 + r.stats().opennet.announces_received);
+    r.handle_message(
+        now,
+        from,
+        Message::Announce {
+            id,
+            target,
+            address: addr(40),
+            htl: Htl(htl),
+        },
+        &mut Mem::default(),
+    );
+    let mut w = Walked {
+        offers: Vec::new(),
+        forwarded: Vec::new(),
+    };
+    for (to, m) in drain(r) {
+        match m {
+            Message::AnnounceReply { address, .. } => {
+                assert_eq!(to, from, "replies go back to the sender");
+                w.offers.push(address);
+            }
+            Message::Announce { htl, .. } => w.forwarded.push((to, htl.0)),
+            _ => {}
+        }
+    }
+    w
+}
+
+/// Where the walk ends, the node offers itself and its peers nearest the target on
+/// both sides, never the peer the walk came from, a transient link or the newcomer
+/// itself; then the walk goes a few hops on (HTL at most 3). The counters say so.
+#[test]
+fn the_end_of_a_walk_offers_the_nearest_peers_but_not_the_sender() {
+    let now = Instant::now();
+    let mut config = open_cfg(1, 16);
+    config.opennet.transient_slots = 4;
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    let s = STEP / 8;
+    // 1: the sender, far; 2 and 3 either side of the target; 4 a transient link on the
+    // target; 5 farther; 6 the newcomer itself, already linked.
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(8 * STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(3 * s),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(3),
+        Location(0u64.wrapping_sub(2 * s)),
+        meta(PeerOrigin::Announcement, 3),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(4),
+        Location(s),
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, 4)
+        },
+    );
+    r.add_peer_with(
+        now,
+        PeerId(5),
+        Location(5 * STEP),
+        meta(PeerOrigin::Announcement, 5),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(6),
+        Location(4 * s),
+        PeerMeta {
+            ..meta(PeerOrigin::Announcement, 40)
+        },
+    );
+    // The target is just clockwise of us: nobody is closer.
+    let w = announce_at(&mut r, now, PeerId(1), Location(1), 18);
+    let mut offers = w.offers.clone();
+    offers.sort_by_key(|a| a.key);
+    let mut want = vec![addr(2), addr(3), addr(5)];
+    want.sort_by_key(|a| a.key);
+    // Our own address is offered because we have room, but not to a linked newcomer.
+    assert_eq!(offers, want, "{:?}", w.offers);
+    // Nearest either side first.
+    assert_eq!(&w.offers[..2], &[addr(2), addr(3)]);
+    assert_eq!(w.forwarded.len(), 1);
+    assert!(w.forwarded[0].1 <= 3, "{:?}", w.forwarded);
+    let s = &r.stats().opennet;
+    assert_eq!((s.announces_received, s.announce_offers), (1, 3));
+}
+
+/// A peer exactly as far from the target as we are is no closer: the walk ends here
+/// (and goes on only its last few hops).
+#[test]
+fn a_peer_as_far_from_the_target_as_we_are_is_not_closer() {
+    let now = Instant::now();
+    let mut r = Router::new(open_cfg(1, 16), Location(0));
+    r.set_address(addr(0));
+    let target = Location(1 << 62);
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(3 << 62),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(1 << 63),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let w = announce_at(&mut r, now, PeerId(1), target, 18);
+    assert!(w.offers.contains(&addr(2)), "{:?}", w.offers.len());
+    assert_eq!(w.forwarded, vec![(PeerId(2), 3)]);
+}
+
+/// An announcement that arrives with its last hop ends here: offers, and no further
+/// walk at all (no HTL 0 message).
+#[test]
+fn an_announcement_on_its_last_hop_goes_no_further() {
+    let now = Instant::now();
+    let mut r = Router::new(open_cfg(1, 16), Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(8 * STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    // Peer 2 is much closer to the target than we are.
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(4 * STEP),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let w = announce_at(&mut r, now, PeerId(1), Location(4 * STEP + 1), 1);
+    assert_eq!(w.forwarded, vec![]);
+    assert!(w.offers.contains(&addr(2)));
+    // With hops left it goes to peer 2.
+    let w = announce_at(&mut r, now, PeerId(1), Location(4 * STEP + 2), 5);
+    assert_eq!(w.forwarded, vec![(PeerId(2), 4)]);
+}
+
+/// At most 256 newcomers are remembered as expected to dial in: the 257th is still
+/// answered, but its link counts as an ordinary inbound one.
+#[test]
+fn at_most_256_newcomers_are_expected() {
+    let now = Instant::now();
+    let mut r = Router::new(open_cfg(1, 16), Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(8 * STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    for i in 0..257u64 {
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::Announce {
+                id: RequestId(10_000 + i),
+                target: Location(5),
+                address: addr(1000 + i as usize),
+                htl: Htl(1),
+            },
+            &mut Mem::default(),
+        );
+        assert!(drain(&mut r).iter().any(
+            |(_, m)| matches!(m, Message::AnnounceReply { address, .. } if *address == addr(0))
+        ));
+    }
+    let origin = |r: &mut Router, i: usize| {
+        r.link_decision(now, &addr(1000 + i).key, Location(5), PeerOrigin::Inbound)
+            .1
+    };
+    assert_eq!(origin(&mut r, 255), PeerOrigin::Announcement);
+    assert_eq!(origin(&mut r, 256), PeerOrigin::Inbound);
+}
+
+/// A node holding the most announcements it relays (4,096) drops new ones; once the old
+/// ones have expired it takes new ones again, without waiting for its timer.
+#[test]
+fn a_flood_of_announcements_is_bounded_and_then_forgotten() {
+    let now = Instant::now();
+    let mut config = open_cfg(1, 16);
+    config.opennet.stabilize_interval = Duration::ZERO;
+    let mut r = Router::new(config, Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(8 * STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(4 * STEP),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let send = |r: &mut Router, t: Instant, i: u64| {
+        r.handle_message(
+            t,
+            PeerId(1),
+            Message::Announce {
+                id: RequestId(100_000 + i),
+                target: Location(4 * STEP + i),
+                address: addr(5000),
+                htl: Htl(10),
+            },
+            &mut Mem::default(),
+        );
+        !drain(r).is_empty()
+    };
+    for i in 0..4096 {
+        assert!(send(&mut r, now, i), "announcement {i}");
+    }
+    assert!(!send(&mut r, now, 4096), "the 4,097th is dropped");
+    let ttl = r.config().opennet.announce_ttl;
+    assert!(
+        send(&mut r, now + ttl, 4097),
+        "taken again once the others expired"
+    );
+    assert_eq!(r.stats().opennet.announces_received, 4098);
 }
