@@ -616,64 +616,18 @@ fn a_newcomer_we_answered_is_expected_for_30_seconds() {
 fn a_fold_offer_is_awaited_for_30_seconds() {
     let ttl = Duration::from_secs(30);
     for (after, taken) in [(ttl - Duration::from_nanos(1), true), (ttl, false)] {
-        let (b, key) = blk(4);
         let now = Instant::now();
-        // Upstream peer 1 far off, downstream peer 2 on the key.
-        let at = Location::of_key(&key);
-        let mut r = Router::new(open_cfg(1, 8), Location(at.0.wrapping_add(1 << 60)));
-        r.set_address(addr(0));
-        r.add_peer_with(
-            now,
-            PeerId(1),
-            Location(at.0.wrapping_add(1 << 63)),
-            meta(PeerOrigin::Announcement, 1),
-        );
-        r.add_peer_with(now, PeerId(2), at, meta(PeerOrigin::Announcement, 2));
         let id = RequestId(77);
         // Far from the originator (HTL well below the top): may take the offer.
-        r.handle_message(
-            now,
-            PeerId(1),
-            Message::Request {
-                id,
-                key,
-                htl: Htl(10),
-            },
-            &mut Mem::default(),
-        );
-        assert!(drain(&mut r)
-            .iter()
-            .any(|(to, m)| *to == PeerId(2) && matches!(m, Message::Request { .. })));
-        r.handle_message(
-            now,
-            PeerId(2),
-            Message::Data { id, block: b },
-            &mut Mem::default(),
-        );
-        assert!(drain(&mut r)
-            .iter()
-            .any(|(to, m)| *to == PeerId(1) && matches!(m, Message::Data { .. })));
-        events(&mut r);
+        let mut r = relayed(open_cfg(1, 8), 4, id, 10, now);
         r.handle_timeout(now + after);
         drain(&mut r);
         events(&mut r);
-        r.handle_message(
-            now + after,
-            PeerId(2),
-            Message::FoldOffer {
-                id,
-                address: addr(50),
-            },
-            &mut Mem::default(),
+        assert_eq!(
+            fold(&mut r, now + after, id),
+            (taken, None),
+            "{after:?} after"
         );
-        let connected = events(&mut r)
-            .iter()
-            .any(|e| matches!(e, Event::Connect { address, origin: PeerOrigin::PathFolding } if *address == addr(50)));
-        let passed = drain(&mut r)
-            .iter()
-            .any(|(_, m)| matches!(m, Message::FoldOffer { .. }));
-        assert_eq!(connected, taken, "{after:?} after");
-        assert!(!passed || taken);
         assert_eq!(r.stats().opennet.folds_taken, u64::from(taken));
     }
 }
@@ -1106,4 +1060,178 @@ fn a_flood_of_announcements_is_bounded_and_then_forgotten() {
         "taken again once the others expired"
     );
     assert_eq!(r.stats().opennet.announces_received, 4098);
+}
+
+/// A relay passes an announcement's replies back to where it came from: at most 40 of
+/// them, and never a "reply" from that same peer.
+#[test]
+fn a_relay_passes_back_at_most_40_replies_and_none_from_the_sender() {
+    let now = Instant::now();
+    let mut r = Router::new(open_cfg(1, 2), Location(0));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(8 * STEP),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(
+        now,
+        PeerId(2),
+        Location(4 * STEP),
+        meta(PeerOrigin::Announcement, 2),
+    );
+    let id = RequestId(9);
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Announce {
+            id,
+            target: Location(4 * STEP + 1),
+            address: addr(40),
+            htl: Htl(10),
+        },
+        &mut Mem::default(),
+    );
+    assert!(drain(&mut r)
+        .iter()
+        .any(|(to, m)| *to == PeerId(2) && matches!(m, Message::Announce { .. })));
+    let reply = |r: &mut Router, from: u64, i: usize| {
+        r.handle_message(
+            now,
+            PeerId(from),
+            Message::AnnounceReply {
+                id,
+                address: addr(100 + i),
+                location: Location(i as u64),
+            },
+            &mut Mem::default(),
+        );
+        drain(r)
+    };
+    // The sender's own "reply" goes nowhere, and does not use up the allowance.
+    assert!(reply(&mut r, 1, 0).is_empty());
+    for i in 1..=40 {
+        let out = reply(&mut r, 2, i);
+        assert!(
+            matches!(&out[..], [(PeerId(1), Message::AnnounceReply { address, .. })] if *address == addr(100 + i)),
+            "reply {i}: {out:?}"
+        );
+    }
+    assert!(reply(&mut r, 2, 41).is_empty(), "the 41st is dropped");
+}
+
+/// A relay at 0 with upstream peer 1 and, on the key of block `n`, downstream peer 2,
+/// that has passed the block back for request `id` received with `htl`.
+fn relayed(config: RouterConfig, n: u8, id: RequestId, htl: u8, now: Instant) -> Router {
+    let (_, key) = blk(n);
+    let at = Location::of_key(&key);
+    let mut r = Router::new(config, Location(at.0.wrapping_add(1 << 60)));
+    r.set_address(addr(0));
+    r.add_peer_with(
+        now,
+        PeerId(1),
+        Location(at.0.wrapping_add(1 << 63)),
+        meta(PeerOrigin::Announcement, 1),
+    );
+    r.add_peer_with(now, PeerId(2), at, meta(PeerOrigin::Announcement, 2));
+    relay_one(&mut r, n, id, htl, now);
+    r
+}
+
+/// Request `id` for block `n` comes from peer 1, goes to peer 2, and its data back.
+fn relay_one(r: &mut Router, n: u8, id: RequestId, htl: u8, now: Instant) {
+    let (b, key) = blk(n);
+    r.handle_message(
+        now,
+        PeerId(1),
+        Message::Request {
+            id,
+            key,
+            htl: Htl(htl),
+        },
+        &mut Mem::default(),
+    );
+    assert!(drain(r)
+        .iter()
+        .any(|(to, m)| *to == PeerId(2) && matches!(m, Message::Request { .. })));
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::Data { id, block: b },
+        &mut Mem::default(),
+    );
+    assert!(drain(r)
+        .iter()
+        .any(|(to, m)| *to == PeerId(1) && matches!(m, Message::Data { .. })));
+    events(r);
+}
+
+/// What the relay does with the source's fold offer: takes it (dials), or passes it on
+/// upstream with this address.
+fn fold(r: &mut Router, now: Instant, id: RequestId) -> (bool, Option<PeerAddress>) {
+    r.handle_message(
+        now,
+        PeerId(2),
+        Message::FoldOffer {
+            id,
+            address: addr(50),
+        },
+        &mut Mem::default(),
+    );
+    let took = events(r).iter().any(|e| {
+        matches!(e, Event::Connect { address, origin: PeerOrigin::PathFolding } if *address == addr(50))
+    });
+    let passed = drain(r).into_iter().find_map(|(to, m)| match m {
+        Message::FoldOffer { address, .. } if to == PeerId(1) => Some(address),
+        _ => None,
+    });
+    (took, passed)
+}
+
+/// Nodes that received the request at an HTL above `max - 2` (the originator's
+/// neighbourhood) never take a fold offer, so no new link points at whoever asked;
+/// from `max - 2` down they may.
+#[test]
+fn fold_offers_are_taken_only_two_hops_from_the_top_htl() {
+    let max = cfg(1).max_htl.0;
+    for (htl, takes) in [(max, false), (max - 1, false), (max - 2, true), (3, true)] {
+        let now = Instant::now();
+        let id = RequestId(31);
+        let mut r = relayed(open_cfg(1, 8), 5, id, htl, now);
+        let (took, passed) = fold(&mut r, now, id);
+        assert_eq!(took, takes, "received at HTL {htl}");
+        assert_eq!(passed.is_some(), !takes, "received at HTL {htl}");
+    }
+}
+
+/// A relay passing an offer on puts its own address in with
+/// `fold_replace_probability`, so an offer does not prove where the data came from.
+#[test]
+fn a_relay_puts_its_own_address_in_a_fold_offer_as_configured() {
+    let max = cfg(1).max_htl.0;
+    for (p, want) in [(0.0, addr(50)), (1.0, addr(0))] {
+        let mut config = open_cfg(1, 8);
+        config.opennet.fold_replace_probability = p;
+        let now = Instant::now();
+        let id = RequestId(32);
+        let mut r = relayed(config, 6, id, max, now);
+        assert_eq!(fold(&mut r, now, id), (false, Some(want)), "p = {p}");
+    }
+}
+
+/// Several requests can wait for their fold offers at once (up to 4,096; then the
+/// oldest is forgotten).
+#[test]
+fn fold_offers_are_awaited_for_many_requests_at_once() {
+    let now = Instant::now();
+    let max = cfg(1).max_htl.0;
+    let mut r = relayed(open_cfg(1, 8), 7, RequestId(1), max, now);
+    for n in 2..=4097u64 {
+        relay_one(&mut r, 7, RequestId(n), max, now);
+    }
+    // The first was forgotten; the second and the last are still awaited.
+    assert_eq!(fold(&mut r, now, RequestId(1)), (false, None));
+    assert_eq!(fold(&mut r, now, RequestId(2)).1, Some(addr(50)));
+    assert_eq!(fold(&mut r, now, RequestId(4097)).1, Some(addr(50)));
 }
