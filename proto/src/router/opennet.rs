@@ -679,9 +679,9 @@ impl Router {
     /// Opennet upkeep: expiry, closing transient and seed links, announcing.
     pub(super) fn opennet_tick(&mut self, now: Instant) {
         if !self.config.opennet.enabled {
-            if self.foaf_on() && self.opennet.neighbours_due.is_some_and(|t| t <= now) {
-                self.send_neighbours(now);
-            }
+            // Without opennet the only timer here is the neighbour list's
+            // (`opennet_timeout`), and `handle_timeout` calls this when it is due.
+            self.send_neighbours(now);
             return;
         }
         self.forget_stale(now);

@@ -620,6 +620,10 @@ fn a_fold_offer_is_awaited_for_30_seconds() {
         let id = RequestId(77);
         // Far from the originator (HTL well below the top): may take the offer.
         let mut r = relayed(open_cfg(1, 8), 4, id, 10, now);
+        // Upkeep before the offer's time is up (a stabilisation round) forgets nothing.
+        let upkeep = r.poll_timeout().expect("stabilisation is due");
+        assert!(upkeep < now + after);
+        r.handle_timeout(upkeep);
         r.handle_timeout(now + after);
         drain(&mut r);
         events(&mut r);
