@@ -1015,6 +1015,8 @@ fn at_most_256_newcomers_are_expected() {
         r.link_decision(now, &addr(1000 + i).key, Location(5), PeerOrigin::Inbound)
             .1
     };
+    // One offer each: our own address (the only peer is the sender, never offered).
+    assert_eq!(r.stats().opennet.announce_offers, 257);
     assert_eq!(origin(&mut r, 255), PeerOrigin::Announcement);
     assert_eq!(origin(&mut r, 256), PeerOrigin::Inbound);
 }
