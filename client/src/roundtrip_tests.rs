@@ -1,5 +1,9 @@
 //! Library-level round trips through [`MemoryStore`]: sizes at the edges, multi-level
 //! trees, convergence, missing and corrupt blocks, directories.
+//!
+//! They run on tokio's paused clock: a fetch that misses a block pauses before asking
+//! again (decode's retry pause), and the paused clock skips those pauses instead of
+//! sleeping through them, so losing blocks costs these tests no wall-clock time.
 
 use crate::decode::{fetch_top, write_body, DecodeError, Position, DEFAULT_WINDOW};
 use crate::dir::{put_dir, resolve, restore, Resolved};
@@ -39,7 +43,7 @@ fn tree(fanout: u16, segment: u16, checks: u16) -> EncodeOptions {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn edge_sizes_round_trip() {
     for len in [
         0,
@@ -73,7 +77,7 @@ async fn edge_sizes_round_trip() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn multi_level_trees_round_trip() {
     // (fanout, segment, checks, data blocks, depth): covers 1, segment, segment*fanout, ...
     // with partial nodes at every level, and with and without check blocks.
@@ -101,7 +105,7 @@ async fn multi_level_trees_round_trip() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn default_format_needs_two_levels_past_one_segment() {
     let store = MemoryStore::new();
     let data = pattern(340 * MAX_PAYLOAD + 1, 3);
@@ -135,7 +139,7 @@ fn data_key_of(data: &[u8], i: usize) -> veil_proto::RoutingKey {
         .routing
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lost_data_blocks_are_rebuilt_from_check_blocks() {
     // Segments of 6 data + 3 checks; the last segment has 2 data + 1 check.
     let store = MemoryStore::new();
@@ -169,7 +173,7 @@ async fn lost_data_blocks_are_rebuilt_from_check_blocks() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn default_redundancy_survives_losing_a_third() {
     let store = MemoryStore::new();
     // One partial segment: 100 data blocks, 50 check blocks.
@@ -181,7 +185,7 @@ async fn default_redundancy_survives_losing_a_third() {
     assert_eq!(get(&store, &uri).await.unwrap(), data);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn convergent_and_name_sensitive() {
     let data = pattern(100_000, 4);
     let a = put(&MemoryStore::new(), &data, &EncodeOptions::named("x.html")).await;
@@ -191,7 +195,7 @@ async fn convergent_and_name_sensitive() {
     assert_ne!(a.keys, c.keys);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn blocks_never_contain_the_plaintext() {
     let store = MemoryStore::new();
     let text = b"The quick brown fox jumps over the lazy dog. ".repeat(2000);
@@ -205,7 +209,7 @@ async fn blocks_never_contain_the_plaintext() {
     assert_eq!(get(&store, &uri).await.unwrap(), text);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn missing_blocks_are_named_by_position() {
     let store = MemoryStore::new();
     let data = pattern(20 * MAX_PAYLOAD, 5);
@@ -246,7 +250,7 @@ async fn missing_blocks_are_named_by_position() {
     assert!(err.to_string().contains("the URI is wrong"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lying_tree_is_refused() {
     // An index block listing the wrong number of children for the size it claims.
     let store = MemoryStore::new();
@@ -291,7 +295,7 @@ async fn a_lying_tree_is_refused() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn directory_round_trip() {
     let src = tempfile::tempdir().unwrap();
     let files = [
@@ -368,7 +372,7 @@ async fn directory_round_trip() {
     assert_eq!(paths, ["b/c/deep.bin", "empty"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hostile_manifest_paths_are_refused() {
     let store = MemoryStore::new();
     let file = encode(&store, &b"evil"[..], &EncodeOptions::default(), |_| {})
@@ -415,7 +419,7 @@ async fn hostile_manifest_paths_are_refused() {
 
 /// The URI of a known document, end to end: freezes the block format (veil-proto's
 /// vectors), the top block format and the inline rule together.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn uri_vector() {
     let store = MemoryStore::new();
     let uri = put(&store, b"hello veil", &EncodeOptions::named("hello.txt")).await;
@@ -436,7 +440,7 @@ async fn index_at(store: &MemoryStore, keys: ChildRef) -> crate::format::IndexBl
     crate::format::IndexBlock::from_payload(&block.decrypt(&keys.data).unwrap()).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn index_blocks_survive_while_one_copy_does() {
     let store = MemoryStore::new();
     // Segments of 4: 10 level-1 index blocks under a level-2 root, 3 copies each.
@@ -475,7 +479,7 @@ async fn index_blocks_survive_while_one_copy_does() {
 /// A fetch that rebuilds blocks offers them for healing: the lost data blocks (from
 /// check blocks) and the lost index copies (from a sibling copy), byte for byte, and
 /// inserting them again restores the store.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_fetch_that_rebuilds_heals_what_it_rebuilt() {
     use crate::decode::{write_body_healing, Heal};
     let store = MemoryStore::new();
