@@ -13,18 +13,37 @@ fn meta(origin: PeerOrigin, i: usize) -> PeerMeta {
     }
 }
 
+/// A router at `at` that can be dialled at `addr(0)`.
+fn opennet_node(config: RouterConfig, at: Location) -> Router {
+    let mut r = Router::new(config, at);
+    r.set_address(addr(0));
+    r
+}
+
+/// Links peer `i` (dialled at `addr(i)`) at `location`, routable, found by `origin`.
+fn link(r: &mut Router, now: Instant, i: u64, location: Location, origin: PeerOrigin) {
+    r.add_peer_with(now, PeerId(i), location, meta(origin, i as usize));
+}
+
+/// Links peer `i` at `location` as a transient link.
+fn link_transient(r: &mut Router, now: Instant, i: u64, location: Location) {
+    r.add_peer_with(
+        now,
+        PeerId(i),
+        location,
+        PeerMeta {
+            routable: false,
+            ..meta(PeerOrigin::Inbound, i as usize)
+        },
+    );
+}
+
 /// A router at 0 (address `addr(0)`) whose seed, peer 1 half a ring away, has just been
 /// sent its first announcement; returns the router, the time and the announcement's id.
 fn announcing(max_peers: usize) -> (Router, Instant, RequestId) {
     let now = Instant::now();
-    let mut r = Router::new(open_cfg(1, max_peers), Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(u64::MAX / 2),
-        meta(PeerOrigin::Seed, 1),
-    );
+    let mut r = opennet_node(open_cfg(1, max_peers), Location(0));
+    link(&mut r, now, 1, Location(u64::MAX / 2), PeerOrigin::Seed);
     r.handle_timeout(now);
     let id = drain(&mut r)
         .into_iter()
@@ -88,15 +107,7 @@ fn room_counts_routable_peers_and_pending_dials() {
     // 3 of 3: full, though only one link is up.
     assert!(!r.has_room());
     // A transient link is no routable peer.
-    r.add_peer_with(
-        now,
-        PeerId(7),
-        Location(3 << 40),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 7)
-        },
-    );
+    link_transient(&mut r, now, 7, Location(3 << 40));
     assert!(!r.peer_is_routable(PeerId(7)));
     assert!(r.peer_is_routable(PeerId(1)));
     assert!(!r.peer_is_routable(PeerId(99)));
@@ -172,8 +183,7 @@ fn only_a_seed_link_cuts_the_announcement_back_off_short() {
     // Announcements only: no stabilisation timer in between.
     config.opennet.stabilize_interval = Duration::ZERO;
     let now = Instant::now();
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(config, Location(0));
     r.add_peer_with(now, PeerId(1), Location(STEP), meta(PeerOrigin::Seed, 1));
     // Announce three times: the pause has grown to four intervals.
     let mut t = now;
@@ -186,15 +196,10 @@ fn only_a_seed_link_cuts_the_announcement_back_off_short() {
     let next = r.poll_timeout().expect("due");
     assert_eq!(next, t + interval * 4);
     // A peer found by announcement: still short of peers, the back-off stands.
-    r.add_peer_with(
-        t,
-        PeerId(2),
-        Location(2 * STEP),
-        meta(PeerOrigin::Announcement, 2),
-    );
+    link(&mut r, t, 2, Location(2 * STEP), PeerOrigin::Announcement);
     assert_eq!(r.poll_timeout(), Some(next));
     // A seed: at once.
-    r.add_peer_with(t, PeerId(3), Location(3 * STEP), meta(PeerOrigin::Seed, 3));
+    link(&mut r, t, 3, Location(3 * STEP), PeerOrigin::Seed);
     assert_eq!(r.poll_timeout(), Some(t));
 }
 
@@ -208,18 +213,8 @@ fn without_opennet_only_a_friend_makes_room() {
     config.opennet.near_slots = 0;
     let now = Instant::now();
     let mut r = Router::new(config, Location(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(4 * STEP),
-        meta(PeerOrigin::Inbound, 1),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(8 * STEP),
-        meta(PeerOrigin::Inbound, 2),
-    );
+    link(&mut r, now, 1, Location(4 * STEP), PeerOrigin::Inbound);
+    link(&mut r, now, 2, Location(8 * STEP), PeerOrigin::Inbound);
     let t = now + Duration::from_secs(600);
     let stranger = r.link_decision(t, &addr(3).key, Location(STEP), PeerOrigin::Inbound);
     assert_eq!(stranger.0, LinkDecision::Refuse);
@@ -240,8 +235,7 @@ fn a_newcomer_among_the_nearest_replaces_at_once_others_wait() {
     let s = STEP / 100;
     let now = Instant::now();
     // near_slots 4 (the default): two a side.
-    let mut r = Router::new(open_cfg(1, 6), Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(open_cfg(1, 6), Location(0));
     let cw = |k: u64| Location(k * s);
     let ccw = |k: u64| Location(0u64.wrapping_sub(k * s));
     for (i, l) in [
@@ -329,20 +323,15 @@ fn a_full_node_answers_no_announcement_and_dials_no_offer() {
     };
     for (max_peers, wants) in [(3, true), (2, false)] {
         let now = Instant::now();
-        let mut r = Router::new(open_cfg(1, max_peers), Location(0));
-        r.set_address(addr(0));
+        let mut r = opennet_node(open_cfg(1, max_peers), Location(0));
         // Two peers, both among the nearest (so neither may be replaced).
-        r.add_peer_with(
+        link(&mut r, now, 2, Location(STEP), PeerOrigin::Announcement);
+        link(
+            &mut r,
             now,
-            PeerId(2),
-            Location(STEP),
-            meta(PeerOrigin::Announcement, 2),
-        );
-        r.add_peer_with(
-            now,
-            PeerId(3),
+            3,
             Location(0u64.wrapping_sub(STEP)),
-            meta(PeerOrigin::Announcement, 3),
+            PeerOrigin::Announcement,
         );
         let t = now + Duration::from_secs(600);
         assert_eq!(announce(&mut r, t, 1), wants, "max_peers {max_peers}");
@@ -414,7 +403,7 @@ fn at_most_64_dials_are_pending() {
 #[test]
 fn offers_of_ourselves_or_of_peers_are_not_dialled_and_a_seed_that_answers_is_kept() {
     let (mut r, now, id) = announcing(8);
-    r.add_peer_with(now, PeerId(2), Location(STEP), meta(PeerOrigin::Inbound, 2));
+    link(&mut r, now, 2, Location(STEP), PeerOrigin::Inbound);
     assert!(!offered(&mut r, now, id, 0, Location(0)));
     assert!(!offered(&mut r, now, id, 2, Location(STEP)));
     assert_eq!(r.peer_origin(PeerId(2)), Some(PeerOrigin::Inbound));
@@ -432,16 +421,16 @@ fn a_peer_that_delivered_data_is_kept_over_an_idle_one() {
     let mut config = open_cfg(1, 2);
     config.opennet.near_slots = 0;
     let now = Instant::now();
-    let mut r = Router::new(config, Location(at.0.wrapping_add(1 << 62)));
-    r.set_address(addr(0));
+    let mut r = opennet_node(config, Location(at.0.wrapping_add(1 << 62)));
     // The old peer sits on the key; the young one opposite it.
-    r.add_peer_with(now, PeerId(1), at, meta(PeerOrigin::Announcement, 1));
+    link(&mut r, now, 1, at, PeerOrigin::Announcement);
     let young = now + Duration::from_secs(1);
-    r.add_peer_with(
+    link(
+        &mut r,
         young,
-        PeerId(2),
+        2,
         Location(at.0.wrapping_add(1 << 63)),
-        meta(PeerOrigin::Announcement, 2),
+        PeerOrigin::Announcement,
     );
     let t = now + Duration::from_secs(600);
     // Idle both: the older goes first.
@@ -454,12 +443,13 @@ fn a_peer_that_delivered_data_is_kept_over_an_idle_one() {
     assert_eq!(d.0, LinkDecision::Replace(PeerId(1)));
     let mut r2 = Router::new(r.config().clone(), r.location());
     r2.set_address(addr(0));
-    r2.add_peer_with(now, PeerId(1), at, meta(PeerOrigin::Announcement, 1));
-    r2.add_peer_with(
+    link(&mut r2, now, 1, at, PeerOrigin::Announcement);
+    link(
+        &mut r2,
         young,
-        PeerId(2),
+        2,
         Location(at.0.wrapping_add(1 << 63)),
-        meta(PeerOrigin::Announcement, 2),
+        PeerOrigin::Announcement,
     );
     let mut store = Mem::default();
     let id = r2.start_request(t, key, None, &mut store);
@@ -483,9 +473,8 @@ fn a_node_without_peers_does_not_announce() {
     let mut config = open_cfg(1, 8);
     config.opennet.stabilize_interval = Duration::ZERO;
     let now = Instant::now();
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(now, PeerId(1), Location(STEP), meta(PeerOrigin::Seed, 1));
+    let mut r = opennet_node(config, Location(0));
+    link(&mut r, now, 1, Location(STEP), PeerOrigin::Seed);
     assert_eq!(r.poll_timeout(), Some(now));
     r.remove_peer(now, PeerId(1));
     assert_eq!(r.poll_timeout(), None);
@@ -502,22 +491,9 @@ fn the_seed_goes_at_exactly_min_peers_routable_others() {
     };
     // min_peers 2 (open_cfg).
     let (mut r, now, _) = announcing(8);
-    r.add_peer_with(now, PeerId(2), Location(STEP), meta(PeerOrigin::Seed, 2));
-    r.add_peer_with(
-        now,
-        PeerId(3),
-        Location(2 * STEP),
-        meta(PeerOrigin::Announcement, 3),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(4),
-        Location(3 * STEP),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 4)
-        },
-    );
+    link(&mut r, now, 2, Location(STEP), PeerOrigin::Seed);
+    link(&mut r, now, 3, Location(2 * STEP), PeerOrigin::Announcement);
+    link_transient(&mut r, now, 4, Location(3 * STEP));
     assert!(!released(&mut r), "one routable non-seed peer of two");
     assert!(r.peer_is_routable(PeerId(1)));
     r.add_peer_with(
@@ -582,14 +558,8 @@ fn a_newcomer_we_answered_is_expected_for_30_seconds() {
         (ttl, PeerOrigin::Inbound),
     ] {
         let now = Instant::now();
-        let mut r = Router::new(open_cfg(1, 8), Location(0));
-        r.set_address(addr(0));
-        r.add_peer_with(
-            now,
-            PeerId(2),
-            Location(STEP),
-            meta(PeerOrigin::Announcement, 2),
-        );
+        let mut r = opennet_node(open_cfg(1, 8), Location(0));
+        link(&mut r, now, 2, Location(STEP), PeerOrigin::Announcement);
         r.handle_message(
             now,
             PeerId(2),
@@ -644,29 +614,10 @@ fn upkeep_closes_only_expired_transient_links_and_announces_only_when_short() {
     let now = Instant::now();
     let mut config = open_cfg(1, 8);
     config.opennet.transient_slots = 4;
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(3 * STEP),
-        meta(PeerOrigin::Inbound, 2),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(3),
-        Location(5 * STEP),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 3)
-        },
-    );
+    let mut r = opennet_node(config, Location(0));
+    link(&mut r, now, 1, Location(STEP), PeerOrigin::Announcement);
+    link(&mut r, now, 2, Location(3 * STEP), PeerOrigin::Inbound);
+    link_transient(&mut r, now, 3, Location(5 * STEP));
     let ttl = r.config().opennet.transient_ttl;
     let closed = |r: &mut Router| -> Vec<PeerId> {
         events(r)
@@ -703,23 +654,14 @@ fn announcements_go_through_seeds_first_then_through_real_peers() {
     config.opennet.min_peers = 4;
     config.opennet.stabilize_interval = Duration::ZERO;
     let now = Instant::now();
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(config, Location(0));
     r.add_peer_with(
         now,
         PeerId(1),
         Location(STEP),
         meta(PeerOrigin::Announcement, 1),
     );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(2 * STEP),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 2)
-        },
-    );
+    link_transient(&mut r, now, 2, Location(2 * STEP));
     r.add_peer_with(
         now,
         PeerId(3),
@@ -759,28 +701,14 @@ fn stabilisation_goes_through_the_nearest_real_peers() {
     let now = Instant::now();
     let mut config = open_cfg(1, 8);
     config.opennet.transient_slots = 4;
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(config, Location(0));
     let s = STEP / 8;
     let ccw = |k: u64| Location(0u64.wrapping_sub(k * s));
-    r.add_peer_with(now, PeerId(1), Location(s), meta(PeerOrigin::Seed, 1));
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(3 * s),
-        meta(PeerOrigin::Announcement, 2),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(3),
-        ccw(1),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 3)
-        },
-    );
+    link(&mut r, now, 1, Location(s), PeerOrigin::Seed);
+    link(&mut r, now, 2, Location(3 * s), PeerOrigin::Announcement);
+    link_transient(&mut r, now, 3, ccw(1));
     r.add_peer_with(now, PeerId(4), ccw(3), meta(PeerOrigin::PathFolding, 4));
-    r.add_peer_with(now, PeerId(5), ccw(5), meta(PeerOrigin::PathFolding, 5));
+    link(&mut r, now, 5, ccw(5), PeerOrigin::PathFolding);
     drain(&mut r);
     let due = now + r.config().opennet.stabilize_interval;
     r.handle_timeout(due);
@@ -867,38 +795,20 @@ fn the_end_of_a_walk_offers_the_nearest_peers_but_not_the_sender() {
     let now = Instant::now();
     let mut config = open_cfg(1, 16);
     config.opennet.transient_slots = 4;
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(config, Location(0));
     let s = STEP / 8;
     // 1: the sender, far; 2 and 3 either side of the target; 4 a transient link on the
     // target; 5 farther; 6 the newcomer itself, already linked.
-    r.add_peer_with(
+    link(&mut r, now, 1, Location(8 * STEP), PeerOrigin::Announcement);
+    link(&mut r, now, 2, Location(3 * s), PeerOrigin::Announcement);
+    link(
+        &mut r,
         now,
-        PeerId(1),
-        Location(8 * STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(3 * s),
-        meta(PeerOrigin::Announcement, 2),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(3),
+        3,
         Location(0u64.wrapping_sub(2 * s)),
-        meta(PeerOrigin::Announcement, 3),
+        PeerOrigin::Announcement,
     );
-    r.add_peer_with(
-        now,
-        PeerId(4),
-        Location(s),
-        PeerMeta {
-            routable: false,
-            ..meta(PeerOrigin::Inbound, 4)
-        },
-    );
+    link_transient(&mut r, now, 4, Location(s));
     r.add_peer_with(
         now,
         PeerId(5),
@@ -934,8 +844,7 @@ fn the_end_of_a_walk_offers_the_nearest_peers_but_not_the_sender() {
 #[test]
 fn a_peer_as_far_from_the_target_as_we_are_is_not_closer() {
     let now = Instant::now();
-    let mut r = Router::new(open_cfg(1, 16), Location(0));
-    r.set_address(addr(0));
+    let mut r = opennet_node(open_cfg(1, 16), Location(0));
     let target = Location(1 << 62);
     r.add_peer_with(
         now,
@@ -943,12 +852,7 @@ fn a_peer_as_far_from_the_target_as_we_are_is_not_closer() {
         Location(3 << 62),
         meta(PeerOrigin::Announcement, 1),
     );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(1 << 63),
-        meta(PeerOrigin::Announcement, 2),
-    );
+    link(&mut r, now, 2, Location(1 << 63), PeerOrigin::Announcement);
     let w = announce_at(&mut r, now, PeerId(1), target, 18);
     assert!(w.offers.contains(&addr(2)), "{:?}", w.offers.len());
     assert_eq!(w.forwarded, vec![(PeerId(2), 3)]);
@@ -959,21 +863,10 @@ fn a_peer_as_far_from_the_target_as_we_are_is_not_closer() {
 #[test]
 fn an_announcement_on_its_last_hop_goes_no_further() {
     let now = Instant::now();
-    let mut r = Router::new(open_cfg(1, 16), Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(8 * STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
+    let mut r = opennet_node(open_cfg(1, 16), Location(0));
+    link(&mut r, now, 1, Location(8 * STEP), PeerOrigin::Announcement);
     // Peer 2 is much closer to the target than we are.
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(4 * STEP),
-        meta(PeerOrigin::Announcement, 2),
-    );
+    link(&mut r, now, 2, Location(4 * STEP), PeerOrigin::Announcement);
     let w = announce_at(&mut r, now, PeerId(1), Location(4 * STEP + 1), 1);
     assert_eq!(w.forwarded, vec![]);
     assert!(w.offers.contains(&addr(2)));
@@ -987,14 +880,8 @@ fn an_announcement_on_its_last_hop_goes_no_further() {
 #[test]
 fn at_most_256_newcomers_are_expected() {
     let now = Instant::now();
-    let mut r = Router::new(open_cfg(1, 16), Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(8 * STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
+    let mut r = opennet_node(open_cfg(1, 16), Location(0));
+    link(&mut r, now, 1, Location(8 * STEP), PeerOrigin::Announcement);
     for i in 0..257u64 {
         r.handle_message(
             now,
@@ -1028,20 +915,9 @@ fn a_flood_of_announcements_is_bounded_and_then_forgotten() {
     let now = Instant::now();
     let mut config = open_cfg(1, 16);
     config.opennet.stabilize_interval = Duration::ZERO;
-    let mut r = Router::new(config, Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(8 * STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(4 * STEP),
-        meta(PeerOrigin::Announcement, 2),
-    );
+    let mut r = opennet_node(config, Location(0));
+    link(&mut r, now, 1, Location(8 * STEP), PeerOrigin::Announcement);
+    link(&mut r, now, 2, Location(4 * STEP), PeerOrigin::Announcement);
     let send = |r: &mut Router, t: Instant, i: u64| {
         r.handle_message(
             t,
@@ -1073,20 +949,9 @@ fn a_flood_of_announcements_is_bounded_and_then_forgotten() {
 #[test]
 fn a_relay_passes_back_at_most_40_replies_and_none_from_the_sender() {
     let now = Instant::now();
-    let mut r = Router::new(open_cfg(1, 2), Location(0));
-    r.set_address(addr(0));
-    r.add_peer_with(
-        now,
-        PeerId(1),
-        Location(8 * STEP),
-        meta(PeerOrigin::Announcement, 1),
-    );
-    r.add_peer_with(
-        now,
-        PeerId(2),
-        Location(4 * STEP),
-        meta(PeerOrigin::Announcement, 2),
-    );
+    let mut r = opennet_node(open_cfg(1, 2), Location(0));
+    link(&mut r, now, 1, Location(8 * STEP), PeerOrigin::Announcement);
+    link(&mut r, now, 2, Location(4 * STEP), PeerOrigin::Announcement);
     let id = RequestId(9);
     r.handle_message(
         now,
@@ -1132,15 +997,15 @@ fn a_relay_passes_back_at_most_40_replies_and_none_from_the_sender() {
 fn relayed(config: RouterConfig, n: u8, id: RequestId, htl: u8, now: Instant) -> Router {
     let (_, key) = blk(n);
     let at = Location::of_key(&key);
-    let mut r = Router::new(config, Location(at.0.wrapping_add(1 << 60)));
-    r.set_address(addr(0));
-    r.add_peer_with(
+    let mut r = opennet_node(config, Location(at.0.wrapping_add(1 << 60)));
+    link(
+        &mut r,
         now,
-        PeerId(1),
+        1,
         Location(at.0.wrapping_add(1 << 63)),
-        meta(PeerOrigin::Announcement, 1),
+        PeerOrigin::Announcement,
     );
-    r.add_peer_with(now, PeerId(2), at, meta(PeerOrigin::Announcement, 2));
+    link(&mut r, now, 2, at, PeerOrigin::Announcement);
     relay_one(&mut r, n, id, htl, now);
     r
 }
