@@ -533,3 +533,48 @@ async fn a_fetch_that_rebuilds_heals_what_it_rebuilt() {
         .unwrap();
     assert!(heal.is_empty());
 }
+
+/// A manifest is read into memory, so one that claims more than 64 MiB is refused
+/// before a block of it is fetched; one of exactly 64 MiB is fetched.
+#[tokio::test(start_paused = true)]
+async fn a_manifest_over_64_mib_is_refused_before_fetching() {
+    use crate::dir::fetch_manifest;
+    use crate::format::{Metadata, TopBlock, MANIFEST_MIME, MAX_MANIFEST_SIZE};
+    assert_eq!(MAX_MANIFEST_SIZE, 64 << 20);
+    let store = MemoryStore::new();
+    let manifest_of = |size: u64| {
+        let params = TreeParams::default();
+        TopBlock {
+            version: FORMAT_VERSION,
+            meta: Metadata {
+                size,
+                mime: MANIFEST_MIME.into(),
+                name: None,
+                compression: crate::format::Compression::None,
+                kind: DocKind::Manifest,
+            },
+            body: Body::Tree {
+                params,
+                depth: params.depth_for(crate::format::data_blocks(size)),
+                root: vec![
+                    ChildRef {
+                        routing: veil_proto::RoutingKey([1; 32]),
+                        data: veil_proto::DataKey([2; 32]),
+                    };
+                    params.copies as usize
+                ],
+            },
+        }
+    };
+    let err = fetch_manifest(&store, manifest_of(MAX_MANIFEST_SIZE + 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DecodeError::Corrupt { reason, .. } if reason.contains("exceeds")),
+        "{err}"
+    );
+    let err = fetch_manifest(&store, manifest_of(MAX_MANIFEST_SIZE))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DecodeError::Fetch { .. }), "{err}");
+}
