@@ -297,6 +297,60 @@ fn manifest_conflicts_and_order() {
     assert_eq!(sub, ["x", "y/z"]);
 }
 
+/// The limits on text a publisher controls hold at exactly their bounds: a MIME type of
+/// 255 bytes, a name of 1,024 and a path of 4,096 are read, one byte more is refused.
+#[test]
+fn text_limits_hold_at_exactly_their_bounds() {
+    let top = |mime: usize, name: usize| TopBlock {
+        version: 1,
+        meta: meta(2, &"m".repeat(mime), Some(&"n".repeat(name))),
+        body: Body::Inline(b"hi".to_vec()),
+    };
+    TopBlock::from_payload(&top(MAX_MIME_LEN, MAX_NAME_LEN).to_payload()).unwrap();
+    for (mime, name, why) in [
+        (MAX_MIME_LEN + 1, MAX_NAME_LEN, "MIME type too long"),
+        (MAX_MIME_LEN, MAX_NAME_LEN + 1, "name too long"),
+    ] {
+        assert_eq!(
+            TopBlock::from_payload(&top(mime, name).to_payload()),
+            Err(FormatError::Invalid(why.into()))
+        );
+    }
+    assert_eq!(MAX_PATH_LEN, 4096);
+    let longest = format!("{}/{}", "d".repeat(2047), "f".repeat(2048));
+    check_path(&longest).unwrap();
+    assert!(check_path(&format!("{longest}x")).is_err());
+    let manifest = |mime: usize| Manifest {
+        version: 1,
+        entries: vec![ManifestEntry {
+            path: longest.clone(),
+            keys: child(1, 1),
+            size: 0,
+            mime: "m".repeat(mime),
+        }],
+    };
+    Manifest::from_bytes(&manifest(MAX_MIME_LEN).to_bytes()).unwrap();
+    assert_eq!(
+        Manifest::from_bytes(&manifest(MAX_MIME_LEN + 1).to_bytes()),
+        Err(FormatError::Invalid("MIME type too long".into()))
+    );
+}
+
+/// Parameters that never reach a decoder's depth (a fanout of 1 covers no more at each
+/// level) stop at depth 255 rather than overflow.
+#[test]
+fn depth_stops_at_255_for_parameters_that_never_cover() {
+    let p = TreeParams {
+        fanout: 1,
+        segment: 4,
+        checks: 0,
+        copies: 1,
+    };
+    assert_eq!(p.depth_for(5), u8::MAX);
+    assert_eq!(p.depth_for(u64::MAX), u8::MAX);
+    assert_eq!(p.depth_for(4), 1);
+}
+
 mod hostile {
     use super::*;
     use proptest::prelude::*;
