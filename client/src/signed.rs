@@ -543,6 +543,158 @@ mod tests {
         );
     }
 
+    /// Counts the fetches made through it.
+    #[derive(Clone)]
+    struct Counting<S>(S, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: BlockSource> BlockSource for Counting<S> {
+        async fn fetch(&self, key: RoutingKey) -> Result<veil_proto::Block, FetchError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.fetch(key).await
+        }
+    }
+
+    impl<S> Counting<S> {
+        fn new(inner: S) -> Counting<S> {
+            Counting(inner, Default::default())
+        }
+
+        fn fetches(&self) -> usize {
+            self.1.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// A site whose editions `0..=newest` all exist, signed when asked for: editions up
+    /// to 2^15 are known by their routing keys.
+    #[derive(Clone)]
+    struct Editions {
+        pair: KeyPair,
+        newest: u64,
+        keys: std::sync::Arc<std::collections::HashMap<RoutingKey, u64>>,
+    }
+
+    impl Editions {
+        fn new(newest: u64) -> Editions {
+            let pair = KeyPair::from_secret([5; 32], [6; 32]);
+            let keys = (0..1u64 << 15)
+                .map(|e| (pair.keys().routing_key(&usk_name("site", e)), e))
+                .collect();
+            Editions {
+                pair,
+                newest,
+                keys: std::sync::Arc::new(keys),
+            }
+        }
+    }
+
+    impl BlockSource for Editions {
+        async fn fetch(&self, key: RoutingKey) -> Result<veil_proto::Block, FetchError> {
+            match self.keys.get(&key) {
+                Some(&e) if e <= self.newest => Ok(self
+                    .pair
+                    .sign(
+                        &usk_name("site", e),
+                        &redirect_payload(chk(e as u8)),
+                        [0; 12],
+                    )
+                    .unwrap()
+                    .0),
+                _ => Err(FetchError::NotFound),
+            }
+        }
+    }
+
+    /// A USK URI resolves to the edition it names, or for -1 to the newest found, and
+    /// says which edition that was.
+    #[tokio::test]
+    async fn a_usk_uri_resolves_to_its_edition_or_the_newest() {
+        let store = MemoryStore::new();
+        let pair = KeyPair::generate(&mut rand::thread_rng());
+        for e in 0..=6u64 {
+            publish_signed(&store, &pair, &usk_name("blog", e), chk(e as u8 + 10))
+                .await
+                .unwrap();
+        }
+        let uri = |edition: i64| SignedUri::Usk {
+            keys: pair.keys(),
+            site: "blog".into(),
+            edition,
+            path: Vec::new(),
+        };
+        let r = resolve_signed(&store, &uri(3), 0).await.unwrap();
+        assert_eq!(
+            r,
+            Resolution {
+                target: chk(13),
+                edition: Some(3)
+            }
+        );
+        let r = resolve_signed(&store, &uri(-1), 0).await.unwrap();
+        assert_eq!(
+            r,
+            Resolution {
+                target: chk(16),
+                edition: Some(6)
+            }
+        );
+        assert!(matches!(
+            resolve_signed(&store, &uri(9), 0).await,
+            Err(SignedError::Fetch(_))
+        ));
+        let empty = MemoryStore::new();
+        assert!(matches!(
+            resolve_signed(&empty, &uri(-1), 0).await,
+            Err(SignedError::NoEdition(site)) if site == "blog"
+        ));
+    }
+
+    /// A hint past the newest edition (a keystore that remembers more than the network
+    /// kept) still finds the newest, from the start; with no hint, an empty site costs
+    /// one window of probes.
+    #[tokio::test]
+    async fn a_hint_past_the_newest_edition_still_finds_it() {
+        let site = Counting::new(Editions::new(5));
+        let keys = site.0.pair.keys();
+        assert_eq!(
+            newest_edition(&site, keys, "site", 50).await.unwrap(),
+            Some(5)
+        );
+        let none = Counting::new(Editions::new(5));
+        let other = KeyPair::from_secret([1; 32], [1; 32]).keys();
+        assert_eq!(newest_edition(&none, other, "site", 0).await.unwrap(), None);
+        assert_eq!(none.fetches(), PROBE_WINDOW as usize);
+        let none = Counting::new(Editions::new(5));
+        assert_eq!(newest_edition(&none, other, "site", 9).await.unwrap(), None);
+        assert_eq!(none.fetches(), 2 * PROBE_WINDOW as usize);
+    }
+
+    /// The search for the newest edition keeps within `MAX_PROBES` fetches: it finds the
+    /// newest while that is enough and the best it reached when not, and what each search
+    /// costs is pinned (a search that went on probing what it already knows would cost
+    /// more, though it found the same).
+    #[tokio::test]
+    async fn the_newest_edition_search_keeps_within_its_probes() {
+        // (newest, hint) -> (found, fetches)
+        for (newest, hint, found, fetches) in [
+            (0u64, 0u64, 0u64, 8usize),
+            (3, 0, 3, 8),
+            (4, 0, 4, 13),
+            (200, 0, 200, 58),
+            (1000, 990, 1000, 19),
+            (8191, 0, 7210, MAX_PROBES),
+            (30_000, 0, 16_428, MAX_PROBES),
+        ] {
+            let site = Counting::new(Editions::new(newest));
+            let keys = site.0.pair.keys();
+            let got = newest_edition(&site, keys, "site", hint).await.unwrap();
+            assert_eq!(
+                (got, site.fetches()),
+                (Some(found), fetches),
+                "newest {newest}, hint {hint}"
+            );
+        }
+    }
+
     #[test]
     fn the_keystore_keeps_keys_private_and_refuses_loose_files() {
         let dir = tempfile::tempdir().unwrap();
