@@ -381,6 +381,12 @@ impl BlockSource for ApiClient {
     }
 }
 
+impl crate::source::HoldsBlocks for ApiClient {
+    async fn holds(&self, key: &RoutingKey) -> bool {
+        self.has_local(key).await.unwrap_or(false)
+    }
+}
+
 impl BlockSink for ApiClient {
     async fn insert(&self, key: RoutingKey, block: Block) -> Result<(), InsertError> {
         Ok(self.put_block(&key, &block).await?)

@@ -116,6 +116,12 @@ pub trait BlockSink: Clone + Send + Sync + 'static {
     }
 }
 
+/// A sink that can tell whether it already holds a block, so a publisher can skip it.
+pub trait HoldsBlocks: Send + Sync {
+    /// Whether the block named `key` is held (false when that cannot be told).
+    fn holds(&self, key: &RoutingKey) -> impl Future<Output = bool> + Send;
+}
+
 /// An in-memory block store: a [`BlockSource`] and [`BlockSink`] for tests and tools.
 ///
 /// Clones share the same blocks. It also counts inserts, so a test can see what a node
@@ -188,6 +194,12 @@ impl BlockSource for MemoryStore {
             .get(&key)
             .cloned()
             .ok_or(FetchError::NotFound)
+    }
+}
+
+impl HoldsBlocks for MemoryStore {
+    async fn holds(&self, key: &RoutingKey) -> bool {
+        self.contains(key)
     }
 }
 
