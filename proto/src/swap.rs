@@ -198,6 +198,44 @@ mod tests {
         assert!(accept(back, back.exp() / 2.0));
     }
 
+    /// A side's loss is the mean over its peers of how much longer each link gets.
+    #[test]
+    fn side_loss_is_the_mean_per_link() {
+        // From 0 to 50 with peers at 30 and 70: links of 30 and 30 become 20 and 20.
+        let loss = side_loss(at(0), &[at(30), at(70)], at(50));
+        let want = (20f64 / 30.0).ln();
+        assert!((loss - want).abs() < 1e-9, "{loss} vs {want}");
+        assert_eq!(side_loss(at(0), &[], at(50)), 0.0);
+    }
+
+    /// The guard refuses a swap only when a side's loss is above the limit: at exactly
+    /// the limit, a swap the rule takes is taken.
+    #[test]
+    fn the_guard_takes_a_loss_of_exactly_its_limit() {
+        // The initiator at 0 has its peers near 50, the partner at 50 its peer at 30:
+        // the swap shortens links overall (taken whatever the draw), but the partner's
+        // own link lengthens from 20 to 30.
+        let initiator = Side {
+            nonce: [1; 32],
+            location: at(0),
+            peers: vec![at(45), at(55)],
+        };
+        let partner = Side {
+            nonce: [2; 32],
+            location: at(50),
+            peers: vec![at(30)],
+        };
+        assert!(decide(&initiator, &partner));
+        let limit = side_loss(partner.location, &partner.peers, initiator.location);
+        assert!(limit > 0.0);
+        assert!(decide_guarded(&initiator, &partner, Some(limit)));
+        assert!(!decide_guarded(&initiator, &partner, Some(limit * 0.999)));
+        // The same with the roles the other way round: the initiator's loss at the limit.
+        assert!(decide_guarded(&partner, &initiator, Some(limit)));
+        assert!(!decide_guarded(&partner, &initiator, Some(limit * 0.999)));
+        assert!(decide_guarded(&initiator, &partner, None));
+    }
+
     #[test]
     fn a_peer_at_the_same_location_keeps_the_gain_finite() {
         // Distance 0 (a peer, or the partner, at one's own place) and distance 1: the
