@@ -481,3 +481,173 @@ fn a_darknet_node_tells_its_friends_where_its_friends_are_and_again_when_one_mov
     quiet.handle_timeout(t0);
     assert!(lists(&drain(&mut quiet)).is_empty());
 }
+
+/// Runs `r`'s timer from `now` until it starts a swap: the instant, the friend the walk
+/// went to, the swap's id and the commitment it carries.
+fn own_swap(r: &mut Router, now: Instant) -> (Instant, PeerId, RequestId, [u8; 32]) {
+    let mut t = now;
+    loop {
+        t += Duration::from_millis(100);
+        assert!(t < now + Duration::from_secs(10), "no swap started");
+        r.handle_timeout(t);
+        if let [(to, Message::SwapRequest { id, commitment, .. })] = drain(r).as_slice() {
+            return (t, *to, *id, *commitment);
+        }
+    }
+}
+
+/// An initiator whose walk looped back tries its next untried friend with the same
+/// commitment, and gives the swap up when every friend has looped; a `RejectedLoop` from
+/// a friend the walk was not sent to is ignored (anyone can claim a loop).
+#[test]
+fn an_initiator_retries_a_looped_walk_only_through_the_friend_it_used() {
+    let (mut r, now) = lone(&[1 << 60, 3 << 60, 5 << 60], swap_cfg(3));
+    drain(&mut r);
+    let mut store = Mem::default();
+    let (t, mut via, id, commitment) = own_swap(&mut r, now);
+    let mut tried = vec![via];
+    for _ in 0..2 {
+        // A loop claimed by a friend the walk never went to changes nothing.
+        let stranger = (1..=3).map(PeerId).find(|p| *p != via).unwrap();
+        r.handle_message(t, stranger, Message::RejectedLoop { id }, &mut store);
+        assert!(drain(&mut r).is_empty());
+        // The real loop: the walk goes on through a friend not tried yet.
+        r.handle_message(t, via, Message::RejectedLoop { id }, &mut store);
+        let out = drain(&mut r);
+        let [(
+            next,
+            Message::SwapRequest {
+                id: again,
+                commitment: c,
+                ..
+            },
+        )] = out.as_slice()
+        else {
+            panic!("expected a retry, got {out:?}");
+        };
+        assert_eq!((*again, *c), (id, commitment));
+        assert!(!tried.contains(next), "{next:?} was tried already");
+        via = *next;
+        tried.push(via);
+    }
+    assert!(r.is_swap(id));
+    // Every friend looped: the swap is given up, with nothing sent.
+    r.handle_message(t, via, Message::RejectedLoop { id }, &mut store);
+    assert!(drain(&mut r).is_empty());
+    assert!(!r.is_swap(id));
+}
+
+/// The initiator's end of a swap: the partner's commitment answered by our reveal, then
+/// the partner's reveal checked against it. A reveal that breaks the commitment is
+/// refused; an honest one from a partner whose move would stretch both sides' links is
+/// declined; one that shortens them moves the router to the partner's location. The swap
+/// is over either way.
+#[test]
+fn an_initiator_refuses_a_broken_reveal_declines_a_bad_swap_and_takes_a_good_one() {
+    let far = 1u64 << 63;
+    let near = |at: u64| {
+        vec![
+            Location(at.wrapping_add(1 << 50)),
+            Location(at.wrapping_sub(1 << 50)),
+        ]
+    };
+    // The partner sits across the ring, its friends beside it (a bad swap for both) or
+    // beside us (a good one, when our friends sit beside it).
+    let cases = [
+        ("broken", 0, near(far), (1, 0, 0)),
+        ("bad", 0, near(far), (0, 1, 0)),
+        ("good", far, near(0), (0, 0, 1)),
+    ];
+    for (case, friends_at, partner_peers, counts) in cases {
+        let partner = Side {
+            nonce: [4; 32],
+            location: Location(far),
+            peers: partner_peers,
+        };
+        let ours: Vec<u64> = near(friends_at).iter().map(|l| l.0).collect();
+        let (mut r, now) = lone(&ours, swap_cfg(4));
+        drain(&mut r);
+        let mut store = Mem::default();
+        let (t, via, id, _) = own_swap(&mut r, now);
+        r.handle_message(
+            t,
+            via,
+            Message::SwapCommit {
+                id,
+                commitment: partner.commitment(),
+            },
+            &mut store,
+        );
+        assert!(matches!(
+            drain(&mut r).as_slice(),
+            [(to, Message::SwapReveal { id: i, .. })] if *to == via && *i == id
+        ));
+        let sent = Side {
+            location: if case == "broken" {
+                Location(1 << 62)
+            } else {
+                partner.location
+            },
+            ..partner.clone()
+        };
+        r.handle_message(
+            t,
+            via,
+            Message::SwapReveal {
+                id,
+                nonce: sent.nonce,
+                location: sent.location,
+                peers: BoundedVec::new(sent.peers.clone()).unwrap(),
+            },
+            &mut store,
+        );
+        let out = drain(&mut r);
+        let stats = r.swap_stats();
+        assert_eq!(
+            (stats.refused, stats.declined, stats.moved),
+            counts,
+            "{case}"
+        );
+        if case == "good" {
+            assert_eq!(r.location(), Location(far));
+            assert_eq!(out.len(), 2, "both friends told of the move: {out:?}");
+        } else {
+            assert_eq!(r.location(), Location(0), "{case}");
+            assert!(out.is_empty(), "{case}: {out:?}");
+        }
+        assert!(!r.is_swap(id));
+    }
+}
+
+/// `set_swapping(false)` (a simulator's swap phase ending) stops a router swapping: open
+/// swaps are forgotten, the timer starts no more, and a friend's move goes unheard; turned
+/// back on, it swaps again.
+#[test]
+fn swapping_turned_off_forgets_open_swaps_and_starts_none() {
+    let (mut r, now) = lone(&[1 << 60, 3 << 60], swap_cfg(5));
+    drain(&mut r);
+    let mut store = Mem::default();
+    let (t, _, id, _) = own_swap(&mut r, now);
+    r.set_swapping(false);
+    assert!(!r.is_swap(id));
+    let started = r.swap_stats().started;
+    let mut later = t;
+    for _ in 0..50 {
+        later += Duration::from_millis(100);
+        r.handle_timeout(later);
+    }
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.swap_stats().started, started);
+    r.handle_message(
+        later,
+        PeerId(1),
+        Message::LocationChanged {
+            location: Location(7),
+        },
+        &mut store,
+    );
+    assert_eq!(r.peers.get(PeerId(1)).unwrap().location, Location(1 << 60));
+    r.set_swapping(true);
+    own_swap(&mut r, later);
+    assert_eq!(r.swap_stats().started, started + 1);
+}
