@@ -571,3 +571,29 @@ fn an_insert_walk_ending_at_a_sink_is_stored_there_and_counted() {
     assert_eq!(r.stats().stored, stored);
     assert_eq!(r.stats().inserts_received, 40);
 }
+
+/// Each node keys its walk choices with a secret of its own: two nodes with the same
+/// peers, given the same tunnel, rename it differently (so a tunnel's names cannot be
+/// linked hop to hop) and, over a few tunnels, choose different next hops; a node keyed
+/// by the same seed makes the same choices again.
+#[test]
+fn the_walks_choices_are_keyed_by_each_nodes_own_secret() {
+    let now = Instant::now();
+    let walks = |seed: u64| -> Vec<(PeerId, u64)> {
+        let (mut r, _) = lone(&[10, 20, 30, 40], walker(seed));
+        drain(&mut r);
+        (0..8u64)
+            .map(|tunnel| first_walk(&mut r, now, Some(tunnel), tunnel as u8))
+            .collect()
+    };
+    let (a, b) = (walks(1), walks(2));
+    assert_eq!(walks(1), a);
+    assert!(
+        a.iter().zip(&b).all(|((_, x), (_, y))| x != y),
+        "{a:?} {b:?}"
+    );
+    assert!(
+        a.iter().zip(&b).any(|((p, _), (q, _))| p != q),
+        "{a:?} {b:?}"
+    );
+}
