@@ -8,6 +8,7 @@
 //! Run: `cargo bench -p veil-tests --bench walk` (release). `VEIL_BENCH_WALK_BLOCKS` sets
 //! the number of blocks (default 600, about 19 MiB).
 
+use anyhow::Context;
 use std::time::Instant;
 use veil_proto::router::DEFAULT_WALK_PROBABILITY;
 use veil_tests::{bench_record, random_block, Testnet, Topology};
@@ -44,6 +45,21 @@ async fn measure(walk: f64, blocks: usize) -> anyhow::Result<Figures> {
     })
     .await?;
     let (origin, reader) = (net.node(0).clone(), net.node(10).clone());
+    // A failed fetch names the block, where its key lies and which nodes hold it.
+    let holders = {
+        let nodes: Vec<_> = (0..NODES).map(|i| net.node(i).clone()).collect();
+        move |k: &veil_proto::RoutingKey| {
+            let held: Vec<String> = (0..NODES)
+                .filter(|&i| nodes[i].store_contains(k))
+                .map(|i| format!("{i} at {:.3}", nodes[i].location().as_fraction()))
+                .collect();
+            format!(
+                "key at {:.3}, held by [{}]",
+                veil_proto::Location::of_key(k).as_fraction(),
+                held.join(", ")
+            )
+        }
+    };
     let mut keys = Vec::with_capacity(blocks);
     for i in 0..blocks {
         let (k, b) = random_block(9_000_000 + i as u64, 32 * 1024);
@@ -55,7 +71,10 @@ async fn measure(walk: f64, blocks: usize) -> anyhow::Result<Figures> {
     let mut ms = Vec::new();
     for &k in &keys[..40.min(blocks)] {
         let t = Instant::now();
-        reader.fetch_in(k, None, Some(tunnel)).await?;
+        reader
+            .fetch_in(k, None, Some(tunnel))
+            .await
+            .with_context(|| format!("walk {walk}, lone fetch: {}", holders(&k)))?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
@@ -64,10 +83,13 @@ async fn measure(walk: f64, blocks: usize) -> anyhow::Result<Figures> {
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for chunk in rest.chunks(rest.len().div_ceil(32).max(1)) {
-        let (reader, chunk) = (reader.clone(), chunk.to_vec());
+        let (reader, chunk, holders) = (reader.clone(), chunk.to_vec(), holders.clone());
         set.spawn(async move {
             for k in chunk {
-                reader.fetch_in(k, None, Some(tunnel)).await?;
+                reader
+                    .fetch_in(k, None, Some(tunnel))
+                    .await
+                    .with_context(|| format!("walk {walk}, fetch in flight: {}", holders(&k)))?;
             }
             anyhow::Ok(())
         });
