@@ -358,14 +358,26 @@ fn real_main() -> Result<()> {
         Command::Run { nodes, common } => {
             let params = common.params(nodes)?;
             params.validate()?;
-            let mut report = one(&params)?;
-            if params.routing == Routing::LatencyAware {
-                // Beside it: the same network, seed and workload, routed greedily.
-                let g = one(&Params {
+            let (report, greedy) = if params.routing == Routing::LatencyAware {
+                // Beside it: the same network, seed and workload, routed greedily, on a
+                // second thread (the two runs share nothing; results are the same as
+                // running them one after the other).
+                let greedy_params = Params {
                     routing: Routing::Greedy,
                     ..params.clone()
-                })?
-                .summary;
+                };
+                std::thread::scope(|scope| {
+                    let g = scope.spawn(|| one(&greedy_params));
+                    let r = one(&params);
+                    let g = g.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    (r, Some(g))
+                })
+            } else {
+                (one(&params), None)
+            };
+            let mut report = report?;
+            if let Some(g) = greedy {
+                let g = g?.summary;
                 let s = &mut report.summary;
                 s.greedy_success_rate = Some(g.success_rate);
                 s.greedy_fetch_latency_ms_p50 = Some(g.fetch_latency_ms_p50);

@@ -220,7 +220,8 @@ pub struct Summary {
     /// Wall-clock seconds for the whole run (setup included).
     pub wall_seconds: f64,
     /// The process's peak resident set in bytes at the end of the run (Linux; null
-    /// elsewhere).
+    /// elsewhere); it counts every run the process made, such as a greedy baseline
+    /// beside a latency-aware run.
     pub peak_rss_bytes: Option<u64>,
     /// Every parameter of the run, as the command line set them: the run can be redone
     /// from its summary alone.
