@@ -1,6 +1,6 @@
 //! Whole-simulation checks on small networks (each runs in well under a second).
 
-use veil_sim::params::{Params, PolicyChoice, SwapMode};
+use veil_sim::params::{Params, PolicyChoice, Routing, SwapMode};
 use veil_sim::run;
 use veil_sim::topology::Topology;
 
@@ -23,6 +23,32 @@ fn every_inserted_key_is_found_in_a_small_world() {
         assert_eq!(s.misbehaviour, 0);
         assert!(r.records.iter().all(|rec| rec.outcome.success()));
     }
+}
+
+/// Latency-aware routing in networks of tens of nodes with one copy of each block: a
+/// request whose block has a live copy finds it as surely as greedy routing does. (A
+/// quicker peer used to draw requests away from the node holding the block until their
+/// HTL ran out: 21 to 52 of 10,000 failed at 60 nodes in a small world, 48 against
+/// greedy's 5 in 20-node opennets.)
+#[test]
+fn latency_aware_routing_finds_the_one_copy_in_a_small_network() {
+    let failed = |topology, nodes, seed, routing| {
+        let mut p = small(nodes, 10_000, seed);
+        (p.topology, p.degree, p.keys, p.replicas, p.routing) = (topology, 6, 10_000, 1, routing);
+        let s = run(&p).unwrap().summary;
+        (s.failed_with_live_copy * s.requests as f64).round() as u64
+    };
+    for seed in 1..=3 {
+        let f = failed(Topology::SmallWorld, 60, seed, Routing::LatencyAware);
+        assert_eq!(f, 0, "small world, seed {seed}");
+    }
+    let total = |routing| {
+        (1..=3)
+            .map(|seed| failed(Topology::Opennet, 20, seed, routing))
+            .sum::<u64>()
+    };
+    let (aware, greedy) = (total(Routing::LatencyAware), total(Routing::Greedy));
+    assert!(aware <= greedy, "opennet: {aware} failed, greedy {greedy}");
 }
 
 #[test]

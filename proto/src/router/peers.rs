@@ -208,7 +208,9 @@ impl PeerTable {
     /// The peer closest to `target` that is not in `exclude`, preferring peers out of
     /// back-off; ties go to the lower id so the choice is deterministic.
     pub fn closest(&self, target: Location, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
-        self.closest_where(target, exclude, now, (1.0, 0.0), |_| true)
+        self.closest_where(target, exclude, now, (1.0, 0.0, Distance(u64::MAX)), |_| {
+            true
+        })
     }
 
     /// As [`PeerTable::closest`], but among the peers whose distance to `target` is
@@ -216,8 +218,9 @@ impl PeerTable {
     /// known), the one with the least expected cost: smoothed RTT, times one plus the
     /// requests it already carries for us, divided by its success share, plus a share of
     /// a typical hop (`weight` times the mean round trip of the links) for each doubling
-    /// of its distance over the closest's. `factor` 1.0 (or below) is pure greedy
-    /// routing.
+    /// of its distance over the closest's, plus one typical hop if it is that close only
+    /// through one of its own peers. `factor` 1.0 (or below) is pure greedy routing.
+    #[cfg(test)]
     pub fn choose(
         &self,
         target: Location,
@@ -225,7 +228,23 @@ impl PeerTable {
         now: Instant,
         (factor, weight): (f64, f64),
     ) -> Option<PeerId> {
-        self.closest_where(target, exclude, now, (factor, weight), |_| true)
+        self.choose_below(target, exclude, now, (factor, weight), Distance(u64::MAX))
+    }
+
+    /// As [`PeerTable::choose`], where a peer other than the closest is taken only if
+    /// its routing distance is below `ceiling` (the choosing node's own distance to
+    /// `target`): a quicker peer must still bring the request nearer the key. Without
+    /// it, in a network of tens of nodes the factor's bound spans most of the ring and
+    /// requests wander by speed alone until their HTL runs out.
+    pub fn choose_below(
+        &self,
+        target: Location,
+        exclude: &[PeerId],
+        now: Instant,
+        (factor, weight): (f64, f64),
+        ceiling: Distance,
+    ) -> Option<PeerId> {
+        self.closest_where(target, exclude, now, (factor, weight, ceiling), |_| true)
     }
 
     /// As [`PeerTable::closest`], among the peers on one side of `target` (clockwise or
@@ -237,7 +256,7 @@ impl PeerTable {
         now: Instant,
         clockwise: bool,
     ) -> Option<PeerId> {
-        self.closest_where(target, exclude, now, (1.0, 0.0), |l| {
+        self.closest_where(target, exclude, now, (1.0, 0.0, Distance(u64::MAX)), |l| {
             super::request::clockwise_of(l, target) == clockwise
         })
     }
@@ -254,7 +273,7 @@ impl PeerTable {
         target: Location,
         exclude: &[PeerId],
         now: Instant,
-        (factor, weight): (f64, f64),
+        (factor, weight, ceiling): (f64, f64, Distance),
         keep: impl Fn(Location) -> bool,
     ) -> Option<PeerId> {
         let eligible = |p: &&Peer| p.routable && !exclude.contains(&p.id) && keep(p.location);
@@ -289,10 +308,20 @@ impl PeerTable {
             .iter()
             .filter(|p| p.rtt_us > 0)
             .fold((0u64, 0u64), |(s, n), p| (s + u64::from(p.rtt_us), n + 1));
-        let per_doubling = weight.max(0.0) * sum as f64 / n.max(1) as f64;
+        let mean_hop = sum as f64 / n.max(1) as f64;
+        let per_doubling = weight.max(0.0) * mean_hop;
+        // A peer that is this close only through one of its own peers (friend of a
+        // friend) is one hop farther from the key than its distance says: without this,
+        // a quick peer next to the closest one draws the request away from it, hop after
+        // hop, when the closest is our own peer.
         let score = |p: &Peer, d: Distance| {
             let extra = (d.0 as f64 / (nearest.0 as f64).max(1.0)).max(1.0).log2();
-            cost(p) as f64 + per_doubling * extra
+            let via = if p.location.distance(target) > d {
+                mean_hop
+            } else {
+                0.0
+            };
+            cost(p) as f64 + per_doubling * extra + via
         };
         let mut choice = (score(greedy_peer, nearest), nearest, greedy);
         for p in self.peers.iter().filter(eligible) {
@@ -300,7 +329,7 @@ impl PeerTable {
                 continue;
             }
             let d = Self::routing_distance(p, target);
-            if d.0 as f64 > bound {
+            if d.0 as f64 > bound || d >= ceiling {
                 continue;
             }
             let cand = (score(p, d), d, p.id);
@@ -577,6 +606,33 @@ mod tests {
         t.set_neighbours(PeerId(2), vec![Location(target.0 + 500)]);
         assert_eq!(t.choose(target, &[], now, (1.0, 0.0)), Some(PeerId(1)));
         assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+    }
+
+    /// A quicker peer must bring the request nearer than the choosing node is, and one
+    /// that is near only through its own peer pays for the hop that adds.
+    #[test]
+    fn latency_aware_choice_makes_progress_and_counts_the_extra_hop() {
+        let now = t0();
+        let within = (4.0, 0.0);
+        // Q (1,500 from the key, 10 ms) takes the request from G (1,000, 100 ms) at a
+        // node 1,501 from the key...
+        let (t, target) = timed(&[(1, 1000, 100), (2, 1500, 10)]);
+        let below = |d| t.choose_below(target, &[], now, within, Distance(d));
+        assert_eq!(below(1501), Some(PeerId(2)));
+        // ...but not at one 1,500 away: Q would bring it no nearer.
+        assert_eq!(below(1500), Some(PeerId(1)));
+        // The closest peer is greedy routing's choice, whatever the ceiling.
+        assert_eq!(below(0), Some(PeerId(1)));
+
+        // G is near itself (50 ms); Q is far itself (20 ms) but as near through its
+        // neighbour. The typical hop is 35 ms, so Q costs 20 + 35 = 55 against 50.
+        let (mut t, target) = timed(&[(1, 1000, 50), (2, 64_000, 20)]);
+        t.set_neighbours(PeerId(2), vec![Location(target.0 + 1000)]);
+        assert_eq!(t.choose(target, &[], now, within), Some(PeerId(1)));
+        // A quicker Q (10 ms: 10 + 30 = 40 against 50) is worth the extra hop.
+        let (mut t, target) = timed(&[(1, 1000, 50), (2, 64_000, 10)]);
+        t.set_neighbours(PeerId(2), vec![Location(target.0 + 1000)]);
+        assert_eq!(t.choose(target, &[], now, within), Some(PeerId(2)));
     }
 
     /// Round trips are smoothed by 1/8 a sample (the first is taken as it is) and the

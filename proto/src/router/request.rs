@@ -412,9 +412,11 @@ impl Router {
             ),
             _ => (1.0, 0.0),
         };
+        // A quicker peer must still bring the request nearer than this node is.
+        let own = self.location.distance(req.target);
         let pick = |exclude: &[PeerId]| {
             side.and_then(|cw| peers.closest_on_side(req.target, exclude, now, cw))
-                .or_else(|| peers.choose(req.target, exclude, now, factor))
+                .or_else(|| peers.choose_below(req.target, exclude, now, factor, own))
         };
         let found = if avoid.is_empty() {
             pick(&exclude)
