@@ -379,6 +379,8 @@ fn real_main() -> Result<()> {
             if let Some(g) = greedy {
                 let g = g?.summary;
                 let s = &mut report.summary;
+                // Both runs have ended: the process's peak covers the baseline's too.
+                s.peak_rss_bytes = veil_sim::metrics::peak_rss().or(s.peak_rss_bytes);
                 s.greedy_success_rate = Some(g.success_rate);
                 s.greedy_fetch_latency_ms_p50 = Some(g.fetch_latency_ms_p50);
                 s.greedy_fetch_latency_ms_p95 = Some(g.fetch_latency_ms_p95);

@@ -399,7 +399,7 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
 
 /// The process's peak resident set (`VmHWM` in `/proc/self/status`), when the system
 /// tells it.
-fn peak_rss() -> Option<u64> {
+pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb = status
         .lines()

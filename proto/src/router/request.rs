@@ -159,6 +159,10 @@ pub(super) struct Seen {
     ids: HashSet<RequestId>,
     order: VecDeque<(Instant, RequestId)>,
     cap: usize,
+    /// When the oldest id expires (the queue's front), kept beside the queue so that a
+    /// router with nothing due does not read the queue's memory on every message (in
+    /// the simulator, a cache miss an event).
+    due: Option<Instant>,
 }
 
 impl Default for Seen {
@@ -167,6 +171,7 @@ impl Default for Seen {
             ids: HashSet::new(),
             order: VecDeque::new(),
             cap: MAX_SEEN,
+            due: None,
         }
     }
 }
@@ -186,10 +191,17 @@ impl Seen {
                 }
             }
             self.order.push_back((expires, id));
+            if self.order.len() == 1 || self.order.len() >= self.cap {
+                // A new front: the queue was empty, or its oldest was just forgotten.
+                self.due = self.order.front().map(|&(t, _)| t);
+            }
         }
     }
 
     pub fn expire(&mut self, now: Instant) {
+        if self.due.is_none_or(|t| t > now) {
+            return;
+        }
         while let Some(&(t, id)) = self.order.front() {
             if t > now {
                 break;
@@ -197,6 +209,7 @@ impl Seen {
             self.order.pop_front();
             self.ids.remove(&id);
         }
+        self.due = self.order.front().map(|&(t, _)| t);
     }
 
     #[cfg(test)]
@@ -1072,5 +1085,13 @@ mod tests {
         seen.expire(t0 + Duration::from_secs(3));
         assert!(!seen.contains(RequestId(3)) && seen.contains(RequestId(4)));
         assert_eq!(seen.len(), 1);
+        // Emptied, then one id again: it still expires on time, not before.
+        seen.expire(t0 + Duration::from_secs(4));
+        assert_eq!(seen.len(), 0);
+        seen.insert(t0 + Duration::from_secs(9), RequestId(9));
+        seen.expire(t0 + Duration::from_secs(8));
+        assert!(seen.contains(RequestId(9)));
+        seen.expire(t0 + Duration::from_secs(9));
+        assert_eq!(seen.len(), 0);
     }
 }
