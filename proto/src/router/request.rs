@@ -159,10 +159,6 @@ pub(super) struct Seen {
     ids: HashSet<RequestId>,
     order: VecDeque<(Instant, RequestId)>,
     cap: usize,
-    /// When the oldest id expires (the queue's front), kept beside the queue so that a
-    /// router with nothing due does not read the queue's memory on every message (in
-    /// the simulator, a cache miss an event).
-    due: Option<Instant>,
 }
 
 impl Default for Seen {
@@ -171,7 +167,6 @@ impl Default for Seen {
             ids: HashSet::new(),
             order: VecDeque::new(),
             cap: MAX_SEEN,
-            due: None,
         }
     }
 }
@@ -191,17 +186,10 @@ impl Seen {
                 }
             }
             self.order.push_back((expires, id));
-            if self.order.len() == 1 || self.order.len() >= self.cap {
-                // A new front: the queue was empty, or its oldest was just forgotten.
-                self.due = self.order.front().map(|&(t, _)| t);
-            }
         }
     }
 
     pub fn expire(&mut self, now: Instant) {
-        if self.due.is_none_or(|t| t > now) {
-            return;
-        }
         while let Some(&(t, id)) = self.order.front() {
             if t > now {
                 break;
@@ -209,7 +197,6 @@ impl Seen {
             self.order.pop_front();
             self.ids.remove(&id);
         }
-        self.due = self.order.front().map(|&(t, _)| t);
     }
 
     #[cfg(test)]
