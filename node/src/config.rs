@@ -115,9 +115,9 @@ pub struct Config {
     /// off for this node's own requests (it still relays others'). Default 0.75.
     pub walk_probability: f64,
     /// Latency-aware next hops (docs/routing.md): a request may go to a peer up to this
-    /// many times farther from the key than the closest one, if its measured round trip
-    /// and success make it the quicker way; 1 is pure greedy routing. Inserts always go
-    /// greedily. Default 32.
+    /// many times farther from the key than the closest one (but nearer than this node),
+    /// if its measured round trip and success make it the quicker way; 1 is pure greedy
+    /// routing. Inserts always go greedily. Default 32.
     pub latency_factor: f64,
     /// Nodes near its key that each block this node inserts is stored on (at most 16).
     /// Each copy costs one node 32 KiB of store. Default 7, the least that kept 97% of
@@ -430,7 +430,8 @@ pub struct Overrides {
     #[arg(long, value_name = "P")]
     pub walk_probability: Option<f64>,
     /// Latency-aware routing: how much farther from the key than the closest peer a
-    /// quicker peer may be; 1 is greedy [default: 32]
+    /// quicker peer may be (it must still be nearer than this node); 1 is greedy
+    /// [default: 32]
     #[arg(long, value_name = "F")]
     pub latency_factor: Option<f64>,
     /// Nodes each inserted block is stored on [default: 7]

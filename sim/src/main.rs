@@ -278,7 +278,8 @@ struct Common {
     #[arg(long, value_enum, default_value_t = Routing::LatencyAware)]
     routing: Routing,
     /// Latency-aware routing: how much farther from the key than the closest peer a
-    /// quicker peer may be (1 is greedy; the daemon's default here).
+    /// quicker peer may be, nearer than the node choosing it (1 is greedy; the daemon's
+    /// default here).
     #[arg(long, default_value_t = veil_proto::router::DEFAULT_LATENCY_FACTOR)]
     latency_factor: f64,
     /// Latency-aware routing: what each doubling of a peer's distance to the key over

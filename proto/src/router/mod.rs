@@ -182,7 +182,8 @@ pub struct RouterConfig {
     /// say how). Opennet does this whenever `opennet.foaf`. Default false.
     pub neighbour_lists: bool,
     /// Latency-aware next hops: a request may go to any peer whose distance to the key is
-    /// within this factor of the closest peer's, and goes to the one with the best
+    /// within this factor of the closest peer's (and below this node's own, so every
+    /// hop makes progress), and goes to the one with the best
     /// measured round trip and success among them ([`Router::observe_rtt`] feeds the
     /// round trips). 1.0 is pure greedy routing. Inserts always route greedily, so
     /// where blocks are stored does not change. Default [`DEFAULT_LATENCY_FACTOR`].
