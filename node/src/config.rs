@@ -127,6 +127,12 @@ pub struct Config {
     /// The same for top and index blocks, which every reader of a document needs
     /// (`veil put` asks for it on them). Default 14.
     pub index_replicas: u8,
+    /// Routes each insert this node starts leaves by (1–16, at most its replicas), each
+    /// through its own walk and storing an equal share of the copies, so that in a
+    /// roughly embedded friend graph they land where requests from anywhere end
+    /// (docs/routing.md, darknet). Default: 7 with `darknet`, else 1 (every copy next
+    /// to the key).
+    pub insert_routes: Option<u8>,
     /// Documents (`veil:CHK@...` URIs) the node keeps alive: every
     /// `keepalive_interval_ms` it fetches each one and re-inserts the blocks that were
     /// missing or slow to find, as `veil keepalive` does. Default none.
@@ -168,6 +174,7 @@ impl Default for Config {
             latency_factor: veil_proto::router::DEFAULT_LATENCY_FACTOR,
             replicas: veil_proto::router::DEFAULT_REPLICAS,
             index_replicas: veil_proto::router::DEFAULT_INDEX_REPLICAS,
+            insert_routes: None,
             keepalive_uris: Vec::new(),
             gateway_max_bytes: 4 << 30,
             keepalive_interval_ms: 86_400_000,
@@ -242,6 +249,9 @@ impl Config {
         if !(0.0..1.0).contains(&self.walk_probability) {
             return bad("walk_probability must be in [0, 1)");
         }
+        if self.insert_routes.is_some_and(|r| !(1..=16).contains(&r)) {
+            return bad("insert_routes must be between 1 and 16");
+        }
         if !(self.latency_factor.is_finite() && self.latency_factor >= 1.0) {
             return bad("latency_factor must be at least 1 (1 is greedy routing)");
         }
@@ -314,6 +324,15 @@ impl Config {
     /// The routable peer count below which the node announces.
     pub fn effective_min_peers(&self) -> usize {
         self.min_peers.min(self.max_peers)
+    }
+
+    /// The routes each insert leaves by: `insert_routes`, or the mode's default.
+    pub fn effective_insert_routes(&self) -> u8 {
+        self.insert_routes.unwrap_or(if self.darknet {
+            veil_proto::router::DARKNET_INSERT_ROUTES
+        } else {
+            1
+        })
     }
 
     /// `hop_timeout_ms` as a duration.
@@ -440,6 +459,10 @@ pub struct Overrides {
     /// Nodes each top and index block is stored on [default: 14]
     #[arg(long, value_name = "N")]
     pub index_replicas: Option<u8>,
+    /// Routes each insert leaves by, each storing a share of the copies [default: 7
+    /// with --darknet, else 1]
+    #[arg(long, value_name = "N")]
+    pub insert_routes: Option<u8>,
     /// A document to keep alive (repeatable; adds to the config file's
     /// `keepalive_uris`)
     #[arg(long = "keepalive-uri", value_name = "URI")]
@@ -514,6 +537,9 @@ impl Overrides {
         add_new(&mut c.seed_nodes, &self.seed_nodes);
         if self.darknet {
             c.darknet = true;
+        }
+        if self.insert_routes.is_some() {
+            c.insert_routes = self.insert_routes;
         }
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();

@@ -353,6 +353,7 @@ impl Node {
                 latency_factor: config.latency_factor,
                 // A darknet routes friend-of-a-friend too (docs/routing.md).
                 neighbour_lists: config.darknet,
+                insert_routes: config.effective_insert_routes(),
                 ..RouterConfig::default()
             },
             location,

@@ -236,6 +236,7 @@ impl<'p> Sim<'p> {
             neighbour_lists: params.topology == crate::topology::Topology::Darknet && params.foaf,
             latency_factor: params.latency_factor(),
             latency_progress_weight: params.progress_weight,
+            insert_routes: params.insert_routes(),
             opennet: if params.topology == crate::topology::Topology::Opennet {
                 opennet_config(params)
             } else {

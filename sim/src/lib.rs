@@ -164,9 +164,11 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
         summary.unmitigated_mean_link_length = Some(r.summary.mean_link_length);
     }
     if params.topology == topology::Topology::Darknet && params.foaf {
-        // Beside it: the same friend graph and swaps, routed without neighbour lists.
+        // Beside it: plain swapping as Freenet runs it, on the same friend graph and
+        // swaps: routed without neighbour lists, each insert by one route.
         let r = run(&Params {
             foaf: false,
+            insert_routes: Some(1),
             ..params.clone()
         })?;
         summary.plain_success_rate = Some(r.summary.success_rate);

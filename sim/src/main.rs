@@ -265,6 +265,12 @@ struct Common {
     /// locations), as veild --darknet runs; off routes by the friends' own locations.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     foaf: OnOff,
+    /// Routes each insert leaves by, each through its own walk and storing a share of
+    /// the replicas (veild's `insert_routes`); default as veild: one per replica in a
+    /// darknet (copies land where requests from anywhere end in a roughly embedded
+    /// friend graph), 1 elsewhere (every copy next to the key).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    insert_routes: Option<u8>,
     /// Link latencies: `internet` (synthetic coordinates, heavy-tailed access delays and
     /// per-pair route inflation, so the triangle inequality often fails), `uniform`
     /// (each link a fixed draw in [10, 100) ms, the older tables' model), `constant[:MS]`
@@ -328,6 +334,7 @@ impl Common {
             interval_ms: self.interval_ms,
             walk_probability: self.walk_probability,
             foaf: self.foaf == OnOff::On,
+            insert_routes: self.insert_routes,
             attackers: self.attackers,
             mitigation: self.mitigation == OnOff::On,
             max_side_loss: self.max_side_loss,

@@ -109,6 +109,9 @@ pub struct Params {
     pub walk_probability: f64,
     /// Darknet: friend-of-a-friend routing (neighbour lists), as `veild --darknet` runs.
     pub foaf: bool,
+    /// Routes each insert leaves by (`RouterConfig::insert_routes`); `None` takes the
+    /// daemon's default for the topology ([`Params::insert_routes`]).
+    pub insert_routes: Option<u8>,
     /// Darknet: fraction of nodes that lie in swaps (the pitch-black attack,
     /// [`crate::topology::Attack`]; offline swapping).
     pub attackers: f64,
@@ -135,6 +138,17 @@ impl Params {
             Routing::Greedy => 1.0,
             Routing::LatencyAware => self.factor,
         }
+    }
+
+    /// Routes each insert leaves by: as asked, else the daemon's default (one per
+    /// replica in a darknet, as `veild --darknet`; one elsewhere).
+    pub fn insert_routes(&self) -> u8 {
+        self.insert_routes
+            .unwrap_or(if self.topology == crate::topology::Topology::Darknet {
+                veil_proto::router::DARKNET_INSERT_ROUTES
+            } else {
+                1
+            })
     }
 
     /// The pitch-black guard the swaps run with.
@@ -172,6 +186,7 @@ impl Params {
             interval_ms: 0.0,
             walk_probability: 0.0,
             foaf: true,
+            insert_routes: None,
             attackers: 0.0,
             mitigation: true,
             max_side_loss: veil_proto::swap::DEFAULT_MAX_SIDE_LOSS,

@@ -72,6 +72,7 @@ mod failures;
 mod opennet;
 mod peers;
 mod request;
+mod spread;
 mod swapping;
 #[cfg(test)]
 mod tests;
@@ -193,7 +194,18 @@ pub struct RouterConfig {
     /// node's links (a farther peer leaves more of the way to go). Default
     /// [`DEFAULT_LATENCY_PROGRESS_WEIGHT`].
     pub latency_progress_weight: f64,
+    /// Spread inserts: a local insert at full HTL leaves by this many routes (at most
+    /// its replicas), each through its own walk (one hop at least, even with the
+    /// anonymity walk off) and each storing an equal share of the replicas, so that in
+    /// a roughly embedded friend graph the copies land where requests from anywhere end
+    /// (docs/routing.md, darknet). 1: one route, every copy next to the key. Default 1;
+    /// [`DARKNET_INSERT_ROUTES`] is the darknet's.
+    pub insert_routes: u8,
 }
+
+/// Insert routes of a darknet node (`RouterConfig::insert_routes`): one per replica,
+/// chosen by the measurement in docs/routing.md.
+pub const DARKNET_INSERT_ROUTES: u8 = DEFAULT_REPLICAS;
 
 /// Default progress weight of latency-aware routing, chosen with the factor by the sweep
 /// in docs/routing.md.
@@ -239,6 +251,7 @@ impl Default for RouterConfig {
             neighbour_lists: false,
             latency_factor: DEFAULT_LATENCY_FACTOR,
             latency_progress_weight: DEFAULT_LATENCY_PROGRESS_WEIGHT,
+            insert_routes: 1,
         }
     }
 }
@@ -489,6 +502,12 @@ pub struct Router {
     walk_secret: [u8; 32],
     /// The tunnel for local requests whose user named none, and until when it holds.
     tunnel: Option<(u64, Instant)>,
+    /// Spread inserts' routes in flight, by route id: the id their shell knows.
+    spreads: std::collections::HashMap<RequestId, RequestId>,
+    /// Spread inserts in flight, by the id their shell knows.
+    spread_parents: std::collections::HashMap<RequestId, spread::Spread>,
+    /// Keys stored for an insert moments ago (sibling routes do not count twice).
+    recent: spread::Recent,
 }
 
 impl Router {
@@ -510,6 +529,9 @@ impl Router {
             opennet: Opennet::default(),
             swapping: swapping::Swapping::default(),
             tunnel: None,
+            spreads: Default::default(),
+            spread_parents: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -714,20 +736,27 @@ impl Router {
     ) -> RequestId {
         self.expire(now);
         self.stats.local_inserts += 1;
-        let id = self.fresh_id();
         let htl = self.clamp_htl(htl);
+        let replicas = replicas
+            .unwrap_or(self.config.replicas)
+            .clamp(1, MAX_REPLICAS);
+        self.offer_to_askers(now, key, &block, None);
+        let routes = self.config.insert_routes.min(replicas);
+        let full = htl == self.config.max_htl.0 && self.peers.routable() > 0;
+        if routes > 1 && full {
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
+            let id = self.start_spread(now, key, block, Htl(htl), replicas, routes, tunnel);
+            self.tidy_timers();
+            return id;
+        }
+        let id = self.fresh_id();
         let mut kind = Kind::Insert {
             block,
-            replicas: replicas
-                .unwrap_or(self.config.replicas)
-                .clamp(1, MAX_REPLICAS),
+            replicas,
             stored: 0,
             resume: None,
         };
-        if let Kind::Insert { block, .. } = &kind {
-            self.offer_to_askers(now, key, block, None);
-        }
-        if self.walking() && htl == self.config.max_htl.0 && self.peers.routable() > 0 {
+        if self.walking() && full {
             // The walk takes it away first; the node that ends it inserts from there.
             let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
             self.begin_walk(now, id, key, kind, None, htl, request::Walk::Step(tunnel));
@@ -910,5 +939,6 @@ impl Router {
     fn expire(&mut self, now: Instant) {
         self.seen.expire(now);
         self.failures.expire(now);
+        self.recent.expire(now);
     }
 }

@@ -364,7 +364,16 @@ impl Router {
                         block: block.clone(),
                         placement: Placement::Store,
                     };
-                    req.kind.start_walk();
+                    let key = req.key;
+                    let mut kind = std::mem::replace(&mut req.kind, Kind::Request);
+                    kind.start_walk();
+                    if self.stored_for_insert(now, key) {
+                        kind.extend();
+                    }
+                    let Some(req) = self.requests.get_mut(&id) else {
+                        return;
+                    };
+                    req.kind = kind;
                     req.htl = 1;
                     self.stats.stored += 1;
                     self.events.push_back(store);
@@ -576,7 +585,6 @@ impl Router {
                         let result = if matches!(outcome, Outcome::Collision(_)) {
                             Err(InsertFailure::Collision)
                         } else if done || req.accepted {
-                            self.stats.local_inserts_succeeded += 1;
                             Ok(InsertReport {
                                 route_exhausted: !done,
                             })
@@ -587,11 +595,9 @@ impl Router {
                         } else {
                             Err(InsertFailure::RouteNotFound)
                         };
-                        Event::InsertFinished {
-                            id,
-                            key: req.key,
-                            result,
-                        }
+                        // Counted, and reported as itself or as one route of a spread
+                        // insert.
+                        return self.insert_finished(id, req.key, result);
                     }
                 };
                 self.events.push_back(event);
@@ -784,11 +790,13 @@ impl Router {
         // peer closer to the key than itself. The sender counts among the peers: it is
         // connected, so `any_closer` sees it.
         let keep = stored > 0 || !self.peers.any_closer(target, self.location);
+        // A copy made here moments ago by a sibling route does not count again.
+        let again = keep && self.stored_for_insert(now, key);
         // On a walk (so kept), this copy counts; a sink's first copy is counted below.
-        let walked = if stored > 0 {
+        let walked = if stored > 0 && !again {
             stored.saturating_add(1).min(replicas)
         } else {
-            0
+            stored
         };
         let placement = if keep {
             Some(Placement::Store)
@@ -817,6 +825,9 @@ impl Router {
         if keep && stored == 0 {
             // A sink: the first copy is here.
             kind.start_walk();
+            if again {
+                kind.extend();
+            }
         }
         self.begin(now, id, key, kind, Some(from), received);
     }

@@ -48,7 +48,7 @@ struct Draw {
 }
 
 /// A 64-bit mixer (splitmix64's finaliser): spreads the rendezvous scores.
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -249,6 +249,9 @@ impl Router {
             });
             self.stats.stored += 1;
             req.kind.start_walk();
+            if self.stored_for_insert(now, req.key) {
+                req.kind.extend();
+            }
         }
         self.requests.insert(new_id, req);
         new_id

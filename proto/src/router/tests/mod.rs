@@ -12,6 +12,7 @@ mod opennet_rules;
 mod replicas;
 mod rules;
 mod signed;
+mod spread;
 mod swapping;
 mod walk;
 
