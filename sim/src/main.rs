@@ -438,8 +438,8 @@ fn real_main() -> Result<()> {
             }
             if let (Some(ok), Some(hops)) = (s.plain_success_rate, s.plain_mean_hops) {
                 println!(
-                    "darknet without friend-of-a-friend routing (same friends, same swaps): \
-                     success {ok:.4}, {hops:.2} mean hops"
+                    "plain swapping (same friends, same swaps; routed by the friends' own \
+                     locations, each insert by one route): success {ok:.4}, {hops:.2} mean hops"
                 );
             }
             if let (Some(n), Some(ok), Some(top)) = (

@@ -147,6 +147,9 @@ pub struct Summary {
     pub success_rate: f64,
     /// Nodes each block was to be stored on (`--replicas`).
     pub replicas: u8,
+    /// Routes each insert left by, sharing the replicas (`--insert-routes`; the daemon's
+    /// default for the topology unless given).
+    pub insert_routes: u8,
     /// Mean blocks in a node's long-term store at the end (replicas and publishers' own
     /// copies; caches not counted): the storage cost of `replicas`.
     pub store_blocks_per_node: f64,
@@ -345,6 +348,7 @@ pub fn summarize<'r>(d: &RunData, routers: impl Iterator<Item = &'r Router>) -> 
         insert_success_rate: ratio(c.inserts_ok, c.inserts),
         success_rate: ratio(n_ok, d.records.len() as u64),
         replicas: d.params.replicas,
+        insert_routes: d.params.insert_routes(),
         index_replicas: None,
         doc_blocks: None,
         blocks_per_doc: None,
