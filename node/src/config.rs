@@ -634,6 +634,23 @@ mod tests {
     }
 
     #[test]
+    fn a_darknet_spreads_its_inserts_unless_told_otherwise() {
+        let mut c = Config::default();
+        assert_eq!(c.effective_insert_routes(), 1);
+        c.darknet = true;
+        assert_eq!(
+            c.effective_insert_routes(),
+            veil_proto::router::DARKNET_INSERT_ROUTES
+        );
+        let c = Config::from_toml("darknet = true\ninsert_routes = 3\n", Path::new("x")).unwrap();
+        assert_eq!(c.effective_insert_routes(), 3);
+        let c = Config::from_toml("insert_routes = 0\n", Path::new("x")).unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::from_toml("insert_routes = 17\n", Path::new("x")).unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn defaults_are_loopback() {
         let c = Config::default();
         assert!(c.listen.ip().is_loopback() && c.api.ip().is_loopback());
