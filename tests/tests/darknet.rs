@@ -196,4 +196,16 @@ async fn darknet_processes_swap_locations_and_move_documents() {
         .unwrap_or_else(|e| panic!("pair {pair}: get at {to} of a put at {from}: {e}"));
         assert_eq!(std::fs::read(&out).expect("out"), data);
     }
+    // Every insert left by seven routes, each on a walk of its own (spread inserts, the
+    // darknet's default): a node's walks started are at least seven per local insert.
+    let (mut inserts, mut walks) = (0, 0);
+    for p in &procs {
+        inserts += p.api.metric("local_inserts_total").await.expect("metric");
+        walks += p.api.metric("walks_started_total").await.expect("metric");
+    }
+    assert!(inserts >= 60, "{inserts} inserts");
+    assert!(
+        walks >= 7 * inserts,
+        "{walks} walks started for {inserts} inserts"
+    );
 }
