@@ -45,7 +45,7 @@ pub(super) struct Recent {
 
 impl Recent {
     /// Forgets what expired by `now`.
-    pub(super) fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant) {
         while let Some(&(t, key)) = self.order.front() {
             if t > now && self.order.len() <= RECENT_CAP {
                 break;
