@@ -217,7 +217,40 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
-    use super::{route_tunnel, share};
+    use super::{route_tunnel, share, Recent, RECENT_CAP};
+    use crate::keys::RoutingKey;
+    use std::time::{Duration, Instant};
+
+    fn key(i: u32) -> RoutingKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_be_bytes());
+        RoutingKey(k)
+    }
+
+    #[test]
+    fn recent_stores_are_forgotten_when_due_and_stay_bounded() {
+        let now = Instant::now();
+        let mut r = Recent::default();
+        r.note(key(0), now + Duration::from_secs(10));
+        assert!(r.holds(&key(0), now));
+        assert!(!r.holds(&key(0), now + Duration::from_secs(10)));
+        assert!(!r.holds(&key(1), now));
+        // A key noted again keeps its later expiry when the earlier entry goes.
+        r.note(key(0), now + Duration::from_secs(20));
+        r.expire(now + Duration::from_secs(15));
+        assert!(r.holds(&key(0), now + Duration::from_secs(15)));
+        r.expire(now + Duration::from_secs(20));
+        assert!(r.until.is_empty() && r.order.is_empty());
+        // Past the cap the oldest go early, however far off their expiry.
+        for i in 0..(RECENT_CAP as u32 + 100) {
+            r.note(key(i), now + Duration::from_secs(60));
+            r.expire(now);
+        }
+        assert_eq!(r.order.len(), RECENT_CAP);
+        assert!(r.until.len() <= RECENT_CAP);
+        assert!(!r.holds(&key(0), now));
+        assert!(r.holds(&key(RECENT_CAP as u32 + 99), now));
+    }
 
     #[test]
     fn shares_add_up_to_the_replicas_and_differ_by_at_most_one() {
