@@ -138,3 +138,23 @@ fn a_second_insert_moments_later_adds_copies_and_a_day_later_counts_as_before() 
     assert!(now_held.len() > first.len(), "{now_held:?}");
     assert!(first.iter().all(|h| now_held.contains(h)));
 }
+
+#[test]
+fn a_spread_insert_that_meets_another_block_under_its_signed_key_reports_the_collision() {
+    let kp = crate::ssk::KeyPair::from_secret([3; 32], [4; 32]);
+    let (first, key) = kp.sign("site", b"first", [0; 12]).unwrap();
+    let (second, _) = kp.sign("site", b"second, different", [0; 12]).unwrap();
+    let mut net = ring(40, 4);
+    let id = net.insert_as(0, key, first, None, Some(4));
+    net.drive();
+    assert!(matches!(net.insert_result(0, id), Some(Ok(_))));
+    // The same name, other content, spread over four routes a day later: the routes
+    // that reach the holders meet the first block, and the one answer says so.
+    net.now += Duration::from_secs(86_400);
+    let id = net.insert_as(0, key, second, None, Some(4));
+    net.drive();
+    assert_eq!(
+        net.insert_result(0, id),
+        Some(Err(InsertFailure::Collision))
+    );
+}
