@@ -137,6 +137,22 @@ impl Net {
             .insert(key, (block.clone(), Placement::Store));
     }
 
+    /// A ring of `n` nodes evenly spread, each linked to the next two on each side and to
+    /// one node a third of the way round: enough peers for walks and routes to wander.
+    fn ring(n: usize, config: impl Fn(u64) -> RouterConfig) -> Net {
+        let locs: Vec<u64> = (0..n as u64).map(|i| i * (u64::MAX / n as u64)).collect();
+        let mut net = Net::new(&locs, config);
+        for i in 0..n {
+            for d in [1, 2, n / 3] {
+                let j = (i + d) % n;
+                if !net.nodes[i].router.peers.contains(PeerId(j as u64)) {
+                    net.link(i, j);
+                }
+            }
+        }
+        net
+    }
+
     fn line(locations: &[u64]) -> Net {
         let mut net = Net::new(locations, cfg);
         for i in 1..locations.len() {

@@ -2,23 +2,12 @@
 
 use super::*;
 
-/// A ring of `n` nodes, each linked to the next two on each side and to one node a
-/// third of the way round, spreading inserts over `routes` routes, walk off.
+/// The ring of [`Net::ring`], spreading inserts over `routes` routes, walk off.
 fn ring(n: usize, routes: u8) -> Net {
-    let locs: Vec<u64> = (0..n as u64).map(|i| i * (u64::MAX / n as u64)).collect();
-    let mut net = Net::new(&locs, |seed| RouterConfig {
+    Net::ring(n, |seed| RouterConfig {
         insert_routes: routes,
         ..cfg(seed)
-    });
-    for i in 0..n {
-        for d in [1, 2, n / 3] {
-            let j = (i + d) % n;
-            if !net.nodes[i].router.peers.contains(PeerId(j as u64)) {
-                net.link(i, j);
-            }
-        }
-    }
-    net
+    })
 }
 
 /// Nodes that keep `key` long-term.

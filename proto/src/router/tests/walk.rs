@@ -10,20 +10,9 @@ fn walker(seed: u64) -> RouterConfig {
     }
 }
 
-/// A ring of `n` nodes, each linked to the next two on each side and to one node a
-/// third of the way round: enough peers for walks to wander.
+/// The ring of [`Net::ring`], walking.
 fn ring(n: usize) -> Net {
-    let locs: Vec<u64> = (0..n as u64).map(|i| i * (u64::MAX / n as u64)).collect();
-    let mut net = Net::new(&locs, walker);
-    for i in 0..n {
-        for d in [1, 2, n / 3] {
-            let j = (i + d) % n;
-            if !net.nodes[i].router.peers.contains(PeerId(j as u64)) {
-                net.link(i, j);
-            }
-        }
-    }
-    net
+    Net::ring(n, walker)
 }
 
 /// The node nearest `key`.
