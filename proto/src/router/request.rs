@@ -365,15 +365,14 @@ impl Router {
                         placement: Placement::Store,
                     };
                     let key = req.key;
-                    let mut kind = std::mem::replace(&mut req.kind, Kind::Request);
-                    kind.start_walk();
-                    if self.stored_for_insert(now, key) {
-                        kind.extend();
-                    }
+                    let again = self.stored_for_insert(now, key);
                     let Some(req) = self.requests.get_mut(&id) else {
                         return;
                     };
-                    req.kind = kind;
+                    req.kind.start_walk();
+                    if again {
+                        req.kind.extend();
+                    }
                     req.htl = 1;
                     self.stats.stored += 1;
                     self.events.push_back(store);
