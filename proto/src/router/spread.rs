@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_counts_as_a_sibling_s_for_as_long_as_an_insert_may_run() {
+        // Default hop timeout 2 s and HTL 18: an insert may run (18 + 1 + 16) × 2 s = 70 s.
+        let mut r = crate::router::Router::new(Default::default(), crate::ring::Location(0));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!r.stored_for_insert(t0, key(1)));
+        assert!(
+            r.stored_for_insert(at(69), key(1)),
+            "69 s on: a sibling's copy"
+        );
+        assert!(
+            !r.stored_for_insert(at(140), key(1)),
+            "71 s after the last: a new one"
+        );
+        assert!(!r.stored_for_insert(at(140), key(2)));
+    }
+
+    #[test]
     fn recent_stores_are_forgotten_when_due_and_stay_bounded() {
         let now = Instant::now();
         let mut r = Recent::default();
