@@ -136,7 +136,14 @@ impl Router {
         let parent = self.fresh_id();
         // Never handed to a peer; reserved so that no later id takes it.
         self.seen.insert(later(now, self.config.seen_ttl), parent);
-        let mut left = 0;
+        // The parent first: a route that ended at once would find no one to tell.
+        self.spread_parents.insert(
+            parent,
+            Spread {
+                left: routes,
+                ..Spread::default()
+            },
+        );
         for i in 0..routes {
             let id = self.fresh_id();
             let kind = Kind::Insert {
@@ -146,17 +153,9 @@ impl Router {
                 resume: None,
             };
             self.spreads.insert(id, parent);
-            left += 1;
             let walk = Walk::Step(route_tunnel(tunnel, i));
             self.begin_walk(now, id, key, kind, None, htl.0, walk);
         }
-        self.spread_parents.insert(
-            parent,
-            Spread {
-                left,
-                ..Spread::default()
-            },
-        );
         parent
     }
 
