@@ -32,6 +32,7 @@ use veil_proto::router::{
 type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyHasher>>;
 
 /// One node: its router, its long-term store and its LRU cache.
+#[derive(Clone)]
 struct Node {
     router: Router,
     store: KeyMap<Block>,
@@ -352,6 +353,44 @@ impl<'p> Sim<'p> {
         let mut order: Vec<usize> = (0..docs.max(1)).collect();
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut self.rng);
         self.doc_order = Some((order, blocks.max(1)));
+    }
+
+    /// A copy of this simulation, as it stands, that goes on under `params`, which may
+    /// differ from its own in the latency factor alone (every router takes the new one).
+    /// `run_beside_greedy` routes one network's requests both ways from here.
+    pub fn fork<'q>(&self, params: &'q Params) -> Sim<'q> {
+        let mut copy = Sim {
+            params,
+            latency: self.latency.clone(),
+            base: self.base,
+            now: self.now,
+            queue: self.queue.clone(),
+            nodes: self.nodes.clone(),
+            graph: self.graph.clone(),
+            keys: self.keys.clone(),
+            publisher: self.publisher.clone(),
+            rng: self.rng.clone(),
+            tick: self.tick,
+            picker: self.picker.clone(),
+            doc_order: self.doc_order.clone(),
+            gap: self.gap,
+            by_id: self.by_id.clone(),
+            records: self.records.clone(),
+            counters: self.counters.clone(),
+            load: self.load.clone(),
+            warm: self.warm,
+            deferred: self.deferred.clone(),
+            trace: self.trace,
+            downloads: self.downloads.clone(),
+            observations: self.observations.clone(),
+            insert_observations: self.insert_observations.clone(),
+            upload_ids: self.upload_ids.clone(),
+        };
+        let factor = params.latency_factor();
+        for n in &mut copy.nodes {
+            n.router.set_latency_factor(factor);
+        }
+        copy
     }
 
     /// Sets the range of warm-up keys.

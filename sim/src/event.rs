@@ -10,6 +10,7 @@ pub type Nanos = u64;
 
 /// What happens at an instant. Nodes are indices into the graph; keys are indices
 /// into the inserted blocks.
+#[derive(Clone)]
 pub enum Action {
     /// A message arrives at `to` from `from`.
     Deliver {
@@ -105,6 +106,7 @@ pub enum Action {
 /// binary heap of a million pending events takes twenty cache misses a pop: at 100,000
 /// opennet nodes the heap's pop was a quarter of the run. The actions wait in a slab
 /// beside the buckets, so sorting moves 24 bytes an entry rather than a whole action.
+#[derive(Clone)]
 pub struct Queue {
     /// Bucket `i` holds the keys whose highest bit differing from `last` is bit
     /// `i - 1`; bucket 0 the key equal to it.

@@ -97,19 +97,107 @@ fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usiz
     (sim, key_count)
 }
 
+/// A run built and scheduled, and how far it has gone.
+struct Started<'p> {
+    params: &'p Params,
+    sim: engine::Sim<'p>,
+    key_count: usize,
+    timeline: workload::Timeline,
+    /// When the run began (its figures' wall time counts from here).
+    wall: Instant,
+    /// Events run so far, and the seconds their loop took.
+    events: u64,
+    loop_secs: f64,
+}
+
+impl<'p> Started<'p> {
+    fn new(params: &'p Params) -> Started<'p> {
+        let wall = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let (mut sim, key_count) = build(params, &mut rng);
+        let timeline = workload::schedule(params, key_count, &mut rng, |at, action| {
+            sim.schedule(at, action)
+        });
+        Started {
+            params,
+            sim,
+            key_count,
+            timeline,
+            wall,
+            events: 0,
+            loop_secs: 0.0,
+        }
+    }
+
+    /// Runs every event due by `until`.
+    fn run_until(&mut self, until: event::Nanos) {
+        let started = Instant::now();
+        self.events += self.sim.run_until(until);
+        self.loop_secs += started.elapsed().as_secs_f64();
+    }
+
+    /// A copy that goes on under `params` (a different latency factor only).
+    fn fork<'q>(&self, params: &'q Params) -> Started<'q> {
+        Started {
+            params,
+            sim: self.sim.fork(params),
+            key_count: self.key_count,
+            timeline: self.timeline,
+            wall: self.wall,
+            events: self.events,
+            loop_secs: self.loop_secs,
+        }
+    }
+}
+
 /// Runs one simulation.
 pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     params.validate()?;
-    let wall = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let (mut sim, key_count) = build(params, &mut rng);
-    let timeline = workload::schedule(params, key_count, &mut rng, |at, action| {
-        sim.schedule(at, action)
-    });
-    let started = Instant::now();
+    complete(Started::new(params))
+}
+
+/// Runs `params` and, beside it, the same network, seed and workload routed greedily
+/// (the baseline latency-aware routing is read against): `(run, greedy)`.
+///
+/// Inserts route greedily whatever the latency factor, so the two runs are one and the
+/// same up to their first request, unless requests come before that (an opennet
+/// warm-up): that part runs once, and the two go on from copies of it, the greedy one on
+/// a second thread. The figures are those of two separate runs (`requests.csv` and
+/// `summary.json` compared, timings aside); the events and loop time of the shared part
+/// count in both.
+pub fn run_beside_greedy(params: &Params) -> Result<(Report, Report), params::InvalidParams> {
+    params.validate()?;
+    let greedy_params = Params {
+        routing: params::Routing::Greedy,
+        ..params.clone()
+    };
+    let mut started = Started::new(params);
+    if params.warmup_requests() == 0 {
+        started.run_until(started.timeline.requests_start - 1);
+    }
+    let greedy = started.fork(&greedy_params);
+    std::thread::scope(|scope| {
+        let g = scope.spawn(|| complete(greedy));
+        let r = complete(started);
+        let g = g.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        Ok((r?, g?))
+    })
+}
+
+/// Runs what is left of a run and sums it up (with the runs beside it that its
+/// settings call for).
+fn complete(mut started: Started) -> Result<Report, params::InvalidParams> {
     // Every request has long finished ten virtual minutes after the last one starts.
-    let events = sim.run_until(timeline.requests_end + 600_000_000_000);
-    let loop_secs = started.elapsed().as_secs_f64();
+    started.run_until(started.timeline.requests_end + 600_000_000_000);
+    let Started {
+        params,
+        mut sim,
+        key_count,
+        wall,
+        events,
+        loop_secs,
+        ..
+    } = started;
     sim.finish();
     let graph_figures = if params.topology == topology::Topology::Opennet {
         let d = sim.live_degrees();

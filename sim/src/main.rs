@@ -366,26 +366,17 @@ fn real_main() -> Result<()> {
         Command::Run { nodes, common } => {
             let params = common.params(nodes)?;
             params.validate()?;
-            let (report, greedy) = if params.routing == Routing::LatencyAware {
-                // Beside it: the same network, seed and workload, routed greedily, on a
-                // second thread (the two runs share nothing; results are the same as
-                // running them one after the other).
-                let greedy_params = Params {
-                    routing: Routing::Greedy,
-                    ..params.clone()
-                };
-                std::thread::scope(|scope| {
-                    let g = scope.spawn(|| one(&greedy_params));
-                    let r = one(&params);
-                    let g = g.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                    (r, Some(g))
-                })
+            let (mut report, greedy) = if params.routing == Routing::LatencyAware {
+                // Beside it: the same network, seed and workload, routed greedily (its
+                // inserts, the same either way, run once; docs/sim.md).
+                let (r, g) =
+                    veil_sim::run_beside_greedy(&params).map_err(|e| anyhow::anyhow!("{e}"))?;
+                (r, Some(g))
             } else {
-                (one(&params), None)
+                (one(&params)?, None)
             };
-            let mut report = report?;
             if let Some(g) = greedy {
-                let g = g?.summary;
+                let g = g.summary;
                 let s = &mut report.summary;
                 // Both runs have ended: the process's peak covers the baseline's too.
                 s.peak_rss_bytes = veil_sim::metrics::peak_rss().or(s.peak_rss_bytes);

@@ -49,6 +49,7 @@ pub enum KeyMode {
 }
 
 /// The inserted blocks.
+#[derive(Clone)]
 pub struct Keys {
     /// Block `i`.
     pub blocks: Vec<Block>,
@@ -150,6 +151,7 @@ fn chk_keys(count: usize, seed: u64, keep_blocks: bool) -> Vec<(RoutingKey, Opti
 }
 
 /// Draws key indices by popularity.
+#[derive(Clone)]
 pub struct KeyPicker {
     /// Cumulative weights, for Zipf; empty for uniform.
     cdf: Vec<f64>,
@@ -186,6 +188,7 @@ impl KeyPicker {
 }
 
 /// Virtual time the workload phases start at.
+#[derive(Clone, Copy, Debug)]
 pub struct Timeline {
     /// When requests start.
     pub requests_start: Nanos,

@@ -1,8 +1,8 @@
 //! Whole-simulation checks on small networks (each runs in well under a second).
 
 use veil_sim::params::{Params, PolicyChoice, Routing, SwapMode};
-use veil_sim::run;
 use veil_sim::topology::Topology;
+use veil_sim::{run, run_beside_greedy};
 
 fn small(nodes: usize, requests: usize, seed: u64) -> Params {
     Params::new(nodes, requests, seed)
@@ -72,6 +72,42 @@ fn same_seed_same_results() {
         p.seed = 43;
         let c = run(&p).unwrap();
         assert_ne!(rows(&a), rows(&c));
+    }
+}
+
+/// A latency-aware run and its greedy baseline share their inserts (routed greedily
+/// either way) and go on from copies: the same figures and rows as two separate runs,
+/// in a small world with failures and churn, an opennet (whose warm-up requests come
+/// before the inserts, so nothing is shared) and a darknet with its plain run beside it.
+#[test]
+fn a_run_beside_its_greedy_baseline_equals_two_separate_runs() {
+    let rows = |r: &veil_sim::Report| {
+        r.records
+            .iter()
+            .map(|x| (x.origin, x.key, x.outcome, x.hops, x.messages, x.end))
+            .collect::<Vec<_>>()
+    };
+    for topology in [Topology::SmallWorld, Topology::Opennet, Topology::Darknet] {
+        let mut p = small(200, 600, 5);
+        (p.topology, p.routing) = (topology, Routing::LatencyAware);
+        if topology == Topology::SmallWorld {
+            (p.fail_fraction, p.churn) = (0.2, 0.1);
+        }
+        let greedy_params = Params {
+            routing: Routing::Greedy,
+            ..p.clone()
+        };
+        let (aware, greedy) = (run(&p).unwrap(), run(&greedy_params).unwrap());
+        assert_ne!(
+            rows(&aware),
+            rows(&greedy),
+            "{topology:?}: the two routings differ"
+        );
+        let (a, g) = run_beside_greedy(&p).unwrap();
+        assert_eq!(a.summary.without_timing(), aware.summary.without_timing());
+        assert_eq!(g.summary.without_timing(), greedy.summary.without_timing());
+        assert_eq!(rows(&a), rows(&aware), "{topology:?}");
+        assert_eq!(rows(&g), rows(&greedy), "{topology:?}");
     }
 }
 

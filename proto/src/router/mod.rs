@@ -481,13 +481,13 @@ fn probability(p: f64) -> f64 {
 }
 
 /// One node's routing state machine. See the module documentation for the contract.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Router {
     config: RouterConfig,
     location: Location,
     rng: ChaCha8Rng,
     peers: PeerTable,
-    requests: BTreeMap<RequestId, Req>,
+    requests: BTreeMap<RequestId, Box<Req>>,
     /// Deadlines in order. Entries whose request moved on are dropped lazily (see
     /// `tidy_timers`), so the first entry is always the next real deadline.
     timers: BTreeSet<(Instant, RequestId)>,
@@ -538,6 +538,14 @@ impl Router {
     /// The configuration.
     pub fn config(&self) -> &RouterConfig {
         &self.config
+    }
+
+    /// Sets [`RouterConfig::latency_factor`] from now on: the next request's next hop is
+    /// chosen by it; inserts, which always route greedily, are not affected. The
+    /// simulator runs a workload's inserts once and then routes its requests both ways
+    /// from two copies of the same network.
+    pub fn set_latency_factor(&mut self, factor: f64) {
+        self.config.latency_factor = factor;
     }
 
     /// This node's location.

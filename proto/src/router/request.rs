@@ -265,7 +265,7 @@ impl Router {
         let hops = u32::from(received_htl) + kind.extra_hops();
         self.requests.insert(
             id,
-            Req {
+            Box::new(Req {
                 key,
                 target: Location::of_key(&key),
                 kind,
@@ -290,7 +290,7 @@ impl Router {
                 other_side: None,
                 walk,
                 reply_id: None,
-            },
+            }),
         );
         self.advance(now, id);
     }

@@ -38,7 +38,7 @@ const RECENT_CAP: usize = 4096;
 /// routes would sit on one or two nodes; a node that already holds the block from a
 /// sibling route does not count for the next one, whose walk goes one node further. A
 /// later insert of the same block (a keepalive pass, a day on) counts as before.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Recent {
     order: VecDeque<(Instant, RoutingKey)>,
     until: HashMap<RoutingKey, Instant>,

@@ -92,7 +92,7 @@ pub struct SwapStats {
 /// Most swaps relayed at once; more are dropped.
 pub const MAX_RELAYED: usize = 1024;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Relay {
     prev: PeerId,
     next: PeerId,
@@ -104,7 +104,7 @@ struct Relay {
     expires: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Role {
     /// We started it; `theirs` is the partner's commitment once it came.
     Initiator {
@@ -115,7 +115,7 @@ enum Role {
     Partner { ours: Side, theirs: [u8; 32] },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Own {
     role: Role,
     /// The peer the swap's messages come from and go to.
@@ -126,7 +126,7 @@ struct Own {
 }
 
 /// Swapping state of one router.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Swapping {
     relays: HashMap<RequestId, Relay>,
     own: HashMap<RequestId, Own>,

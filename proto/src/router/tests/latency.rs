@@ -77,6 +77,20 @@ fn greedy_without_measurements_or_with_factor_one() {
 }
 
 #[test]
+fn a_copy_switched_to_factor_one_routes_greedily_and_the_original_does_not() {
+    let base = 7u64 << 58;
+    let (mut aware_router, now) = three(base, aware(1), [200, 20, 1]);
+    let mut greedy = aware_router.clone();
+    greedy.set_latency_factor(1.0);
+    assert_eq!(greedy.config().latency_factor, 1.0);
+    assert_eq!(first_hop(&mut greedy, now, key_at(base)), PeerId(1));
+    assert_eq!(first_hop(&mut aware_router, now, key_at(base)), PeerId(2));
+    // And back: the copy takes the quick peer again once its factor allows it.
+    greedy.set_latency_factor(8.0);
+    assert_eq!(first_hop(&mut greedy, now, key_at(base + 1)), PeerId(2));
+}
+
+#[test]
 fn inserts_and_the_last_hops_of_a_request_stay_greedy() {
     let (block, key) = blk(7);
     let base = Location::of_key(&key).0;
