@@ -477,7 +477,13 @@ impl<'p> Sim<'p> {
                     return;
                 }
                 n.timer = None;
-                n.router.handle_timeout(now);
+                // The deadline this timer was set for may have gone with its request
+                // (answered in time): then nothing is due and the router is left alone
+                // (its expiries run with its next input all the same). The same
+                // results, a few percent less time.
+                if n.router.poll_timeout().is_some_and(|t| t <= now) {
+                    n.router.handle_timeout(now);
+                }
                 self.after(node);
             }
             Action::Insert { key, end } => {
