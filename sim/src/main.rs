@@ -361,10 +361,12 @@ fn main() {
 }
 
 fn one(params: &Params) -> Result<veil_sim::Report> {
-    match run(params) {
-        Ok(r) => Ok(r),
-        Err(e) => bail!("{e}"),
-    }
+    run(params).map_err(invalid)
+}
+
+/// Parameters the library refused, as the one line the user sees.
+fn invalid(e: veil_sim::params::InvalidParams) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 fn real_main() -> Result<()> {
@@ -375,8 +377,7 @@ fn real_main() -> Result<()> {
             let (mut report, greedy) = if params.routing == Routing::LatencyAware {
                 // Beside it: the same network, seed and workload, routed greedily (its
                 // inserts, the same either way, run once; docs/sim.md).
-                let (r, g) =
-                    veil_sim::run_beside_greedy(&params).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (r, g) = veil_sim::run_beside_greedy(&params).map_err(invalid)?;
                 (r, Some(g))
             } else {
                 (one(&params)?, None)
