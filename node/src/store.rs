@@ -1,30 +1,54 @@
-//! The datastore: a long-term store and an LRU cache of blocks in one redb database
-//! (`store.redb` in the data directory), each within a byte bound from the config.
+//! The datastore: a long-term store and an LRU cache of blocks, each within a byte bound
+//! from the config. Blocks live in fixed-size slots of one flat file (`blocks.dat` in the
+//! data directory); a redb database (`store.redb`) maps each routing key to its slot.
 //!
-//! - Every block is verified against its routing key before it is written.
-//! - Writes go through one writer thread that gathers whatever is queued, commits it in
-//!   one durable transaction and only then acknowledges each write: a block whose
-//!   [`Store::put`] returned `Ok` survives a crash or a kill, and concurrent inserts
-//!   share one fsync (group commit) instead of paying one each.
-//! - Reads use redb's concurrent read transactions and never wait for the writer.
+//! - Every block is verified against its routing key before it is written, and again
+//!   when it is read: a slot whose bytes do not match (a crash between a slot's write
+//!   and its index entry, a disk that rots) is a miss, and its entry is dropped. No
+//!   block is served that does not hash to the key it was asked for.
+//! - Writes go through one writer thread that gathers whatever is queued, writes the
+//!   blocks into their slots, syncs the slot file, commits the index in one durable
+//!   transaction and only then acknowledges each write: a block whose [`Store::put`]
+//!   returned `Ok` survives a crash or a kill, and concurrent inserts share one pair of
+//!   fsyncs (group commit) instead of paying one each.
+//! - Why slots and not blocks as redb values: a 32,788-byte value fills a 64 KiB page of
+//!   redb's copy-on-write tree, so each block cost more than twice its size in writes
+//!   and disk, and the writer thread came to dominate a node's CPU as the file grew
+//!   (docs/node.md, Store). A slot is written once, in place, at its own size.
+//! - Reads look the slot up in memory and read it without a transaction; they never
+//!   wait for the writer's disk work.
 //! - Recency is kept in memory (a block read or written becomes the newest); on start
-//!   the order is rebuilt from the tables. When a bound is exceeded the oldest blocks of
-//!   that table are deleted in the same transaction. A block put into the store that was
-//!   cached moves out of the cache, so no block is counted twice.
+//!   the order is rebuilt from the index. When a bound is exceeded the oldest blocks of
+//!   that table are dropped in the same transaction and their slots reused. A block put
+//!   into the store that was cached moves out of the cache (its slot with it), so no
+//!   block is counted or written twice.
+//! - A slot is reused as soon as its block is dropped. A crash can then leave an index
+//!   entry (of a block that was being dropped anyway) pointing at another block's
+//!   bytes: the check on read turns that into a miss.
 
-use redb::{Database, ReadableTable, TableDefinition};
-use std::collections::{BTreeMap, HashMap};
+use redb::{Database, ReadableTable, StorageBackend, TableDefinition, TableHandle};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 pub use veil_proto::router::Placement;
 use veil_proto::{Block, RoutingKey, BLOCK_LEN};
 
-/// File name of the database in the data directory.
+/// File name of the index database in the data directory.
 pub const STORE_FILE: &str = "store.redb";
+/// File name of the block slots in the data directory.
+pub const BLOCKS_FILE: &str = "blocks.dat";
 
-const STORE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("store");
-const CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
+/// Routing key → slot, per table.
+const STORE: TableDefinition<&[u8; 32], u64> = TableDefinition::new("store_slots");
+const CACHE: TableDefinition<&[u8; 32], u64> = TableDefinition::new("cache_slots");
+/// The tables of stores written before slots (routing key → block), moved into slots
+/// when such a store is opened.
+const OLD_STORE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("store");
+const OLD_CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
+
+/// Bytes of one slot: one block, packed without padding.
+const SLOT: u64 = BLOCK_LEN as u64;
 
 /// Most writes one transaction gathers.
 const MAX_BATCH: usize = 512;
@@ -41,7 +65,7 @@ pub enum StoreError {
     /// The database failed. (Shared: one failed group commit answers every write in it.)
     #[error("database: {0}")]
     Db(#[source] std::sync::Arc<redb::Error>),
-    /// A file or thread of the store could not be made.
+    /// A file or thread of the store could not be made, read or written.
     #[error("store: {0}")]
     Io(#[source] std::sync::Arc<std::io::Error>),
     /// A stored value is not a block (the database holds what it should not).
@@ -71,7 +95,10 @@ pub enum StoreError {
 impl StoreError {
     /// An I/O error of the store's own files or threads.
     pub fn io(e: std::io::Error) -> StoreError {
-        StoreError::Io(std::sync::Arc::new(e))
+        match e.kind() {
+            std::io::ErrorKind::StorageFull => StoreError::Full,
+            _ => StoreError::Io(std::sync::Arc::new(e)),
+        }
     }
 }
 
@@ -99,11 +126,12 @@ pub struct Usage {
     pub cache_blocks: u64,
 }
 
-/// Recency order of one table.
+/// Recency order of one table, with each block's slot.
 #[derive(Debug, Default)]
 struct Lru {
     next: u64,
-    by_key: HashMap<RoutingKey, u64>,
+    /// Key → (recency, slot).
+    by_key: HashMap<RoutingKey, (u64, u64)>,
     order: BTreeMap<u64, RoutingKey>,
     max_blocks: u64,
     max_bytes: u64,
@@ -118,37 +146,52 @@ impl Lru {
         }
     }
 
-    fn touch(&mut self, key: RoutingKey) {
+    /// Makes `key` (in `slot`) the newest.
+    fn insert(&mut self, key: RoutingKey, slot: u64) {
         self.next += 1;
-        if let Some(old) = self.by_key.insert(key, self.next) {
+        if let Some((old, _)) = self.by_key.insert(key, (self.next, slot)) {
             self.order.remove(&old);
         }
         self.order.insert(self.next, key);
+    }
+
+    /// Makes `key` the newest, if held.
+    fn touch(&mut self, key: RoutingKey) {
+        if let Some(slot) = self.slot(&key) {
+            self.insert(key, slot);
+        }
+    }
+
+    fn slot(&self, key: &RoutingKey) -> Option<u64> {
+        self.by_key.get(key).map(|&(_, slot)| slot)
     }
 
     fn contains(&self, key: &RoutingKey) -> bool {
         self.by_key.contains_key(key)
     }
 
-    fn remove(&mut self, key: &RoutingKey) -> bool {
-        match self.by_key.remove(key) {
-            Some(seq) => {
-                self.order.remove(&seq);
-                true
-            }
-            None => false,
-        }
+    /// Forgets `key`; returns its slot.
+    fn remove(&mut self, key: &RoutingKey) -> Option<u64> {
+        let (seq, slot) = self.by_key.remove(key)?;
+        self.order.remove(&seq);
+        Some(slot)
     }
 
-    /// Removes and returns the oldest entries beyond the bound.
-    fn overflow(&mut self) -> Vec<RoutingKey> {
+    /// Removes and returns the oldest entries beyond the bound, with their slots.
+    fn overflow(&mut self) -> Vec<(RoutingKey, u64)> {
+        self.keep(self.max_blocks)
+    }
+
+    /// Removes and returns the oldest entries beyond `n`, with their slots.
+    fn keep(&mut self, n: u64) -> Vec<(RoutingKey, u64)> {
         let mut out = Vec::new();
-        while self.by_key.len() as u64 > self.max_blocks {
+        while self.by_key.len() as u64 > n {
             let Some((_, key)) = self.order.pop_first() else {
                 break;
             };
-            self.by_key.remove(&key);
-            out.push(key);
+            if let Some((_, slot)) = self.by_key.remove(&key) {
+                out.push((key, slot));
+            }
         }
         out
     }
@@ -158,10 +201,99 @@ impl Lru {
     }
 }
 
+/// Which slots of the block file are free.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Slots below `end` that hold no block; the lowest is taken first, so the file
+    /// stays as short as the blocks it holds allow.
+    free: BTreeSet<u64>,
+    /// One past the highest slot the file has room for or a block uses.
+    end: u64,
+}
+
+impl Slots {
+    /// The free slots of a file of `file_len` bytes whose blocks use `used`.
+    fn rebuild(file_len: u64, used: impl Iterator<Item = u64>) -> Slots {
+        let used: BTreeSet<u64> = used.collect();
+        let end = file_len
+            .div_ceil(SLOT)
+            .max(used.last().map_or(0, |&s| s + 1));
+        Slots {
+            free: (0..end).filter(|s| !used.contains(s)).collect(),
+            end,
+        }
+    }
+
+    fn take(&mut self) -> u64 {
+        self.free.pop_first().unwrap_or_else(|| {
+            self.end += 1;
+            self.end - 1
+        })
+    }
+
+    fn give_back(&mut self, slot: u64) {
+        if slot < self.end {
+            self.free.insert(slot);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Index {
     store: Lru,
     cache: Lru,
+    slots: Slots,
+}
+
+impl Index {
+    fn new(store_bytes: u64, cache_bytes: u64) -> Index {
+        Index {
+            store: Lru::new(store_bytes),
+            cache: Lru::new(cache_bytes),
+            slots: Slots::default(),
+        }
+    }
+
+    fn lru(&mut self, placement: Placement) -> &mut Lru {
+        match placement {
+            Placement::Store => &mut self.store,
+            Placement::Cache => &mut self.cache,
+        }
+    }
+
+    /// Where `key` is held, if it is.
+    fn find(&self, key: &RoutingKey) -> Option<(Placement, u64)> {
+        self.store
+            .slot(key)
+            .map(|s| (Placement::Store, s))
+            .or_else(|| self.cache.slot(key).map(|s| (Placement::Cache, s)))
+    }
+
+    /// Refills both tables' recency and the free slots from the index tables.
+    fn load<T: ReadableTable<&'static [u8; 32], u64>>(
+        &mut self,
+        store: &T,
+        cache: &T,
+        file_len: u64,
+    ) -> Result<(), StoreError> {
+        for (t, lru) in [(store, &mut self.store), (cache, &mut self.cache)] {
+            *lru = Lru::new(lru.max_bytes);
+            for row in t.iter().map_err(dberr)? {
+                let (k, slot) = row.map_err(dberr)?;
+                lru.insert(RoutingKey(*k.value()), slot.value());
+            }
+        }
+        let used = self.store.by_key.values().chain(self.cache.by_key.values());
+        self.slots = Slots::rebuild(file_len, used.map(|&(_, slot)| slot));
+        Ok(())
+    }
+}
+
+/// What the writer thread is asked to do.
+enum Job {
+    Write(WriteOp),
+    /// Drop the index entry of a block whose slot did not hold it when read.
+    Forget(RoutingKey, u64),
 }
 
 struct WriteOp {
@@ -173,22 +305,21 @@ struct WriteOp {
     ack: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
 
-/// Opens the database (again, after an I/O error: redb refuses further use then).
+/// Opens the index database (again, after an I/O error: redb refuses further use then).
 type Opener = Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>;
+
+/// The slot file.
+type Blocks = Arc<dyn StorageBackend>;
 
 /// Rebuilds `index` from the tables after a failed write (read-only: the disk may be
 /// full).
-fn reload_index(db: &Database, index: &mut Index) -> Result<(), StoreError> {
+fn reload_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), StoreError> {
     let r = db.begin_read().map_err(dberr)?;
-    for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
-        *lru = Lru::new(lru.max_bytes);
-        let t = r.open_table(def).map_err(dberr)?;
-        for row in t.iter().map_err(dberr)? {
-            let (k, _) = row.map_err(dberr)?;
-            lru.touch(RoutingKey(*k.value()));
-        }
-    }
-    Ok(())
+    let (store, cache) = match (r.open_table(STORE), r.open_table(CACHE)) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) | (_, Err(e)) => return Err(dberr(e)),
+    };
+    index.load(&store, &cache, blocks.len().map_err(StoreError::io)?)
 }
 
 /// Cache blocks dropped at once to make room when the disk is full.
@@ -197,7 +328,8 @@ const EVICT_WHEN_FULL: usize = 256;
 /// After a failed write: redb refuses further use of a database that saw an I/O error,
 /// so close and reopen it, and rebuild the index, which may have counted blocks of the
 /// batch that was not committed. On a full disk, also drop the oldest cache blocks, so
-/// blocks passing through give way to what users asked to keep.
+/// blocks passing through give way to what users asked to keep (their slots take the
+/// next blocks without growing the file).
 fn recover(inner: &Inner, full: bool) {
     let mut slot = inner.db.write().expect("store lock");
     if slot.take().is_none() {
@@ -211,7 +343,7 @@ fn recover(inner: &Inner, full: bool) {
         }
     };
     let mut idx = inner.index.lock().expect("store lock");
-    if let Err(e) = reload_index(&db, &mut idx) {
+    if let Err(e) = reload_index(&db, &inner.blocks, &mut idx) {
         tracing::error!(error = %e, "the store's index could not be rebuilt");
         return;
     }
@@ -234,16 +366,20 @@ fn recover(inner: &Inner, full: bool) {
             w.commit().map_err(dberr)
         })();
         match evicted {
-            Ok(()) => oldest.iter().for_each(|k| {
-                idx.cache.remove(k);
-            }),
+            Ok(()) => {
+                for k in &oldest {
+                    if let Some(s) = idx.cache.remove(k) {
+                        idx.slots.give_back(s);
+                    }
+                }
+            }
             Err(e) => {
                 // Even deleting needs a page or two: reopen once more and carry on full.
                 tracing::warn!(error = %e, "could not drop cache blocks on a full disk");
                 drop(db);
                 match (inner.open)() {
                     Ok(db) => {
-                        let _ = reload_index(&db, &mut idx);
+                        let _ = reload_index(&db, &inner.blocks, &mut idx);
                         *slot = Some(db);
                     }
                     Err(e) => tracing::error!(error = %e, "the store could not be reopened"),
@@ -259,31 +395,112 @@ fn recover(inner: &Inner, full: bool) {
     *slot = Some(db);
 }
 
-/// Fills `index` from the tables, trimming tables over their bound.
-fn load_index(db: &Database, index: &mut Index) -> Result<(), StoreError> {
+/// Fills `index` from the tables, moving the blocks of a store written before slots
+/// into slots and trimming tables over their bound, then shortens the slot file to the
+/// blocks it holds where it can.
+fn load_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), StoreError> {
     let w = db.begin_write().map_err(dberr)?;
-    for (def, lru) in [(STORE, &mut index.store), (CACHE, &mut index.cache)] {
-        let mut t = w.open_table(def).map_err(dberr)?;
-        for row in t.iter().map_err(dberr)? {
-            let (k, _) = row.map_err(dberr)?;
-            lru.touch(RoutingKey(*k.value()));
+    let old: Vec<TableDefinition<&[u8; 32], &[u8]>> = {
+        let names: Vec<String> = w
+            .list_tables()
+            .map_err(dberr)?
+            .map(|t| t.name().to_string())
+            .collect();
+        [OLD_STORE, OLD_CACHE]
+            .into_iter()
+            .filter(|t| names.iter().any(|n| n == t.name()))
+            .collect()
+    };
+    {
+        let mut store = w.open_table(STORE).map_err(dberr)?;
+        let mut cache = w.open_table(CACHE).map_err(dberr)?;
+        index.load(&store, &cache, blocks.len().map_err(StoreError::io)?)?;
+        let mut moved = 0u64;
+        for def in &old {
+            let (t, placement) = if def.name() == OLD_STORE.name() {
+                (&mut store, Placement::Store)
+            } else {
+                (&mut cache, Placement::Cache)
+            };
+            moved += migrate(&w, *def, t, placement, blocks, index)?;
         }
-        // The bound may have shrunk since the last run.
-        for k in lru.overflow() {
-            t.remove(&k.0).map_err(dberr)?;
+        if moved > 0 {
+            // The slots before the index that names them.
+            blocks.sync_data(false).map_err(StoreError::io)?;
+            tracing::info!(blocks = moved, "moved the store's blocks into slots");
+        }
+        // The bounds may have shrunk since the last run.
+        for (t, placement) in [
+            (&mut store, Placement::Store),
+            (&mut cache, Placement::Cache),
+        ] {
+            for (k, slot) in index.lru(placement).overflow() {
+                t.remove(&k.0).map_err(dberr)?;
+                index.slots.give_back(slot);
+            }
         }
     }
-    w.commit().map_err(dberr)
+    for def in old {
+        w.delete_table(def).map_err(dberr)?;
+    }
+    w.commit().map_err(dberr)?;
+    // Free slots at the end of the file go (a crash before this costs nothing).
+    let used = || {
+        index
+            .store
+            .by_key
+            .values()
+            .chain(index.cache.by_key.values())
+            .map(|&(_, s)| s)
+    };
+    let end = used().map(|s| s + 1).max().unwrap_or(0);
+    if blocks.len().map_err(StoreError::io)? > end * SLOT {
+        blocks.set_len(end * SLOT).map_err(StoreError::io)?;
+        index.slots = Slots::rebuild(end * SLOT, used());
+    }
+    Ok(())
+}
+
+/// Moves the blocks of one table of a store written before slots (routing key → block
+/// in redb) into slots, in the transaction that opens the store. The caller syncs the
+/// slots before that transaction commits, so a crash midway leaves the old table whole.
+/// Returns the blocks moved.
+fn migrate(
+    w: &redb::WriteTransaction,
+    from: TableDefinition<&[u8; 32], &[u8]>,
+    to: &mut redb::Table<&[u8; 32], u64>,
+    placement: Placement,
+    blocks: &Blocks,
+    index: &mut Index,
+) -> Result<u64, StoreError> {
+    let from = w.open_table(from).map_err(dberr)?;
+    let mut moved = 0;
+    for row in from.iter().map_err(dberr)? {
+        let (k, v) = row.map_err(dberr)?;
+        let key = RoutingKey(*k.value());
+        if v.value().len() != BLOCK_LEN || index.find(&key).is_some() {
+            continue;
+        }
+        let slot = index.slots.take();
+        blocks
+            .write(slot * SLOT, v.value())
+            .map_err(StoreError::io)?;
+        to.insert(&key.0, slot).map_err(dberr)?;
+        index.lru(placement).insert(key, slot);
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 struct Inner {
     /// `None` once closed, so the file lock is released even while handles remain.
     db: RwLock<Option<Database>>,
     open: Opener,
+    blocks: Blocks,
     index: Mutex<Index>,
     /// Blocks queued but not yet committed, so a read right after a write finds them.
     pending: Mutex<HashMap<RoutingKey, (Block, Placement, u32)>>,
-    writer: Mutex<Option<std::sync::mpsc::Sender<WriteOp>>>,
+    writer: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     /// Queued writes without an `ack` (bounded by [`MAX_BACKGROUND`]).
     background: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -304,45 +521,72 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` with the given byte bounds.
+    /// Opens (or creates) the store in `dir` with the given byte bounds.
     pub fn open(dir: &Path, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
         let path = dir.join(STORE_FILE);
-        let dir = dir.to_path_buf();
+        let in_use = dir.to_path_buf();
         let open = move || {
             Database::create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.clone()),
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(in_use.clone()),
                 e => dberr(e),
             })
         };
-        Store::with_opener(Box::new(open), store_bytes, cache_bytes)
+        // The database first: its lock says whether another node runs here.
+        let db = open()?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(BLOCKS_FILE))
+            .map_err(StoreError::io)?;
+        Store::with_opener(
+            db,
+            Box::new(open),
+            Arc::new(SlotFile(file)),
+            store_bytes,
+            cache_bytes,
+        )
     }
 
-    /// Opens (or creates) the database on any redb storage backend: the fault-injection
-    /// tests run the store on one that fails and loses unsynced writes.
-    pub fn open_with_backend<B: redb::StorageBackend + Clone>(
-        backend: B,
+    /// Opens (or creates) the store on any storage backends, one for the index database
+    /// and one for the slot file: the fault-injection tests run the store on ones that
+    /// fail and lose unsynced writes.
+    pub fn open_with_backends<B: StorageBackend + Clone, S: StorageBackend>(
+        index: B,
+        blocks: S,
         store_bytes: u64,
         cache_bytes: u64,
     ) -> Result<Store, StoreError> {
         let open = move || {
             Database::builder()
-                .create_with_backend(backend.clone())
+                .create_with_backend(index.clone())
                 .map_err(dberr)
         };
-        Store::with_opener(Box::new(open), store_bytes, cache_bytes)
+        let db = open()?;
+        Store::with_opener(
+            db,
+            Box::new(open),
+            Arc::new(blocks),
+            store_bytes,
+            cache_bytes,
+        )
     }
 
-    fn with_opener(open: Opener, store_bytes: u64, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = open()?;
-        let mut index = Index {
-            store: Lru::new(store_bytes),
-            cache: Lru::new(cache_bytes),
-        };
-        load_index(&db, &mut index)?;
+    fn with_opener(
+        db: Database,
+        open: Opener,
+        blocks: Blocks,
+        store_bytes: u64,
+        cache_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let mut index = Index::new(store_bytes, cache_bytes);
+        load_index(&db, &blocks, &mut index)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             db: RwLock::new(Some(db)),
             open,
+            blocks,
             index: Mutex::new(index),
             pending: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(tx)),
@@ -358,31 +602,61 @@ impl Store {
         Ok(Store { inner })
     }
 
-    /// Looks a block up, store first, then cache.
+    /// Looks a block up, store first, then cache. A slot that does not hold the block
+    /// its entry names is a miss (and the entry is dropped).
     pub fn get(&self, key: &RoutingKey) -> Result<Option<(Block, Placement)>, StoreError> {
         if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
             return Ok(Some((b.clone(), *p)));
         }
-        let db = self.inner.db.read().expect("store lock");
-        let r = db
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .begin_read()
-            .map_err(dberr)?;
-        for (def, placement) in [(STORE, Placement::Store), (CACHE, Placement::Cache)] {
-            let t = r.open_table(def).map_err(dberr)?;
-            if let Some(v) = t.get(&key.0).map_err(dberr)? {
-                let block = Block::new(bytes::Bytes::copy_from_slice(v.value()))
-                    .map_err(|_| StoreError::Corrupt("a stored block has the wrong length"))?;
-                let mut idx = self.inner.index.lock().expect("store lock");
-                match placement {
-                    Placement::Store => idx.store.touch(*key),
-                    Placement::Cache => idx.cache.touch(*key),
-                }
-                return Ok(Some((block, placement)));
+        if self.inner.db.read().expect("store lock").is_none() {
+            return Err(StoreError::Closed);
+        }
+        let Some((placement, slot)) = self.inner.index.lock().expect("store lock").find(key) else {
+            return Ok(None);
+        };
+        if let Some(block) = self.read_slot(key, slot) {
+            self.inner
+                .index
+                .lock()
+                .expect("store lock")
+                .lru(placement)
+                .touch(*key);
+            return Ok(Some((block, placement)));
+        }
+        // Not what the index says: a write of this block may have been finishing as we
+        // read (it is served from `pending` until its batch is done), or the block was
+        // dropped and its slot reused meanwhile. Look once more before calling it lost.
+        if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
+            return Ok(Some((b.clone(), *p)));
+        }
+        if let Some(block) = self.read_slot(key, slot) {
+            self.inner
+                .index
+                .lock()
+                .expect("store lock")
+                .lru(placement)
+                .touch(*key);
+            return Ok(Some((block, placement)));
+        }
+        let mut idx = self.inner.index.lock().expect("store lock");
+        if idx.find(key) == Some((placement, slot)) {
+            tracing::warn!(key = %key, slot, "a stored block does not match its key; dropped");
+            idx.lru(placement).remove(key);
+            idx.slots.give_back(slot);
+            drop(idx);
+            if let Some(w) = self.inner.writer.lock().expect("store lock").as_ref() {
+                let _ = w.send(Job::Forget(*key, slot));
             }
         }
         Ok(None)
+    }
+
+    /// The block in `slot`, if it is `key`'s.
+    fn read_slot(&self, key: &RoutingKey, slot: u64) -> Option<Block> {
+        let bytes = self.inner.blocks.read(slot * SLOT, BLOCK_LEN).ok()?;
+        Block::new(bytes::Bytes::from(bytes))
+            .ok()
+            .filter(|b| b.verify(key).is_ok())
     }
 
     /// Whether the block is held (or queued to be written), without reading it.
@@ -459,7 +733,7 @@ impl Store {
             }
             e.2 += 1;
         }
-        w.send(op).map_err(|_| StoreError::Closed)
+        w.send(Job::Write(op)).map_err(|_| StoreError::Closed)
     }
 
     /// Deletes a block from the store and the cache, durably (an operator's choice about
@@ -474,13 +748,18 @@ impl Store {
             .map_err(dberr)?;
         let mut found = false;
         {
+            // The writer thread waits for this transaction: a slot given back here is
+            // reused only after the entry naming it is gone.
             let mut idx = self.inner.index.lock().expect("store lock");
             for def in [STORE, CACHE] {
                 let mut t = w.open_table(def).map_err(dberr)?;
                 found |= t.remove(&key.0).map_err(dberr)?.is_some();
             }
-            idx.store.remove(key);
-            idx.cache.remove(key);
+            for p in [Placement::Store, Placement::Cache] {
+                if let Some(slot) = idx.lru(p).remove(key) {
+                    idx.slots.give_back(slot);
+                }
+            }
         }
         w.commit().map_err(dberr)?;
         Ok(found)
@@ -513,19 +792,57 @@ impl Store {
     }
 }
 
-/// The writer thread: gather, commit once, acknowledge all.
-fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
+/// The slot file on disk. (Not locked: the database's lock already keeps a second node
+/// out, and is released on [`Store::close`] even while handles remain.)
+#[derive(Debug)]
+struct SlotFile(std::fs::File);
+
+impl StorageBackend for SlotFile {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; len];
+        self.0.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.0.write_all_at(data, offset)
+    }
+}
+
+/// The writer thread: gather, write the slots, commit once, acknowledge all.
+fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
+        let (mut batch, mut forget) = (Vec::with_capacity(jobs.len()), Vec::new());
+        for job in jobs {
+            match job {
+                Job::Write(op) => batch.push(op),
+                Job::Forget(key, slot) => forget.push((key, slot)),
+            }
+        }
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
-        let committed = write_batch(inner, &batch, &mut results);
-        if let Err(e @ (StoreError::Db(_) | StoreError::Full)) = &committed {
+        let committed = write_batch(inner, &batch, &forget, &mut results);
+        if let Err(e @ (StoreError::Db(_) | StoreError::Io(_) | StoreError::Full)) = &committed {
             tracing::warn!(error = %e, "store write failed; reopening the database");
             recover(inner, matches!(e, StoreError::Full));
         }
@@ -560,9 +877,12 @@ fn writer(inner: &Inner, rx: std::sync::mpsc::Receiver<WriteOp>) {
     }
 }
 
+/// One group commit: the index entries under the index lock, then the blocks into their
+/// slots, then (if anyone waits) a sync of the slots, then the index commit.
 fn write_batch(
     inner: &Inner,
     batch: &[WriteOp],
+    forget: &[(RoutingKey, u64)],
     results: &mut Vec<Result<(), StoreError>>,
 ) -> Result<(), StoreError> {
     let db = inner.db.read().expect("store lock");
@@ -571,27 +891,52 @@ fn write_batch(
         .ok_or(StoreError::Closed)?
         .begin_write()
         .map_err(dberr)?;
-    if batch.iter().all(|op| op.ack.is_none()) {
-        // Nobody waits on these (blocks passing through): skip the fsync; the next
+    let durable = batch.iter().any(|op| op.ack.is_some());
+    if !durable {
+        // Nobody waits on these (blocks passing through): skip the fsyncs; the next
         // durable commit persists them too, and a crash costs only cache misses.
         w.set_durability(redb::Durability::Eventual);
     }
     {
         let mut store = w.open_table(STORE).map_err(dberr)?;
         let mut cache = w.open_table(CACHE).map_err(dberr)?;
-        let mut idx = inner.index.lock().expect("store lock");
-        for op in batch {
-            results.push(apply(op, &mut idx, &mut store, &mut cache));
+        let mut writes: Vec<(u64, &Block)> = Vec::new();
+        {
+            let mut idx = inner.index.lock().expect("store lock");
+            for (key, slot) in forget {
+                for t in [&mut store, &mut cache] {
+                    if t.get(&key.0).map_err(dberr)?.map(|v| v.value()) == Some(*slot) {
+                        t.remove(&key.0).map_err(dberr)?;
+                    }
+                }
+            }
+            for op in batch {
+                results.push(plan(op, &mut idx, &mut store, &mut cache, &mut writes));
+            }
         }
+        // Readers find these blocks in `pending` until the batch is done, so the index
+        // may name their slots before the bytes are there.
+        for (slot, block) in writes {
+            inner
+                .blocks
+                .write(slot * SLOT, block.as_bytes())
+                .map_err(StoreError::io)?;
+        }
+    }
+    if durable {
+        inner.blocks.sync_data(false).map_err(StoreError::io)?;
     }
     w.commit().map_err(dberr)
 }
 
-fn apply(
-    op: &WriteOp,
+/// Applies one write to the index (in memory and in the tables) and lists the slot write
+/// it needs, if any.
+fn plan<'a>(
+    op: &'a WriteOp,
     idx: &mut Index,
-    store: &mut redb::Table<&[u8; 32], &[u8]>,
-    cache: &mut redb::Table<&[u8; 32], &[u8]>,
+    store: &mut redb::Table<&[u8; 32], u64>,
+    cache: &mut redb::Table<&[u8; 32], u64>,
+    writes: &mut Vec<(u64, &'a Block)>,
 ) -> Result<(), StoreError> {
     if !op.verified {
         return Err(StoreError::Mismatch);
@@ -602,15 +947,33 @@ fn apply(
             if idx.store.max_blocks == 0 {
                 return Err(StoreError::NoRoom(Placement::Store));
             }
-            if !idx.store.contains(&key) {
-                store.insert(&key.0, op.block.as_bytes()).map_err(dberr)?;
+            if idx.store.contains(&key) {
+                idx.store.touch(key);
+            } else {
+                // A cached block moves with its slot; a new one takes a free slot.
+                let slot = match idx.cache.remove(&key) {
+                    Some(slot) => {
+                        cache.remove(&key.0).map_err(dberr)?;
+                        slot
+                    }
+                    None => {
+                        // Room first, so the new block can take a dropped one's slot.
+                        let full = idx.store.max_blocks - 1;
+                        for (old, slot) in idx.store.keep(full) {
+                            store.remove(&old.0).map_err(dberr)?;
+                            idx.slots.give_back(slot);
+                        }
+                        let slot = idx.slots.take();
+                        writes.push((slot, &op.block));
+                        slot
+                    }
+                };
+                store.insert(&key.0, slot).map_err(dberr)?;
+                idx.store.insert(key, slot);
             }
-            idx.store.touch(key);
-            if idx.cache.remove(&key) {
-                cache.remove(&key.0).map_err(dberr)?;
-            }
-            for old in idx.store.overflow() {
+            for (old, slot) in idx.store.overflow() {
                 store.remove(&old.0).map_err(dberr)?;
+                idx.slots.give_back(slot);
             }
         }
         Placement::Cache => {
@@ -621,12 +984,22 @@ fn apply(
             if idx.cache.max_blocks == 0 {
                 return Err(StoreError::NoRoom(Placement::Cache));
             }
-            if !idx.cache.contains(&key) {
-                cache.insert(&key.0, op.block.as_bytes()).map_err(dberr)?;
+            if idx.cache.contains(&key) {
+                idx.cache.touch(key);
+            } else {
+                let full = idx.cache.max_blocks - 1;
+                for (old, slot) in idx.cache.keep(full) {
+                    cache.remove(&old.0).map_err(dberr)?;
+                    idx.slots.give_back(slot);
+                }
+                let slot = idx.slots.take();
+                writes.push((slot, &op.block));
+                cache.insert(&key.0, slot).map_err(dberr)?;
+                idx.cache.insert(key, slot);
             }
-            idx.cache.touch(key);
-            for old in idx.cache.overflow() {
+            for (old, slot) in idx.cache.overflow() {
                 cache.remove(&old.0).map_err(dberr)?;
+                idx.slots.give_back(slot);
             }
         }
     }
@@ -729,5 +1102,97 @@ mod tests {
         let u = s.usage();
         assert_eq!((u.store_blocks, u.cache_blocks), (1, 0));
         assert_eq!(s.get(&k).unwrap().unwrap().1, Placement::Store);
+    }
+
+    /// A slot that does not hold the block its entry names (a crash between the two, a
+    /// rotting disk) is a miss, never wrong bytes, and the entry goes for good.
+    #[tokio::test]
+    async fn a_slot_overwritten_is_a_miss_and_its_entry_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, b1) = block(1);
+        let (k2, b2) = block(2);
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        s.put(k1, b1, Placement::Store).await.unwrap();
+        s.put(k2, b2.clone(), Placement::Cache).await.unwrap();
+        s.close();
+        drop(s);
+        // Slot 0 (k1's) now holds k2's bytes.
+        let path = dir.path().join(BLOCKS_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 2 * BLOCK_LEN);
+        bytes.copy_within(BLOCK_LEN.., 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(s.usage().store_blocks, 1);
+        assert_eq!(s.get(&k1).unwrap(), None);
+        assert_eq!(s.usage().store_blocks, 0);
+        assert_eq!(s.get(&k2).unwrap(), Some((b2, Placement::Cache)));
+        s.close();
+        drop(s);
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(
+            s.usage().store_blocks,
+            0,
+            "the entry was forgotten on disk too"
+        );
+        s.close();
+    }
+
+    /// Slots are reused: a cache that turns over many times keeps its file at its bound.
+    #[tokio::test]
+    async fn dropped_blocks_give_their_slots_to_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 0, 3 * BLOCK_LEN as u64).unwrap();
+        for n in 0..20 {
+            let (k, b) = block(n);
+            s.put(k, b, Placement::Cache).await.unwrap();
+        }
+        let len = std::fs::metadata(dir.path().join(BLOCKS_FILE))
+            .unwrap()
+            .len();
+        assert_eq!(len, 3 * BLOCK_LEN as u64);
+        for n in 17..20 {
+            let (k, b) = block(n);
+            assert_eq!(s.get(&k).unwrap(), Some((b, Placement::Cache)));
+        }
+        s.close();
+    }
+
+    /// A store written before slots (blocks as redb values) opens with its blocks moved
+    /// into slots, each in its table, and the old tables gone.
+    #[tokio::test]
+    async fn a_store_of_the_earlier_format_opens_with_its_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, b1) = block(1);
+        let (k2, b2) = block(2);
+        {
+            let db = Database::create(dir.path().join(STORE_FILE)).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(OLD_STORE)
+                .unwrap()
+                .insert(&k1.0, b1.as_bytes())
+                .unwrap();
+            w.open_table(OLD_CACHE)
+                .unwrap()
+                .insert(&k2.0, b2.as_bytes())
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(s.get(&k1).unwrap(), Some((b1, Placement::Store)));
+        assert_eq!(s.get(&k2).unwrap(), Some((b2, Placement::Cache)));
+        s.close();
+        drop(s);
+        let db = Database::create(dir.path().join(STORE_FILE)).unwrap();
+        let r = db.begin_read().unwrap();
+        let names: Vec<String> = r
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "store" || n == "cache"),
+            "{names:?}"
+        );
     }
 }

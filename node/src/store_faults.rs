@@ -151,27 +151,43 @@ fn block(round: u64, i: u64) -> (RoutingKey, Block) {
     (keys.routing, b)
 }
 
+/// Opens a store on an index image and a slot-file image.
+fn open(index: &Faulty, blocks: &Faulty, cache_bytes: u64) -> Result<Store, StoreError> {
+    Store::open_with_backends(index.clone(), blocks.clone(), 1 << 30, cache_bytes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_blocks_survive_faults_and_lost_unsynced_writes() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let cache = 8 * BLOCK_LEN as u64;
     // Faults strike an existing database: one cut short while redb first creates the
     // file can leave a header it refuses, with nothing acknowledged in it yet.
     let created = Faulty::new(Vec::new(), None, None);
-    Store::open_with_backend(created.clone(), 1 << 30, 8 * BLOCK_LEN as u64)
-        .expect("creates")
-        .close();
-    let mut image = created.0.lock().expect("backend lock").live.clone();
+    let slots = Faulty::new(Vec::new(), None, None);
+    open(&created, &slots, cache).expect("creates").close();
+    let live = |f: &Faulty| f.0.lock().expect("backend lock").live.clone();
+    let (mut image, mut slot_image) = (live(&created), live(&slots));
     let mut acked: HashMap<RoutingKey, Block> = HashMap::new();
     let (mut failed_puts, mut faults_before_open) = (0, 0);
     for round in 0..100u64 {
-        // Mostly mid-run, sometimes while the store opens.
-        let fuse = if rng.gen_bool(0.2) {
-            rng.gen_range(0..8)
-        } else {
-            rng.gen_range(0..400)
+        // Mostly mid-run, sometimes while the store opens; in the index, in the slots
+        // or in both.
+        let mut fuse = || {
+            if rng.gen_bool(0.2) {
+                rng.gen_range(0..8)
+            } else {
+                rng.gen_range(0..400)
+            }
         };
-        let backend = Faulty::new(image.clone(), Some(fuse), None);
-        match Store::open_with_backend(backend.clone(), 1 << 30, 8 * BLOCK_LEN as u64) {
+        let (f1, f2) = (fuse(), fuse());
+        let (index_fuse, slot_fuse) = match round % 3 {
+            0 => (Some(f1), None),
+            1 => (None, Some(f2)),
+            _ => (Some(f1), Some(f2)),
+        };
+        let backend = Faulty::new(image.clone(), index_fuse, None);
+        let slot_backend = Faulty::new(slot_image.clone(), slot_fuse, None);
+        match open(&backend, &slot_backend, cache) {
             Ok(store) => {
                 // Long-term puts (acknowledged once durable) and cache writes, together.
                 let mut puts = Vec::new();
@@ -201,8 +217,10 @@ async fn acknowledged_blocks_survive_faults_and_lost_unsynced_writes() {
         }
         // The crash, then a clean reopen: everything acknowledged is there, intact.
         image = backend.crash(&mut rng);
+        slot_image = slot_backend.crash(&mut rng);
         let clean = Faulty::new(image.clone(), None, None);
-        let store = Store::open_with_backend(clean.clone(), 1 << 30, 8 * BLOCK_LEN as u64)
+        let clean_slots = Faulty::new(slot_image.clone(), None, None);
+        let store = open(&clean, &clean_slots, cache)
             .unwrap_or_else(|e| panic!("round {round}: the store does not reopen: {e}"));
         for (key, b) in &acked {
             match store.get(key) {
@@ -210,8 +228,16 @@ async fn acknowledged_blocks_survive_faults_and_lost_unsynced_writes() {
                 other => panic!("round {round}: acknowledged block lost: {other:?}"),
             }
         }
+        // Nothing is served that is not what was asked for.
+        for i in 0..12 {
+            let (ck, cb) = block(round, 1_000 + i);
+            if let Some((got, _)) = store.get(&ck).expect("reads") {
+                assert_eq!(got, cb, "round {round}");
+            }
+        }
         store.close();
-        image = clean.0.lock().expect("backend lock").live.clone();
+        image = live(&clean);
+        slot_image = live(&clean_slots);
     }
     println!(
         "{} acknowledged blocks intact after 100 crashes; {failed_puts} puts failed, \
@@ -225,9 +251,10 @@ async fn acknowledged_blocks_survive_faults_and_lost_unsynced_writes() {
 
 #[tokio::test]
 async fn a_full_disk_is_a_clear_error_and_what_was_acknowledged_stays() {
-    // Room for the empty database and a few dozen blocks.
-    let backend = Faulty::new(Vec::new(), None, Some(2 << 20));
-    let store = Store::open_with_backend(backend.clone(), 1 << 30, 1 << 30).expect("opens");
+    // Room for a few dozen blocks.
+    let index = Faulty::new(Vec::new(), None, None);
+    let slots = Faulty::new(Vec::new(), None, Some(2 << 20));
+    let store = open(&index, &slots, 1 << 30).expect("opens");
     let mut acked = Vec::new();
     let mut error = None;
     for i in 0..200 {
@@ -258,11 +285,39 @@ async fn a_full_disk_is_a_clear_error_and_what_was_acknowledged_stays() {
     ));
     store.close();
     // Reopened with more room: everything acknowledged is there.
-    let image = backend.0.lock().unwrap().durable.clone();
-    let store = Store::open_with_backend(Faulty::new(image, None, None), 1 << 30, 1 << 30)
-        .expect("reopens");
+    let durable = |f: &Faulty| Faulty::new(f.0.lock().unwrap().durable.clone(), None, None);
+    let store = open(&durable(&index), &durable(&slots), 1 << 30).expect("reopens");
     for (key, b) in &acked {
         assert_eq!(&store.get(key).unwrap().unwrap().0, b);
     }
+    store.close();
+}
+
+/// When the disk is full, cache blocks give way: their slots take what users asked to
+/// keep, without the file growing.
+#[tokio::test]
+async fn a_full_disk_drops_cache_blocks_to_keep_stored_ones() {
+    let index = Faulty::new(Vec::new(), None, None);
+    let slots = Faulty::new(Vec::new(), None, Some(40 * BLOCK_LEN as u64));
+    let store = open(&index, &slots, 1 << 30).expect("opens");
+    for i in 0..40 {
+        let (key, b) = block(3, i);
+        store
+            .put(key, b, Placement::Cache)
+            .await
+            .expect("room for 40");
+    }
+    let (key, b) = block(4, 0);
+    assert!(matches!(
+        store.put(key, b.clone(), Placement::Store).await,
+        Err(StoreError::Full)
+    ));
+    // The failure dropped the oldest cache blocks; the retry takes one of their slots.
+    store
+        .put(key, b.clone(), Placement::Store)
+        .await
+        .expect("a freed slot");
+    assert_eq!(store.get(&key).unwrap(), Some((b, Placement::Store)));
+    assert!(slots.0.lock().unwrap().live.len() <= 40 * BLOCK_LEN);
     store.close();
 }

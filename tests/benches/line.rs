@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench -p veil-tests --bench line` (release). `VEIL_BENCH_MIB` sets the
 //! file size (default 100), `VEIL_BENCH_LINES` the line lengths (default `3,8`).
+//! `VEIL_BENCH_PUTS=k` puts k distinct files in a row (after the get), each timed, to
+//! show whether puts slow down as the nodes' stores fill: the last is recorded as
+//! `line<n>_put_last`.
 //!
 //! Opennet is off, so the nodes keep exactly the links of the line. Every node stores the blocks of inserts that pass it until `replicas` nodes hold
 //! them, so on lines this short the last node already holds most blocks when the get
@@ -108,6 +111,32 @@ async fn line(n: usize, file: &Path, data: &[u8], mib: usize) -> anyhow::Result<
     );
     if let Some(b) = idle {
         bench_record(&format!("line{n}_idle_node_rss"), b as f64 / MIB, "MiB");
+    }
+    let puts: u64 = std::env::var("VEIL_BENCH_PUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for i in 2..=puts {
+        // Distinct bytes each time: every block is new to every node.
+        let mut more = vec![0u8; mib << 20];
+        rand_chacha::ChaCha8Rng::seed_from_u64(7 + i).fill_bytes(&mut more);
+        let more_file = dirs[0].path().join(format!("random-{i}.bin"));
+        std::fs::write(&more_file, &more)?;
+        drop(more);
+        let run = tokio::task::spawn_blocking({
+            let (dir, f) = (first.dir.clone(), more_file.clone());
+            move || run_veil(&dir, &["put".as_ref(), f.as_os_str()])
+        })
+        .await??;
+        std::fs::remove_file(&more_file)?;
+        let rate = mib as f64 / run.secs;
+        println!(
+            "{n}-node line: put {i} of {puts}: {rate:6.1} MiB/s ({:.2} s)",
+            run.secs
+        );
+        if i == puts {
+            bench_record(&format!("line{n}_put_last"), rate, "MiB/s");
+        }
     }
     for p in procs {
         p.terminate()?;
