@@ -16,8 +16,6 @@
 
 use crate::keys::{DataKey, RoutingKey};
 use bytes::Bytes;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -100,10 +98,7 @@ pub fn encode_into(payload: &[u8], out: &mut [u8]) -> Result<ChkKeys, BlockError
     frame[..LEN_PREFIX].copy_from_slice(&(payload.len() as u32).to_be_bytes());
     frame[LEN_PREFIX..LEN_PREFIX + payload.len()].copy_from_slice(payload);
     frame[LEN_PREFIX + payload.len()..].fill(0);
-    let tag = ChaCha20Poly1305::new(Key::from_slice(&data.0))
-        .encrypt_in_place_detached(Nonce::from_slice(&[0; 12]), AAD, frame)
-        .map_err(|_| BlockError::PayloadTooLarge(payload.len()))?;
-    tag_out.copy_from_slice(&tag);
+    tag_out.copy_from_slice(&crate::aead::seal(&data.0, [0; 12], AAD, frame));
     Ok(ChkKeys {
         routing: routing_key(out),
         data,
@@ -136,15 +131,7 @@ pub fn decrypt(block: &[u8], key: &DataKey) -> Result<Vec<u8>, BlockError> {
         return Err(BlockError::WrongLength(block.len()));
     }
     let (frame, tag) = block.split_at(FRAME_LEN);
-    let mut buf = frame.to_vec();
-    ChaCha20Poly1305::new(Key::from_slice(&key.0))
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&[0; 12]),
-            AAD,
-            &mut buf,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| BlockError::Decrypt)?;
+    let mut buf = crate::aead::open(&key.0, [0; 12], AAD, frame, tag).ok_or(BlockError::Decrypt)?;
     let len = u32::from_be_bytes(buf[..LEN_PREFIX].try_into().expect("4 bytes")) as usize;
     if len > MAX_PAYLOAD {
         return Err(BlockError::BadFrame);

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod aead;
 pub mod block;
 pub mod keys;
 pub mod message;

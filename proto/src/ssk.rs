@@ -30,8 +30,6 @@
 
 use crate::block::{Block, BlockError, BLOCK_LEN};
 use crate::keys::RoutingKey;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -99,15 +97,9 @@ impl SskKeys {
         }
         let nonce = &b[PUBKEY + EHD + SIG..HEADER_LEN];
         let (frame, tag) = b[HEADER_LEN..].split_at(FRAME);
-        let mut buf = frame.to_vec();
-        ChaCha20Poly1305::new(Key::from_slice(&self.data_key(name)))
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                AAD,
-                &mut buf,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| BlockError::Decrypt)?;
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
+        let mut buf = crate::aead::open(&self.data_key(name), nonce, AAD, frame, tag)
+            .ok_or(BlockError::Decrypt)?;
         let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
         if len > MAX_SSK_PAYLOAD {
             return Err(BlockError::BadFrame);
@@ -203,10 +195,7 @@ impl KeyPair {
             let (frame, tag_out) = out[HEADER_LEN..].split_at_mut(FRAME);
             frame[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
             frame[4..4 + payload.len()].copy_from_slice(payload);
-            let tag = ChaCha20Poly1305::new(Key::from_slice(&keys.data_key(name)))
-                .encrypt_in_place_detached(Nonce::from_slice(&nonce), AAD, frame)
-                .map_err(|_| BlockError::PayloadTooLarge(payload.len()))?;
-            tag_out.copy_from_slice(&tag);
+            tag_out.copy_from_slice(&crate::aead::seal(&keys.data_key(name), nonce, AAD, frame));
         }
         let sig = self.signing.sign(&signed_bytes(&out));
         out[PUBKEY + EHD..PUBKEY + EHD + SIG].copy_from_slice(&sig.to_bytes());
@@ -404,9 +393,7 @@ mod tests {
             let mut frame = vec![0u8; FRAME];
             frame[..4].copy_from_slice(&lie.to_be_bytes());
             frame[4..9].copy_from_slice(b"short");
-            let tag = ChaCha20Poly1305::new(Key::from_slice(&keys.data_key("doc")))
-                .encrypt_in_place_detached(Nonce::from_slice(&nonce), AAD, &mut frame)
-                .unwrap();
+            let tag = crate::aead::seal(&keys.data_key("doc"), nonce, AAD, &mut frame);
             b[HEADER_LEN..HEADER_LEN + FRAME].copy_from_slice(&frame);
             b[HEADER_LEN + FRAME..].copy_from_slice(&tag);
             let sig = kp.signing.sign(&signed_bytes(&b));

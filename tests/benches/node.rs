@@ -34,19 +34,29 @@ async fn recv_frame(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(len)
 }
 
+/// A snow builder: as veild builds its links (snow's `ring-accelerated` resolver), or
+/// with snow's pure-Rust resolver only (`pure_rust`), which links used before.
+fn snow_builder(params: snow::params::NoiseParams, pure_rust: bool) -> snow::Builder<'static> {
+    if pure_rust {
+        snow::Builder::with_resolver(params, Box::new(snow::resolvers::DefaultResolver))
+    } else {
+        snow::Builder::new(params)
+    }
+}
+
 /// Raw snow over loopback TCP: one task encrypts and writes, another reads and
 /// decrypts, `n` messages of `plain_len` bytes. Returns plaintext bytes per second.
-async fn raw_noise(n: usize, plain_len: usize) -> anyhow::Result<f64> {
+async fn raw_noise(n: usize, plain_len: usize, pure_rust: bool) -> anyhow::Result<f64> {
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse()?;
-    let server_kp = snow::Builder::new(params.clone()).generate_keypair()?;
-    let client_kp = snow::Builder::new(params.clone()).generate_keypair()?;
+    let server_kp = snow_builder(params.clone(), pure_rust).generate_keypair()?;
+    let client_kp = snow_builder(params.clone(), pure_rust).generate_keypair()?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server_priv = server_kp.private.clone();
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await?;
         s.set_nodelay(true)?;
-        let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
+        let mut hs = snow_builder(NOISE_PARAMS.parse()?, pure_rust)
             .local_private_key(&server_priv)
             .prologue(PROLOGUE)
             .build_responder()?;
@@ -62,7 +72,7 @@ async fn raw_noise(n: usize, plain_len: usize) -> anyhow::Result<f64> {
     });
     let mut c = TcpStream::connect(addr).await?;
     c.set_nodelay(true)?;
-    let mut hs = snow::Builder::new(params)
+    let mut hs = snow_builder(params, pure_rust)
         .local_private_key(&client_kp.private)
         .remote_public_key(&server_kp.public)
         .prologue(PROLOGUE)
@@ -186,13 +196,14 @@ async fn run() -> anyhow::Result<()> {
     );
 
     // 1. Link vs raw snow, interleaved runs so drift hits both alike.
-    let (mut raw, mut linked) = (Vec::new(), Vec::new());
+    let (mut raw, mut linked, mut pure) = (Vec::new(), Vec::new(), Vec::new());
     let mut plain_len = 0;
     for _ in 0..runs {
         let (l, p) = link_throughput(messages).await?;
         plain_len = p;
         linked.push(l);
-        raw.push(raw_noise(messages, plain_len).await?);
+        raw.push(raw_noise(messages, plain_len, false).await?);
+        pure.push(raw_noise(messages, plain_len, true).await?);
     }
     // Each link run is paired with the raw run right after it, so load that drifts over
     // the benchmark hits both sides of a ratio alike.
@@ -200,6 +211,9 @@ async fn run() -> anyhow::Result<()> {
     let (qmin, qmed, qmax) = stats(ratios);
     let (rmin, rmed, rmax) = stats(raw.clone());
     let (lmin, lmed, lmax) = stats(linked.clone());
+    let pure_ratios: Vec<f64> = linked.iter().zip(&pure).map(|(l, r)| l / r).collect();
+    let (_, pqmed, _) = stats(pure_ratios);
+    let (pmin, pmed, pmax) = stats(pure);
     println!("message size: {plain_len} bytes plaintext (a Data message), {messages} messages per run, {runs} runs");
     println!(
         "raw snow over loopback TCP:  median {:7.1} MB/s  (min {:.1}, max {:.1})",
@@ -217,10 +231,18 @@ async fn run() -> anyhow::Result<()> {
         "link / raw, paired runs:     median {qmed:.2}  (min {qmin:.2}, max {qmax:.2}; ratio of medians {:.2})",
         lmed / rmed
     );
+    println!(
+        "raw snow, pure-Rust crypto:  median {:7.1} MB/s  (min {:.1}, max {:.1}); link / it {pqmed:.2}",
+        mb(pmed),
+        mb(pmin),
+        mb(pmax)
+    );
 
     bench_record("snow_one_thread", mb(rmed), "MB/s");
     bench_record("link", mb(lmed), "MB/s");
     bench_record("link_over_snow", qmed, "ratio");
+    bench_record("snow_one_thread_pure_rust", mb(pmed), "MB/s");
+    bench_record("link_over_pure_rust_snow", pqmed, "ratio");
 
     // 2. Per-hop fetch latency on a line A-B-C, in-process (no HTTP).
     let net = Testnet::start_with(3, Topology::Line, |_, c| {

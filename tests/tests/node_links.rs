@@ -73,11 +73,16 @@ impl RawPeer {
         remote: &NodeKey,
         kp: &snow::Keypair,
     ) -> anyhow::Result<RawPeer> {
-        let mut hs = snow::Builder::new(NOISE_PARAMS.parse()?)
-            .local_private_key(&kp.private)
-            .remote_public_key(&remote.0)
-            .prologue(b"veil/1")
-            .build_initiator()?;
+        // snow's pure-Rust resolver, while veild uses `ring`'s ChaCha20-Poly1305: the
+        // two must speak the same bytes.
+        let mut hs = snow::Builder::with_resolver(
+            NOISE_PARAMS.parse()?,
+            Box::new(snow::resolvers::DefaultResolver),
+        )
+        .local_private_key(&kp.private)
+        .remote_public_key(&remote.0)
+        .prologue(b"veil/1")
+        .build_initiator()?;
         let mut stream = TcpStream::connect(addr).await?;
         let mut buf = vec![0u8; 65535];
         let n = hs.write_message(&[], &mut buf)?;
