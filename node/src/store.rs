@@ -2,10 +2,12 @@
 //! from the config. Blocks live in fixed-size slots of one flat file (`blocks.dat` in the
 //! data directory); a redb database (`store.redb`) maps each routing key to its slot.
 //!
-//! - Every block is verified against its routing key before it is written, and again
-//!   when it is read: a slot whose bytes do not match (a crash between a slot's write
-//!   and its index entry, a disk that rots) is a miss, and its entry is dropped. No
-//!   block is served that does not hash to the key it was asked for.
+//! - Every block is verified against its routing key before it is written. Each entry
+//!   keeps a fingerprint of its block (the end of its Poly1305 tag), checked on read: a
+//!   slot that holds another block than its entry says (a crash between a slot's write
+//!   and its entry, a slot reused while it was read) is a miss, and its entry is
+//!   dropped. (Bytes that rot inside a slot are not caught here but by whoever takes the
+//!   block next: every peer and every client verifies each block it receives.)
 //! - Writes go through one writer thread that gathers whatever is queued, writes the
 //!   blocks into their slots, syncs the slot file, commits the index in one durable
 //!   transaction and only then acknowledges each write: a block whose [`Store::put`]
@@ -24,7 +26,7 @@
 //!   block is counted or written twice.
 //! - A slot is reused as soon as its block is dropped. A crash can then leave an index
 //!   entry (of a block that was being dropped anyway) pointing at another block's
-//!   bytes: the check on read turns that into a miss.
+//!   bytes: the fingerprint check turns that into a miss.
 
 use redb::{Database, ReadableTable, StorageBackend, TableDefinition, TableHandle};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,13 +41,21 @@ pub const STORE_FILE: &str = "store.redb";
 /// File name of the block slots in the data directory.
 pub const BLOCKS_FILE: &str = "blocks.dat";
 
-/// Routing key → slot, per table.
-const STORE: TableDefinition<&[u8; 32], u64> = TableDefinition::new("store_slots");
-const CACHE: TableDefinition<&[u8; 32], u64> = TableDefinition::new("cache_slots");
+/// Routing key → (slot, fingerprint), per table.
+const STORE: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("store_slots");
+const CACHE: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("cache_slots");
 /// The tables of stores written before slots (routing key → block), moved into slots
 /// when such a store is opened.
 const OLD_STORE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("store");
 const OLD_CACHE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("cache");
+
+/// A block's fingerprint, kept with its slot: the last 8 bytes of its Poly1305 tag, which
+/// differ between any two blocks but by a 2^-64 chance. A read checks it, so a slot that
+/// holds another block than its entry says (a crash between the two, a slot reused while
+/// it was read) is a miss, at no hashing cost.
+fn fingerprint(block: &[u8]) -> u64 {
+    u64::from_le_bytes(block[block.len() - 8..].try_into().expect("8 bytes"))
+}
 
 /// Bytes of one slot: one block, packed without padding.
 const SLOT: u64 = BLOCK_LEN as u64;
@@ -130,8 +140,8 @@ pub struct Usage {
 #[derive(Debug, Default)]
 struct Lru {
     next: u64,
-    /// Key → (recency, slot).
-    by_key: HashMap<RoutingKey, (u64, u64)>,
+    /// Key → (recency, slot, fingerprint).
+    by_key: HashMap<RoutingKey, (u64, u64, u64)>,
     order: BTreeMap<u64, RoutingKey>,
     max_blocks: u64,
     max_bytes: u64,
@@ -146,10 +156,10 @@ impl Lru {
         }
     }
 
-    /// Makes `key` (in `slot`) the newest.
-    fn insert(&mut self, key: RoutingKey, slot: u64) {
+    /// Makes `key` (in `slot`, with `fp`) the newest.
+    fn insert(&mut self, key: RoutingKey, slot: u64, fp: u64) {
         self.next += 1;
-        if let Some((old, _)) = self.by_key.insert(key, (self.next, slot)) {
+        if let Some((old, _, _)) = self.by_key.insert(key, (self.next, slot, fp)) {
             self.order.remove(&old);
         }
         self.order.insert(self.next, key);
@@ -157,13 +167,14 @@ impl Lru {
 
     /// Makes `key` the newest, if held.
     fn touch(&mut self, key: RoutingKey) {
-        if let Some(slot) = self.slot(&key) {
-            self.insert(key, slot);
+        if let Some((slot, fp)) = self.slot(&key) {
+            self.insert(key, slot, fp);
         }
     }
 
-    fn slot(&self, key: &RoutingKey) -> Option<u64> {
-        self.by_key.get(key).map(|&(_, slot)| slot)
+    /// `key`'s slot and fingerprint.
+    fn slot(&self, key: &RoutingKey) -> Option<(u64, u64)> {
+        self.by_key.get(key).map(|&(_, slot, fp)| (slot, fp))
     }
 
     fn contains(&self, key: &RoutingKey) -> bool {
@@ -172,7 +183,7 @@ impl Lru {
 
     /// Forgets `key`; returns its slot.
     fn remove(&mut self, key: &RoutingKey) -> Option<u64> {
-        let (seq, slot) = self.by_key.remove(key)?;
+        let (seq, slot, _) = self.by_key.remove(key)?;
         self.order.remove(&seq);
         Some(slot)
     }
@@ -189,7 +200,7 @@ impl Lru {
             let Some((_, key)) = self.order.pop_first() else {
                 break;
             };
-            if let Some((_, slot)) = self.by_key.remove(&key) {
+            if let Some((_, slot, _)) = self.by_key.remove(&key) {
                 out.push((key, slot));
             }
         }
@@ -261,16 +272,16 @@ impl Index {
         }
     }
 
-    /// Where `key` is held, if it is.
-    fn find(&self, key: &RoutingKey) -> Option<(Placement, u64)> {
+    /// Where `key` is held, if it is: table, slot and fingerprint.
+    fn find(&self, key: &RoutingKey) -> Option<(Placement, u64, u64)> {
         self.store
             .slot(key)
-            .map(|s| (Placement::Store, s))
-            .or_else(|| self.cache.slot(key).map(|s| (Placement::Cache, s)))
+            .map(|(s, f)| (Placement::Store, s, f))
+            .or_else(|| self.cache.slot(key).map(|(s, f)| (Placement::Cache, s, f)))
     }
 
     /// Refills both tables' recency and the free slots from the index tables.
-    fn load<T: ReadableTable<&'static [u8; 32], u64>>(
+    fn load<T: ReadableTable<&'static [u8; 32], (u64, u64)>>(
         &mut self,
         store: &T,
         cache: &T,
@@ -279,12 +290,13 @@ impl Index {
         for (t, lru) in [(store, &mut self.store), (cache, &mut self.cache)] {
             *lru = Lru::new(lru.max_bytes);
             for row in t.iter().map_err(dberr)? {
-                let (k, slot) = row.map_err(dberr)?;
-                lru.insert(RoutingKey(*k.value()), slot.value());
+                let (k, v) = row.map_err(dberr)?;
+                let (slot, fp) = v.value();
+                lru.insert(RoutingKey(*k.value()), slot, fp);
             }
         }
         let used = self.store.by_key.values().chain(self.cache.by_key.values());
-        self.slots = Slots::rebuild(file_len, used.map(|&(_, slot)| slot));
+        self.slots = Slots::rebuild(file_len, used.map(|&(_, slot, _)| slot));
         Ok(())
     }
 }
@@ -451,7 +463,7 @@ fn load_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), S
             .by_key
             .values()
             .chain(index.cache.by_key.values())
-            .map(|&(_, s)| s)
+            .map(|&(_, s, _)| s)
     };
     let end = used().map(|s| s + 1).max().unwrap_or(0);
     if blocks.len().map_err(StoreError::io)? > end * SLOT {
@@ -468,7 +480,7 @@ fn load_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), S
 fn migrate(
     w: &redb::WriteTransaction,
     from: TableDefinition<&[u8; 32], &[u8]>,
-    to: &mut redb::Table<&[u8; 32], u64>,
+    to: &mut redb::Table<&[u8; 32], (u64, u64)>,
     placement: Placement,
     blocks: &Blocks,
     index: &mut Index,
@@ -485,8 +497,9 @@ fn migrate(
         blocks
             .write(slot * SLOT, v.value())
             .map_err(StoreError::io)?;
-        to.insert(&key.0, slot).map_err(dberr)?;
-        index.lru(placement).insert(key, slot);
+        let fp = fingerprint(v.value());
+        to.insert(&key.0, (slot, fp)).map_err(dberr)?;
+        index.lru(placement).insert(key, slot, fp);
         moved += 1;
     }
     Ok(moved)
@@ -603,7 +616,7 @@ impl Store {
     }
 
     /// Looks a block up, store first, then cache. A slot that does not hold the block
-    /// its entry names is a miss (and the entry is dropped).
+    /// its entry names (by fingerprint) is a miss, and the entry is dropped.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<(Block, Placement)>, StoreError> {
         if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
             return Ok(Some((b.clone(), *p)));
@@ -611,10 +624,11 @@ impl Store {
         if self.inner.db.read().expect("store lock").is_none() {
             return Err(StoreError::Closed);
         }
-        let Some((placement, slot)) = self.inner.index.lock().expect("store lock").find(key) else {
+        let Some((placement, slot, fp)) = self.inner.index.lock().expect("store lock").find(key)
+        else {
             return Ok(None);
         };
-        if let Some(block) = self.read_slot(key, slot) {
+        if let Some(block) = self.read_slot(slot, fp) {
             self.inner
                 .index
                 .lock()
@@ -629,7 +643,7 @@ impl Store {
         if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
             return Ok(Some((b.clone(), *p)));
         }
-        if let Some(block) = self.read_slot(key, slot) {
+        if let Some(block) = self.read_slot(slot, fp) {
             self.inner
                 .index
                 .lock()
@@ -639,7 +653,7 @@ impl Store {
             return Ok(Some((block, placement)));
         }
         let mut idx = self.inner.index.lock().expect("store lock");
-        if idx.find(key) == Some((placement, slot)) {
+        if idx.find(key) == Some((placement, slot, fp)) {
             tracing::warn!(key = %key, slot, "a stored block does not match its key; dropped");
             idx.lru(placement).remove(key);
             idx.slots.give_back(slot);
@@ -651,12 +665,12 @@ impl Store {
         Ok(None)
     }
 
-    /// The block in `slot`, if it is `key`'s.
-    fn read_slot(&self, key: &RoutingKey, slot: u64) -> Option<Block> {
+    /// The block in `slot`, if it has the fingerprint `fp`.
+    fn read_slot(&self, slot: u64, fp: u64) -> Option<Block> {
         let bytes = self.inner.blocks.read(slot * SLOT, BLOCK_LEN).ok()?;
         Block::new(bytes::Bytes::from(bytes))
             .ok()
-            .filter(|b| b.verify(key).is_ok())
+            .filter(|b| fingerprint(b.as_bytes()) == fp)
     }
 
     /// Whether the block is held (or queued to be written), without reading it.
@@ -905,7 +919,7 @@ fn write_batch(
             let mut idx = inner.index.lock().expect("store lock");
             for (key, slot) in forget {
                 for t in [&mut store, &mut cache] {
-                    if t.get(&key.0).map_err(dberr)?.map(|v| v.value()) == Some(*slot) {
+                    if t.get(&key.0).map_err(dberr)?.map(|v| v.value().0) == Some(*slot) {
                         t.remove(&key.0).map_err(dberr)?;
                     }
                 }
@@ -934,14 +948,15 @@ fn write_batch(
 fn plan<'a>(
     op: &'a WriteOp,
     idx: &mut Index,
-    store: &mut redb::Table<&[u8; 32], u64>,
-    cache: &mut redb::Table<&[u8; 32], u64>,
+    store: &mut redb::Table<&[u8; 32], (u64, u64)>,
+    cache: &mut redb::Table<&[u8; 32], (u64, u64)>,
     writes: &mut Vec<(u64, &'a Block)>,
 ) -> Result<(), StoreError> {
     if !op.verified {
         return Err(StoreError::Mismatch);
     }
     let key = op.key;
+    let fp = fingerprint(op.block.as_bytes());
     match op.placement {
         Placement::Store => {
             if idx.store.max_blocks == 0 {
@@ -968,8 +983,8 @@ fn plan<'a>(
                         slot
                     }
                 };
-                store.insert(&key.0, slot).map_err(dberr)?;
-                idx.store.insert(key, slot);
+                store.insert(&key.0, (slot, fp)).map_err(dberr)?;
+                idx.store.insert(key, slot, fp);
             }
             for (old, slot) in idx.store.overflow() {
                 store.remove(&old.0).map_err(dberr)?;
@@ -994,8 +1009,8 @@ fn plan<'a>(
                 }
                 let slot = idx.slots.take();
                 writes.push((slot, &op.block));
-                cache.insert(&key.0, slot).map_err(dberr)?;
-                idx.cache.insert(key, slot);
+                cache.insert(&key.0, (slot, fp)).map_err(dberr)?;
+                idx.cache.insert(key, slot, fp);
             }
             for (old, slot) in idx.cache.overflow() {
                 cache.remove(&old.0).map_err(dberr)?;
