@@ -54,9 +54,10 @@
 //!   HTL remains. HTL 0 ends a request with `DataNotFound`; no peer left gives
 //!   `RouteNotFound` upstream. `DataNotFound` ends a request. A late `Data` from a peer
 //!   that timed out still completes the request.
-//! - Data is verified against the key at every hop before it is cached or forwarded. Every
-//!   node on the return path caches it unless its HTL for that request is above
-//!   `max − 2`; inserts are cached at `HTL ≤ max − 3`. A node never caches or stores for
+//! - Data is verified against the key at every hop before it is cached or forwarded (an
+//!   insert of a block held here byte for byte is compared with that verified copy
+//!   instead of hashed). Every node on the return path caches it unless its HTL for that
+//!   request is above `max − 2`; inserts are cached at `HTL ≤ max − 3`. A node never caches or stores for
 //!   its own user's requests and inserts.
 //! - Replication: an insert approaches its key under HTL until it reaches a sink (a node
 //!   that no peer, the sender included, beats on closeness) or HTL runs out. That node

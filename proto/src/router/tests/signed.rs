@@ -75,3 +75,61 @@ fn a_collision_leaves_the_first_block_in_place() {
     net.drive();
     assert!(matches!(net.insert_result(0, id), Some(Ok(_))));
 }
+
+/// A store that counts the hashes the router asks of it.
+#[derive(Default)]
+struct Counting {
+    mem: Mem,
+    verified: usize,
+}
+
+impl BlockStore for Counting {
+    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
+        self.mem.get(key)
+    }
+
+    fn verify(&mut self, key: &RoutingKey, block: &Block) -> bool {
+        self.verified += 1;
+        block.verify(key).is_ok()
+    }
+}
+
+/// An insert of a block held here byte for byte is taken without hashing it again; any
+/// other block under a held key is hashed: a forgery is misbehaviour, whether or not
+/// the key's block is held.
+#[test]
+fn an_insert_of_a_held_block_is_not_hashed_again_and_a_forgery_still_is() {
+    let (block, key) = blk(1);
+    let mut forged = block.as_bytes().to_vec();
+    forged[100] ^= 1;
+    let forged = Block::new(bytes::Bytes::from(forged)).unwrap();
+    let insert = |id, block: &Block| Message::Insert {
+        id: RequestId(id),
+        key,
+        htl: Htl(5),
+        replicas: 3,
+        stored: 0,
+        block: block.clone(),
+    };
+    let (mut r, now) = lone(&[1 << 62], cfg(1));
+    let mut store = Counting::default();
+    store
+        .mem
+        .blocks
+        .insert(key, (block.clone(), Placement::Store));
+    r.handle_message(now, PeerId(1), insert(1, &block), &mut store);
+    assert_eq!(store.verified, 0, "the held copy vouches for it");
+    assert_eq!(r.stats().bad_blocks, 0);
+    drain(&mut r);
+    events(&mut r);
+    r.handle_message(now, PeerId(1), insert(2, &forged), &mut store);
+    assert_eq!(store.verified, 1);
+    assert!(matches!(events(&mut r)[..], [Event::PeerMisbehaved { .. }]));
+    assert_eq!(r.stats().bad_blocks, 1);
+    // Not held: hashed, and the real block goes on.
+    store.mem.blocks.clear();
+    let (mut r, now) = lone(&[1 << 62], cfg(1));
+    r.handle_message(now, PeerId(1), insert(3, &block), &mut store);
+    assert_eq!(store.verified, 2);
+    assert_eq!(r.stats().bad_blocks, 0);
+}
