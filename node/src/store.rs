@@ -750,9 +750,10 @@ impl Store {
         w.send(Job::Write(op)).map_err(|_| StoreError::Closed)
     }
 
-    /// Deletes a block from the store and the cache, durably (an operator's choice about
-    /// their own disk: the block stays wherever else it is). Blocks; call it off the
-    /// async runtime. Returns whether the block was held.
+    /// Deletes a block from the store and the cache, durably, and overwrites its slot
+    /// with zeros (an operator's choice about their own disk: the block stays wherever
+    /// else it is). Blocks; call it off the async runtime. Returns whether the block was
+    /// held.
     pub fn remove(&self, key: &RoutingKey) -> Result<bool, StoreError> {
         let db = self.inner.db.read().expect("store lock");
         let w = db
@@ -771,11 +772,17 @@ impl Store {
             }
             for p in [Placement::Store, Placement::Cache] {
                 if let Some(slot) = idx.lru(p).remove(key) {
+                    // Before the commit, while the writer cannot have taken the slot.
+                    self.inner
+                        .blocks
+                        .write(slot * SLOT, &[0; BLOCK_LEN])
+                        .map_err(StoreError::io)?;
                     idx.slots.give_back(slot);
                 }
             }
         }
         w.commit().map_err(dberr)?;
+        self.inner.blocks.sync_data(false).map_err(StoreError::io)?;
         Ok(found)
     }
 
@@ -1150,6 +1157,26 @@ mod tests {
             0,
             "the entry was forgotten on disk too"
         );
+        s.close();
+    }
+
+    /// An operator's delete leaves nothing of the block in the slot file.
+    #[tokio::test]
+    async fn a_removed_block_is_overwritten_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let (k1, b1) = block(1);
+        let (k2, b2) = block(2);
+        s.put(k1, b1.clone(), Placement::Store).await.unwrap();
+        s.put(k2, b2.clone(), Placement::Cache).await.unwrap();
+        let file = || std::fs::read(dir.path().join(BLOCKS_FILE)).unwrap();
+        let holds = |b: &Block| file().windows(64).any(|w| w == &b.as_bytes()[..64]);
+        assert!(holds(&b1) && holds(&b2));
+        assert!(s.remove(&k1).unwrap());
+        assert!(!holds(&b1), "the removed block's bytes are gone");
+        assert!(holds(&b2));
+        assert_eq!(s.get(&k1).unwrap(), None);
+        assert!(!s.remove(&k1).unwrap());
         s.close();
     }
 
