@@ -188,11 +188,6 @@ impl Lru {
         Some(slot)
     }
 
-    /// Removes and returns the oldest entries beyond the bound, with their slots.
-    fn overflow(&mut self) -> Vec<(RoutingKey, u64)> {
-        self.keep(self.max_blocks)
-    }
-
     /// Removes and returns the oldest entries beyond `n`, with their slots.
     fn keep(&mut self, n: u64) -> Vec<(RoutingKey, u64)> {
         let mut out = Vec::new();
@@ -446,10 +441,8 @@ fn load_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), S
             (&mut store, Placement::Store),
             (&mut cache, Placement::Cache),
         ] {
-            for (k, slot) in index.lru(placement).overflow() {
-                t.remove(&k.0).map_err(dberr)?;
-                index.slots.give_back(slot);
-            }
+            let bound = index.lru(placement).max_blocks;
+            keep_at_most(index, placement, bound, t)?;
         }
     }
     for def in old {
@@ -618,8 +611,8 @@ impl Store {
     /// Looks a block up, store first, then cache. A slot that does not hold the block
     /// its entry names (by fingerprint) is a miss, and the entry is dropped.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<(Block, Placement)>, StoreError> {
-        if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
-            return Ok(Some((b.clone(), *p)));
+        if let Some(found) = self.pending_copy(key) {
+            return Ok(Some(found));
         }
         if self.inner.db.read().expect("store lock").is_none() {
             return Err(StoreError::Closed);
@@ -628,29 +621,20 @@ impl Store {
         else {
             return Ok(None);
         };
-        if let Some(block) = self.read_slot(slot, fp) {
-            self.inner
-                .index
-                .lock()
-                .expect("store lock")
-                .lru(placement)
-                .touch(*key);
-            return Ok(Some((block, placement)));
+        let read = || {
+            let block = self.read_slot(slot, fp)?;
+            let mut idx = self.inner.index.lock().expect("store lock");
+            idx.lru(placement).touch(*key);
+            Some((block, placement))
+        };
+        if let Some(found) = read() {
+            return Ok(Some(found));
         }
         // Not what the index says: a write of this block may have been finishing as we
         // read (it is served from `pending` until its batch is done), or the block was
         // dropped and its slot reused meanwhile. Look once more before calling it lost.
-        if let Some((b, p, _)) = self.inner.pending.lock().expect("store lock").get(key) {
-            return Ok(Some((b.clone(), *p)));
-        }
-        if let Some(block) = self.read_slot(slot, fp) {
-            self.inner
-                .index
-                .lock()
-                .expect("store lock")
-                .lru(placement)
-                .touch(*key);
-            return Ok(Some((block, placement)));
+        if let Some(found) = self.pending_copy(key).or_else(read) {
+            return Ok(Some(found));
         }
         let mut idx = self.inner.index.lock().expect("store lock");
         if idx.find(key) == Some((placement, slot, fp)) {
@@ -663,6 +647,12 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// The block under `key` queued but not yet committed, if any.
+    fn pending_copy(&self, key: &RoutingKey) -> Option<(Block, Placement)> {
+        let pending = self.inner.pending.lock().expect("store lock");
+        pending.get(key).map(|(b, p, _)| (b.clone(), *p))
     }
 
     /// The block in `slot`, if it has the fingerprint `fp`.
@@ -980,11 +970,8 @@ fn plan<'a>(
                     }
                     None => {
                         // Room first, so the new block can take a dropped one's slot.
-                        let full = idx.store.max_blocks - 1;
-                        for (old, slot) in idx.store.keep(full) {
-                            store.remove(&old.0).map_err(dberr)?;
-                            idx.slots.give_back(slot);
-                        }
+                        let room = idx.store.max_blocks - 1;
+                        keep_at_most(idx, Placement::Store, room, store)?;
                         let slot = idx.slots.take();
                         writes.push((slot, &op.block));
                         slot
@@ -993,10 +980,8 @@ fn plan<'a>(
                 store.insert(&key.0, (slot, fp)).map_err(dberr)?;
                 idx.store.insert(key, slot, fp);
             }
-            for (old, slot) in idx.store.overflow() {
-                store.remove(&old.0).map_err(dberr)?;
-                idx.slots.give_back(slot);
-            }
+            let bound = idx.store.max_blocks;
+            keep_at_most(idx, Placement::Store, bound, store)?;
         }
         Placement::Cache => {
             if idx.store.contains(&key) {
@@ -1009,21 +994,31 @@ fn plan<'a>(
             if idx.cache.contains(&key) {
                 idx.cache.touch(key);
             } else {
-                let full = idx.cache.max_blocks - 1;
-                for (old, slot) in idx.cache.keep(full) {
-                    cache.remove(&old.0).map_err(dberr)?;
-                    idx.slots.give_back(slot);
-                }
+                let room = idx.cache.max_blocks - 1;
+                keep_at_most(idx, Placement::Cache, room, cache)?;
                 let slot = idx.slots.take();
                 writes.push((slot, &op.block));
                 cache.insert(&key.0, (slot, fp)).map_err(dberr)?;
                 idx.cache.insert(key, slot, fp);
             }
-            for (old, slot) in idx.cache.overflow() {
-                cache.remove(&old.0).map_err(dberr)?;
-                idx.slots.give_back(slot);
-            }
+            let bound = idx.cache.max_blocks;
+            keep_at_most(idx, Placement::Cache, bound, cache)?;
         }
+    }
+    Ok(())
+}
+
+/// Drops the oldest blocks of `placement`'s table beyond `n`, from the index and from
+/// `table`, and frees their slots.
+fn keep_at_most(
+    idx: &mut Index,
+    placement: Placement,
+    n: u64,
+    table: &mut redb::Table<&[u8; 32], (u64, u64)>,
+) -> Result<(), StoreError> {
+    for (old, slot) in idx.lru(placement).keep(n) {
+        table.remove(&old.0).map_err(dberr)?;
+        idx.slots.give_back(slot);
     }
     Ok(())
 }
