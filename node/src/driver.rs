@@ -5,7 +5,8 @@
 //! to the router, then drain the router's outputs: messages to links, then events
 //! (finished requests answer their waiting callers, blocks to keep go to the store's
 //! writer, misbehaving peers lose their link). The router never waits for I/O: store
-//! lookups are redb reads, and writes are queued to the store's writer thread.
+//! lookups are an in-memory index and one slot read, and writes are queued to the
+//! store's writer thread.
 //!
 //! Links feed it through one bounded channel, so a flood from the network slows the
 //! links down instead of growing memory.

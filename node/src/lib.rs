@@ -11,7 +11,8 @@
 //! - [`link`]: TCP + Noise XK links, framing, keepalive.
 //! - `peers`: the accept loop and the dialers that keep configured peers connected.
 //! - `driver`: the task that owns the router and the live links.
-//! - [`store`]: the redb store and cache with group commit.
+//! - [`store`]: the store and cache (block slots in a flat file, a redb index) with
+//!   group commit.
 //! - `api`: the HTTP API, `/metrics` and the status page.
 //! - [`gateway`]: the browser gateway, an axum router over any `veil_client::BlockSource`.
 //! - [`loopback`]: the one `Host` check the status page and the gateway share.
