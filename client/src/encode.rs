@@ -16,10 +16,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 use veil_proto::{block, Uri, MAX_PAYLOAD};
 
-/// Inserts kept in flight by default. Each insert returns only when its walk through
-/// the network has ended, so the window, not the CPU, bounded a put: on a 3-node line of
-/// `veild` processes (the `line` benchmark) 20 MiB went in 1.4–1.7 s with 16 in flight
-/// and 0.6–1.0 s with 64; beyond 64 the gain was within the noise.
+/// Inserts kept in flight by default (`veil put --window`). Each insert returns only when
+/// its walk through the network has ended, so the window bounds a put until the CPU
+/// does: on a 3-node line of `veild` processes 20 MiB went in 1.4–1.7 s with 16 in
+/// flight and 0.6–1.0 s with 64 (2026-12-02). Sweeps of 32 to 128 after the nodes got
+/// faster did not show a gain above 64 that outlasts the machine's noise
+/// (docs/client.md).
 pub const DEFAULT_INSERT_WINDOW: usize = 64;
 
 /// Why a document could not be published.

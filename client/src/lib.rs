@@ -35,7 +35,7 @@ pub use decode::{
     Position,
 };
 pub use dir::{put_dir, resolve, restore, Resolved};
-pub use encode::{encode, EncodeError, EncodeOptions, Encoded};
+pub use encode::{encode, EncodeError, EncodeOptions, Encoded, DEFAULT_INSERT_WINDOW};
 pub use keepalive::{keepalive, KeepaliveError, KeepaliveReport};
 pub use source::{BlockRole, BlockSink, BlockSource, FetchError, InsertError, MemoryStore};
 

@@ -95,6 +95,11 @@ enum Command {
         /// can fetch it, and anyone may claim them first
         #[arg(long, value_name = "WORDS")]
         ksk: Option<String>,
+        /// Inserts kept in flight at once (1 to 128): more is faster while the node and
+        /// its peers have CPU to spare
+        #[arg(long, value_name = "N", default_value_t = veil_client::DEFAULT_INSERT_WINDOW as u64,
+              value_parser = clap::value_parser!(u64).range(1..=128))]
+        window: u64,
         #[command(flatten)]
         listing: ListingArgs,
         #[command(flatten)]
@@ -331,6 +336,7 @@ fn run(cli: Cli) -> Result<()> {
                 mime,
                 key,
                 ksk,
+                window,
                 listing,
                 htl,
             } => {
@@ -343,6 +349,7 @@ fn run(cli: Cli) -> Result<()> {
                     mime.clone(),
                     signer,
                     listing,
+                    *window as usize,
                 )
                 .await
             }
@@ -535,6 +542,7 @@ async fn put(
     mime: Option<String>,
     signer: Option<Signer>,
     listing: &ListingArgs,
+    window: usize,
 ) -> Result<()> {
     if signer.is_some() && path == "-" && name.is_none() && matches!(signer, Some(Signer::Key(_))) {
         bail!("publishing standard input under a key needs --name (the document's name under the key)");
@@ -557,6 +565,7 @@ async fn put(
     let opts = EncodeOptions {
         name: name.clone(),
         mime,
+        concurrency: window,
         ..EncodeOptions::default()
     };
     let done = if path == "-" {

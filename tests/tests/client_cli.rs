@@ -262,7 +262,12 @@ async fn cli_publishes_and_restores_directories_and_stdin() {
         work.path().to_path_buf(),
     );
     tokio::task::spawn_blocking(move || {
-        let out = veil(&bin, Some(&a2), &["put", site2.to_str().unwrap()]);
+        // A small insert window, as a user on a slow node would set it.
+        let out = veil(
+            &bin,
+            Some(&a2),
+            &["put", "--window", "2", site2.to_str().unwrap()],
+        );
         assert!(
             out.status.success(),
             "{}",
