@@ -242,6 +242,12 @@ impl Slots {
             self.free.insert(slot);
         }
     }
+
+    /// The file now ends at slot `end` (no block uses a slot past it).
+    fn cut(&mut self, end: u64) {
+        self.free.retain(|&s| s < end);
+        self.end = end;
+    }
 }
 
 #[derive(Debug)]
@@ -450,18 +456,17 @@ fn load_index(db: &Database, blocks: &Blocks, index: &mut Index) -> Result<(), S
     }
     w.commit().map_err(dberr)?;
     // Free slots at the end of the file go (a crash before this costs nothing).
-    let used = || {
-        index
-            .store
-            .by_key
-            .values()
-            .chain(index.cache.by_key.values())
-            .map(|&(_, s, _)| s)
-    };
-    let end = used().map(|s| s + 1).max().unwrap_or(0);
+    let end = index
+        .store
+        .by_key
+        .values()
+        .chain(index.cache.by_key.values())
+        .map(|&(_, s, _)| s + 1)
+        .max()
+        .unwrap_or(0);
     if blocks.len().map_err(StoreError::io)? > end * SLOT {
         blocks.set_len(end * SLOT).map_err(StoreError::io)?;
-        index.slots = Slots::rebuild(end * SLOT, used());
+        index.slots.cut(end);
     }
     Ok(())
 }
@@ -751,7 +756,7 @@ impl Store {
             .ok_or(StoreError::Closed)?
             .begin_write()
             .map_err(dberr)?;
-        let mut found = false;
+        let (mut found, mut zeroed) = (false, false);
         {
             // The writer thread waits for this transaction: a slot given back here is
             // reused only after the entry naming it is gone.
@@ -768,11 +773,14 @@ impl Store {
                         .write(slot * SLOT, &[0; BLOCK_LEN])
                         .map_err(StoreError::io)?;
                     idx.slots.give_back(slot);
+                    zeroed = true;
                 }
             }
         }
         w.commit().map_err(dberr)?;
-        self.inner.blocks.sync_data(false).map_err(StoreError::io)?;
+        if zeroed {
+            self.inner.blocks.sync_data(false).map_err(StoreError::io)?;
+        }
         Ok(found)
     }
 
