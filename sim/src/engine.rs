@@ -12,10 +12,10 @@ pub use crate::event::{Action, Nanos};
 use crate::metrics::{Counters, RequestOutcome, RequestRecord};
 use crate::params::Params;
 use crate::topology::Graph;
-use crate::workload::{KeyHasher, KeyPicker, Keys};
+use crate::workload::{IndexHasher, KeyHasher, KeyPicker, Keys};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 use veil_proto::block::Block;
@@ -29,14 +29,19 @@ use veil_proto::router::{
     RequestFailure, Router, RouterConfig,
 };
 
-type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyHasher>>;
+/// Key indices ([`Keys`]): what nodes keep instead of keys and blocks, a sixteenth
+/// of the memory (and memory is what a large run's time goes on: every first touch of
+/// a page, every cache miss).
+type IndexSet = HashSet<u32, BuildHasherDefault<IndexHasher>>;
+type IndexMap<V> = HashMap<u32, V, BuildHasherDefault<IndexHasher>>;
 
-/// One node: its router, its long-term store and its LRU cache.
+/// One node: its router, its long-term store and its LRU cache (with each block's last
+/// use).
 #[derive(Clone)]
 struct Node {
     router: Router,
-    store: KeyMap<Block>,
-    cache: KeyMap<(Block, u64)>,
+    store: IndexSet,
+    cache: IndexMap<u64>,
     /// The timer already on the heap for this node, if any.
     timer: Option<Nanos>,
     alive: bool,
@@ -44,8 +49,8 @@ struct Node {
 
 /// The router's view of a node's storage for one call.
 struct Host<'a> {
-    store: &'a KeyMap<Block>,
-    cache: &'a mut KeyMap<(Block, u64)>,
+    store: &'a IndexSet,
+    cache: &'a mut IndexMap<u64>,
     keys: &'a Keys,
     full_verify: bool,
     tick: u64,
@@ -72,12 +77,14 @@ impl Node {
 
 impl BlockStore for Host<'_> {
     fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)> {
-        if let Some(b) = self.store.get(key) {
-            return Some((b.clone(), Placement::Store));
-        }
-        let (b, used) = self.cache.get_mut(key)?;
-        *used = self.tick;
-        Some((b.clone(), Placement::Cache))
+        let i = self.keys.index_of(key)?;
+        let placement = if self.store.contains(&i) {
+            Placement::Store
+        } else {
+            *self.cache.get_mut(&i)? = self.tick;
+            Placement::Cache
+        };
+        Some((self.keys.blocks[i as usize].clone(), placement))
     }
 
     fn verify(&mut self, key: &RoutingKey, block: &Block) -> bool {
@@ -269,8 +276,8 @@ impl<'p> Sim<'p> {
                 }
                 Node {
                     router,
-                    store: KeyMap::default(),
-                    cache: KeyMap::default(),
+                    store: IndexSet::default(),
+                    cache: IndexMap::default(),
                     timer: None,
                     // Opennet nodes come up one by one (`Bootstrap`).
                     alive: !opennet || i < params.seeds,
@@ -517,9 +524,7 @@ impl<'p> Sim<'p> {
                 self.publisher[key as usize] = node;
                 // As veild's PUT does: the publisher's node keeps the block long-term
                 // (the router itself never stores its own user's inserts).
-                self.nodes[node as usize]
-                    .store
-                    .insert(self.keys.routing[key as usize], block.clone());
+                self.nodes[node as usize].store.insert(key);
                 // The key is known: no need for the router to hash the block for it.
                 let id = self.nodes[node as usize].router.start_insert_in(
                     now,
@@ -992,27 +997,29 @@ impl<'p> Sim<'p> {
                 block,
                 placement,
             } => {
+                // Every block a router stores was verified: it is one of the keys.
+                let Some(i) = self.keys.index_of(&key) else {
+                    return;
+                };
+                debug_assert!(self.keys.is_canonical(&key, &block) || self.params.full_verify);
                 let node = &mut self.nodes[n as usize];
                 match placement {
                     Placement::Store => {
-                        node.store.insert(key, block);
+                        node.store.insert(i);
                     }
                     Placement::Cache => {
                         if node.cache.len() >= self.params.cache_size
-                            && !node.cache.contains_key(&key)
+                            && !node.cache.contains_key(&i)
                         {
                             // Least recently used out; ticks are unique, so no ties.
-                            if let Some(old) = node
-                                .cache
-                                .iter()
-                                .min_by_key(|(_, (_, t))| *t)
-                                .map(|(k, _)| *k)
+                            if let Some(old) =
+                                node.cache.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
                             {
                                 node.cache.remove(&old);
                             }
                         }
                         self.tick += 1;
-                        node.cache.insert(key, (block, self.tick));
+                        node.cache.insert(i, self.tick);
                     }
                 }
             }
@@ -1147,19 +1154,14 @@ impl<'p> Sim<'p> {
     /// nodes, in blocks (publishers' own copies included).
     pub fn storage(&self, count: usize) -> (Vec<bool>, f64) {
         let mut live = vec![false; count];
-        let index: HashMap<&RoutingKey, usize> = self.keys.routing[..count]
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k, i))
-            .collect();
         let mut total = 0usize;
         for (j, n) in self.nodes.iter().enumerate() {
             total += n.store.len();
             if n.alive {
-                for k in n.store.keys() {
-                    match index.get(k) {
-                        Some(&i) if self.publisher[i] != j as u32 => live[i] = true,
-                        _ => {}
+                for &i in &n.store {
+                    let i = i as usize;
+                    if i < count && self.publisher[i] != j as u32 {
+                        live[i] = true;
                     }
                 }
             }
@@ -1169,11 +1171,11 @@ impl<'p> Sim<'p> {
 
     /// The live nodes that hold key `key` in their store or their cache.
     pub fn holders(&self, key: usize) -> Vec<u32> {
-        let k = &self.keys.routing[key];
+        let k = key as u32;
         (0..self.nodes.len() as u32)
             .filter(|&j| {
                 let n = &self.nodes[j as usize];
-                n.alive && (n.store.contains_key(k) || n.cache.contains_key(k))
+                n.alive && (n.store.contains(&k) || n.cache.contains_key(&k))
             })
             .collect()
     }

@@ -55,8 +55,30 @@ pub struct Keys {
     pub blocks: Vec<Block>,
     /// Routing key of block `i`.
     pub routing: Vec<RoutingKey>,
-    /// Where each block's bytes live: the simulator's stand-in for hashing.
-    canonical: HashMap<RoutingKey, usize, BuildHasherDefault<KeyHasher>>,
+    /// Each routing key's index: nodes keep indices, not keys or blocks.
+    index: HashMap<RoutingKey, u32, BuildHasherDefault<KeyHasher>>,
+}
+
+/// A hasher for key indices (small consecutive integers): Fibonacci hashing spreads
+/// them over the whole word, which the hash table's probe needs (it reads the top
+/// bits as well as the bottom ones).
+#[derive(Default, Clone, Copy)]
+pub struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl Keys {
@@ -75,20 +97,20 @@ impl Keys {
         let shared = bytes::Bytes::from(vec![0u8; block::BLOCK_LEN + count]);
         let mut blocks = Vec::with_capacity(count);
         let mut routing = Vec::with_capacity(count);
-        let mut canonical = HashMap::default();
-        canonical.reserve(count);
+        let mut index = HashMap::default();
+        index.reserve(count);
         for (i, (key, real)) in made.into_iter().enumerate() {
             let b = real.unwrap_or_else(|| {
                 Block::new(shared.slice(i..i + block::BLOCK_LEN)).expect("a block's length")
             });
-            canonical.insert(key, b.as_bytes().as_ptr() as usize);
+            index.insert(key, u32::try_from(i).expect("fewer than 2^32 keys"));
             blocks.push(b);
             routing.push(key);
         }
         Keys {
             blocks,
             routing,
-            canonical,
+            index,
         }
     }
 
@@ -105,7 +127,14 @@ impl Keys {
     /// Whether `block` is the very block made for `key`. Blocks in the simulator are
     /// shared, never copied or forged, so identity stands in for the hash.
     pub fn is_canonical(&self, key: &RoutingKey, block: &Block) -> bool {
-        self.canonical.get(key) == Some(&(block.as_bytes().as_ptr() as usize))
+        self.index_of(key).is_some_and(|i| {
+            self.blocks[i as usize].as_bytes().as_ptr() == block.as_bytes().as_ptr()
+        })
+    }
+
+    /// The index of the block under `key`, if it is one of these.
+    pub fn index_of(&self, key: &RoutingKey) -> Option<u32> {
+        self.index.get(key).copied()
     }
 }
 

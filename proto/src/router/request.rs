@@ -7,6 +7,7 @@
 //! user), removes the state and leaves the id in [`Seen`] so loops and late replies are
 //! recognised for `seen_ttl`.
 
+use super::deadlines::Deadlines;
 use super::peers::decrement;
 use super::{
     BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
@@ -16,7 +17,7 @@ use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Request or insert.
@@ -157,7 +158,7 @@ const MAX_SEEN: usize = 1 << 20;
 #[derive(Clone, Debug)]
 pub(super) struct Seen {
     ids: HashSet<RequestId>,
-    order: VecDeque<(Instant, RequestId)>,
+    order: Deadlines<RequestId>,
     cap: usize,
 }
 
@@ -165,7 +166,7 @@ impl Default for Seen {
     fn default() -> Seen {
         Seen {
             ids: HashSet::new(),
-            order: VecDeque::new(),
+            order: Deadlines::default(),
             cap: MAX_SEEN,
         }
     }
@@ -181,21 +182,19 @@ impl Seen {
             if self.order.len() >= self.cap {
                 // A flood of fresh ids must not grow memory without bound: forget the
                 // oldest early (it can only weaken loop detection for very old ids).
-                if let Some((_, old)) = self.order.pop_front() {
+                if let Some((_, old)) = self.order.pop() {
                     self.ids.remove(&old);
                 }
             }
-            self.order.push_back((expires, id));
+            self.order.push(expires, id);
         }
     }
 
     pub fn expire(&mut self, now: Instant) {
-        while let Some(&(t, id)) = self.order.front() {
-            if t > now {
-                break;
+        while self.order.due(now) {
+            if let Some((_, id)) = self.order.pop() {
+                self.ids.remove(&id);
             }
-            self.order.pop_front();
-            self.ids.remove(&id);
         }
     }
 
