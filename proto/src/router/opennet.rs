@@ -480,7 +480,7 @@ impl Router {
     fn connected_to(&self, key: &NodeKey) -> Option<PeerId> {
         self.peers
             .iter()
-            .find(|p| p.address.is_some_and(|a| a.key == *key))
+            .find(|p| p.address.as_ref().is_some_and(|a| a.key == *key))
             .map(|p| p.id)
     }
 
@@ -912,7 +912,8 @@ impl Router {
             .filter(|p| p.routable && !exclude.contains(&p.id))
             .filter_map(|p| {
                 p.address
-                    .map(|a| (p.location.distance(target), a, p.location))
+                    .as_deref()
+                    .map(|&a| (p.location.distance(target), a, p.location))
             })
             .filter(|(_, a, _)| a.key != address.key)
             .collect();

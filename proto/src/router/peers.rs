@@ -39,11 +39,12 @@ pub(super) struct Peer {
     pub forwarded_out: u32,
     /// Overload rejections sent to this peer since `strikes_since`.
     pub strikes: u32,
-    pub strikes_since: Instant,
     /// How this link came about.
     pub origin: PeerOrigin,
-    /// Where the peer can be dialled, when the shell knows it.
-    pub address: Option<PeerAddress>,
+    pub strikes_since: Instant,
+    /// Where the peer can be dialled, when the shell knows it. Boxed: most links of a
+    /// simulated network have none, and a million nodes keep twenty million of these.
+    pub address: Option<Box<PeerAddress>>,
     /// When the link came up.
     pub added_at: Instant,
     /// The router's success clock when the peer last delivered data (when it was added,
@@ -132,9 +133,19 @@ impl PeerTable {
         if let Some(p) = self.get_mut(id) {
             p.location = location;
             p.origin = meta.origin;
-            p.address = meta.address.or(p.address);
+            if let Some(a) = meta.address {
+                p.address = Some(Box::new(a));
+            }
             p.routable = meta.routable;
             return;
+        }
+        // Tables grow by a quarter, not by doubling: a simulated million nodes keep
+        // twenty million peers, and doubling left a third of that room unused.
+        if self.peers.len() == self.peers.capacity() {
+            self.peers.reserve_exact((self.peers.len() / 4).max(4));
+        }
+        if self.ids.len() == self.ids.capacity() {
+            self.ids.reserve_exact((self.ids.len() / 4).max(4));
         }
         self.ids.push(id);
         self.peers.push(Peer {
@@ -150,7 +161,7 @@ impl PeerTable {
             strikes: 0,
             strikes_since: now,
             origin: meta.origin,
-            address: meta.address,
+            address: meta.address.map(Box::new),
             routable: meta.routable,
             added_at: now,
             last_success: clock,
@@ -508,6 +519,46 @@ mod tests {
 
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    /// The table grows by a quarter of its length (at least four), so it never holds
+    /// more than a quarter again of unused room; an address, given once, stays.
+    #[test]
+    fn the_table_grows_by_a_quarter_and_keeps_addresses() {
+        let mut t = PeerTable::default();
+        let mut room = 0;
+        for i in 0..60u64 {
+            if i == room {
+                room += (i / 4).max(4);
+            }
+            t.add(PeerId(i), Location(i << 40), false, false);
+            assert_eq!(
+                (t.peers.capacity(), t.ids.capacity()),
+                (room as usize, room as usize)
+            );
+        }
+        let address = PeerAddress {
+            key: crate::keys::NodeKey([7; 32]),
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
+        let meta = |address| PeerMeta {
+            address,
+            ..PeerMeta::friend()
+        };
+        let at = (Instant::now(), 0);
+        t.add_with(
+            PeerId(60),
+            Location(1),
+            (false, false),
+            meta(Some(address)),
+            at,
+        );
+        t.add_with(PeerId(60), Location(2), (false, false), meta(None), at);
+        let p = t.iter().find(|p| p.id == PeerId(60)).unwrap();
+        assert_eq!(
+            (p.address.as_deref(), p.location),
+            (Some(&address), Location(2))
+        );
     }
 
     #[test]
