@@ -17,6 +17,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use veil_proto::block::Block;
 use veil_proto::keys::NodeKey;
@@ -219,14 +220,16 @@ impl<'p> Sim<'p> {
     /// Builds routers over `graph` and links them.
     pub fn new(params: &'p Params, graph: Graph, keys: Keys, rng: ChaCha8Rng) -> Sim<'p> {
         let base = Instant::now();
-        let config = |i: usize| RouterConfig {
+        // One configuration for the whole network; each router's seed is its own.
+        let seed = |i: usize| params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let config = Arc::new(RouterConfig {
             max_htl: veil_proto::message::Htl(params.max_htl),
             htl_policy: params.router_policy(),
             hop_timeout: Duration::from_secs(1),
             backoff: Duration::from_secs(5),
             max_inflight_per_peer: 64,
             seen_ttl: Duration::from_secs(120),
-            rng_seed: params.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            rng_seed: seed(0),
             replicas: params.replicas,
             // Load management as a node has it: simulated requests come one at a time,
             // far below any share.
@@ -263,14 +266,14 @@ impl<'p> Sim<'p> {
                 rerandomise_crowded: params.mitigation,
                 ..veil_proto::router::SwapConfig::default()
             },
-        };
+        });
         let opennet = params.topology == crate::topology::Topology::Opennet;
         let mut nodes: Vec<Node> = graph
             .locations
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let mut router = Router::new(config(i), Location(*l));
+                let mut router = Router::with_shared_config(config.clone(), seed(i), Location(*l));
                 if opennet {
                     router.set_address(node_address(i as u32));
                 }
@@ -393,9 +396,16 @@ impl<'p> Sim<'p> {
             insert_observations: self.insert_observations.clone(),
             upload_ids: self.upload_ids.clone(),
         };
-        let factor = params.latency_factor();
-        for n in &mut copy.nodes {
-            n.router.set_latency_factor(factor);
+        // Every router has the same settings (seeds aside): the copy shares one with
+        // the new latency factor.
+        if let Some(first) = copy.nodes.first() {
+            let config = Arc::new(RouterConfig {
+                latency_factor: params.latency_factor(),
+                ..(**first.router.shared_config()).clone()
+            });
+            for n in &mut copy.nodes {
+                n.router.set_shared_config(config.clone());
+            }
         }
         copy
     }
@@ -618,8 +628,14 @@ impl<'p> Sim<'p> {
                 self.after(node);
             }
             Action::StopSwaps => {
+                // Still one configuration for all: the first router's, swapping off.
+                let mut config: Option<Arc<RouterConfig>> = None;
                 for node in &mut self.nodes {
+                    if let Some(c) = &config {
+                        node.router.set_shared_config(c.clone());
+                    }
                     node.router.set_swapping(false);
+                    config.get_or_insert_with(|| node.router.shared_config().clone());
                 }
             }
             Action::Warmup { left } => {

@@ -92,6 +92,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use request::{Kind, Req, Seen};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use swapping::{SwapConfig, SwapStats, MAX_RELAYED as MAX_SWAPS_RELAYED};
 
@@ -485,7 +486,9 @@ fn probability(p: f64) -> f64 {
 /// One node's routing state machine. See the module documentation for the contract.
 #[derive(Clone, Debug)]
 pub struct Router {
-    config: RouterConfig,
+    /// Shared by every router of a simulated network (a million copies of it were a
+    /// gigabyte); see [`Router::with_shared_config`].
+    config: Arc<RouterConfig>,
     location: Location,
     rng: ChaCha8Rng,
     peers: PeerTable,
@@ -515,9 +518,22 @@ pub struct Router {
 impl Router {
     /// A router at `location` with no peers.
     pub fn new(config: RouterConfig, location: Location) -> Router {
+        let seed = config.rng_seed;
+        Router::with_shared_config(Arc::new(config), seed, location)
+    }
+
+    /// A router at `location` with no peers, on a configuration it may share with
+    /// others (a simulator's whole network), its random choices seeded by `rng_seed`
+    /// instead of `config.rng_seed`: the very router [`Router::new`] makes from the
+    /// same settings with that seed.
+    pub fn with_shared_config(
+        config: Arc<RouterConfig>,
+        rng_seed: u64,
+        location: Location,
+    ) -> Router {
         Router {
-            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
-            walk_secret: Router::walk_secret(config.rng_seed),
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            walk_secret: Router::walk_secret(rng_seed),
             config,
             location,
             peers: PeerTable::default(),
@@ -547,7 +563,20 @@ impl Router {
     /// simulator runs a workload's inserts once and then routes its requests both ways
     /// from two copies of the same network.
     pub fn set_latency_factor(&mut self, factor: f64) {
-        self.config.latency_factor = factor;
+        Arc::make_mut(&mut self.config).latency_factor = factor;
+    }
+
+    /// Replaces the configuration from the next input on, as
+    /// [`Router::set_latency_factor`] does one setting (the seed a router was made
+    /// with stays its own): a simulator switches a whole network to one new shared
+    /// configuration so.
+    pub fn set_shared_config(&mut self, config: Arc<RouterConfig>) {
+        self.config = config;
+    }
+
+    /// The configuration, to share with others.
+    pub fn shared_config(&self) -> &Arc<RouterConfig> {
+        &self.config
     }
 
     /// This node's location.

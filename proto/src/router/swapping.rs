@@ -539,7 +539,10 @@ impl Router {
     /// Turns swapping on or off (a simulator's swap phase ends; a node stops taking
     /// part). Open swaps are forgotten.
     pub fn set_swapping(&mut self, on: bool) {
-        self.config.swap.enabled = on;
+        // A configuration shared with other routers is copied only to change it.
+        if self.config.swap.enabled != on {
+            std::sync::Arc::make_mut(&mut self.config).swap.enabled = on;
+        }
         if !on {
             self.swapping = Swapping::default();
         }

@@ -184,6 +184,48 @@ fn odd_configurations_do_not_panic() {
     );
 }
 
+/// A router on a shared configuration is the router `new` makes from the same
+/// settings with its seed; a new shared configuration takes effect; changing one
+/// router's setting leaves the shared copy alone.
+#[test]
+fn routers_on_a_shared_configuration_keep_their_own_seeds() {
+    let (_, key) = blk(4);
+    let settings = |seed| RouterConfig {
+        max_htl: Htl(9),
+        ..cfg(seed)
+    };
+    let shared = std::sync::Arc::new(settings(0));
+    let first_request = |mut r: Router| {
+        let now = Instant::now();
+        r.add_peer(now, PeerId(1), Location(7));
+        let id = r.start_request(now, key, None, &mut Mem::default());
+        let htl = r.poll_transmit().map(|(_, m)| match m {
+            Message::Request { htl, .. } => htl,
+            other => panic!("a request, not {other:?}"),
+        });
+        (id, htl)
+    };
+    let a = Router::with_shared_config(shared.clone(), 42, Location(0));
+    assert!(std::sync::Arc::ptr_eq(a.shared_config(), &shared));
+    let want = first_request(Router::new(settings(42), Location(0)));
+    assert_eq!(first_request(a), want);
+    assert_eq!(want.1, Some(Htl(9)));
+    let other = first_request(Router::with_shared_config(shared.clone(), 43, Location(0)));
+    assert_ne!(other.0, want.0);
+
+    let mut b = Router::with_shared_config(shared.clone(), 42, Location(0));
+    b.set_shared_config(std::sync::Arc::new(RouterConfig {
+        max_htl: Htl(4),
+        ..settings(0)
+    }));
+    assert_eq!(b.config().max_htl, Htl(4));
+    let mut c = Router::with_shared_config(shared.clone(), 42, Location(0));
+    let before = shared.latency_factor;
+    c.set_latency_factor(before + 1.0);
+    assert_eq!(c.config().latency_factor, before + 1.0);
+    assert_eq!(shared.latency_factor, before);
+}
+
 #[test]
 fn what_the_shell_reads_back_is_what_it_set() {
     let config = RouterConfig {

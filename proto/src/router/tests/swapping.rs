@@ -209,7 +209,7 @@ fn a_liar_moves_a_router_only_without_the_guard() {
             Location(r.location().0.wrapping_sub(1 << 40)),
         );
         drain(&mut r);
-        r.config.swap.max_side_loss = guard;
+        std::sync::Arc::make_mut(&mut r.config).swap.max_side_loss = guard;
         let mut store = Mem::default();
         let liar = Side {
             nonce: [9; 32],
