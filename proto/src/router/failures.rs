@@ -16,10 +16,9 @@
 //! Bounded: at most [`MAX_FAILURES`] keys (the oldest are forgotten first) and a few
 //! peers per key.
 
-use super::deadlines::Deadlines;
 use super::PeerId;
 use crate::keys::RoutingKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 /// Most keys remembered at once.
@@ -48,7 +47,7 @@ pub(super) struct FailureTable {
     entries: HashMap<RoutingKey, Failure>,
     /// Insertion order, for expiry and the bound (an entry renewed later keeps its
     /// place: it is dropped at its first slot's turn only if it has expired by then).
-    order: Deadlines<RoutingKey>,
+    order: VecDeque<(Instant, RoutingKey)>,
 }
 
 fn push_bounded(list: &mut Vec<PeerId>, p: PeerId) {
@@ -88,11 +87,11 @@ impl FailureTable {
         }
         if fresh {
             if self.order.len() >= MAX_FAILURES {
-                if let Some((_, old)) = self.order.pop() {
+                if let Some((_, old)) = self.order.pop_front() {
                     self.entries.remove(&old);
                 }
             }
-            self.order.push(until, key);
+            self.order.push_back((until, key));
         }
     }
 
@@ -122,13 +121,14 @@ impl FailureTable {
 
     /// Forgets entries that expired by `now`.
     pub fn expire(&mut self, now: Instant) {
-        while self.order.due(now) {
-            let Some((_, key)) = self.order.pop() else {
+        while let Some(&(t, key)) = self.order.front() {
+            if t > now {
                 break;
-            };
+            }
+            self.order.pop_front();
             match self.entries.get(&key) {
                 // Renewed since: it goes back in line with its new expiry.
-                Some(e) if e.until > now => self.order.push(e.until, key),
+                Some(e) if e.until > now => self.order.push_back((e.until, key)),
                 _ => {
                     self.entries.remove(&key);
                 }

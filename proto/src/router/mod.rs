@@ -69,7 +69,6 @@
 //! - For an insert, running out of peers is also the end of its route: the originator
 //!   reports success with [`InsertReport::route_exhausted`] set.
 
-mod deadlines;
 mod failures;
 mod opennet;
 mod peers;

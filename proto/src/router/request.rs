@@ -7,7 +7,6 @@
 //! user), removes the state and leaves the id in [`Seen`] so loops and late replies are
 //! recognised for `seen_ttl`.
 
-use super::deadlines::Deadlines;
 use super::peers::decrement;
 use super::{
     BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
@@ -17,7 +16,7 @@ use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Request or insert.
@@ -158,7 +157,7 @@ const MAX_SEEN: usize = 1 << 20;
 #[derive(Clone, Debug)]
 pub(super) struct Seen {
     ids: HashSet<RequestId>,
-    order: Deadlines<RequestId>,
+    order: VecDeque<(Instant, RequestId)>,
     cap: usize,
 }
 
@@ -166,7 +165,7 @@ impl Default for Seen {
     fn default() -> Seen {
         Seen {
             ids: HashSet::new(),
-            order: Deadlines::default(),
+            order: VecDeque::new(),
             cap: MAX_SEEN,
         }
     }
@@ -182,19 +181,21 @@ impl Seen {
             if self.order.len() >= self.cap {
                 // A flood of fresh ids must not grow memory without bound: forget the
                 // oldest early (it can only weaken loop detection for very old ids).
-                if let Some((_, old)) = self.order.pop() {
+                if let Some((_, old)) = self.order.pop_front() {
                     self.ids.remove(&old);
                 }
             }
-            self.order.push(expires, id);
+            self.order.push_back((expires, id));
         }
     }
 
     pub fn expire(&mut self, now: Instant) {
-        while self.order.due(now) {
-            if let Some((_, id)) = self.order.pop() {
-                self.ids.remove(&id);
+        while let Some(&(t, id)) = self.order.front() {
+            if t > now {
+                break;
             }
+            self.order.pop_front();
+            self.ids.remove(&id);
         }
     }
 

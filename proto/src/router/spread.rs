@@ -19,13 +19,12 @@
 //! route has: a collision if any route met another block under the (signed) key, else
 //! successful when any route stored the block.
 
-use super::deadlines::Deadlines;
 use super::request::{later, Kind, Walk};
 use super::{Event, InsertFailure, InsertReport, Router};
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, RequestId, MAX_REPLICAS};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 /// Most keys [`Recent`] remembers; past it the oldest are forgotten early (their routes
@@ -41,17 +40,18 @@ const RECENT_CAP: usize = 4096;
 /// later insert of the same block (a keepalive pass, a day on) counts as before.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Recent {
-    order: Deadlines<RoutingKey>,
+    order: VecDeque<(Instant, RoutingKey)>,
     until: HashMap<RoutingKey, Instant>,
 }
 
 impl Recent {
     /// Forgets what expired by `now`.
     fn expire(&mut self, now: Instant) {
-        while self.order.due(now) || self.order.len() > RECENT_CAP {
-            let Some((t, key)) = self.order.pop() else {
+        while let Some(&(t, key)) = self.order.front() {
+            if t > now && self.order.len() <= RECENT_CAP {
                 break;
-            };
+            }
+            self.order.pop_front();
             if self.until.get(&key) == Some(&t) {
                 self.until.remove(&key);
             }
@@ -60,7 +60,7 @@ impl Recent {
 
     fn note(&mut self, key: RoutingKey, until: Instant) {
         self.until.insert(key, until);
-        self.order.push(until, key);
+        self.order.push_back((until, key));
     }
 
     fn holds(&self, key: &RoutingKey, now: Instant) -> bool {
