@@ -912,7 +912,29 @@ impl Router {
     /// The next message to send, in order.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<(PeerId, Message)> {
-        self.transmits.pop_front()
+        let out = self.transmits.pop_front();
+        if out.is_none() {
+            self.release_if_idle();
+        }
+        out
+    }
+
+    /// Frees the queues and maps that only hold work in flight once none is left: they
+    /// keep their first allocation otherwise, 1.2 KB a router that has ever relayed
+    /// anything, which was a seventh of a million-node simulation's memory. A busy
+    /// router is never idle and never pays for it; an idle one pays a few allocations
+    /// when work comes again.
+    fn release_if_idle(&mut self) {
+        if self.transmits.is_empty()
+            && self.events.is_empty()
+            && self.requests.is_empty()
+            && self.timers.is_empty()
+        {
+            self.transmits = VecDeque::new();
+            self.events = VecDeque::new();
+            self.requests = BTreeMap::new();
+            self.timers = BTreeSet::new();
+        }
     }
 
     /// When [`Router::handle_timeout`] should next be called.
@@ -928,7 +950,11 @@ impl Router {
     /// The next event for the shell.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let out = self.events.pop_front();
+        if out.is_none() {
+            self.release_if_idle();
+        }
+        out
     }
 
     /// The events not yet polled, without taking them: a simulator that must know of a

@@ -29,6 +29,41 @@ fn bad_data_is_misbehaviour_and_the_next_peer_is_tried() {
     assert_eq!(drain(&mut r)[0].0, PeerId(2));
 }
 
+/// While a request is in flight the router keeps its queues' memory; once nothing is
+/// left to do it frees them, and the next request works as the first did.
+#[test]
+fn an_idle_router_frees_its_queues_and_a_busy_one_keeps_them() {
+    let (block, key) = blk(4);
+    let (mut r, now) = lone(&[1], cfg(1));
+    let mut store = Mem::default();
+    for round in 0..2 {
+        let id = r.start_request(now, key, None, &mut store);
+        assert_eq!(drain(&mut r).len(), 1, "round {round}");
+        assert!(events(&mut r).is_empty());
+        assert!(r.transmits.capacity() > 0);
+        assert_eq!((r.requests.len(), r.timers.len()), (1, 1));
+        r.handle_message(
+            now,
+            PeerId(1),
+            Message::Data {
+                id,
+                block: block.clone(),
+            },
+            &mut store,
+        );
+        let done = events(&mut r);
+        assert!(
+            done.iter().any(
+                |e| matches!(e, Event::RequestFinished { id: i, result: Ok(_), .. } if *i == id)
+            ),
+            "round {round}: {done:?}"
+        );
+        drain(&mut r);
+        assert!(r.requests.is_empty() && r.timers.is_empty());
+        assert_eq!((r.transmits.capacity(), r.events.capacity()), (0, 0));
+    }
+}
+
 #[test]
 fn replies_for_unknown_ids_are_misbehaviour() {
     let (mut r, now) = lone(&[1], cfg(1));
