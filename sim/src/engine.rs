@@ -12,7 +12,7 @@ pub use crate::event::{Action, Nanos};
 use crate::metrics::{Counters, RequestOutcome, RequestRecord};
 use crate::params::Params;
 use crate::topology::Graph;
-use crate::workload::{IndexHasher, KeyHasher, KeyPicker, Keys};
+use crate::workload::{KeyHasher, KeyPicker, Keys};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet};
@@ -33,8 +33,8 @@ use veil_proto::router::{
 /// Key indices ([`Keys`]): what nodes keep instead of keys and blocks, 4 bytes a stored
 /// block where a key and a block took 64, 16 a cached one where they took 72 (and memory
 /// is what a large run's time goes on: every first touch of a page, every cache miss).
-type IndexSet = HashSet<u32, BuildHasherDefault<IndexHasher>>;
-type IndexMap<V> = HashMap<u32, V, BuildHasherDefault<IndexHasher>>;
+type IndexSet = HashSet<u32, BuildHasherDefault<KeyHasher>>;
+type IndexMap<V> = HashMap<u32, V, BuildHasherDefault<KeyHasher>>;
 
 /// One node: its router, its long-term store and its LRU cache (with each block's last
 /// use).

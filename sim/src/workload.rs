@@ -11,8 +11,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use veil_proto::block::{self, Block};
 use veil_proto::keys::RoutingKey;
 
-/// A hasher for routing keys, which are already uniformly random: it keeps the first
-/// eight bytes written. Fast, and the same in every run.
+/// A hasher for routing keys and request ids, which are already uniformly random: it
+/// keeps the first eight bytes written. Key indices (small consecutive integers) are
+/// spread over the whole word by Fibonacci hashing instead, as the hash table's probe
+/// reads the top bits as well as the bottom ones. Fast, and the same in every run.
 #[derive(Default, Clone, Copy)]
 pub struct KeyHasher(u64);
 
@@ -26,6 +28,10 @@ impl Hasher for KeyHasher {
         let n = bytes.len().min(8);
         b[..n].copy_from_slice(&bytes[..n]);
         self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 
     fn write_usize(&mut self, _: usize) {
@@ -57,28 +63,6 @@ pub struct Keys {
     pub routing: Vec<RoutingKey>,
     /// Each routing key's index: nodes keep indices, not keys or blocks.
     index: HashMap<RoutingKey, u32, BuildHasherDefault<KeyHasher>>,
-}
-
-/// A hasher for key indices (small consecutive integers): Fibonacci hashing spreads
-/// them over the whole word, which the hash table's probe needs (it reads the top
-/// bits as well as the bottom ones).
-#[derive(Default, Clone, Copy)]
-pub struct IndexHasher(u64);
-
-impl Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u32(u32::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
 }
 
 impl Keys {
