@@ -351,6 +351,17 @@ mod tests {
         }
     }
 
+    /// Key indices are consecutive; their hashes must differ in the top bits too, which
+    /// the hash table's probe compares first (a table of them would crawl otherwise).
+    #[test]
+    fn key_indices_hash_over_the_whole_word() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<KeyHasher>::default();
+        let tops: std::collections::HashSet<u64> =
+            (0..1024u32).map(|i| build.hash_one(i) >> 57).collect();
+        assert_eq!(tops.len(), 128);
+    }
+
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
