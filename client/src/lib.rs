@@ -14,10 +14,13 @@
 //! - [`signed`]: signed names (SSK, USK, KSK): keystore, publishing, resolving.
 //! - [`keyword`]: finding documents by words: keyword entries in slots, signed indexes.
 //! - [`keepalive`]: check every block of a document, rebuild and insert again what faded.
-//! - [`api`]: the client of `veild`'s HTTP API, and how to find the node.
+//! - `api` (feature `api`, on with the default `cli`): the client of `veild`'s HTTP
+//!   API, and how to find the node.
+//! - [`paths`]: the default data directory.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "api")]
 pub mod api;
 pub mod decode;
 pub mod dir;
@@ -25,10 +28,12 @@ pub mod encode;
 pub mod format;
 pub mod keepalive;
 pub mod keyword;
+pub mod paths;
 pub mod segment;
 pub mod signed;
 pub mod source;
 
+#[cfg(feature = "api")]
 pub use api::{ApiClient, ApiError, LocateError};
 pub use decode::{
     body_stream, body_stream_healing, fetch_top, write_body, write_body_healing, DecodeError, Heal,

@@ -412,7 +412,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A sink that skips blocks the node already holds, so publishing a site again uploads
 /// only what changed (content-hash blocks of unchanged files are the same blocks).
 #[derive(Clone)]
-pub struct SkipKnown<K = crate::api::ApiClient> {
+pub struct SkipKnown<K> {
     inner: K,
     skipped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,

@@ -2,7 +2,7 @@
 //! errors, and [`MemoryStore`], an in-memory implementation for tests.
 //!
 //! The encoder and decoder are generic over these traits, so the same code publishes
-//! through a node's HTTP API ([`crate::api::ApiClient`]), straight into an in-process node
+//! through a node's HTTP API (`api::ApiClient`, feature `api`), straight into an in-process node
 //! (the gateway inside `veild`), or into memory in a unit test.
 
 use std::collections::HashMap;

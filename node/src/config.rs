@@ -204,7 +204,7 @@ mod peer_text {
 
 /// `$VEIL_DATA_DIR`, else `$HOME/.veil`: the one rule `veild` and `veil` share, so the
 /// client finds the node without being told where it is.
-pub use veil_client::api::default_data_dir;
+pub use veil_client::paths::default_data_dir;
 
 impl Config {
     /// Parses a config file's text.

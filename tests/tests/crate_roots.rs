@@ -3,6 +3,7 @@
 //! reach them): each one says `#![forbid(unsafe_code)]` itself.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -80,4 +81,39 @@ fn the_node_takes_the_client_library_without_its_command_line() {
             "{manifest}: {line}"
         );
     }
+}
+
+/// The crates `cargo tree` lists for one package's normal dependencies.
+fn normal_dependencies(package: &str) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree", "--locked", "-e", "normal", "--prefix", "none", "-p", package,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("cargo tree prints UTF-8")
+}
+
+fn links(tree: &str, krate: &str) -> bool {
+    tree.lines()
+        .any(|l| l.split_whitespace().next() == Some(krate))
+}
+
+/// `veild` carries no HTTP client: the node needs the document format, not the client of
+/// its own API (the `api` feature of veil-client, which the CLI turns on).
+#[test]
+fn veild_links_no_http_client_and_veil_does() {
+    let node = normal_dependencies("veil-node");
+    assert!(links(&node, "veil-client"), "the node decodes documents");
+    assert!(!links(&node, "reqwest"), "veild links reqwest:\n{node}");
+    // The check can see reqwest where it is: the CLI's client has it.
+    let client = normal_dependencies("veil-client");
+    assert!(links(&client, "reqwest"), "{client}");
 }
