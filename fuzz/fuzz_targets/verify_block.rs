@@ -5,7 +5,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
-use veil_proto::{block, ssk, Block, DataKey, RoutingKey, BLOCK_LEN};
+use veil_proto::{block, ssk, verify, Block, DataKey, RoutingKey, BLOCK_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 64 {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         full = full.iter().copied().cycle().take(BLOCK_LEN).collect();
     }
     for bytes in [body, &full[..]] {
-        if block::verify(bytes, &key).is_ok() {
+        if verify::verify(bytes, &key).is_ok() {
             assert_eq!(bytes.len(), BLOCK_LEN);
         }
         let _ = block::decrypt(bytes, &data_key);

@@ -2,11 +2,9 @@
 //! few cumulative counters a minute, at most 61 of them (60 intervals). Nothing leaves
 //! the node and nothing is written to disk.
 
-use crate::node::{NodeHandle, Status};
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Duration;
 
 /// How often a sample is taken.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(60);
@@ -27,19 +25,6 @@ pub(crate) struct Sample {
     /// Link bytes sent and received.
     pub sent: u64,
     pub bytes_received: u64,
-}
-
-impl Sample {
-    pub(crate) fn of(status: &Status, at: u64) -> Sample {
-        Sample {
-            at,
-            local: status.requests.local,
-            local_succeeded: status.requests.local_succeeded,
-            received: status.requests.received,
-            sent: status.traffic.bytes_sent,
-            bytes_received: status.traffic.bytes_received,
-        }
-    }
 }
 
 /// The samples, oldest first.
@@ -64,25 +49,6 @@ impl History {
             .iter()
             .copied()
             .collect()
-    }
-}
-
-/// Takes a sample now and every [`SAMPLE_EVERY`] until the node stops.
-pub(crate) async fn sampler(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
-    let start = Instant::now();
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        match node.status().await {
-            Ok(status) => node
-                .history()
-                .push(Sample::of(&status, start.elapsed().as_secs())),
-            Err(_) => return,
-        }
     }
 }
 

@@ -17,7 +17,8 @@
 //! - [`gateway`]: the browser gateway, an axum router over any `veil_client::BlockSource`.
 //! - [`loopback`]: the one `Host` check the status page and the gateway share.
 //! - [`metrics`]: counters and their Prometheus text.
-//! - [`node`]: [`Node`] and [`NodeHandle`], which start and drive all of the above.
+//! - [`node`]: [`Node`] and [`NodeHandle`], which drive all of the above.
+//! - `start`: [`Node::start`], which wires them together, one step a function.
 //! - [`testnet`]: `veild testnet`, a whole network of in-process nodes on loopback.
 
 pub mod admission;
@@ -32,6 +33,7 @@ pub mod loopback;
 pub mod metrics;
 pub mod node;
 mod peers;
+mod start;
 mod status_page;
 pub mod store;
 pub mod testnet;

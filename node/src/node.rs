@@ -1,15 +1,11 @@
 //! [`Node`] starts a node from a [`Config`]; [`NodeHandle`] is how the API, the gateway,
 //! tests and `main` talk to a running one and stop it.
 //!
-//! Start-up order: data directory, identity and token; the store; both listeners (so a
-//! port clash fails before anything runs); the driver, the accept loop, the dialers and
-//! the API server; and last the `address` and `api` files, which tell scripts the node
-//! is ready.
+//! [`Node::start`] itself, the order of start-up, is in the `start` module.
 
 use crate::config::Config;
-use crate::driver::{Command, Driver, Inputs};
+use crate::driver::Command;
 use crate::identity::{self, Identity};
-use crate::link::LinkParams;
 use crate::metrics::Counters;
 use crate::peers::PeerInfo;
 use crate::peers::{self, LinkFactory};
@@ -17,14 +13,10 @@ use crate::store::{Placement, Store, StoreError, Usage};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use veil_proto::message::PROTOCOL_VERSION;
-use veil_proto::router::{
-    InsertFailure, OpennetConfig, RequestFailure, RouterConfig, RouterStats, SwapConfig,
-};
-use veil_proto::{Block, Hello, Htl, Location, PeerAddress, Router, RoutingKey};
+use veil_proto::router::{InsertFailure, RequestFailure, RouterStats};
+use veil_proto::{Block, Htl, Location, PeerAddress, RoutingKey};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -244,39 +236,39 @@ impl From<&RouterStats> for RequestCounters {
 pub const PENDING_FILE: &str = "pending_inserts";
 
 /// Capacity of the driver's inbox of link messages (see where it is made).
-const INBOX: usize = 64;
+pub(crate) const INBOX: usize = 64;
 
 /// Starts nodes.
 #[derive(Debug)]
 pub struct Node;
 
-struct Shared {
-    config: Config,
-    identity: Identity,
-    token: String,
-    address: PeerAddress,
-    api_addr: SocketAddr,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    pub(crate) token: String,
+    pub(crate) address: PeerAddress,
+    pub(crate) api_addr: SocketAddr,
     /// The ring location: fixed, except on a darknet node, whose driver moves it when it
     /// swaps.
-    location: Arc<std::sync::atomic::AtomicU64>,
-    store: Store,
-    commands: mpsc::Sender<Command>,
-    peers: watch::Receiver<Arc<Vec<PeerInfo>>>,
-    counters: Arc<Counters>,
-    shutdown: watch::Sender<bool>,
-    tasks: Mutex<Option<JoinSet<()>>>,
-    factory: LinkFactory,
+    pub(crate) location: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) store: Store,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) peers: watch::Receiver<Arc<Vec<PeerInfo>>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) tasks: Mutex<Option<JoinSet<()>>>,
+    pub(crate) factory: LinkFactory,
     /// Blocks kept while alone, to insert once there are peers, with their replicas.
-    pending: Mutex<std::collections::BTreeMap<RoutingKey, Option<u8>>>,
-    pending_changed: tokio::sync::Notify,
+    pub(crate) pending: Mutex<std::collections::BTreeMap<RoutingKey, Option<u8>>>,
+    pub(crate) pending_changed: tokio::sync::Notify,
     /// The last hour, sampled for the status page.
-    history: crate::history::History,
+    pub(crate) history: crate::history::History,
 }
 
 /// A running node. Cheap to clone; [`NodeHandle::shutdown`] stops it.
 #[derive(Clone)]
 pub struct NodeHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -284,216 +276,6 @@ impl std::fmt::Debug for NodeHandle {
         f.debug_struct("NodeHandle")
             .field("address", &self.shared.address)
             .finish()
-    }
-}
-
-/// Binds `addr` and reads back the address bound (port 0 picks one).
-async fn bind(
-    what: &'static str,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), NodeError> {
-    let err = |source| NodeError::Bind { what, addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(err)?;
-    let local = listener.local_addr().map_err(err)?;
-    Ok((listener, local))
-}
-
-impl Node {
-    /// Starts a node: binds its listeners, spawns its tasks on the current tokio runtime
-    /// and writes the `address` and `api` files. Returns once the node is ready.
-    pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
-        config.validate()?;
-        let dir = config.data_dir.clone();
-        identity::ensure_data_dir(&dir)?;
-        let id = Identity::load_or_create(&dir)?;
-        let token = identity::load_or_create_token(&dir)?;
-        let (peer_listener, listen) = bind("peers", config.listen).await?;
-        let (api_listener, api_addr) = bind("api", config.api).await?;
-        // Listeners first: a port clash fails before the store is opened.
-        let store = {
-            let dir = dir.clone();
-            let (s, c) = (config.store_bytes, config.cache_bytes);
-            tokio::task::spawn_blocking(move || Store::open(&dir, s, c))
-                .await
-                .map_err(|e| StoreError::io(std::io::Error::other(e)))??
-        };
-        // A wildcard listen address is not dialable; name loopback in our own address and
-        // let operators publish their public address themselves.
-        let mut advertised = listen;
-        if advertised.ip().is_unspecified() {
-            advertised.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let address = PeerAddress {
-            key: id.public(),
-            addr: advertised,
-        };
-        let location = config
-            .location_u64()
-            .map(Location)
-            .unwrap_or_else(|| crate::driver::default_location(&id.public()));
-
-        let mut router = Router::new(
-            RouterConfig {
-                max_htl: Htl(config.max_htl),
-                hop_timeout: config.hop_timeout(),
-                replicas: config.replicas,
-                rng_seed: rand::random(),
-                opennet: OpennetConfig {
-                    enabled: config.opennet_on(),
-                    min_peers: config.effective_min_peers(),
-                    max_peers: config.max_peers,
-                    ..OpennetConfig::default()
-                },
-                swap: SwapConfig {
-                    enabled: config.darknet,
-                    interval: std::time::Duration::from_millis(config.swap_interval_ms),
-                    ..SwapConfig::default()
-                },
-                walk_probability: config.walk_probability,
-                latency_factor: config.latency_factor,
-                // A darknet routes friend-of-a-friend too (docs/routing.md).
-                neighbour_lists: config.darknet,
-                insert_routes: config.effective_insert_routes(),
-                ..RouterConfig::default()
-            },
-            location,
-        );
-        router.set_address(address);
-        let counters = Arc::new(Counters::default());
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        // Links' messages to the driver. Small on purpose: once it is full, every link's
-        // reader waits its turn for a slot (tokio serves waiting senders in order), so the
-        // driver takes one message from each busy link in turn, and a flooding peer's
-        // backlog queues in its own socket instead of ahead of everyone else's messages.
-        let (link_tx, link_rx) = mpsc::channel(INBOX);
-        let (new_tx, new_rx) = mpsc::channel(64);
-        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-        let (failed_tx, failed_rx) = mpsc::channel(64);
-        let (peers_tx, peers_rx) = watch::channel(Arc::new(Vec::new()));
-        let factory = LinkFactory {
-            identity: id.clone(),
-            hello: Hello {
-                version: PROTOCOL_VERSION,
-                location,
-                listen_port: listen.port(),
-            },
-            params: LinkParams {
-                keepalive: config.keepalive(),
-                dead_after: config.dead_after(),
-                handshake_timeout: config.handshake_timeout(),
-                renew_after: (config.link_renew_ms > 0)
-                    .then(|| std::time::Duration::from_millis(config.link_renew_ms)),
-            },
-            new_links: new_tx,
-            counters: counters.clone(),
-            peers: peers_rx.clone(),
-        };
-        let opennet = config.opennet_on().then(|| crate::driver::Opennet {
-            factory: factory.clone(),
-            failed_tx: failed_tx.clone(),
-            data_dir: dir.clone(),
-            shutdown: shutdown_rx.clone(),
-            saved: String::new(),
-        });
-        let driver = Driver::new(
-            router,
-            store.clone(),
-            id.public(),
-            config.max_peers,
-            link_tx,
-            peers_tx,
-            counters.clone(),
-            opennet,
-        );
-        let location_cell = Arc::new(std::sync::atomic::AtomicU64::new(location.0));
-        let driver = driver.publish_location(location_cell.clone());
-        let driver = if config.darknet {
-            driver.friends_only(config.peers.iter().map(|p| p.key))
-        } else {
-            driver
-        };
-        let mut tasks = JoinSet::new();
-        tasks.spawn(driver.run(Inputs {
-            links: link_rx,
-            new_links: new_rx,
-            commands: cmd_rx,
-            failed: failed_rx,
-            shutdown: shutdown_rx.clone(),
-        }));
-        if config.opennet_on() {
-            // Rejoin through the peers of the last run, then the seeds if still short.
-            for (peer, origin) in crate::driver::load_known_peers(&dir) {
-                if peer.key == id.public() || config.peers.iter().any(|p| p.key == peer.key) {
-                    continue;
-                }
-                tasks.spawn(peers::dial_once(
-                    peer,
-                    origin,
-                    factory.clone(),
-                    failed_tx.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
-            tasks.spawn(peers::seed_dialer(
-                config.seed_nodes.clone(),
-                config.effective_min_peers(),
-                factory.clone(),
-                std::time::Duration::from_millis(config.redial_min_ms),
-                std::time::Duration::from_millis(config.redial_max_ms),
-                shutdown_rx.clone(),
-            ));
-        }
-        tasks.spawn(peers::accept_loop(
-            peer_listener,
-            factory.clone(),
-            shutdown_rx.clone(),
-        ));
-        let handle = NodeHandle {
-            shared: Arc::new(Shared {
-                config,
-                identity: id,
-                token,
-                address,
-                api_addr,
-                location: location_cell,
-                store,
-                commands: cmd_tx,
-                peers: peers_rx,
-                counters,
-                shutdown: shutdown_tx,
-                tasks: Mutex::new(None),
-                factory,
-                pending: Mutex::new(load_pending(&dir)),
-                pending_changed: tokio::sync::Notify::new(),
-                history: crate::history::History::default(),
-            }),
-        };
-        tasks.spawn(crate::history::sampler(handle.clone(), shutdown_rx.clone()));
-        tasks.spawn(pending_inserter(handle.clone(), shutdown_rx.clone()));
-        if !handle.config().keepalive_uris.is_empty() {
-            tasks.spawn(keepalive_schedule(handle.clone(), shutdown_rx.clone()));
-        }
-        tasks.spawn(crate::api::serve(
-            api_listener,
-            handle.clone(),
-            shutdown_rx.clone(),
-        ));
-        *handle.shared.tasks.lock().expect("tasks lock") = Some(tasks);
-        for p in &handle.shared.config.peers {
-            handle.connect(*p);
-        }
-        let ready = [
-            (identity::ADDRESS_FILE, format!("{address}\n")),
-            (identity::API_FILE, format!("{}\n", handle.api_url())),
-        ];
-        for (name, text) in ready {
-            if let Err(e) = identity::write_atomic(&dir.join(name), text.as_bytes(), 0o644) {
-                handle.shutdown().await;
-                return Err(NodeError::ReadyFile(name, e));
-            }
-        }
-        tracing::info!(address = %address, api = %handle.api_url(), "node ready");
-        Ok(handle)
     }
 }
 
@@ -846,7 +628,9 @@ fn save_pending(
 }
 
 /// The entries of `pending_inserts`; bad lines are skipped.
-fn load_pending(dir: &std::path::Path) -> std::collections::BTreeMap<RoutingKey, Option<u8>> {
+pub(crate) fn load_pending(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<RoutingKey, Option<u8>> {
     let parse = |line: &str| {
         let mut words = line.split_whitespace();
         let key = words.next()?.parse().ok()?;
@@ -864,7 +648,7 @@ fn load_pending(dir: &std::path::Path) -> std::collections::BTreeMap<RoutingKey,
 /// Keeps the config's `keepalive_uris` alive: a minute after start (or one interval, if
 /// shorter), then every `keepalive_interval_ms`, the same pass as `veil keepalive`,
 /// through this node.
-async fn keepalive_schedule(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn keepalive_schedule(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
     let every = std::time::Duration::from_millis(node.config().keepalive_interval_ms);
     let first = every.min(std::time::Duration::from_secs(60));
     let mut next = tokio::time::Instant::now() + first;
@@ -902,7 +686,7 @@ async fn keepalive_schedule(node: NodeHandle, mut shutdown: watch::Receiver<bool
 
 /// Inserts the blocks a lone node kept, once it has peers: waits for a peer, routes
 /// each block from the store, and forgets those that went out.
-async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
     let mut peers = node.watch_peers();
     loop {
         let empty = node.shared.pending.lock().expect("pending lock").is_empty();
@@ -969,23 +753,6 @@ async fn pending_inserter(node: NodeHandle, mut shutdown: watch::Receiver<bool>)
             _ = shutdown.changed() => return,
             _ = peers.changed() => {}
             _ = node.shared.pending_changed.notified() => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn bind_names_the_listener_that_failed() {
-        let (_held, addr) = bind("peers", "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        assert_ne!(addr.port(), 0);
-        match bind("api", addr).await {
-            Err(e @ NodeError::Bind { what: "api", .. }) => {
-                assert_eq!(e.to_string(), format!("cannot listen on {addr} (api)"));
-            }
-            other => panic!("{other:?}"),
         }
     }
 }

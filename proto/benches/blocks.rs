@@ -71,7 +71,7 @@ fn main() {
         black_box(block::encode_into(black_box(&payload), &mut out).expect("encode"));
     });
     let (verify, verify_spread) = measure(|| {
-        block::verify(black_box(blk.as_bytes()), &keys.routing).expect("verify");
+        veil_proto::verify::verify(black_box(blk.as_bytes()), &keys.routing).expect("verify");
     });
     let (decrypt, decrypt_spread) = measure(|| {
         black_box(block::decrypt(black_box(blk.as_bytes()), &keys.data).expect("decrypt"));

@@ -112,19 +112,6 @@ pub fn encode(payload: &[u8]) -> Result<(Block, ChkKeys), BlockError> {
     Ok((Block(Bytes::from(out)), keys))
 }
 
-/// Checks that `block` is a well-formed block named by `key`: a CHK block hashing to it,
-/// or a signed SSK block whose own public key and name give it and whose signature holds
-/// ([`crate::ssk::verify_ssk`]).
-pub fn verify(block: &[u8], key: &RoutingKey) -> Result<(), BlockError> {
-    if block.len() != BLOCK_LEN {
-        return Err(BlockError::WrongLength(block.len()));
-    }
-    if routing_key(block) == *key {
-        return Ok(());
-    }
-    crate::ssk::verify_ssk(block, key)
-}
-
 /// Decrypts `block` with `key` and returns the payload.
 pub fn decrypt(block: &[u8], key: &DataKey) -> Result<Vec<u8>, BlockError> {
     if block.len() != BLOCK_LEN {
@@ -170,11 +157,6 @@ impl Block {
     /// The routing key this block's bytes hash to.
     pub fn routing_key(&self) -> RoutingKey {
         routing_key(&self.0)
-    }
-
-    /// Checks the block against `key`.
-    pub fn verify(&self, key: &RoutingKey) -> Result<(), BlockError> {
-        verify(&self.0, key)
     }
 
     /// Decrypts the block with `key`.
@@ -295,27 +277,6 @@ mod tests {
         assert_eq!(
             encode_into(b"x", &mut small).unwrap_err(),
             BlockError::WrongLength(10)
-        );
-    }
-
-    #[test]
-    fn tampered_and_wrong_keys() {
-        let (block, keys) = encode(b"secret").unwrap();
-        let mut bad = block.as_bytes().to_vec();
-        bad[100] ^= 1;
-        assert_eq!(
-            verify(&bad, &keys.routing),
-            Err(BlockError::RoutingKeyMismatch)
-        );
-        assert_eq!(decrypt(&bad, &keys.data), Err(BlockError::Decrypt));
-        assert_eq!(block.decrypt(&DataKey([1; 32])), Err(BlockError::Decrypt));
-        assert_eq!(
-            block.verify(&RoutingKey([1; 32])),
-            Err(BlockError::RoutingKeyMismatch)
-        );
-        assert_eq!(
-            verify(&bad[..5], &keys.routing),
-            Err(BlockError::WrongLength(5))
         );
     }
 

@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - [`keys`]: routing keys, data keys and node keys, and their text form.
-//! - [`block`]: CHK blocks: convergent encryption, verification, decryption.
+//! - [`block`]: CHK blocks: convergent encryption, decryption.
+//! - [`ssk`]: signed blocks (SSK, USK, KSK): key pairs, signing, checking.
+//! - [`mod@verify`]: whether a block, CHK or signed, is what its routing key names.
 //! - [`uri`]: `veil:CHK@...` URIs.
 //! - [`ring`]: locations on the ring and the distance between them.
 //! - [`message`]: the wire messages nodes exchange, with hostile-input decoding.
@@ -24,6 +26,7 @@ pub mod ssk;
 pub mod swap;
 pub mod topology;
 pub mod uri;
+pub mod verify;
 
 pub use block::{Block, BlockError, ChkKeys, BLOCK_LEN, MAX_PAYLOAD};
 pub use keys::{DataKey, KeyParseError, NodeKey, RoutingKey};

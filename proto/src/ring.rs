@@ -33,6 +33,12 @@ impl Location {
     pub fn as_fraction(self) -> f64 {
         self.0 as f64 / 2f64.powi(64)
     }
+
+    /// Whether `self` lies on the clockwise side of `target`: within the half turn that
+    /// starts at `target` (`target` itself included, its antipode not).
+    pub fn is_clockwise_of(self, target: Location) -> bool {
+        self.0.wrapping_sub(target.0) < 1 << 63
+    }
 }
 
 impl Distance {
@@ -72,6 +78,19 @@ mod tests {
         assert_eq!(Distance(1 << 62).as_fraction(), 0.25);
         assert_eq!(Location(1 << 62).to_string(), "0.250000");
         assert_eq!(format!("{:?}", Location(1 << 61)), "Location(0.125000)");
+    }
+
+    #[test]
+    fn clockwise_is_the_half_ring_after_a_location() {
+        let half = 1u64 << 63;
+        for a in [0u64, 1, half - 1, half, u64::MAX] {
+            let at = |d: u64| Location(a.wrapping_add(d));
+            assert!(at(0).is_clockwise_of(Location(a)));
+            assert!(at(1).is_clockwise_of(Location(a)));
+            assert!(at(half - 1).is_clockwise_of(Location(a)));
+            assert!(!at(half).is_clockwise_of(Location(a)));
+            assert!(!at(u64::MAX).is_clockwise_of(Location(a)));
+        }
     }
 
     #[test]

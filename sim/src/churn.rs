@@ -14,9 +14,9 @@
 //!   the default replicas with healing (each publisher re-inserts its blocks after each
 //!   wave, as its keepalive pass would for blocks it finds missing).
 
-use crate::engine::splitmix;
 use crate::event::{Action, Nanos};
 use crate::metrics::RequestOutcome;
+use crate::mix::splitmix;
 use crate::params::{InvalidParams, Params};
 use crate::workload;
 use rand::seq::SliceRandom;

@@ -10,6 +10,7 @@
 use crate::event::Queue;
 pub use crate::event::{Action, Nanos};
 use crate::metrics::{Counters, RequestOutcome, RequestRecord};
+use crate::mix::splitmix;
 use crate::params::Params;
 use crate::topology::Graph;
 use crate::workload::{KeyHasher, KeyPicker, Keys};
@@ -1222,12 +1223,4 @@ impl<'p> Sim<'p> {
             }
         }
     }
-}
-
-/// SplitMix64: a cheap, well-mixed hash of one word.
-pub fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -16,8 +16,8 @@
 //! Every figure is a pure function of the seed and the two ends, so no per-link state
 //! is kept and a million nodes cost nothing here.
 
-use crate::engine::splitmix;
 use crate::event::Nanos;
+use crate::mix::splitmix;
 use std::fmt;
 use std::sync::Arc;
 

@@ -26,6 +26,7 @@ pub mod event;
 pub mod latency;
 pub mod layout;
 pub mod metrics;
+pub mod mix;
 pub mod output;
 pub mod params;
 pub mod search;
@@ -81,7 +82,11 @@ fn build<'p>(params: &'p Params, rng: &mut ChaCha8Rng) -> (engine::Sim<'p>, usiz
     );
     let key_count = params.key_count();
     let warm_keys = params.warmup_keys();
-    let keys = workload::Keys::generate(key_count + warm_keys, params.seed, params.key_mode());
+    let keys = workload::Keys::generate(
+        key_count + warm_keys,
+        params.seed,
+        workload::KeyMode::of(params),
+    );
     let sim_rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5EED);
     let mut sim = engine::Sim::new(params, graph, keys, sim_rng);
     sim.set_warm_keys(key_count as u32, (key_count + warm_keys) as u32);

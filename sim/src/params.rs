@@ -197,19 +197,6 @@ impl Params {
         }
     }
 
-    /// How the keys are made: real blocks for `--full-verify`, CHK keys for
-    /// `--chk-keys`, hashed keys otherwise.
-    pub fn key_mode(&self) -> crate::workload::KeyMode {
-        use crate::workload::KeyMode;
-        if self.full_verify {
-            KeyMode::ChkBlocks
-        } else if self.chk_keys {
-            KeyMode::Chk
-        } else {
-            KeyMode::Hashed
-        }
-    }
-
     /// The number of keys actually inserted (with documents: whole documents' blocks,
     /// the most that fit `--keys`, at least one document).
     pub fn key_count(&self) -> usize {

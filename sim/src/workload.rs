@@ -54,6 +54,20 @@ pub enum KeyMode {
     ChkBlocks,
 }
 
+impl KeyMode {
+    /// How a run's keys are made: real blocks for `--full-verify`, CHK keys for
+    /// `--chk-keys`, hashed keys otherwise.
+    pub fn of(params: &Params) -> KeyMode {
+        if params.full_verify {
+            KeyMode::ChkBlocks
+        } else if params.chk_keys {
+            KeyMode::Chk
+        } else {
+            KeyMode::Hashed
+        }
+    }
+}
+
 /// The inserted blocks.
 #[derive(Clone)]
 pub struct Keys {

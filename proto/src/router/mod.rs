@@ -77,12 +77,14 @@ mod spread;
 mod swapping;
 #[cfg(test)]
 mod tests;
+mod time;
 mod walk;
 
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
+use crate::swap;
 use opennet::Opennet;
 pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin};
 pub use peers::PeerMeta;
@@ -861,20 +863,38 @@ impl Router {
                 id,
                 hops,
                 commitment,
-            } => self.on_swap_request(now, from, id, hops, commitment),
-            Message::SwapCommit { id, commitment } => self.on_swap_commit(from, id, commitment),
+            } => self.with_swapping(now, |s, cx| {
+                s.on_request(cx, now, from, id, hops, commitment);
+                None
+            }),
+            Message::SwapCommit { id, commitment } => self.with_swapping(now, |s, cx| {
+                s.on_commit(cx, from, id, commitment);
+                None
+            }),
             Message::SwapReveal {
                 id,
                 nonce,
                 location,
                 peers,
-            } => self.on_swap_reveal(now, from, id, nonce, location, peers.into_inner()),
+            } => {
+                let them = swap::Side {
+                    nonce,
+                    location,
+                    peers: peers.into_inner(),
+                };
+                self.with_swapping(now, |s, cx| s.on_reveal(cx, from, id, them));
+            }
             Message::LocationChanged { location } => {
                 self.on_location_changed(from, location);
                 // Our peers' view of where we lead has changed with it.
                 self.schedule_neighbours(now);
             }
-            Message::RejectedLoop { id } if self.is_swap(id) => self.on_swap_loop(from, id),
+            Message::RejectedLoop { id } if self.swapping.is_swap(id) => {
+                self.with_swapping(now, |s, cx| {
+                    s.on_loop(cx, from, id);
+                    None
+                });
+            }
             Message::Hello(_)
             | Message::Ping { .. }
             | Message::Pong { .. }
@@ -905,7 +925,7 @@ impl Router {
         }
         // Does nothing with swapping off, and otherwise only what is due (a swap to
         // start, state past its ttl to forget).
-        self.swap_tick(now);
+        self.with_swapping(now, |s, cx| s.tick(cx, now));
         self.tidy_timers();
     }
 
@@ -941,7 +961,8 @@ impl Router {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let request = self.timers.first().map(|(t, _)| *t);
-        [request, self.opennet_timeout(), self.swap_timeout()]
+        let swap = self.swapping.timeout(&self.config.swap);
+        [request, self.opennet_timeout(), swap]
             .into_iter()
             .flatten()
             .min()
@@ -964,8 +985,11 @@ impl Router {
     }
 
     /// Counters since creation.
-    pub fn stats(&self) -> &RouterStats {
-        &self.stats
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            swap: self.swapping.stats().clone(),
+            ..self.stats.clone()
+        }
     }
 
     fn clamp_htl(&self, htl: Option<Htl>) -> u8 {
@@ -976,12 +1000,69 @@ impl Router {
 
     /// A random id not in use here.
     fn fresh_id(&mut self) -> RequestId {
-        loop {
-            let id = RequestId(self.rng.gen());
-            if !self.requests.contains_key(&id) && !self.seen.contains(id) {
-                return id;
-            }
+        let requests = &self.requests;
+        request::fresh_id(&mut self.rng, &self.seen, &|id| requests.contains_key(&id))
+    }
+
+    /// Hands one input to the swapping machine with its view of the router, then moves
+    /// the node if the machine says so.
+    fn with_swapping(
+        &mut self,
+        now: Instant,
+        input: impl FnOnce(&mut swapping::Swapping, &mut swapping::SwapCtx) -> Option<Location>,
+    ) {
+        let requests = &self.requests;
+        let in_use = |id: RequestId| requests.contains_key(&id);
+        let mut cx = swapping::SwapCtx {
+            config: &self.config,
+            location: self.location,
+            peers: &self.peers,
+            rng: &mut self.rng,
+            seen: &mut self.seen,
+            in_use: &in_use,
+            transmits: &mut self.transmits,
+        };
+        if let Some(location) = input(&mut self.swapping, &mut cx) {
+            self.move_to(now, location);
         }
+    }
+
+    /// Takes `location` and tells every peer (a swap moved this node).
+    fn move_to(&mut self, _now: Instant, location: Location) {
+        self.location = location;
+        let peers: Vec<PeerId> = self.peers.iter().map(|p| p.id).collect();
+        for p in peers {
+            self.transmits
+                .push_back((p, Message::LocationChanged { location }));
+        }
+        self.events.push_back(Event::LocationChanged { location });
+    }
+
+    /// A peer moved. Only swapping nodes move, and only they listen.
+    fn on_location_changed(&mut self, from: PeerId, location: Location) {
+        if !self.config.swap.enabled {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(from) {
+            p.location = location;
+        }
+    }
+
+    /// Turns swapping on or off (a simulator's swap phase ends; a node stops taking
+    /// part). Open swaps are forgotten; the counters stay.
+    pub fn set_swapping(&mut self, on: bool) {
+        // A configuration shared with other routers is copied only to change it.
+        if self.config.swap.enabled != on {
+            Arc::make_mut(&mut self.config).swap.enabled = on;
+        }
+        if !on {
+            self.swapping.forget_open();
+        }
+    }
+
+    /// Swapping counters.
+    pub fn swap_stats(&self) -> &SwapStats {
+        self.swapping.stats()
     }
 
     /// Drops timer entries of requests that finished or moved on, up to the first live

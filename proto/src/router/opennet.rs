@@ -26,7 +26,7 @@
 //!   once it has `min_peers` other peers, so a seed does not keep every newcomer.
 
 use super::peers::{decrement, PeerMeta};
-use super::request::later;
+use super::time::{far_past, later};
 use super::{Event, PeerId, Router};
 use crate::keys::NodeKey;
 use crate::message::{Htl, Message, PeerAddress, RequestId};
@@ -187,16 +187,6 @@ const POST_MINIMUM_HOPS: u8 = 3;
 /// Most newcomers remembered as expected to dial in.
 const MAX_EXPECTED: usize = 256;
 
-/// Whether `b` lies clockwise of `a` (within half the ring).
-fn clockwise(a: Location, b: Location) -> bool {
-    b.0.wrapping_sub(a.0) < (1 << 63)
-}
-
-/// An instant well before `t` (so a link marked for closing counts as expired).
-fn far_past(t: Instant) -> Instant {
-    t.checked_sub(Duration::from_secs(86_400)).unwrap_or(t)
-}
-
 /// An announcement passing through (or started by) this node.
 #[derive(Clone, Debug)]
 struct Relay {
@@ -322,7 +312,10 @@ impl Router {
             self.opennet.announce_streak = 0;
             self.opennet.next_announce = Some(now);
         }
-        self.swap_peer_added(now, peer);
+        self.with_swapping(now, |s, cx| {
+            s.peer_added(cx, now, peer);
+            None
+        });
         self.peers_changed(now);
     }
 
@@ -410,12 +403,12 @@ impl Router {
     /// are kept apart from the least-recently-successful rule.
     fn is_near(&self, location: Location) -> bool {
         let d = self.location.distance(location);
-        let side = clockwise(self.location, location);
+        let side = location.is_clockwise_of(self.location);
         self.peers
             .iter()
             .filter(|p| {
                 p.routable
-                    && clockwise(self.location, p.location) == side
+                    && p.location.is_clockwise_of(self.location) == side
                     && self.location.distance(p.location) < d
             })
             .count()
@@ -429,7 +422,7 @@ impl Router {
             let mut v: Vec<(crate::ring::Distance, PeerId)> = self
                 .peers
                 .iter()
-                .filter(|p| p.routable && clockwise(self.location, p.location) == side)
+                .filter(|p| p.routable && p.location.is_clockwise_of(self.location) == side)
                 .map(|p| (self.location.distance(p.location), p.id))
                 .collect();
             v.sort_unstable();
@@ -768,7 +761,7 @@ impl Router {
             self.peers
                 .iter()
                 .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
-                .filter(|p| clockwise(me, p.location) == side)
+                .filter(|p| p.location.is_clockwise_of(me) == side)
                 .min_by_key(|p| (me.distance(p.location), p.id))
                 .map(|p| p.id)
         })
@@ -922,7 +915,10 @@ impl Router {
         // by distance.
         let mut picked: Vec<(PeerAddress, Location)> = Vec::new();
         for want in [true, false] {
-            if let Some((_, a, l)) = near.iter().find(|(_, _, l)| clockwise(target, *l) == want) {
+            if let Some((_, a, l)) = near
+                .iter()
+                .find(|(_, _, l)| l.is_clockwise_of(target) == want)
+            {
                 picked.push((*a, *l));
             }
         }
@@ -1081,25 +1077,5 @@ impl Router {
         };
         self.transmits
             .push_back((up, Message::FoldOffer { id, address }));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// "Clockwise" is the half ring after a location; the point exactly opposite is on
-    /// the other side, and a location is clockwise of itself.
-    #[test]
-    fn clockwise_is_the_half_ring_after_a_location() {
-        let half = 1u64 << 63;
-        for a in [0, 1, half, u64::MAX] {
-            let at = |d: u64| Location(a.wrapping_add(d));
-            assert!(clockwise(Location(a), at(0)));
-            assert!(clockwise(Location(a), at(1)));
-            assert!(clockwise(Location(a), at(half - 1)));
-            assert!(!clockwise(Location(a), at(half)));
-            assert!(!clockwise(Location(a), at(u64::MAX)));
-        }
     }
 }

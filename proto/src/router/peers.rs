@@ -268,7 +268,7 @@ impl PeerTable {
         clockwise: bool,
     ) -> Option<PeerId> {
         self.closest_where(target, exclude, now, (1.0, 0.0, Distance(u64::MAX)), |l| {
-            super::request::clockwise_of(l, target) == clockwise
+            l.is_clockwise_of(target) == clockwise
         })
     }
 
@@ -405,7 +405,7 @@ impl PeerTable {
             .saturating_mul(1u32 << p.backoff_level.min(20))
             .min(max.max(base));
         p.backoff_level = p.backoff_level.saturating_add(1);
-        p.backoff_until = Some(super::request::later(now, period));
+        p.backoff_until = Some(super::time::later(now, period));
         period
     }
 

@@ -8,6 +8,7 @@
 //! recognised for `seen_ttl`.
 
 use super::peers::decrement;
+use super::time::later;
 use super::{
     BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
     Router,
@@ -17,7 +18,7 @@ use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Request or insert.
 #[derive(Clone, Debug)]
@@ -205,6 +206,22 @@ impl Seen {
     }
 }
 
+/// A random id that neither a request of this node's (`in_use`) nor a message seen here
+/// uses.
+pub(super) fn fresh_id(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    seen: &Seen,
+    in_use: &dyn Fn(RequestId) -> bool,
+) -> RequestId {
+    use rand::Rng;
+    loop {
+        let id = RequestId(rng.gen());
+        if !in_use(id) && !seen.contains(id) {
+            return id;
+        }
+    }
+}
+
 /// How a request ends at this node.
 pub(crate) enum Outcome {
     /// Verified data, from a peer or the store.
@@ -218,18 +235,6 @@ pub(crate) enum Outcome {
     /// An insert met a different block under its key (a signed-key collision): that
     /// block goes back to the inserter, and nothing is stored.
     Collision(Block),
-}
-
-/// Whether `loc` lies on the clockwise side of `target` (within half a turn).
-pub(super) fn clockwise_of(loc: Location, target: Location) -> bool {
-    loc.0.wrapping_sub(target.0) < 1 << 63
-}
-
-/// `now + d`, saturating far in the future instead of overflowing.
-pub(super) fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
-        .unwrap_or(now)
 }
 
 impl Router {
@@ -448,7 +453,7 @@ impl Router {
             let cw = self
                 .peers
                 .get(peer)
-                .is_some_and(|p| clockwise_of(p.location, req.target));
+                .is_some_and(|p| p.location.is_clockwise_of(req.target));
             req.other_side = Some(!cw);
         }
         req.tried.push(peer);
@@ -1074,6 +1079,7 @@ mod tests {
 
     #[test]
     fn seen_is_bounded_and_expires_in_order() {
+        use std::time::Duration;
         let t0 = Instant::now();
         let mut seen = Seen {
             cap: 3,

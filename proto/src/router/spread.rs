@@ -19,7 +19,8 @@
 //! route has: a collision if any route met another block under the (signed) key, else
 //! successful when any route stored the block.
 
-use super::request::{later, Kind, Walk};
+use super::request::{Kind, Walk};
+use super::time::later;
 use super::{Event, InsertFailure, InsertReport, Router};
 use crate::block::Block;
 use crate::keys::RoutingKey;

@@ -25,13 +25,24 @@
 //! it decides. Bounded: at most [`MAX_RELAYED`] swaps relayed at once, each forgotten
 //! after `ttl`.
 
-use super::request::later;
-use super::{Event, PeerId, Router};
+//!
+//! # The machine
+//! [`Swapping`] owns the swaps in flight and their counters. The router hands each input
+//! to it with a [`SwapCtx`]: the configuration, the node's location, the peer table (read
+//! only), the random generator, the loop-detection set and the transmit queue. A swap
+//! that moves the node returns the new location, and the router takes it and tells its
+//! peers; nothing here reads or writes the router's other state.
+
+use super::peers::PeerTable;
+use super::request::Seen;
+use super::time::later;
+use super::{PeerId, RouterConfig};
 use crate::message::{BoundedVec, Message, RequestId, MAX_NEIGHBOURS};
 use crate::ring::Location;
 use crate::swap::{self, Side};
 use rand::Rng;
-use std::collections::HashMap;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Swapping tunables. Off by default: only a darknet node swaps (an opennet node's
@@ -125,47 +136,31 @@ struct Own {
     expires: Instant,
 }
 
-/// Swapping state of one router.
+/// Swapping state of one router: the swaps it takes part in and its counters.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Swapping {
     relays: HashMap<RequestId, Relay>,
     own: HashMap<RequestId, Own>,
     next: Option<Instant>,
+    stats: SwapStats,
 }
 
-impl Router {
-    /// The next instant swapping wants [`Router::handle_timeout`].
-    pub(super) fn swap_timeout(&self) -> Option<Instant> {
-        if !self.config.swap.enabled {
-            return None;
-        }
-        let expiry = self
-            .swapping
-            .relays
-            .values()
-            .map(|r| r.expires)
-            .chain(self.swapping.own.values().map(|o| o.expires))
-            .min();
-        [self.swapping.next, expiry].into_iter().flatten().min()
-    }
+/// What the swapping machine sees of the rest of the router for one input.
+pub(super) struct SwapCtx<'a> {
+    pub config: &'a RouterConfig,
+    /// Where this node is now.
+    pub location: Location,
+    pub peers: &'a PeerTable,
+    pub rng: &'a mut ChaCha8Rng,
+    /// Ids seen here (a swap's walk that comes back is a loop).
+    pub seen: &'a mut Seen,
+    /// Whether a request of this node's already uses an id.
+    pub in_use: &'a dyn Fn(RequestId) -> bool,
+    pub transmits: &'a mut VecDeque<(PeerId, Message)>,
+}
 
-    /// Swapping upkeep: forget expired swaps, start one when due.
-    pub(super) fn swap_tick(&mut self, now: Instant) {
-        if !self.config.swap.enabled {
-            return;
-        }
-        self.swapping.relays.retain(|_, r| r.expires > now);
-        self.swapping.own.retain(|_, o| o.expires > now);
-        match self.swapping.next {
-            None => self.swapping.next = Some(self.next_swap_at(now)),
-            Some(t) if t <= now => {
-                self.swapping.next = Some(self.next_swap_at(now));
-                self.start_swap(now);
-            }
-            Some(_) => {}
-        }
-    }
-
+impl SwapCtx<'_> {
+    /// When the next swap of this node's is due: a jittered interval from `now`.
     fn next_swap_at(&mut self, now: Instant) -> Instant {
         let mean = self.config.swap.interval.max(Duration::from_millis(1));
         let f: f64 = self.rng.gen_range(0.5..1.5);
@@ -221,170 +216,9 @@ impl Router {
         Some(candidates[self.rng.gen_range(0..candidates.len())])
     }
 
-    fn start_swap(&mut self, now: Instant) {
-        if !self.swapping.own.is_empty() {
-            // One swap at a time: a move in the middle of another would reveal a stale
-            // location.
-            return;
-        }
-        if self.config.swap.rerandomise_crowded && self.crowded() {
-            self.stats.swap.rerandomised += 1;
-            let fresh = Location(self.rng.gen());
-            self.move_to(now, fresh);
-            return;
-        }
-        let Some(first) = self.random_peer(None) else {
-            return;
-        };
-        let ours = self.own_side();
-        let id = self.fresh_id();
-        self.seen.insert(later(now, self.config.seen_ttl), id);
-        let commitment = ours.commitment();
-        self.swapping.own.insert(
-            id,
-            Own {
-                role: Role::Initiator { ours, theirs: None },
-                via: first,
-                tried: vec![first],
-                expires: later(now, self.config.swap.ttl),
-            },
-        );
-        self.stats.swap.started += 1;
-        self.send_swap_request(first, id, self.config.swap.walk_hops.max(1), commitment);
-    }
-
-    pub(super) fn on_swap_request(
-        &mut self,
-        now: Instant,
-        from: PeerId,
-        id: RequestId,
-        hops: u8,
-        commitment: [u8; 32],
-    ) {
-        if !self.config.swap.enabled {
-            return;
-        }
-        if self.seen.contains(id) {
-            // The walk came back here: the sender tries another peer.
-            self.transmits
-                .push_back((from, Message::RejectedLoop { id }));
-            return;
-        }
-        self.seen.insert(later(now, self.config.seen_ttl), id);
-        let expires = later(now, self.config.swap.ttl);
-        // A node busy with a swap of its own passes the request on rather than take part.
-        let busy = !self.swapping.own.is_empty();
-        let onward = if hops > 1 || busy {
-            self.random_peer(Some(from))
-        } else {
-            None
-        };
-        match onward {
-            Some(next) if self.swapping.relays.len() < MAX_RELAYED => {
-                // Never below 1: a busy node passes a last hop on as a last hop (and a
-                // hostile 0 means the same).
-                let hops = hops.saturating_sub(1).max(1);
-                self.swapping.relays.insert(
-                    id,
-                    Relay {
-                        prev: from,
-                        next,
-                        tried: vec![next],
-                        hops,
-                        commitment,
-                        expires,
-                    },
-                );
-                self.stats.swap.relayed += 1;
-                self.send_swap_request(next, id, hops, commitment);
-            }
-            Some(_) => {}
-            None => {
-                if busy {
-                    return;
-                }
-                let ours = self.own_side();
-                let mine = ours.commitment();
-                self.swapping.own.insert(
-                    id,
-                    Own {
-                        role: Role::Partner {
-                            ours,
-                            theirs: commitment,
-                        },
-                        via: from,
-                        tried: Vec::new(),
-                        expires,
-                    },
-                );
-                self.stats.swap.partnered += 1;
-                self.transmits.push_back((
-                    from,
-                    Message::SwapCommit {
-                        id,
-                        commitment: mine,
-                    },
-                ));
-            }
-        }
-    }
-
-    /// Whether `id` is a swap this node relays or started (a `RejectedLoop` for it is a
-    /// walk that looped, not a request's).
-    pub(super) fn is_swap(&self, id: RequestId) -> bool {
-        self.swapping.relays.contains_key(&id) || self.swapping.own.contains_key(&id)
-    }
-
-    /// The walk of swap `id` reached a node it had passed: go on through another peer,
-    /// or hand the loop back when none is left.
-    pub(super) fn on_swap_loop(&mut self, from: PeerId, id: RequestId) {
-        if let Some(r) = self.swapping.relays.get(&id) {
-            if r.next != from {
-                return;
-            }
-            let mut exclude = r.tried.clone();
-            exclude.push(r.prev);
-            let (prev, hops, commitment) = (r.prev, r.hops, r.commitment);
-            match self.random_peer_except(&exclude) {
-                Some(next) => {
-                    if let Some(r) = self.swapping.relays.get_mut(&id) {
-                        r.next = next;
-                        r.tried.push(next);
-                    }
-                    self.send_swap_request(next, id, hops, commitment);
-                }
-                None => {
-                    self.swapping.relays.remove(&id);
-                    self.transmits
-                        .push_back((prev, Message::RejectedLoop { id }));
-                }
-            }
-            return;
-        }
-        let Some(own) = self.swapping.own.get(&id) else {
-            return;
-        };
-        let Role::Initiator { ours, theirs: None } = &own.role else {
-            return;
-        };
-        if own.via != from {
-            return;
-        }
-        let commitment = ours.commitment();
-        let exclude = own.tried.clone();
-        match self.random_peer_except(&exclude) {
-            Some(next) => {
-                if let Some(own) = self.swapping.own.get_mut(&id) {
-                    own.via = next;
-                    own.tried.push(next);
-                }
-                self.send_swap_request(next, id, self.config.swap.walk_hops.max(1), commitment);
-            }
-            None => {
-                // Every first hop looped: this swap is over, and the node free for the next.
-                self.swapping.own.remove(&id);
-            }
-        }
+    /// A random id that neither a request nor a seen message uses.
+    fn fresh_id(&mut self) -> RequestId {
+        super::request::fresh_id(self.rng, self.seen, self.in_use)
     }
 
     fn send_swap_request(&mut self, to: PeerId, id: RequestId, hops: u8, commitment: [u8; 32]) {
@@ -397,10 +231,221 @@ impl Router {
             },
         ));
     }
+}
+
+impl Swapping {
+    /// The next instant swapping wants the router's timer.
+    pub(super) fn timeout(&self, config: &SwapConfig) -> Option<Instant> {
+        if !config.enabled {
+            return None;
+        }
+        let expiry = self
+            .relays
+            .values()
+            .map(|r| r.expires)
+            .chain(self.own.values().map(|o| o.expires))
+            .min();
+        [self.next, expiry].into_iter().flatten().min()
+    }
+
+    /// Swapping upkeep: forget expired swaps, start one when due. Returns a location to
+    /// move to (a crowded node draws a fresh one).
+    pub(super) fn tick(&mut self, cx: &mut SwapCtx, now: Instant) -> Option<Location> {
+        if !cx.config.swap.enabled {
+            return None;
+        }
+        self.relays.retain(|_, r| r.expires > now);
+        self.own.retain(|_, o| o.expires > now);
+        match self.next {
+            None => self.next = Some(cx.next_swap_at(now)),
+            Some(t) if t <= now => {
+                self.next = Some(cx.next_swap_at(now));
+                return self.start(cx, now);
+            }
+            Some(_) => {}
+        }
+        None
+    }
+
+    fn start(&mut self, cx: &mut SwapCtx, now: Instant) -> Option<Location> {
+        if !self.own.is_empty() {
+            // One swap at a time: a move in the middle of another would reveal a stale
+            // location.
+            return None;
+        }
+        if cx.config.swap.rerandomise_crowded && cx.crowded() {
+            self.stats.rerandomised += 1;
+            return Some(Location(cx.rng.gen()));
+        }
+        let first = cx.random_peer(None)?;
+        let ours = cx.own_side();
+        let id = cx.fresh_id();
+        cx.seen.insert(later(now, cx.config.seen_ttl), id);
+        let commitment = ours.commitment();
+        self.own.insert(
+            id,
+            Own {
+                role: Role::Initiator { ours, theirs: None },
+                via: first,
+                tried: vec![first],
+                expires: later(now, cx.config.swap.ttl),
+            },
+        );
+        self.stats.started += 1;
+        cx.send_swap_request(first, id, cx.config.swap.walk_hops.max(1), commitment);
+        None
+    }
+
+    /// A swap request from `from`: relay its walk, or partner it.
+    pub(super) fn on_request(
+        &mut self,
+        cx: &mut SwapCtx,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        hops: u8,
+        commitment: [u8; 32],
+    ) {
+        if !cx.config.swap.enabled {
+            return;
+        }
+        if cx.seen.contains(id) {
+            // The walk came back here: the sender tries another peer.
+            cx.transmits.push_back((from, Message::RejectedLoop { id }));
+            return;
+        }
+        cx.seen.insert(later(now, cx.config.seen_ttl), id);
+        let expires = later(now, cx.config.swap.ttl);
+        // A node busy with a swap of its own passes the request on rather than take part.
+        let busy = !self.own.is_empty();
+        let onward = if hops > 1 || busy {
+            cx.random_peer(Some(from))
+        } else {
+            None
+        };
+        match onward {
+            Some(next) if self.relays.len() < MAX_RELAYED => {
+                // Never below 1: a busy node passes a last hop on as a last hop (and a
+                // hostile 0 means the same).
+                let hops = hops.saturating_sub(1).max(1);
+                self.relays.insert(
+                    id,
+                    Relay {
+                        prev: from,
+                        next,
+                        tried: vec![next],
+                        hops,
+                        commitment,
+                        expires,
+                    },
+                );
+                self.stats.relayed += 1;
+                cx.send_swap_request(next, id, hops, commitment);
+            }
+            Some(_) => {}
+            None if busy => {}
+            None => self.partner(cx, from, id, commitment, expires),
+        }
+    }
+
+    /// Becomes the partner of swap `id`: commits to our side.
+    fn partner(
+        &mut self,
+        cx: &mut SwapCtx,
+        from: PeerId,
+        id: RequestId,
+        theirs: [u8; 32],
+        expires: Instant,
+    ) {
+        let ours = cx.own_side();
+        let mine = ours.commitment();
+        self.own.insert(
+            id,
+            Own {
+                role: Role::Partner { ours, theirs },
+                via: from,
+                tried: Vec::new(),
+                expires,
+            },
+        );
+        self.stats.partnered += 1;
+        cx.transmits.push_back((
+            from,
+            Message::SwapCommit {
+                id,
+                commitment: mine,
+            },
+        ));
+    }
+
+    /// Whether `id` is a swap this node relays or started (a `RejectedLoop` for it is a
+    /// walk that looped, not a request's).
+    pub(super) fn is_swap(&self, id: RequestId) -> bool {
+        self.relays.contains_key(&id) || self.own.contains_key(&id)
+    }
+
+    /// The walk of swap `id` reached a node it had passed: go on through another peer,
+    /// or hand the loop back when none is left.
+    pub(super) fn on_loop(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId) {
+        if self.relays.contains_key(&id) {
+            self.relay_loop(cx, from, id);
+            return;
+        }
+        let Some(own) = self.own.get(&id) else {
+            return;
+        };
+        let Role::Initiator { ours, theirs: None } = &own.role else {
+            return;
+        };
+        if own.via != from {
+            return;
+        }
+        let commitment = ours.commitment();
+        let exclude = own.tried.clone();
+        match cx.random_peer_except(&exclude) {
+            Some(next) => {
+                if let Some(own) = self.own.get_mut(&id) {
+                    own.via = next;
+                    own.tried.push(next);
+                }
+                cx.send_swap_request(next, id, cx.config.swap.walk_hops.max(1), commitment);
+            }
+            None => {
+                // Every first hop looped: this swap is over, and the node free for the next.
+                self.own.remove(&id);
+            }
+        }
+    }
+
+    /// A walk this node relays looped: on through another peer, or back to its sender.
+    fn relay_loop(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId) {
+        let Some(r) = self.relays.get(&id) else {
+            return;
+        };
+        if r.next != from {
+            return;
+        }
+        let mut exclude = r.tried.clone();
+        exclude.push(r.prev);
+        let (prev, hops, commitment) = (r.prev, r.hops, r.commitment);
+        match cx.random_peer_except(&exclude) {
+            Some(next) => {
+                if let Some(r) = self.relays.get_mut(&id) {
+                    r.next = next;
+                    r.tried.push(next);
+                }
+                cx.send_swap_request(next, id, hops, commitment);
+            }
+            None => {
+                self.relays.remove(&id);
+                cx.transmits.push_back((prev, Message::RejectedLoop { id }));
+            }
+        }
+    }
 
     /// Passes a swap message along the walk if we relay `id`; true if so.
-    fn relay_swap(&mut self, from: PeerId, id: RequestId, msg: Message) -> bool {
-        let Some(r) = self.swapping.relays.get(&id) else {
+    fn relay(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId, msg: Message) -> bool {
+        let Some(r) = self.relays.get(&id) else {
             return false;
         };
         let to = if from == r.prev {
@@ -410,15 +455,22 @@ impl Router {
         } else {
             return true;
         };
-        self.transmits.push_back((to, msg));
+        cx.transmits.push_back((to, msg));
         true
     }
 
-    pub(super) fn on_swap_commit(&mut self, from: PeerId, id: RequestId, commitment: [u8; 32]) {
-        if self.relay_swap(from, id, Message::SwapCommit { id, commitment }) {
+    /// The partner's commitment reached the initiator: reveal.
+    pub(super) fn on_commit(
+        &mut self,
+        cx: &mut SwapCtx,
+        from: PeerId,
+        id: RequestId,
+        commitment: [u8; 32],
+    ) {
+        if self.relay(cx, from, id, Message::SwapCommit { id, commitment }) {
             return;
         }
-        let Some(own) = self.swapping.own.get_mut(&id) else {
+        let Some(own) = self.own.get_mut(&id) else {
             return;
         };
         if own.via != from {
@@ -433,42 +485,35 @@ impl Router {
         };
         *theirs = Some(commitment);
         let reveal = reveal_of(id, ours);
-        self.transmits.push_back((from, reveal));
+        cx.transmits.push_back((from, reveal));
     }
 
-    pub(super) fn on_swap_reveal(
+    /// The other end's reveal: check it against its commitment, reveal in turn (the
+    /// partner) and decide. Returns the location to move to when the swap says so.
+    pub(super) fn on_reveal(
         &mut self,
-        now: Instant,
+        cx: &mut SwapCtx,
         from: PeerId,
         id: RequestId,
-        nonce: [u8; 32],
-        location: Location,
-        peers: Vec<Location>,
-    ) {
-        let them = Side {
-            nonce,
-            location,
-            peers,
-        };
-        if self.swapping.relays.contains_key(&id) {
+        them: Side,
+    ) -> Option<Location> {
+        if self.relays.contains_key(&id) {
             let msg = reveal_of(id, &them);
-            self.relay_swap(from, id, msg);
-            return;
+            self.relay(cx, from, id, msg);
+            return None;
         }
-        if self.swapping.own.get(&id).is_none_or(|o| o.via != from) {
-            return;
+        if self.own.get(&id).is_none_or(|o| o.via != from) {
+            return None;
         }
-        let Some(own) = self.swapping.own.remove(&id) else {
-            return;
-        };
+        let own = self.own.remove(&id)?;
         let (initiator, partner, we_initiated) = match own.role {
             Role::Partner { ours, theirs } => {
                 if !them.matches(&theirs) {
-                    self.stats.swap.refused += 1;
-                    return;
+                    self.stats.refused += 1;
+                    return None;
                 }
                 // Checked: now we reveal, and decide.
-                self.transmits.push_back((from, reveal_of(id, &ours)));
+                cx.transmits.push_back((from, reveal_of(id, &ours)));
                 (them, ours, false)
             }
             Role::Initiator {
@@ -476,81 +521,69 @@ impl Router {
                 theirs: Some(c),
             } => {
                 if !them.matches(&c) {
-                    self.stats.swap.refused += 1;
-                    return;
+                    self.stats.refused += 1;
+                    return None;
                 }
                 (ours, them, true)
             }
-            Role::Initiator { theirs: None, .. } => return,
+            Role::Initiator { theirs: None, .. } => return None,
         };
+        self.decide(cx, &initiator, &partner, we_initiated)
+    }
+
+    /// Both reveals checked: move to the partner's location if the rule says so.
+    fn decide(
+        &mut self,
+        cx: &SwapCtx,
+        initiator: &Side,
+        partner: &Side,
+        we_initiated: bool,
+    ) -> Option<Location> {
         let (mine, target) = if we_initiated {
             (initiator.location, partner.location)
         } else {
             (partner.location, initiator.location)
         };
-        // One swap at a time (see `on_swap_request`), so we are still where we said.
-        let guard = self.config.swap.max_side_loss;
-        if mine == self.location && swap::decide_guarded(&initiator, &partner, guard) {
-            self.stats.swap.moved += 1;
-            self.move_to(now, target);
+        // One swap at a time (see `on_request`), so we are still where we said.
+        let guard = cx.config.swap.max_side_loss;
+        if mine == cx.location && swap::decide_guarded(initiator, partner, guard) {
+            self.stats.moved += 1;
+            Some(target)
         } else {
-            self.stats.swap.declined += 1;
+            self.stats.declined += 1;
+            None
         }
-    }
-
-    /// Takes `location` and tells every peer.
-    fn move_to(&mut self, _now: Instant, location: Location) {
-        self.location = location;
-        let peers: Vec<PeerId> = self.peers.iter().map(|p| p.id).collect();
-        for p in peers {
-            self.transmits
-                .push_back((p, Message::LocationChanged { location }));
-        }
-        self.events.push_back(Event::LocationChanged { location });
     }
 
     /// A link came up: the first swap is due an interval from now, and the peer hears
     /// where we are now (its link's `Hello` may carry the location we had at start).
-    pub(super) fn swap_peer_added(&mut self, now: Instant, peer: PeerId) {
-        if !self.config.swap.enabled {
+    pub(super) fn peer_added(&mut self, cx: &mut SwapCtx, now: Instant, peer: PeerId) {
+        if !cx.config.swap.enabled {
             return;
         }
-        if self.swapping.next.is_none() {
-            self.swapping.next = Some(self.next_swap_at(now));
+        if self.next.is_none() {
+            self.next = Some(cx.next_swap_at(now));
         }
-        self.transmits.push_back((
+        cx.transmits.push_back((
             peer,
             Message::LocationChanged {
-                location: self.location,
+                location: cx.location,
             },
         ));
     }
 
-    /// A peer moved. Only swapping nodes move, and only they listen.
-    pub(super) fn on_location_changed(&mut self, from: PeerId, location: Location) {
-        if !self.config.swap.enabled {
-            return;
-        }
-        if let Some(p) = self.peers.get_mut(from) {
-            p.location = location;
-        }
-    }
-
-    /// Turns swapping on or off (a simulator's swap phase ends; a node stops taking
-    /// part). Open swaps are forgotten.
-    pub fn set_swapping(&mut self, on: bool) {
-        // A configuration shared with other routers is copied only to change it.
-        if self.config.swap.enabled != on {
-            std::sync::Arc::make_mut(&mut self.config).swap.enabled = on;
-        }
-        if !on {
-            self.swapping = Swapping::default();
-        }
+    /// Forgets every open swap (swapping was turned off); the counters stay.
+    pub(super) fn forget_open(&mut self) {
+        let stats = std::mem::take(&mut self.stats);
+        *self = Swapping {
+            stats,
+            ..Swapping::default()
+        };
     }
 
     /// Swapping counters.
-    pub fn swap_stats(&self) -> &SwapStats {
-        &self.stats.swap
+    pub(super) fn stats(&self) -> &SwapStats {
+        &self.stats
     }
 }
 

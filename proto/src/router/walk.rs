@@ -21,7 +21,8 @@
 //! Each hop renames the tunnel for the next, so colluding nodes on one walk do not learn
 //! from the tunnel id that they are on the same one.
 
-use super::request::{later, Kind, Walk};
+use super::request::{Kind, Walk};
+use super::time::later;
 use super::{PeerId, Router};
 use crate::block::Block;
 use crate::keys::RoutingKey;

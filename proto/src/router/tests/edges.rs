@@ -310,13 +310,13 @@ fn a_fresh_id_skips_one_the_generator_draws_while_it_is_in_use() {
 
 #[test]
 fn sides_and_deadlines_at_their_extremes() {
-    use super::request::{clockwise_of, later};
+    use super::time::later;
     // A point exactly half a turn away lies on one side only (counter-clockwise), so
     // the two chains of a replica walk can never both count it.
-    assert!(clockwise_of(Location((1 << 63) - 1), Location(0)));
-    assert!(!clockwise_of(Location(1 << 63), Location(0)));
-    assert!(clockwise_of(Location(5), Location(u64::MAX - 5)));
-    assert!(clockwise_of(Location(7), Location(7)));
+    assert!(Location((1 << 63) - 1).is_clockwise_of(Location(0)));
+    assert!(!Location(1 << 63).is_clockwise_of(Location(0)));
+    assert!(Location(5).is_clockwise_of(Location(u64::MAX - 5)));
+    assert!(Location(7).is_clockwise_of(Location(7)));
     // A deadline that would overflow the clock is a year away instead.
     let now = Instant::now();
     assert_eq!(

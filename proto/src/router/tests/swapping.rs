@@ -353,7 +353,7 @@ fn relays_keep_to_the_walk_and_non_swappers_ignore_it() {
         drain(&mut r).as_slice(),
         [(PeerId(1), Message::RejectedLoop { .. })]
     ));
-    assert!(!r.is_swap(id));
+    assert!(!r.swapping.is_swap(id));
 
     let (mut plain, now) = lone(&[], cfg(1));
     plain.add_peer(now, PeerId(1), Location(1 << 60));
@@ -530,11 +530,11 @@ fn an_initiator_retries_a_looped_walk_only_through_the_friend_it_used() {
         via = *next;
         tried.push(via);
     }
-    assert!(r.is_swap(id));
+    assert!(r.swapping.is_swap(id));
     // Every friend looped: the swap is given up, with nothing sent.
     r.handle_message(t, via, Message::RejectedLoop { id }, &mut store);
     assert!(drain(&mut r).is_empty());
-    assert!(!r.is_swap(id));
+    assert!(!r.swapping.is_swap(id));
 }
 
 /// The initiator's end of a swap: the partner's commitment answered by our reveal, then
@@ -615,7 +615,7 @@ fn an_initiator_refuses_a_broken_reveal_declines_a_bad_swap_and_takes_a_good_one
             assert_eq!(r.location(), Location(0), "{case}");
             assert!(out.is_empty(), "{case}: {out:?}");
         }
-        assert!(!r.is_swap(id));
+        assert!(!r.swapping.is_swap(id));
     }
 }
 
@@ -629,7 +629,7 @@ fn swapping_turned_off_forgets_open_swaps_and_starts_none() {
     let mut store = Mem::default();
     let (t, _, id, _) = own_swap(&mut r, now);
     r.set_swapping(false);
-    assert!(!r.is_swap(id));
+    assert!(!r.swapping.is_swap(id));
     let started = r.swap_stats().started;
     let mut later = t;
     for _ in 0..50 {
