@@ -69,6 +69,9 @@
 //! - For an insert, running out of peers is also the end of its route: the originator
 //!   reports success with [`InsertReport::route_exhausted`] set.
 
+mod config;
+mod ctx;
+mod events;
 mod failures;
 mod opennet;
 mod peers;
@@ -81,12 +84,19 @@ mod time;
 mod walk;
 
 use crate::block::Block;
-use crate::keys::RoutingKey;
-use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
+use crate::keys::{NodeKey, RoutingKey};
+use crate::message::{Htl, Message, PeerAddress, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
 use crate::swap;
+pub use config::{
+    HtlPolicy, RouterConfig, DARKNET_INSERT_ROUTES, DEFAULT_INDEX_REPLICAS, DEFAULT_LATENCY_FACTOR,
+    DEFAULT_LATENCY_PROGRESS_WEIGHT, DEFAULT_REPLICAS, DEFAULT_WALK_PROBABILITY,
+};
+pub use events::{
+    BlockStore, Event, Fetched, InsertFailure, InsertReport, Placement, RequestFailure, RouterStats,
+};
 use opennet::Opennet;
-pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin};
+pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin, MAX_BAD_OFFERS};
 pub use peers::PeerMeta;
 use peers::PeerTable;
 use rand::{Rng, SeedableRng};
@@ -102,379 +112,6 @@ pub use swapping::{SwapConfig, SwapStats, MAX_RELAYED as MAX_SWAPS_RELAYED};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct PeerId(pub u64);
 
-/// How HTL is decremented at its extremes.
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum HtlPolicy {
-    /// Every forwarding node decrements. Simple, and it tells a neighbour who sees the
-    /// maximum HTL that it talks to the originator; kept for comparison.
-    Always,
-    /// Freenet's rule: for each link the router draws, once, whether requests arriving
-    /// over it are decremented at the maximum (with `decrement_at_max`) and at 1 (with
-    /// `decrement_at_one`).
-    Probabilistic {
-        /// Probability that a link decrements at the maximum HTL.
-        decrement_at_max: f64,
-        /// Probability that a link decrements at HTL 1.
-        decrement_at_one: f64,
-    },
-}
-
-impl Default for HtlPolicy {
-    fn default() -> HtlPolicy {
-        HtlPolicy::Probabilistic {
-            decrement_at_max: 0.5,
-            decrement_at_one: 0.25,
-        }
-    }
-}
-
-/// The router's tunables.
-#[derive(Clone, Debug)]
-pub struct RouterConfig {
-    /// Largest HTL; requests start here. Default 18.
-    pub max_htl: Htl,
-    /// HTL decrement policy. Default probabilistic (0.5 at the maximum, 0.25 at 1).
-    pub htl_policy: HtlPolicy,
-    /// Per-hop base timeout: a request forwarded with HTL `h` times out after
-    /// `hop_timeout × (h + 1)`. Default 2 s.
-    pub hop_timeout: Duration,
-    /// How long a peer that rejected for overload or timed out is avoided, the first
-    /// time; each back-off in a row doubles it, up to `max_backoff`. Default 5 s.
-    pub backoff: Duration,
-    /// The longest back-off. Default 2 min.
-    pub max_backoff: Duration,
-    /// Most requests and inserts a single peer may have running here at once; more are
-    /// answered `RejectedOverload`. Default 128: an anonymity walk carries a whole
-    /// download or upload over one link (a client keeps up to 64 inserts in flight),
-    /// and a relay on it may use half (the forwarding window).
-    pub max_inflight_per_peer: usize,
-    /// Requests and inserts from all peers together that this node takes on before it
-    /// holds each peer to its fair share (this divided by the number of peers): past
-    /// it, a peer above its share is answered `RejectedOverload` while the others are
-    /// still served. Default 512.
-    pub max_inflight: usize,
-    /// The same bound for the bytes of insert blocks held while their inserts run.
-    /// Default 16 MiB (512 blocks).
-    pub max_inflight_bytes: u64,
-    /// How long a key whose search failed here is remembered (the failure table: quick
-    /// answers, skipped peers, and offers when the block turns up). Default 2 min.
-    pub failure_ttl: Duration,
-    /// A peer that is sent this many `RejectedOverload`s within one `backoff` period
-    /// ignores them (a router backs off a peer that rejects it): it is flooding and is
-    /// reported as misbehaving. Default 2,048 (400 a second for 5 s).
-    pub flood_rejections: u32,
-    /// How long a request id is remembered for loop detection. Default 10 min.
-    pub seen_ttl: Duration,
-    /// Seed of the router's random generator (request ids, per-link HTL flags).
-    pub rng_seed: u64,
-    /// Nodes near its key that an insert is stored on, unless its originator asks for
-    /// another number (capped at [`MAX_REPLICAS`]). Default [`DEFAULT_REPLICAS`].
-    pub replicas: u8,
-    /// Opennet: announcement, path folding and peer replacement (off by default).
-    pub opennet: OpennetConfig,
-    /// Darknet location swapping (off by default).
-    pub swap: SwapConfig,
-    /// The anonymity walk ([`walk`](self) module; docs/anonymity.md): the chance that a
-    /// node on a request's walk passes it on rather than ending it (Crowds' forwarding
-    /// probability; the originator always takes the first hop). 0 turns the walk off.
-    /// Default [`DEFAULT_WALK_PROBABILITY`].
-    pub walk_probability: f64,
-    /// How long a router-chosen tunnel lasts, for local requests whose user names none:
-    /// requests within it share one walk. Default 10 min.
-    pub tunnel_lifetime: Duration,
-    /// Friend-of-a-friend routing without opennet (darknet): send peers our peers'
-    /// locations and route by theirs (`opennet.foaf` and `opennet.neighbours_interval`
-    /// say how). Opennet does this whenever `opennet.foaf`. Default false.
-    pub neighbour_lists: bool,
-    /// Latency-aware next hops: a request may go to any peer whose distance to the key is
-    /// within this factor of the closest peer's (and below this node's own, so every
-    /// hop makes progress), and goes to the one with the best
-    /// measured round trip and success among them ([`Router::observe_rtt`] feeds the
-    /// round trips). 1.0 is pure greedy routing. Inserts always route greedily, so
-    /// where blocks are stored does not change. Default [`DEFAULT_LATENCY_FACTOR`].
-    pub latency_factor: f64,
-    /// Latency-aware routing: what each doubling of a candidate's distance to the key
-    /// over the closest peer's costs it, as a share of the mean round trip of this
-    /// node's links (a farther peer leaves more of the way to go). Default
-    /// [`DEFAULT_LATENCY_PROGRESS_WEIGHT`].
-    pub latency_progress_weight: f64,
-    /// Spread inserts: a local insert at full HTL leaves by this many routes (at most
-    /// its replicas), each through its own walk (one hop at least, even with the
-    /// anonymity walk off) and each storing an equal share of the replicas, so that in
-    /// a roughly embedded friend graph the copies land where requests from anywhere end
-    /// (docs/routing.md, darknet). 1: one route, every copy next to the key. Default 1;
-    /// [`DARKNET_INSERT_ROUTES`] is the darknet's.
-    pub insert_routes: u8,
-}
-
-/// Insert routes of a darknet node (`RouterConfig::insert_routes`): one per replica,
-/// chosen by the measurement in docs/routing.md.
-pub const DARKNET_INSERT_ROUTES: u8 = DEFAULT_REPLICAS;
-
-/// Default progress weight of latency-aware routing, chosen with the factor by the sweep
-/// in docs/routing.md.
-pub const DEFAULT_LATENCY_PROGRESS_WEIGHT: f64 = 0.3;
-
-/// Default latency factor: chosen by the sweep in docs/routing.md (10,000 simulated
-/// nodes on the Internet-like latency model).
-pub const DEFAULT_LATENCY_FACTOR: f64 = 32.0;
-
-/// Default walk probability: the least that kept a passive adversary's guesses below
-/// the bars of docs/anonymity.md, measured there with its cost in hops.
-pub const DEFAULT_WALK_PROBABILITY: f64 = 0.75;
-
-/// Default replicas per block: the least count that keeps ≥ 97% of distinct blocks
-/// fetchable after half of a 10,000-node network fails at once (measured in
-/// docs/durability.md, with its storage cost).
-pub const DEFAULT_REPLICAS: u8 = 7;
-
-/// Default replicas for a document's top and index blocks, which every reader of the
-/// document needs: twice the data blocks' (docs/durability.md).
-pub const DEFAULT_INDEX_REPLICAS: u8 = 14;
-
-impl Default for RouterConfig {
-    fn default() -> RouterConfig {
-        RouterConfig {
-            max_htl: Htl::DEFAULT_MAX,
-            htl_policy: HtlPolicy::default(),
-            hop_timeout: Duration::from_secs(2),
-            backoff: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(120),
-            max_inflight_per_peer: 128,
-            max_inflight: 512,
-            max_inflight_bytes: 16 << 20,
-            flood_rejections: 2048,
-            failure_ttl: Duration::from_secs(120),
-            seen_ttl: Duration::from_secs(600),
-            rng_seed: 0,
-            replicas: DEFAULT_REPLICAS,
-            opennet: OpennetConfig::default(),
-            swap: SwapConfig::default(),
-            walk_probability: DEFAULT_WALK_PROBABILITY,
-            tunnel_lifetime: Duration::from_secs(600),
-            neighbour_lists: false,
-            latency_factor: DEFAULT_LATENCY_FACTOR,
-            latency_progress_weight: DEFAULT_LATENCY_PROGRESS_WEIGHT,
-            insert_routes: 1,
-        }
-    }
-}
-
-/// Where a block sits in a node's storage.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Placement {
-    /// The long-term store: this node is a sink for the key.
-    Store,
-    /// The LRU cache of blocks passing by.
-    Cache,
-}
-
-/// Lookups into the node's storage. Writes leave the router as [`Event::Store`].
-pub trait BlockStore {
-    /// The block under `key`, if held, and where it is held.
-    fn get(&mut self, key: &RoutingKey) -> Option<(Block, Placement)>;
-
-    /// Whether `block` is the block named by `key`. The default hashes it
-    /// ([`Block::verify`]); a daemon must keep it. A simulator, whose blocks come from
-    /// no adversary, may answer from a memo.
-    fn verify(&mut self, key: &RoutingKey, block: &Block) -> bool {
-        block.verify(key).is_ok()
-    }
-}
-
-/// A fetched block and where it came from.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Fetched {
-    /// The block, verified against the key.
-    pub block: Block,
-    /// The peer that delivered it, or `None` when the local store had it.
-    pub from: Option<PeerId>,
-}
-
-/// Why a local request failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestFailure {
-    /// The request ran out of HTL without finding the block.
-    #[error("data not found")]
-    DataNotFound,
-    /// Every peer was tried with HTL left: the network here is too sparse.
-    #[error("route not found")]
-    RouteNotFound,
-    /// Every peer tried was overloaded.
-    #[error("peers overloaded")]
-    Overloaded,
-    /// The last peer tried did not answer in time and no other was left.
-    #[error("timed out")]
-    TimedOut,
-}
-
-/// How a successful insert ended.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct InsertReport {
-    /// True if the route ran out of peers before HTL ran out (a small or sparse
-    /// network); the block still sits on every node it reached.
-    pub route_exhausted: bool,
-}
-
-/// Why a local insert failed: no peer took the block.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InsertFailure {
-    /// No peer accepted the insert (none connected, or all rejected it as a loop).
-    #[error("route not found")]
-    RouteNotFound,
-    /// Every peer tried was overloaded.
-    #[error("peers overloaded")]
-    Overloaded,
-    /// The last peer tried did not answer in time and no other was left.
-    #[error("timed out")]
-    TimedOut,
-    /// A different block is already stored under this (signed) key: the first stays.
-    #[error("collision: another block is already published under this key")]
-    Collision,
-}
-
-/// What the router tells its shell.
-#[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// A request started by [`Router::start_request`] finished.
-    RequestFinished {
-        /// Its id.
-        id: RequestId,
-        /// The key asked for.
-        key: RoutingKey,
-        /// The block or why not.
-        result: Result<Fetched, RequestFailure>,
-    },
-    /// An insert started by [`Router::start_insert`] finished.
-    InsertFinished {
-        /// Its id.
-        id: RequestId,
-        /// The block's key.
-        key: RoutingKey,
-        /// How it ended.
-        result: Result<InsertReport, InsertFailure>,
-    },
-    /// Keep this verified block: in the long-term store or the cache.
-    Store {
-        /// Its routing key.
-        key: RoutingKey,
-        /// The block, already verified against `key`.
-        block: Block,
-        /// Where to keep it.
-        placement: Placement,
-    },
-    /// A peer broke the protocol (bad block, reply to an id it was never sent). The
-    /// shell decides on penalties; the router has already ignored the message.
-    PeerMisbehaved {
-        /// The peer.
-        peer: PeerId,
-        /// What it did.
-        reason: &'static str,
-    },
-    /// Opennet: dial this node, and offer the link with this origin to
-    /// [`Router::link_decision`] once it is up. On failure, tell
-    /// [`Router::connect_failed`].
-    Connect {
-        /// Where to dial.
-        address: crate::message::PeerAddress,
-        /// Why.
-        origin: PeerOrigin,
-    },
-    /// Darknet: this node swapped and is now at `location` (its peers are told).
-    LocationChanged {
-        /// The new location.
-        location: Location,
-    },
-    /// An anonymity walk ended here and its request or insert is routed on under a
-    /// fresh id (answers still go upstream under the walk's). For traces and for a
-    /// simulator that follows requests; a daemon needs do nothing.
-    WalkEnded {
-        /// The id the walk came with.
-        walk: RequestId,
-        /// The id of the greedy search from here.
-        greedy: RequestId,
-    },
-    /// Opennet: close this link (then call [`Router::remove_peer`]).
-    Disconnect {
-        /// The peer.
-        peer: PeerId,
-        /// Why, for logs.
-        reason: &'static str,
-    },
-}
-
-/// Counters for status pages, metrics and the simulator.
-#[derive(Clone, Default, Debug, PartialEq, Eq)]
-pub struct RouterStats {
-    /// Requests received from peers.
-    pub requests_received: u64,
-    /// Inserts received from peers.
-    pub inserts_received: u64,
-    /// Request messages sent (first tries and retries).
-    pub requests_forwarded: u64,
-    /// Insert messages sent.
-    pub inserts_forwarded: u64,
-    /// Peers' requests answered from the long-term store.
-    pub served_from_store: u64,
-    /// Peers' requests answered from the cache.
-    pub served_from_cache: u64,
-    /// Local requests answered by the local store or cache.
-    pub local_hits: u64,
-    /// Local requests started.
-    pub local_requests: u64,
-    /// Local requests that found their block.
-    pub local_requests_succeeded: u64,
-    /// Local inserts started.
-    pub local_inserts: u64,
-    /// Local inserts that completed.
-    pub local_inserts_succeeded: u64,
-    /// `RejectedLoop` sent.
-    pub rejected_loop: u64,
-    /// `RejectedOverload` sent.
-    pub rejected_overload: u64,
-    /// Peers reported as flooding: they kept sending after `flood_rejections`
-    /// rejections in one back-off period.
-    pub flooders: u64,
-    /// Per-hop timeouts.
-    pub timeouts: u64,
-    /// Requests answered `RouteNotFound` because their answer budget ran out.
-    pub budget_expired: u64,
-    /// Blocks handed out to be cached.
-    pub cached: u64,
-    /// Blocks handed out to the long-term store.
-    pub stored: u64,
-    /// Protocol violations by peers.
-    pub misbehaviour: u64,
-    /// Blocks from peers refused because they fail verification (a wrong hash, a forged
-    /// or altered signed block); each also counts as misbehaviour.
-    pub bad_blocks: u64,
-    /// Inserts refused because a different block already sits under their (signed)
-    /// key, here or further on.
-    pub collisions: u64,
-    /// Peers' requests declined at once (`RouteNotFound`, hops unspent): their key was
-    /// just searched for from here in vain (the failure table).
-    pub recently_failed: u64,
-    /// Blocks offered to peers that had asked for them in vain.
-    pub offers_sent: u64,
-    /// Offered blocks taken (asked for here before, and verified).
-    pub offers_taken: u64,
-    /// Offers ignored: not asked for here, or asked too long ago.
-    pub offers_ignored: u64,
-    /// Opennet counters.
-    pub opennet: OpennetStats,
-    /// Location-swapping counters (darknet).
-    pub swap: SwapStats,
-    /// Anonymity walks this node's user started.
-    pub walks_started: u64,
-    /// Walks passed on for other nodes.
-    pub walks_relayed: u64,
-    /// Walks that ended here (greedy routing started here).
-    pub walks_ended: u64,
-}
-
 /// A configured probability made safe for `gen_bool`: clamped to [0, 1], NaN as 0.5.
 fn probability(p: f64) -> f64 {
     if p.is_nan() {
@@ -482,6 +119,12 @@ fn probability(p: f64) -> f64 {
     } else {
         p.clamp(0.0, 1.0)
     }
+}
+
+/// The router's machines, borrowed together beside the shared state ([`ctx::Ctx`]).
+struct Machines<'a> {
+    swapping: &'a mut swapping::Swapping,
+    opennet: &'a mut Opennet,
 }
 
 /// One node's routing state machine. See the module documentation for the contract.
@@ -596,6 +239,84 @@ impl Router {
         self.add_peer_with(now, peer, location, PeerMeta::friend());
     }
 
+    /// Adds a link with what the shell knows about it. [`Router::add_peer`] is this for
+    /// a routable friend.
+    pub fn add_peer_with(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        location: Location,
+        meta: PeerMeta,
+    ) {
+        self.expire(now);
+        if let Some(a) = meta.address {
+            self.opennet.linking(&a.key);
+        }
+        let flags = self.draw_htl_flags();
+        let clock = self.opennet.clock();
+        let seed = meta.origin == PeerOrigin::Seed;
+        self.peers
+            .add_with(peer, location, flags, meta, (now, clock));
+        if seed && self.config.opennet.enabled {
+            self.opennet.seed_linked(now);
+        }
+        self.with_swapping(now, |s, cx| {
+            s.peer_added(cx, now, peer);
+            None
+        });
+        self.with_opennet(|o, cx| o.peers_changed(cx, now));
+    }
+
+    /// Decides whether to keep a link that just came up from (or to) the node `key` at
+    /// `location`, and with which origin: `origin` is what the shell knows (an inbound
+    /// link it did not ask for is [`PeerOrigin::Inbound`]; a newcomer this node
+    /// answered becomes [`PeerOrigin::Announcement`]).
+    pub fn link_decision(
+        &mut self,
+        now: Instant,
+        key: &NodeKey,
+        location: Location,
+        origin: PeerOrigin,
+    ) -> (LinkDecision, PeerOrigin) {
+        self.expire(now);
+        self.with_opennet(|o, cx| o.link_decision(cx, now, key, location, origin))
+    }
+
+    /// The shell did not link to an address it was asked to dial, for a reason of its
+    /// own (already connected, banned, refused): nobody is charged.
+    pub fn connect_failed(&mut self, key: &NodeKey) {
+        self.opennet.connect_failed(key);
+    }
+
+    /// The shell could not reach an address it was asked to dial at all (no answer, no
+    /// handshake). The peer whose offer named it is charged; one that reaches
+    /// [`MAX_BAD_OFFERS`] is reported as misbehaving (the shell drops and bans it).
+    pub fn dial_failed(&mut self, key: &NodeKey) {
+        if let Some(peer) = self.opennet.dial_failed(&self.peers, key) {
+            self.misbehaved(peer, "offers of unreachable addresses");
+        }
+    }
+
+    /// Tells the router where this node can be dialled; opennet offers carry it.
+    pub fn set_address(&mut self, address: PeerAddress) {
+        self.opennet.set_address(address);
+    }
+
+    /// Whether this node would take another routable peer now without dropping one.
+    pub fn has_room(&self) -> bool {
+        self.opennet.has_room(self.view())
+    }
+
+    /// How a peer was found, if it is connected.
+    pub fn peer_origin(&self, peer: PeerId) -> Option<PeerOrigin> {
+        self.peers.get(peer).map(|p| p.origin)
+    }
+
+    /// Whether a peer's link is routable (not transient).
+    pub fn peer_is_routable(&self, peer: PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.routable)
+    }
+
     /// The HTL flags of a new link.
     fn draw_htl_flags(&mut self) -> (bool, bool) {
         match self.config.htl_policy {
@@ -638,7 +359,7 @@ impl Router {
                 self.advance(now, id);
             }
         }
-        self.peers_changed(now);
+        self.with_opennet(|o, cx| o.peers_changed(cx, now));
         self.tidy_timers();
     }
 
@@ -850,14 +571,28 @@ impl Router {
                 target,
                 address,
                 htl,
-            } => self.on_announce(now, from, id, target, address, htl),
+            } => {
+                let a = opennet::Announce {
+                    id,
+                    target,
+                    address,
+                    htl,
+                };
+                self.with_opennet(|o, cx| o.on_announce(cx, now, from, a))
+            }
             Message::AnnounceReply {
                 id,
                 address,
                 location,
-            } => self.on_announce_reply(now, from, id, address, location),
-            Message::FoldOffer { id, address } => self.on_fold_offer(now, from, id, address),
-            Message::Neighbours { locations } => self.on_neighbours(from, locations.into_inner()),
+            } => {
+                self.with_opennet(|o, cx| o.on_announce_reply(cx, now, from, id, address, location))
+            }
+            Message::FoldOffer { id, address } => {
+                self.with_opennet(|o, cx| o.on_fold_offer(cx, now, from, id, address))
+            }
+            Message::Neighbours { locations } => {
+                self.with_opennet(|o, cx| o.on_neighbours(cx, from, locations.into_inner()))
+            }
             Message::Offer { key, block } => self.on_offer(now, from, key, block, store),
             Message::SwapRequest {
                 id,
@@ -887,7 +622,7 @@ impl Router {
             Message::LocationChanged { location } => {
                 self.on_location_changed(from, location);
                 // Our peers' view of where we lead has changed with it.
-                self.schedule_neighbours(now);
+                self.with_opennet(|o, cx| o.schedule_neighbours(cx, now));
             }
             Message::RejectedLoop { id } if self.swapping.is_swap(id) => {
                 self.with_swapping(now, |s, cx| {
@@ -920,8 +655,8 @@ impl Router {
                 self.on_timeout(now, id);
             }
         }
-        if self.opennet_timeout().is_some_and(|t| t <= now) {
-            self.opennet_tick(now);
+        if self.opennet.timeout(self.view()).is_some_and(|t| t <= now) {
+            self.with_opennet(|o, cx| o.tick(cx, now));
         }
         // Does nothing with swapping off, and otherwise only what is due (a swap to
         // start, state past its ttl to forget).
@@ -962,7 +697,7 @@ impl Router {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let request = self.timers.first().map(|(t, _)| *t);
         let swap = self.swapping.timeout(&self.config.swap);
-        [request, self.opennet_timeout(), swap]
+        [request, self.opennet.timeout(self.view()), swap]
             .into_iter()
             .flatten()
             .min()
@@ -987,6 +722,7 @@ impl Router {
     /// Counters since creation.
     pub fn stats(&self) -> RouterStats {
         RouterStats {
+            opennet: self.opennet.stats().clone(),
             swap: self.swapping.stats().clone(),
             ..self.stats.clone()
         }
@@ -1004,27 +740,52 @@ impl Router {
         request::fresh_id(&mut self.rng, &self.seen, &|id| requests.contains_key(&id))
     }
 
-    /// Hands one input to the swapping machine with its view of the router, then moves
-    /// the node if the machine says so.
-    fn with_swapping(
-        &mut self,
-        now: Instant,
-        input: impl FnOnce(&mut swapping::Swapping, &mut swapping::SwapCtx) -> Option<Location>,
-    ) {
-        let requests = &self.requests;
-        let in_use = |id: RequestId| requests.contains_key(&id);
-        let mut cx = swapping::SwapCtx {
+    /// What every machine may read, even from `&self`.
+    fn view(&self) -> ctx::View<'_> {
+        ctx::View {
             config: &self.config,
             location: self.location,
             peers: &self.peers,
-            rng: &mut self.rng,
-            seen: &mut self.seen,
-            in_use: &in_use,
-            transmits: &mut self.transmits,
-        };
-        if let Some(location) = input(&mut self.swapping, &mut cx) {
+        }
+    }
+
+    /// The router's shared state, lent to a machine, beside the machines themselves.
+    fn split(&mut self) -> (Machines<'_>, ctx::Ctx<'_>) {
+        (
+            Machines {
+                swapping: &mut self.swapping,
+                opennet: &mut self.opennet,
+            },
+            ctx::Ctx {
+                config: &self.config,
+                location: self.location,
+                peers: &mut self.peers,
+                rng: &mut self.rng,
+                seen: &mut self.seen,
+                requests: &self.requests,
+                transmits: &mut self.transmits,
+                events: &mut self.events,
+            },
+        )
+    }
+
+    /// Hands one input to the swapping machine, then moves the node if the machine says
+    /// so.
+    fn with_swapping(
+        &mut self,
+        now: Instant,
+        input: impl FnOnce(&mut swapping::Swapping, &mut ctx::Ctx) -> Option<Location>,
+    ) {
+        let (m, mut cx) = self.split();
+        if let Some(location) = input(m.swapping, &mut cx) {
             self.move_to(now, location);
         }
+    }
+
+    /// Hands one input to the opennet machine.
+    fn with_opennet<T>(&mut self, input: impl FnOnce(&mut Opennet, &mut ctx::Ctx) -> T) -> T {
+        let (m, mut cx) = self.split();
+        input(m.opennet, &mut cx)
     }
 
     /// Takes `location` and tells every peer (a swap moved this node).

@@ -25,9 +25,10 @@
 //!   announcement and is closed after `transient_ttl`. A node drops its links to seeds
 //!   once it has `min_peers` other peers, so a seed does not keep every newcomer.
 
-use super::peers::{decrement, PeerMeta};
+use super::ctx::{Ctx, View};
+use super::peers::{decrement, PeerTable};
 use super::time::{far_past, later};
-use super::{Event, PeerId, Router};
+use super::{Event, PeerId};
 use crate::keys::NodeKey;
 use crate::message::{Htl, Message, PeerAddress, RequestId};
 use crate::ring::Location;
@@ -187,6 +188,75 @@ const POST_MINIMUM_HOPS: u8 = 3;
 /// Most newcomers remembered as expected to dial in.
 const MAX_EXPECTED: usize = 256;
 
+/// One announcement as it walks: its id, the location it looks for, the newcomer's
+/// address and the hops it has left.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Announce {
+    pub id: RequestId,
+    pub target: Location,
+    pub address: PeerAddress,
+    pub htl: Htl,
+}
+
+/// Sends an announcement on its walk.
+fn send_walk(cx: &mut Ctx, to: PeerId, a: Announce) {
+    let msg = Message::Announce {
+        id: a.id,
+        target: a.target,
+        address: a.address,
+        htl: a.htl,
+    };
+    cx.send(to, msg);
+}
+
+/// Sends (or passes back) one offer for announcement `id`.
+fn send_reply(cx: &mut Ctx, to: PeerId, id: RequestId, address: PeerAddress, location: Location) {
+    let msg = Message::AnnounceReply {
+        id,
+        address,
+        location,
+    };
+    cx.send(to, msg);
+}
+
+/// Where announcement `a` ends: our routable peers (not in `exclude`, not the newcomer)
+/// nearest its target, at most `near_offers`: the nearest on either side of the target
+/// first, then the rest by distance.
+fn near_offers(v: View, a: &Announce, exclude: &[PeerId]) -> Vec<(PeerAddress, Location)> {
+    let target = a.target;
+    let mut near: Vec<(crate::ring::Distance, PeerAddress, Location)> = v
+        .peers
+        .iter()
+        .filter(|p| p.routable && !exclude.contains(&p.id))
+        .filter_map(|p| {
+            p.address
+                .as_deref()
+                .map(|&addr| (p.location.distance(target), addr, p.location))
+        })
+        .filter(|(_, addr, _)| addr.key != a.address.key)
+        .collect();
+    near.sort_by_key(|(d, addr, _)| (*d, addr.key));
+    let mut picked: Vec<(PeerAddress, Location)> = Vec::new();
+    for want in [true, false] {
+        if let Some((_, addr, l)) = near
+            .iter()
+            .find(|(_, _, l)| l.is_clockwise_of(target) == want)
+        {
+            picked.push((*addr, *l));
+        }
+    }
+    for (_, addr, l) in &near {
+        if picked.len() >= v.config.opennet.near_offers {
+            break;
+        }
+        if !picked.iter().any(|(x, _)| x == addr) {
+            picked.push((*addr, *l));
+        }
+    }
+    picked.truncate(v.config.opennet.near_offers);
+    picked
+}
+
 /// An announcement passing through (or started by) this node.
 #[derive(Clone, Debug)]
 struct Relay {
@@ -209,7 +279,7 @@ struct Fold {
 /// Opennet state of one router.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Opennet {
-    pub address: Option<PeerAddress>,
+    address: Option<PeerAddress>,
     relays: BTreeMap<RequestId, Relay>,
     folds: BTreeMap<RequestId, Fold>,
     fold_order: VecDeque<(Instant, RequestId)>,
@@ -231,11 +301,12 @@ pub(super) struct Opennet {
     /// 16 times `announce_interval`.
     announce_streak: u32,
     /// Data deliveries seen (the clock of "least recently successful").
-    pub clock: u64,
+    clock: u64,
     last_drop: Option<Instant>,
     /// When our neighbour list is next due to our peers, and when it last went.
     neighbours_due: Option<Instant>,
     neighbours_sent: Option<Instant>,
+    stats: OpennetStats,
 }
 
 /// Opennet counters, part of [`super::RouterStats`].
@@ -263,136 +334,118 @@ pub struct OpennetStats {
     pub bad_offers: u64,
 }
 
-impl Router {
-    /// Tells the router where this node can be dialled; opennet offers carry it.
-    pub fn set_address(&mut self, address: PeerAddress) {
-        self.opennet.address = Some(address);
+impl Opennet {
+    /// Where this node can be dialled; opennet offers carry it.
+    pub(super) fn set_address(&mut self, address: PeerAddress) {
+        self.address = Some(address);
+    }
+
+    /// Opennet counters.
+    pub(super) fn stats(&self) -> &OpennetStats {
+        &self.stats
+    }
+
+    /// The least-recently-successful clock: data deliveries seen.
+    pub(super) fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// A link to the node `key` is being added: a dial to it is done, and it is no
+    /// longer a newcomer expected to dial in.
+    pub(super) fn linking(&mut self, key: &NodeKey) {
+        self.offer_linked(key);
+        self.expected.remove(key);
+    }
+
+    /// A seed link came up. The shell dials a seed again only when this node is short
+    /// of peers with no seed link: announce through it now, whatever the back-off says.
+    /// A node cut off with a few others (half the network gone at once) would otherwise
+    /// announce only through its own peers, meet nobody outside its island and never
+    /// heal.
+    pub(super) fn seed_linked(&mut self, now: Instant) {
+        self.announce_streak = 0;
+        self.next_announce = Some(now);
     }
 
     /// Whether this node would take another routable peer now without dropping one.
-    pub fn has_room(&self) -> bool {
-        self.peers.routable() + self.opennet.pending.len() < self.config.opennet.max_peers
-    }
-
-    /// How a peer was found, if it is connected.
-    pub fn peer_origin(&self, peer: PeerId) -> Option<PeerOrigin> {
-        self.peers.get(peer).map(|p| p.origin)
-    }
-
-    /// Whether a peer's link is routable (not transient).
-    pub fn peer_is_routable(&self, peer: PeerId) -> bool {
-        self.peers.get(peer).is_some_and(|p| p.routable)
-    }
-
-    /// Adds a link with what the shell knows about it. [`Router::add_peer`] is this for
-    /// a routable friend.
-    pub fn add_peer_with(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        location: Location,
-        meta: PeerMeta,
-    ) {
-        self.expire(now);
-        if let Some(a) = meta.address {
-            self.offer_linked(&a.key);
-            self.opennet.expected.remove(&a.key);
-        }
-        let flags = self.draw_htl_flags();
-        let clock = self.opennet.clock;
-        let seed = meta.origin == PeerOrigin::Seed;
-        self.peers
-            .add_with(peer, location, flags, meta, (now, clock));
-        if seed && self.config.opennet.enabled {
-            // The shell dials a seed again only when this node is short of peers with
-            // no seed link: announce through it now, whatever the back-off says. A
-            // node cut off with a few others (half the network gone at once) would
-            // otherwise announce only through its own peers, meet nobody outside its
-            // island and never heal.
-            self.opennet.announce_streak = 0;
-            self.opennet.next_announce = Some(now);
-        }
-        self.with_swapping(now, |s, cx| {
-            s.peer_added(cx, now, peer);
-            None
-        });
-        self.peers_changed(now);
+    pub(super) fn has_room(&self, v: View) -> bool {
+        v.peers.routable() + self.pending.len() < v.config.opennet.max_peers
     }
 
     /// Decides whether to keep a link that just came up from (or to) the node `key` at
     /// `location`, and with which origin: `origin` is what the shell knows (an inbound
     /// link it did not ask for is [`PeerOrigin::Inbound`]; a newcomer this node
     /// answered becomes [`PeerOrigin::Announcement`]).
-    pub fn link_decision(
+    pub(super) fn link_decision(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         key: &NodeKey,
         location: Location,
         origin: PeerOrigin,
     ) -> (LinkDecision, PeerOrigin) {
-        self.expire(now);
-        let origin = match (origin, self.opennet.expected.remove(key)) {
+        let origin = match (origin, self.expected.remove(key)) {
             (PeerOrigin::Inbound, Some(_)) => PeerOrigin::Announcement,
             (o, _) => o,
         };
         // The address was reachable: whoever offered it told the truth.
         self.offer_linked(key);
-        let max = self.config.opennet.max_peers;
-        if self.peers.routable() < max {
+        let max = cx.config.opennet.max_peers;
+        if cx.peers.routable() < max {
             return (LinkDecision::Accept, origin);
         }
-        if origin == PeerOrigin::Friend || self.config.opennet.enabled {
-            if let Some(victim) = self.replaceable(now, Some(location)) {
-                self.opennet.last_drop = Some(now);
-                self.stats.opennet.peers_dropped += 1;
+        if origin == PeerOrigin::Friend || cx.config.opennet.enabled {
+            if let Some(victim) = self.replaceable(cx.view(), now, Some(location)) {
+                self.last_drop = Some(now);
+                self.stats.peers_dropped += 1;
                 return (LinkDecision::Replace(victim), origin);
             }
         }
-        let transient = self.peers.iter().filter(|p| !p.routable).count();
-        if self.config.opennet.enabled
+        let transient = cx.peers.iter().filter(|p| !p.routable).count();
+        if cx.config.opennet.enabled
             && matches!(origin, PeerOrigin::Inbound | PeerOrigin::Announcement)
-            && transient < self.config.opennet.transient_slots
+            && transient < cx.config.opennet.transient_slots
         {
-            self.stats.opennet.links_transient += 1;
+            self.stats.links_transient += 1;
             return (LinkDecision::Transient, origin);
         }
-        self.stats.opennet.links_refused += 1;
+        self.stats.links_refused += 1;
         (LinkDecision::Refuse, origin)
     }
 
     /// The shell did not link to an address it was asked to dial, for a reason of its
     /// own (already connected, banned, refused): nobody is charged.
-    pub fn connect_failed(&mut self, key: &NodeKey) {
-        self.opennet.pending.remove(key);
+    pub(super) fn connect_failed(&mut self, key: &NodeKey) {
+        self.pending.remove(key);
     }
 
     /// The shell could not reach an address it was asked to dial at all (no answer, no
     /// handshake). The peer whose offer named it is charged; one that reaches
-    /// [`MAX_BAD_OFFERS`] is reported as misbehaving (the shell drops and bans it).
-    pub fn dial_failed(&mut self, key: &NodeKey) {
-        let Some((_, Some(via))) = self.opennet.pending.remove(key) else {
-            return;
+    /// [`MAX_BAD_OFFERS`] is returned, to be reported as misbehaving (the shell drops and
+    /// bans it).
+    pub(super) fn dial_failed(&mut self, peers: &PeerTable, key: &NodeKey) -> Option<PeerId> {
+        let Some((_, Some(via))) = self.pending.remove(key) else {
+            return None;
         };
-        self.stats.opennet.bad_offers += 1;
-        if self.peers.get(via).is_none() {
-            return;
-        }
-        let n = self.opennet.bad_offers.entry(via).or_insert(0);
+        self.stats.bad_offers += 1;
+        peers.get(via)?;
+        let n = self.bad_offers.entry(via).or_insert(0);
         *n += 1;
         if *n >= MAX_BAD_OFFERS {
-            self.opennet.bad_offers.remove(&via);
-            self.misbehaved(via, "offers of unreachable addresses");
+            self.bad_offers.remove(&via);
+            return Some(via);
         }
+        None
     }
 
     /// A link to `key` came up: a pending dial is done, and the peer whose offer named
     /// the address is credited one offer.
     fn offer_linked(&mut self, key: &NodeKey) {
-        if let Some((_, Some(via))) = self.opennet.pending.remove(key) {
-            if let Some(n) = self.opennet.bad_offers.get_mut(&via) {
+        if let Some((_, Some(via))) = self.pending.remove(key) {
+            if let Some(n) = self.bad_offers.get_mut(&via) {
                 *n -= 1;
                 if *n == 0 {
-                    self.opennet.bad_offers.remove(&via);
+                    self.bad_offers.remove(&via);
                 }
             }
         }
@@ -401,34 +454,35 @@ impl Router {
     /// Whether a node at `location` would be among our `near_slots` nearest peers on
     /// the ring. Those short links are what lets greedy routing finish a route, so they
     /// are kept apart from the least-recently-successful rule.
-    fn is_near(&self, location: Location) -> bool {
-        let d = self.location.distance(location);
-        let side = location.is_clockwise_of(self.location);
-        self.peers
+    fn is_near(&self, v: View, location: Location) -> bool {
+        let d = v.location.distance(location);
+        let side = location.is_clockwise_of(v.location);
+        v.peers
             .iter()
             .filter(|p| {
                 p.routable
-                    && p.location.is_clockwise_of(self.location) == side
-                    && self.location.distance(p.location) < d
+                    && p.location.is_clockwise_of(v.location) == side
+                    && v.location.distance(p.location) < d
             })
             .count()
-            < self.config.opennet.near_slots / 2
+            < v.config.opennet.near_slots / 2
     }
 
     /// The nearest `near_slots` / 2 routable peers on each side of us.
-    fn near_peers(&self) -> Vec<PeerId> {
+    fn near_peers(&self, v: View) -> Vec<PeerId> {
         let mut out = Vec::new();
         for side in [true, false] {
-            let mut v: Vec<(crate::ring::Distance, PeerId)> = self
+            let mut by_distance: Vec<(crate::ring::Distance, PeerId)> = v
                 .peers
                 .iter()
-                .filter(|p| p.routable && p.location.is_clockwise_of(self.location) == side)
-                .map(|p| (self.location.distance(p.location), p.id))
+                .filter(|p| p.routable && p.location.is_clockwise_of(v.location) == side)
+                .map(|p| (v.location.distance(p.location), p.id))
                 .collect();
-            v.sort_unstable();
+            by_distance.sort_unstable();
             out.extend(
-                v.into_iter()
-                    .take(self.config.opennet.near_slots / 2)
+                by_distance
+                    .into_iter()
+                    .take(v.config.opennet.near_slots / 2)
                     .map(|(_, id)| id),
             );
         }
@@ -439,18 +493,18 @@ impl Router {
     /// rules allow one now. The `near_slots` nearest peers are never dropped. A
     /// newcomer that would be one of them may replace a farther peer at once; any other
     /// waits for `drop_interval` since the last replacement.
-    fn replaceable(&self, now: Instant, newcomer: Option<Location>) -> Option<PeerId> {
-        let c = &self.config.opennet;
-        let near_newcomer = newcomer.is_some_and(|l| self.is_near(l));
+    fn replaceable(&self, v: View, now: Instant, newcomer: Option<Location>) -> Option<PeerId> {
+        let c = &v.config.opennet;
+        let near_newcomer = newcomer.is_some_and(|l| self.is_near(v, l));
         if !near_newcomer {
-            if let Some(last) = self.opennet.last_drop {
+            if let Some(last) = self.last_drop {
                 if now.saturating_duration_since(last) < c.drop_interval {
                     return None;
                 }
             }
         }
-        let near = self.near_peers();
-        self.peers
+        let near = self.near_peers(v);
+        v.peers
             .iter()
             .filter(|p| {
                 p.routable
@@ -464,14 +518,14 @@ impl Router {
 
     /// Whether this node wants one more peer (at `location`, if known): room, or a
     /// peer it may replace.
-    fn wants_peer(&self, now: Instant, location: Option<Location>) -> bool {
-        self.config.opennet.enabled
-            && self.opennet.pending.len() < MAX_PENDING
-            && (self.has_room() || self.replaceable(now, location).is_some())
+    fn wants_peer(&self, v: View, now: Instant, location: Option<Location>) -> bool {
+        v.config.opennet.enabled
+            && self.pending.len() < MAX_PENDING
+            && (self.has_room(v) || self.replaceable(v, now, location).is_some())
     }
 
-    fn connected_to(&self, key: &NodeKey) -> Option<PeerId> {
-        self.peers
+    fn connected_to(&self, v: View, key: &NodeKey) -> Option<PeerId> {
+        v.peers
             .iter()
             .find(|p| p.address.as_ref().is_some_and(|a| a.key == *key))
             .map(|p| p.id)
@@ -481,129 +535,129 @@ impl Router {
     /// or already asked.
     fn connect(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         address: PeerAddress,
         origin: PeerOrigin,
         via: Option<PeerId>,
     ) -> bool {
-        if self.opennet.address.is_some_and(|a| a.key == address.key)
-            || self.opennet.pending.contains_key(&address.key)
-            || self.opennet.pending.len() >= MAX_PENDING
+        if self.address.is_some_and(|a| a.key == address.key)
+            || self.pending.contains_key(&address.key)
+            || self.pending.len() >= MAX_PENDING
         {
             return false;
         }
-        if let Some(id) = self.connected_to(&address.key) {
+        if let Some(id) = self.connected_to(cx.view(), &address.key) {
             // A seed that answered our announcement wants us: keep that link.
-            if let Some(p) = self.peers.get_mut(id) {
+            if let Some(p) = cx.peers.get_mut(id) {
                 if p.origin == PeerOrigin::Seed && origin == PeerOrigin::Announcement {
                     p.origin = PeerOrigin::Announcement;
                 }
             }
             return false;
         }
-        self.opennet
-            .pending
+        self.pending
             .insert(address.key, (later(now, PENDING_TTL), via));
-        self.stats.opennet.connects += 1;
-        self.events.push_back(Event::Connect { address, origin });
+        self.stats.connects += 1;
+        cx.events.push_back(Event::Connect { address, origin });
         true
     }
 
     /// Records a data delivery by `peer` (the least-recently-successful clock).
-    pub(super) fn note_success(&mut self, peer: PeerId) {
-        self.opennet.clock += 1;
-        let clock = self.opennet.clock;
-        if let Some(p) = self.peers.get_mut(peer) {
+    pub(super) fn note_success(&mut self, cx: &mut Ctx, peer: PeerId) {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(p) = cx.peers.get_mut(peer) {
             p.last_success = clock;
         }
     }
 
     /// The next instant opennet upkeep wants [`Router::handle_timeout`].
-    pub(super) fn opennet_timeout(&self) -> Option<Instant> {
-        if !self.config.opennet.enabled {
-            return self.opennet.neighbours_due.filter(|_| self.foaf_on());
+    pub(super) fn timeout(&self, v: View) -> Option<Instant> {
+        if !v.config.opennet.enabled {
+            return self.neighbours_due.filter(|_| self.foaf_on(v));
         }
-        let ttl = self.config.opennet.transient_ttl;
-        let transient = self
+        let ttl = v.config.opennet.transient_ttl;
+        let transient = v
             .peers
             .iter()
             .filter(|p| !p.routable)
             .map(|p| later(p.added_at, ttl))
             .min();
-        let announce = if self.needs_announce() {
-            self.opennet.next_announce
+        let announce = if self.needs_announce(v) {
+            self.next_announce
         } else {
             None
         };
         [
             transient,
             announce,
-            self.opennet.next_stabilize,
-            self.opennet.neighbours_due,
+            self.next_stabilize,
+            self.neighbours_due,
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    fn needs_announce(&self) -> bool {
-        self.config.opennet.enabled
-            && self.opennet.address.is_some()
-            && self.peers.len() > 0
-            && self.peers.routable() < self.config.opennet.min_peers
+    fn needs_announce(&self, v: View) -> bool {
+        v.config.opennet.enabled
+            && self.address.is_some()
+            && v.peers.len() > 0
+            && v.peers.routable() < v.config.opennet.min_peers
     }
 
     /// After a link came or went: announce soon if peers are short, let seeds go if
     /// not.
-    pub(super) fn peers_changed(&mut self, now: Instant) {
-        self.schedule_neighbours(now);
-        if !self.config.opennet.enabled {
+    pub(super) fn peers_changed(&mut self, cx: &mut Ctx, now: Instant) {
+        self.schedule_neighbours(cx, now);
+        if !cx.config.opennet.enabled {
             return;
         }
-        if self.needs_announce() {
-            if self.opennet.next_announce.is_none() {
-                self.opennet.next_announce = Some(now);
+        if self.needs_announce(cx.view()) {
+            if self.next_announce.is_none() {
+                self.next_announce = Some(now);
             }
         } else {
-            self.opennet.announce_streak = 0;
+            self.announce_streak = 0;
         }
-        if self.opennet.next_stabilize.is_none()
-            && self.opennet.address.is_some()
-            && !self.config.opennet.stabilize_interval.is_zero()
+        if self.next_stabilize.is_none()
+            && self.address.is_some()
+            && !cx.config.opennet.stabilize_interval.is_zero()
         {
-            self.opennet.next_stabilize = Some(later(now, self.config.opennet.stabilize_interval));
+            self.next_stabilize = Some(later(now, cx.config.opennet.stabilize_interval));
         }
-        if self.ring_neighbours() != self.opennet.ring_seen {
+        if self.ring_neighbours(cx.view()) != self.ring_seen {
             // The neighbourhood moved (a neighbour left or a nearer one came): look
             // around again soon, at the short pause.
-            self.opennet.stabilize_streak = 0;
-            let soon = later(now, self.config.opennet.stabilize_interval);
-            self.opennet.next_stabilize = self.opennet.next_stabilize.map(|t| t.min(soon));
+            self.stabilize_streak = 0;
+            let soon = later(now, cx.config.opennet.stabilize_interval);
+            self.next_stabilize = self.next_stabilize.map(|t| t.min(soon));
         }
-        self.release_seeds();
+        self.release_seeds(cx);
     }
 
     /// Whether this node exchanges neighbour lists: opennet's friend-of-a-friend
     /// routing, or a darknet's (`neighbour_lists`).
-    pub(super) fn foaf_on(&self) -> bool {
-        self.config.opennet.foaf && (self.config.opennet.enabled || self.config.neighbour_lists)
+    pub(super) fn foaf_on(&self, v: View) -> bool {
+        v.config.opennet.foaf && (v.config.opennet.enabled || v.config.neighbour_lists)
     }
 
     /// Sends our peers' locations soon (at most once per `neighbours_interval`).
-    pub(super) fn schedule_neighbours(&mut self, now: Instant) {
-        if self.foaf_on() && self.opennet.neighbours_due.is_none() {
-            let next = self.opennet.neighbours_sent.map_or(now, |t| {
-                later(t, self.config.opennet.neighbours_interval).max(now)
+    pub(super) fn schedule_neighbours(&mut self, cx: &mut Ctx, now: Instant) {
+        if self.foaf_on(cx.view()) && self.neighbours_due.is_none() {
+            let next = self.neighbours_sent.map_or(now, |t| {
+                later(t, cx.config.opennet.neighbours_interval).max(now)
             });
-            self.opennet.neighbours_due = Some(next);
+            self.neighbours_due = Some(next);
         }
     }
 
     /// Tells every routable peer the locations of our routable peers.
-    fn send_neighbours(&mut self, now: Instant) {
-        self.opennet.neighbours_due = None;
-        self.opennet.neighbours_sent = Some(now);
-        let routable: Vec<(PeerId, Location)> = self
+    fn send_neighbours(&mut self, cx: &mut Ctx, now: Instant) {
+        self.neighbours_due = None;
+        self.neighbours_sent = Some(now);
+        let routable: Vec<(PeerId, Location)> = cx
             .peers
             .iter()
             .filter(|p| p.routable)
@@ -618,7 +672,7 @@ impl Router {
             return;
         };
         for (peer, _) in routable {
-            self.transmits.push_back((
+            cx.transmits.push_back((
                 peer,
                 Message::Neighbours {
                     locations: list.clone(),
@@ -628,19 +682,24 @@ impl Router {
     }
 
     /// A peer's neighbour list (friend-of-a-friend routing).
-    pub(super) fn on_neighbours(&mut self, from: PeerId, mut locations: Vec<Location>) {
-        if self.config.opennet.foaf {
+    pub(super) fn on_neighbours(
+        &mut self,
+        cx: &mut Ctx,
+        from: PeerId,
+        mut locations: Vec<Location>,
+    ) {
+        if cx.config.opennet.foaf {
             // Our own place in the list says nothing about where the peer leads.
-            let me = self.location;
+            let me = cx.location;
             locations.retain(|l| *l != me);
-            self.peers.set_neighbours(from, locations);
+            cx.peers.set_neighbours(from, locations);
         }
     }
 
     /// Drops the links to seeds once enough other routable peers are connected.
-    fn release_seeds(&mut self) {
-        let min = self.config.opennet.min_peers;
-        let others = self
+    fn release_seeds(&mut self, cx: &mut Ctx) {
+        let min = cx.config.opennet.min_peers;
+        let others = cx
             .peers
             .iter()
             .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
@@ -648,7 +707,7 @@ impl Router {
         if others < min {
             return;
         }
-        let seeds: Vec<PeerId> = self
+        let seeds: Vec<PeerId> = cx
             .peers
             .iter()
             .filter(|p| p.origin == PeerOrigin::Seed)
@@ -656,13 +715,13 @@ impl Router {
             .collect();
         for peer in seeds {
             // Not routed to while the shell closes it.
-            if let Some(p) = self.peers.get_mut(peer) {
+            if let Some(p) = cx.peers.get_mut(peer) {
                 p.origin = PeerOrigin::Inbound;
                 p.routable = false;
                 p.added_at = far_past(p.added_at);
             }
-            self.stats.opennet.peers_dropped += 1;
-            self.events.push_back(Event::Disconnect {
+            self.stats.peers_dropped += 1;
+            cx.events.push_back(Event::Disconnect {
                 peer,
                 reason: "seed no longer needed",
             });
@@ -670,63 +729,56 @@ impl Router {
     }
 
     /// Opennet upkeep: expiry, closing transient and seed links, announcing.
-    pub(super) fn opennet_tick(&mut self, now: Instant) {
-        if !self.config.opennet.enabled {
+    pub(super) fn tick(&mut self, cx: &mut Ctx, now: Instant) {
+        if !cx.config.opennet.enabled {
             // Without opennet the only timer here is the neighbour list's
             // (`opennet_timeout`), and `handle_timeout` calls this when it is due.
-            self.send_neighbours(now);
+            self.send_neighbours(cx, now);
             return;
         }
-        self.forget_stale(now);
+        self.forget_stale(cx, now);
         // Transient links have had their time.
-        let ttl = self.config.opennet.transient_ttl;
-        let stale: Vec<PeerId> = self
+        let ttl = cx.config.opennet.transient_ttl;
+        let stale: Vec<PeerId> = cx
             .peers
             .iter()
             .filter(|p| !p.routable && later(p.added_at, ttl) <= now)
             .map(|p| p.id)
             .collect();
         for peer in stale {
-            self.events.push_back(Event::Disconnect {
+            cx.events.push_back(Event::Disconnect {
                 peer,
                 reason: "transient link expired",
             });
         }
-        self.release_seeds();
-        if self.opennet.next_stabilize.is_some_and(|t| t <= now) {
-            self.stabilize(now);
+        self.release_seeds(cx);
+        if self.next_stabilize.is_some_and(|t| t <= now) {
+            self.stabilize(cx, now);
         }
-        if self.opennet.neighbours_due.is_some_and(|t| t <= now) {
-            self.send_neighbours(now);
+        if self.neighbours_due.is_some_and(|t| t <= now) {
+            self.send_neighbours(cx, now);
         }
-        if self.needs_announce() && self.opennet.next_announce.is_none_or(|t| t <= now) {
-            self.announce(now);
+        if self.needs_announce(cx.view()) && self.next_announce.is_none_or(|t| t <= now) {
+            self.announce(cx, now);
         }
     }
 
     /// Forgets expired relays, folds, pending dials and expected newcomers.
-    fn forget_stale(&mut self, now: Instant) {
-        self.opennet.relays.retain(|_, r| r.expires > now);
-        while let Some(&(t, id)) = self.opennet.fold_order.front() {
+    fn forget_stale(&mut self, cx: &mut Ctx, now: Instant) {
+        self.relays.retain(|_, r| r.expires > now);
+        while let Some(&(t, id)) = self.fold_order.front() {
             if t > now {
                 break;
             }
-            self.opennet.fold_order.pop_front();
-            if self
-                .opennet
-                .folds
-                .get(&id)
-                .is_some_and(|f| f.expires <= now)
-            {
-                self.opennet.folds.remove(&id);
+            self.fold_order.pop_front();
+            if self.folds.get(&id).is_some_and(|f| f.expires <= now) {
+                self.folds.remove(&id);
             }
         }
-        self.opennet.pending.retain(|_, (t, _)| *t > now);
-        let peers = &self.peers;
-        self.opennet
-            .bad_offers
-            .retain(|id, _| peers.get(*id).is_some());
-        self.opennet.expected.retain(|_, t| *t > now);
+        self.pending.retain(|_, (t, _)| *t > now);
+        let peers = &cx.peers;
+        self.bad_offers.retain(|id, _| peers.get(*id).is_some());
+        self.expected.retain(|_, t| *t > now);
     }
 
     /// Announces through the nearest peer on each side of the ring: the walk ends at
@@ -734,31 +786,31 @@ impl Router {
     /// While those two peers stay the same the pause doubles, up to
     /// `stabilize_max_interval`: a settled node costs its neighbourhood little, and the
     /// simulator's long joins stay linear in the number of nodes.
-    fn stabilize(&mut self, now: Instant) {
-        let ring = self.ring_neighbours();
-        if ring == self.opennet.ring_seen {
-            self.opennet.stabilize_streak = self.opennet.stabilize_streak.saturating_add(1);
+    fn stabilize(&mut self, cx: &mut Ctx, now: Instant) {
+        let ring = self.ring_neighbours(cx.view());
+        if ring == self.ring_seen {
+            self.stabilize_streak = self.stabilize_streak.saturating_add(1);
         } else {
-            self.opennet.ring_seen = ring;
-            self.opennet.stabilize_streak = 0;
+            self.ring_seen = ring;
+            self.stabilize_streak = 0;
         }
-        let config = &self.config.opennet;
+        let config = &cx.config.opennet;
         let pause = config
             .stabilize_interval
-            .saturating_mul(1 << self.opennet.stabilize_streak.min(16))
+            .saturating_mul(1 << self.stabilize_streak.min(16))
             .min(config.stabilize_max_interval.max(config.stabilize_interval));
-        self.opennet.next_stabilize = Some(later(now, pause));
+        self.next_stabilize = Some(later(now, pause));
         for peer in ring.into_iter().flatten() {
-            self.send_announce(now, vec![peer]);
+            self.send_announce(cx, now, vec![peer]);
         }
     }
 
     /// The nearest routable peer (not a seed) on each side of our location, clockwise
     /// first.
-    fn ring_neighbours(&self) -> [Option<PeerId>; 2] {
-        let me = self.location;
+    fn ring_neighbours(&self, v: View) -> [Option<PeerId>; 2] {
+        let me = v.location;
         [true, false].map(|side| {
-            self.peers
+            v.peers
                 .iter()
                 .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
                 .filter(|p| p.location.is_clockwise_of(me) == side)
@@ -768,23 +820,23 @@ impl Router {
     }
 
     /// Starts an announcement for our own location.
-    fn announce(&mut self, now: Instant) {
-        if self.opennet.address.is_none() {
+    fn announce(&mut self, cx: &mut Ctx, now: Instant) {
+        if self.address.is_none() {
             return;
         }
-        let pause = self
+        let pause = cx
             .config
             .opennet
             .announce_interval
-            .saturating_mul(1 << self.opennet.announce_streak.min(4));
-        self.opennet.announce_streak += 1;
-        self.opennet.next_announce = Some(later(now, pause));
+            .saturating_mul(1 << self.announce_streak.min(4));
+        self.announce_streak += 1;
+        self.next_announce = Some(later(now, pause));
         // The first time through the seeds (they are there for this); after that
         // through a random peer of ours, so each walk passes other nodes on its way
         // (whose answers give links of every length) and ends among our ring
         // neighbours.
         let mut first: Vec<PeerId> = Vec::new();
-        let candidates: Vec<PeerId> = self
+        let candidates: Vec<PeerId> = cx
             .peers
             .iter()
             .filter(|p| p.routable && p.origin != PeerOrigin::Seed)
@@ -793,12 +845,12 @@ impl Router {
         let random = if candidates.is_empty() {
             None
         } else {
-            Some(candidates[self.rng.gen_range(0..candidates.len())])
+            Some(candidates[cx.rng.gen_range(0..candidates.len())])
         };
         match random {
-            Some(p) if self.opennet.announce_streak > 1 => first.push(p),
+            Some(p) if self.announce_streak > 1 => first.push(p),
             _ => first.extend(
-                self.peers
+                cx.peers
                     .iter()
                     .filter(|p| p.origin == PeerOrigin::Seed)
                     .map(|p| p.id)
@@ -808,131 +860,103 @@ impl Router {
         if first.is_empty() {
             first.extend(random);
         }
-        self.stats.opennet.announces_started += 1;
-        self.send_announce(now, first);
+        self.stats.announces_started += 1;
+        self.send_announce(cx, now, first);
     }
 
     /// Sends one announcement of ours to `first`.
-    fn send_announce(&mut self, now: Instant, first: Vec<PeerId>) {
-        let Some(address) = self.opennet.address else {
+    fn send_announce(&mut self, cx: &mut Ctx, now: Instant, first: Vec<PeerId>) {
+        let Some(address) = self.address else {
             return;
         };
         if first.is_empty() {
             return;
         }
-        let target = self.location;
-        let id = self.fresh_id();
-        self.seen.insert(later(now, self.config.seen_ttl), id);
-        self.opennet.relays.insert(
+        let target = cx.location;
+        let id = cx.fresh_id();
+        cx.seen.insert(later(now, cx.config.seen_ttl), id);
+        self.relays.insert(
             id,
             Relay {
                 source: None,
-                expires: later(now, self.config.opennet.announce_ttl),
+                expires: later(now, cx.config.opennet.announce_ttl),
                 replies: 0,
             },
         );
-        let htl = self.config.max_htl;
+        let htl = cx.config.max_htl;
         for peer in first {
-            self.send_walk(peer, id, target, address, htl);
+            send_walk(
+                cx,
+                peer,
+                Announce {
+                    id,
+                    target,
+                    address,
+                    htl,
+                },
+            );
         }
     }
 
-    pub(super) fn on_announce(
-        &mut self,
-        now: Instant,
-        from: PeerId,
-        id: RequestId,
-        target: Location,
-        address: PeerAddress,
-        htl: Htl,
-    ) {
-        if !self.config.opennet.enabled {
+    /// An announcement from `from`: answer it if we would link to the newcomer, then
+    /// walk it on greedily, or, where the walk ends, offer our peers nearest its target
+    /// and let it go on a few hops past the minimum.
+    pub(super) fn on_announce(&mut self, cx: &mut Ctx, now: Instant, from: PeerId, a: Announce) {
+        if !cx.config.opennet.enabled {
             return;
         }
-        self.stats.opennet.announces_received += 1;
-        if self.opennet.relays.len() >= MAX_ANNOUNCES {
-            self.forget_stale(now);
+        self.stats.announces_received += 1;
+        if self.relays.len() >= MAX_ANNOUNCES {
+            self.forget_stale(cx, now);
         }
-        if self.seen.contains(id)
-            || self.opennet.relays.len() >= MAX_ANNOUNCES
-            || self.opennet.address.is_some_and(|a| a.key == address.key)
+        if cx.seen.contains(a.id)
+            || self.relays.len() >= MAX_ANNOUNCES
+            || self.address.is_some_and(|own| own.key == a.address.key)
         {
             // A loop, a flood or ourselves: dropped without a word.
             return;
         }
-        self.seen.insert(later(now, self.config.seen_ttl), id);
-        self.opennet.relays.insert(
-            id,
+        cx.seen.insert(later(now, cx.config.seen_ttl), a.id);
+        self.relays.insert(
+            a.id,
             Relay {
                 source: Some(from),
-                expires: later(now, self.config.opennet.announce_ttl),
+                expires: later(now, cx.config.opennet.announce_ttl),
                 replies: 0,
             },
         );
-        let newcomer = self.connected_to(&address.key);
+        let newcomer = self.connected_to(cx.view(), &a.address.key);
         // Answer if we would link to the newcomer.
-        if newcomer.is_none() && self.wants_peer(now, Some(target)) {
-            if let Some(own) = self.opennet.address {
-                if self.opennet.expected.len() < MAX_EXPECTED {
-                    self.opennet
-                        .expected
-                        .insert(address.key, later(now, PENDING_TTL));
-                }
-                self.stats.opennet.announce_offers += 1;
-                self.send_reply(from, id, own, self.location);
-            }
+        if newcomer.is_none() && self.wants_peer(cx.view(), now, Some(a.target)) {
+            self.offer_self(cx, now, from, &a);
         }
         let mut exclude = vec![from];
         exclude.extend(newcomer);
-        let next = decrement(htl.0, self.config.max_htl.0, true, true);
-        let own = self.location.distance(target);
+        let next = decrement(a.htl.0, cx.config.max_htl.0, true, true);
         if next > 0 {
             // Greedy only: a walk that would move away from the target has arrived.
-            let closer = self.peers.closest(target, &exclude, now).filter(|&p| {
-                self.peers
+            let own = cx.location.distance(a.target);
+            let closer = cx.peers.closest(a.target, &exclude, now).filter(|&p| {
+                cx.peers
                     .get(p)
-                    .is_some_and(|p| p.location.distance(target) < own)
+                    .is_some_and(|p| p.location.distance(a.target) < own)
             });
             if let Some(peer) = closer {
-                self.send_walk(peer, id, target, address, Htl(next));
+                send_walk(
+                    cx,
+                    peer,
+                    Announce {
+                        htl: Htl(next),
+                        ..a
+                    },
+                );
                 return;
             }
         }
         // The end of the walk: introduce our peers nearest the target.
-        let mut near: Vec<(crate::ring::Distance, PeerAddress, Location)> = self
-            .peers
-            .iter()
-            .filter(|p| p.routable && !exclude.contains(&p.id))
-            .filter_map(|p| {
-                p.address
-                    .as_deref()
-                    .map(|&a| (p.location.distance(target), a, p.location))
-            })
-            .filter(|(_, a, _)| a.key != address.key)
-            .collect();
-        near.sort_by_key(|(d, a, _)| (*d, a.key));
-        // Both sides of the target: the nearest peer either way first, then the rest
-        // by distance.
-        let mut picked: Vec<(PeerAddress, Location)> = Vec::new();
-        for want in [true, false] {
-            if let Some((_, a, l)) = near
-                .iter()
-                .find(|(_, _, l)| l.is_clockwise_of(target) == want)
-            {
-                picked.push((*a, *l));
-            }
-        }
-        for (_, a, l) in &near {
-            if picked.len() >= self.config.opennet.near_offers {
-                break;
-            }
-            if !picked.iter().any(|(x, _)| x == a) {
-                picked.push((*a, *l));
-            }
-        }
-        for (a, l) in picked.into_iter().take(self.config.opennet.near_offers) {
-            self.stats.opennet.announce_offers += 1;
-            self.send_reply(from, id, a, l);
+        for (address, location) in near_offers(cx.view(), &a, &exclude) {
+            self.stats.announce_offers += 1;
+            send_reply(cx, from, a.id, address, location);
         }
         // Past the local minimum the walk goes on for a few hops through the
         // neighbourhood (the closest peer other than the one it came from), so the
@@ -940,49 +964,42 @@ impl Router {
         // it stops offers its own nearest peers.
         let rest = next.min(POST_MINIMUM_HOPS);
         if rest > 0 {
-            if let Some(peer) = self.peers.closest(target, &exclude, now) {
-                self.send_walk(peer, id, target, address, Htl(rest));
+            if let Some(peer) = cx.peers.closest(a.target, &exclude, now) {
+                send_walk(
+                    cx,
+                    peer,
+                    Announce {
+                        htl: Htl(rest),
+                        ..a
+                    },
+                );
             }
         }
     }
 
-    /// Sends an announcement on its walk.
-    fn send_walk(
-        &mut self,
-        to: PeerId,
-        id: RequestId,
-        target: Location,
-        address: PeerAddress,
-        htl: Htl,
-    ) {
-        let msg = Message::Announce {
-            id,
-            target,
-            address,
-            htl,
+    /// Offers this node to the newcomer of announcement `a`, and expects it to dial in.
+    fn offer_self(&mut self, cx: &mut Ctx, now: Instant, from: PeerId, a: &Announce) {
+        let Some(own) = self.address else {
+            return;
         };
-        self.transmits.push_back((to, msg));
-    }
-
-    /// Sends (or passes back) one offer for announcement `id`.
-    fn send_reply(&mut self, to: PeerId, id: RequestId, address: PeerAddress, location: Location) {
-        let msg = Message::AnnounceReply {
-            id,
-            address,
-            location,
-        };
-        self.transmits.push_back((to, msg));
+        if self.expected.len() < MAX_EXPECTED {
+            self.expected.insert(a.address.key, later(now, PENDING_TTL));
+        }
+        self.stats.announce_offers += 1;
+        let here = cx.location;
+        send_reply(cx, from, a.id, own, here);
     }
 
     pub(super) fn on_announce_reply(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
         address: PeerAddress,
         location: Location,
     ) {
-        let Some(relay) = self.opennet.relays.get_mut(&id) else {
+        let Some(relay) = self.relays.get_mut(&id) else {
             return;
         };
         if relay.replies >= MAX_REPLIES || relay.source == Some(from) {
@@ -990,23 +1007,23 @@ impl Router {
         }
         relay.replies += 1;
         match relay.source {
-            Some(src) => self.send_reply(src, id, address, location),
+            Some(src) => send_reply(cx, src, id, address, location),
             None => {
-                if self.wants_peer(now, Some(location)) {
-                    self.connect(now, address, PeerOrigin::Announcement, Some(from));
+                if self.wants_peer(cx.view(), now, Some(location)) {
+                    self.connect(cx, now, address, PeerOrigin::Announcement, Some(from));
                 }
             }
         }
     }
 
     /// The data source offers itself to the request's return path.
-    pub(super) fn offer_fold(&mut self, to: PeerId, id: RequestId) {
-        if !self.config.opennet.enabled {
+    pub(super) fn offer_fold(&mut self, cx: &mut Ctx, to: PeerId, id: RequestId) {
+        if !cx.config.opennet.enabled {
             return;
         }
-        if let Some(address) = self.opennet.address {
-            self.stats.opennet.fold_offers += 1;
-            self.transmits
+        if let Some(address) = self.address {
+            self.stats.fold_offers += 1;
+            cx.transmits
                 .push_back((to, Message::FoldOffer { id, address }));
         }
     }
@@ -1015,22 +1032,23 @@ impl Router {
     /// goes.
     pub(super) fn await_fold(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         id: RequestId,
         upstream: Option<PeerId>,
         received_htl: u8,
         data_from: PeerId,
     ) {
-        if !self.config.opennet.enabled {
+        if !cx.config.opennet.enabled {
             return;
         }
-        if self.opennet.folds.len() >= MAX_FOLDS {
-            if let Some((_, old)) = self.opennet.fold_order.pop_front() {
-                self.opennet.folds.remove(&old);
+        if self.folds.len() >= MAX_FOLDS {
+            if let Some((_, old)) = self.fold_order.pop_front() {
+                self.folds.remove(&old);
             }
         }
         let expires = later(now, FOLD_TTL);
-        self.opennet.folds.insert(
+        self.folds.insert(
             id,
             Fold {
                 upstream,
@@ -1039,43 +1057,44 @@ impl Router {
                 expires,
             },
         );
-        self.opennet.fold_order.push_back((expires, id));
+        self.fold_order.push_back((expires, id));
     }
 
     pub(super) fn on_fold_offer(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
         address: PeerAddress,
     ) {
-        let Some(fold) = self.opennet.folds.get(&id) else {
+        let Some(fold) = self.folds.get(&id) else {
             return;
         };
         if fold.data_from != from {
             return;
         }
-        let fold = self.opennet.folds.remove(&id).expect("just seen");
-        let max = self.config.max_htl.0;
+        let fold = self.folds.remove(&id).expect("just seen");
+        let max = cx.config.max_htl.0;
         let near_originator = fold.received_htl > max.saturating_sub(2);
         if fold.upstream.is_some()
             && !near_originator
-            && self.connected_to(&address.key).is_none()
-            && self.wants_peer(now, None)
-            && self.connect(now, address, PeerOrigin::PathFolding, Some(from))
+            && self.connected_to(cx.view(), &address.key).is_none()
+            && self.wants_peer(cx.view(), now, None)
+            && self.connect(cx, now, address, PeerOrigin::PathFolding, Some(from))
         {
-            self.stats.opennet.folds_taken += 1;
+            self.stats.folds_taken += 1;
             return;
         }
         let Some(up) = fold.upstream else {
             return;
         };
-        let p = super::probability(self.config.opennet.fold_replace_probability);
-        let address = match self.opennet.address {
-            Some(own) if self.rng.gen_bool(p) => own,
+        let p = super::probability(cx.config.opennet.fold_replace_probability);
+        let address = match self.address {
+            Some(own) if cx.rng.gen_bool(p) => own,
             _ => address,
         };
-        self.transmits
+        cx.transmits
             .push_back((up, Message::FoldOffer { id, address }));
     }
 }

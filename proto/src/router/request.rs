@@ -941,10 +941,10 @@ impl Router {
         // Late data from a peer that timed out counts as much as the awaited answer.
         if let Some(req) = self.requests.get(&id) {
             let (source, received) = (req.source, req.received_htl);
-            self.note_success(from);
+            self.with_opennet(|o, cx| o.note_success(cx, from));
             self.peers.observe_outcome(from, true);
             self.peers.recovered(from);
-            self.await_fold(now, id, source, received, from);
+            self.with_opennet(|o, cx| o.await_fold(cx, now, id, source, received, from));
         }
         self.finish_at(Some(now), id, Outcome::Data(block, Some(from)));
     }

@@ -27,22 +27,18 @@
 
 //!
 //! # The machine
-//! [`Swapping`] owns the swaps in flight and their counters. The router hands each input
-//! to it with a [`SwapCtx`]: the configuration, the node's location, the peer table (read
-//! only), the random generator, the loop-detection set and the transmit queue. A swap
-//! that moves the node returns the new location, and the router takes it and tells its
-//! peers; nothing here reads or writes the router's other state.
+//! [`Swapping`] owns the swaps in flight and their counters, and takes each input with
+//! the router's [`Ctx`] (it only reads the peer table). A swap that moves the node
+//! returns the new location, and the router takes it and tells its peers.
 
-use super::peers::PeerTable;
-use super::request::Seen;
+use super::ctx::Ctx;
 use super::time::later;
-use super::{PeerId, RouterConfig};
+use super::PeerId;
 use crate::message::{BoundedVec, Message, RequestId, MAX_NEIGHBOURS};
 use crate::ring::Location;
 use crate::swap::{self, Side};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Swapping tunables. Off by default: only a darknet node swaps (an opennet node's
@@ -145,92 +141,53 @@ pub(super) struct Swapping {
     stats: SwapStats,
 }
 
-/// What the swapping machine sees of the rest of the router for one input.
-pub(super) struct SwapCtx<'a> {
-    pub config: &'a RouterConfig,
-    /// Where this node is now.
-    pub location: Location,
-    pub peers: &'a PeerTable,
-    pub rng: &'a mut ChaCha8Rng,
-    /// Ids seen here (a swap's walk that comes back is a loop).
-    pub seen: &'a mut Seen,
-    /// Whether a request of this node's already uses an id.
-    pub in_use: &'a dyn Fn(RequestId) -> bool,
-    pub transmits: &'a mut VecDeque<(PeerId, Message)>,
+/// When the next swap of this node's is due: a jittered interval from `now`.
+fn next_swap_at(cx: &mut Ctx, now: Instant) -> Instant {
+    let mean = cx.config.swap.interval.max(Duration::from_millis(1));
+    let f: f64 = cx.rng.gen_range(0.5..1.5);
+    later(now, mean.mul_f64(f))
 }
 
-impl SwapCtx<'_> {
-    /// When the next swap of this node's is due: a jittered interval from `now`.
-    fn next_swap_at(&mut self, now: Instant) -> Instant {
-        let mean = self.config.swap.interval.max(Duration::from_millis(1));
-        let f: f64 = self.rng.gen_range(0.5..1.5);
-        later(now, mean.mul_f64(f))
-    }
-
-    /// Our side of a swap: a fresh nonce, our location and our peers' locations.
-    fn own_side(&mut self) -> Side {
-        let mut nonce = [0u8; 32];
-        self.rng.fill(&mut nonce[..]);
-        Side {
-            nonce,
-            location: self.location,
-            peers: self
-                .peers
-                .iter()
-                .filter(|p| p.routable)
-                .map(|p| p.location)
-                .take(MAX_NEIGHBOURS)
-                .collect(),
-        }
-    }
-
-    /// Whether our location sits on top of one our peers or their peers hold (their
-    /// lists name us too: our own location is left out).
-    fn crowded(&self) -> bool {
-        let own = self.location;
-        let known: Vec<Location> = self
+/// Our side of a swap: a fresh nonce, our location and our peers' locations.
+fn own_side(cx: &mut Ctx) -> Side {
+    let mut nonce = [0u8; 32];
+    cx.rng.fill(&mut nonce[..]);
+    Side {
+        nonce,
+        location: cx.location,
+        peers: cx
             .peers
             .iter()
             .filter(|p| p.routable)
-            .flat_map(|p| std::iter::once(p.location).chain(p.neighbours.iter().copied()))
-            .filter(|&l| l != own)
-            .collect();
-        swap::crowded(own, &known)
+            .map(|p| p.location)
+            .take(MAX_NEIGHBOURS)
+            .collect(),
     }
+}
 
-    fn random_peer(&mut self, except: Option<PeerId>) -> Option<PeerId> {
-        let except: Vec<PeerId> = except.into_iter().collect();
-        self.random_peer_except(&except)
-    }
+/// Whether our location sits on top of one our peers or their peers hold (their lists
+/// name us too: our own location is left out).
+fn crowded(cx: &Ctx) -> bool {
+    let own = cx.location;
+    let known: Vec<Location> = cx
+        .peers
+        .iter()
+        .filter(|p| p.routable)
+        .flat_map(|p| std::iter::once(p.location).chain(p.neighbours.iter().copied()))
+        .filter(|&l| l != own)
+        .collect();
+    swap::crowded(own, &known)
+}
 
-    fn random_peer_except(&mut self, except: &[PeerId]) -> Option<PeerId> {
-        let candidates: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|p| p.routable && !except.contains(&p.id))
-            .map(|p| p.id)
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        Some(candidates[self.rng.gen_range(0..candidates.len())])
-    }
-
-    /// A random id that neither a request nor a seen message uses.
-    fn fresh_id(&mut self) -> RequestId {
-        super::request::fresh_id(self.rng, self.seen, self.in_use)
-    }
-
-    fn send_swap_request(&mut self, to: PeerId, id: RequestId, hops: u8, commitment: [u8; 32]) {
-        self.transmits.push_back((
-            to,
-            Message::SwapRequest {
-                id,
-                hops,
-                commitment,
-            },
-        ));
-    }
+fn send_swap_request(cx: &mut Ctx, to: PeerId, id: RequestId, hops: u8, commitment: [u8; 32]) {
+    cx.send(
+        to,
+        Message::SwapRequest {
+            id,
+            hops,
+            commitment,
+        },
+    );
 }
 
 impl Swapping {
@@ -250,16 +207,16 @@ impl Swapping {
 
     /// Swapping upkeep: forget expired swaps, start one when due. Returns a location to
     /// move to (a crowded node draws a fresh one).
-    pub(super) fn tick(&mut self, cx: &mut SwapCtx, now: Instant) -> Option<Location> {
+    pub(super) fn tick(&mut self, cx: &mut Ctx, now: Instant) -> Option<Location> {
         if !cx.config.swap.enabled {
             return None;
         }
         self.relays.retain(|_, r| r.expires > now);
         self.own.retain(|_, o| o.expires > now);
         match self.next {
-            None => self.next = Some(cx.next_swap_at(now)),
+            None => self.next = Some(next_swap_at(cx, now)),
             Some(t) if t <= now => {
-                self.next = Some(cx.next_swap_at(now));
+                self.next = Some(next_swap_at(cx, now));
                 return self.start(cx, now);
             }
             Some(_) => {}
@@ -267,18 +224,18 @@ impl Swapping {
         None
     }
 
-    fn start(&mut self, cx: &mut SwapCtx, now: Instant) -> Option<Location> {
+    fn start(&mut self, cx: &mut Ctx, now: Instant) -> Option<Location> {
         if !self.own.is_empty() {
             // One swap at a time: a move in the middle of another would reveal a stale
             // location.
             return None;
         }
-        if cx.config.swap.rerandomise_crowded && cx.crowded() {
+        if cx.config.swap.rerandomise_crowded && crowded(cx) {
             self.stats.rerandomised += 1;
             return Some(Location(cx.rng.gen()));
         }
-        let first = cx.random_peer(None)?;
-        let ours = cx.own_side();
+        let first = cx.random_peer_except(&[])?;
+        let ours = own_side(cx);
         let id = cx.fresh_id();
         cx.seen.insert(later(now, cx.config.seen_ttl), id);
         let commitment = ours.commitment();
@@ -292,14 +249,14 @@ impl Swapping {
             },
         );
         self.stats.started += 1;
-        cx.send_swap_request(first, id, cx.config.swap.walk_hops.max(1), commitment);
+        send_swap_request(cx, first, id, cx.config.swap.walk_hops.max(1), commitment);
         None
     }
 
     /// A swap request from `from`: relay its walk, or partner it.
     pub(super) fn on_request(
         &mut self,
-        cx: &mut SwapCtx,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -319,7 +276,7 @@ impl Swapping {
         // A node busy with a swap of its own passes the request on rather than take part.
         let busy = !self.own.is_empty();
         let onward = if hops > 1 || busy {
-            cx.random_peer(Some(from))
+            cx.random_peer_except(&[from])
         } else {
             None
         };
@@ -340,7 +297,7 @@ impl Swapping {
                     },
                 );
                 self.stats.relayed += 1;
-                cx.send_swap_request(next, id, hops, commitment);
+                send_swap_request(cx, next, id, hops, commitment);
             }
             Some(_) => {}
             None if busy => {}
@@ -351,13 +308,13 @@ impl Swapping {
     /// Becomes the partner of swap `id`: commits to our side.
     fn partner(
         &mut self,
-        cx: &mut SwapCtx,
+        cx: &mut Ctx,
         from: PeerId,
         id: RequestId,
         theirs: [u8; 32],
         expires: Instant,
     ) {
-        let ours = cx.own_side();
+        let ours = own_side(cx);
         let mine = ours.commitment();
         self.own.insert(
             id,
@@ -386,7 +343,7 @@ impl Swapping {
 
     /// The walk of swap `id` reached a node it had passed: go on through another peer,
     /// or hand the loop back when none is left.
-    pub(super) fn on_loop(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId) {
+    pub(super) fn on_loop(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
         if self.relays.contains_key(&id) {
             self.relay_loop(cx, from, id);
             return;
@@ -408,7 +365,7 @@ impl Swapping {
                     own.via = next;
                     own.tried.push(next);
                 }
-                cx.send_swap_request(next, id, cx.config.swap.walk_hops.max(1), commitment);
+                send_swap_request(cx, next, id, cx.config.swap.walk_hops.max(1), commitment);
             }
             None => {
                 // Every first hop looped: this swap is over, and the node free for the next.
@@ -418,7 +375,7 @@ impl Swapping {
     }
 
     /// A walk this node relays looped: on through another peer, or back to its sender.
-    fn relay_loop(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId) {
+    fn relay_loop(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
         let Some(r) = self.relays.get(&id) else {
             return;
         };
@@ -434,7 +391,7 @@ impl Swapping {
                     r.next = next;
                     r.tried.push(next);
                 }
-                cx.send_swap_request(next, id, hops, commitment);
+                send_swap_request(cx, next, id, hops, commitment);
             }
             None => {
                 self.relays.remove(&id);
@@ -444,7 +401,7 @@ impl Swapping {
     }
 
     /// Passes a swap message along the walk if we relay `id`; true if so.
-    fn relay(&mut self, cx: &mut SwapCtx, from: PeerId, id: RequestId, msg: Message) -> bool {
+    fn relay(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId, msg: Message) -> bool {
         let Some(r) = self.relays.get(&id) else {
             return false;
         };
@@ -462,7 +419,7 @@ impl Swapping {
     /// The partner's commitment reached the initiator: reveal.
     pub(super) fn on_commit(
         &mut self,
-        cx: &mut SwapCtx,
+        cx: &mut Ctx,
         from: PeerId,
         id: RequestId,
         commitment: [u8; 32],
@@ -492,7 +449,7 @@ impl Swapping {
     /// partner) and decide. Returns the location to move to when the swap says so.
     pub(super) fn on_reveal(
         &mut self,
-        cx: &mut SwapCtx,
+        cx: &mut Ctx,
         from: PeerId,
         id: RequestId,
         them: Side,
@@ -534,7 +491,7 @@ impl Swapping {
     /// Both reveals checked: move to the partner's location if the rule says so.
     fn decide(
         &mut self,
-        cx: &SwapCtx,
+        cx: &Ctx,
         initiator: &Side,
         partner: &Side,
         we_initiated: bool,
@@ -557,12 +514,12 @@ impl Swapping {
 
     /// A link came up: the first swap is due an interval from now, and the peer hears
     /// where we are now (its link's `Hello` may carry the location we had at start).
-    pub(super) fn peer_added(&mut self, cx: &mut SwapCtx, now: Instant, peer: PeerId) {
+    pub(super) fn peer_added(&mut self, cx: &mut Ctx, now: Instant, peer: PeerId) {
         if !cx.config.swap.enabled {
             return;
         }
         if self.next.is_none() {
-            self.next = Some(cx.next_swap_at(now));
+            self.next = Some(next_swap_at(cx, now));
         }
         cx.transmits.push_back((
             peer,

@@ -331,7 +331,7 @@ impl Router {
         }
         self.transmits
             .push_back((from, Message::Data { id, block }));
-        self.offer_fold(from, id);
+        self.with_opennet(|o, cx| o.offer_fold(cx, from, id));
     }
 }
 
