@@ -6,6 +6,7 @@
 //! A machine reads and writes nothing else of the router; what only the router may do
 //! (move the node, count a peer's misbehaviour) comes back as a return value.
 
+use super::opennet::Opennet;
 use super::peers::PeerTable;
 use super::request::{Req, Seen};
 use super::{Event, PeerId, RouterConfig};
@@ -36,8 +37,13 @@ pub(super) struct Ctx<'a> {
     pub rng: &'a mut ChaCha8Rng,
     /// Ids seen here (loop detection for requests, announcements and swaps alike).
     pub seen: &'a mut Seen,
-    /// Requests in flight (their ids are taken).
-    pub requests: &'a BTreeMap<RequestId, Box<Req>>,
+    /// Requests in flight (their ids are taken); `None` while the requests machine
+    /// itself runs (it knows its own).
+    pub requests: Option<&'a BTreeMap<RequestId, Box<Req>>>,
+    /// The opennet machine, lent to the requests machine alone, for path folding: a
+    /// delivery counts as a peer's success, a request that ended with data awaits the
+    /// source's offer, a data source offers itself.
+    pub opennet: Option<&'a mut Opennet>,
     pub transmits: &'a mut VecDeque<(PeerId, Message)>,
     pub events: &'a mut VecDeque<Event>,
 }
@@ -55,7 +61,9 @@ impl Ctx<'_> {
     /// A random id that neither a request in flight nor a message seen here uses.
     pub fn fresh_id(&mut self) -> RequestId {
         let requests = self.requests;
-        super::request::fresh_id(self.rng, self.seen, &|id| requests.contains_key(&id))
+        super::request::fresh_id(self.rng, self.seen, &|id| {
+            requests.is_some_and(|r| r.contains_key(&id))
+        })
     }
 
     /// A routable peer drawn uniformly, other than those in `except`.

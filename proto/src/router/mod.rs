@@ -85,7 +85,7 @@ mod walk;
 
 use crate::block::Block;
 use crate::keys::{NodeKey, RoutingKey};
-use crate::message::{Htl, Message, PeerAddress, RequestId, MAX_REPLICAS};
+use crate::message::{Htl, Message, PeerAddress, RequestId};
 use crate::ring::Location;
 use crate::swap;
 pub use config::{
@@ -101,8 +101,8 @@ pub use peers::PeerMeta;
 use peers::PeerTable;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use request::{Kind, Req, Seen};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use request::{Requests, Seen};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use swapping::{SwapConfig, SwapStats, MAX_RELAYED as MAX_SWAPS_RELAYED};
@@ -123,11 +123,16 @@ fn probability(p: f64) -> f64 {
 
 /// The router's machines, borrowed together beside the shared state ([`ctx::Ctx`]).
 struct Machines<'a> {
+    requests: &'a mut Requests,
     swapping: &'a mut swapping::Swapping,
     opennet: &'a mut Opennet,
 }
 
 /// One node's routing state machine. See the module documentation for the contract.
+///
+/// A composer: the shared state (configuration, location, the random stream, the peer
+/// table, the seen set, the output queues) and one value per machine; each input goes
+/// to the machine that owns it (docs/routing.md, "Layout").
 #[derive(Clone, Debug)]
 pub struct Router {
     /// Shared by every router of a simulated network (a million copies of it were a
@@ -136,27 +141,12 @@ pub struct Router {
     location: Location,
     rng: ChaCha8Rng,
     peers: PeerTable,
-    requests: BTreeMap<RequestId, Box<Req>>,
-    /// Deadlines in order. Entries whose request moved on are dropped lazily (see
-    /// `tidy_timers`), so the first entry is always the next real deadline.
-    timers: BTreeSet<(Instant, RequestId)>,
     seen: Seen,
-    failures: failures::FailureTable,
     transmits: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
-    stats: RouterStats,
+    requests: Requests,
     opennet: Opennet,
     swapping: swapping::Swapping,
-    /// Keys this node's walk choices ([`walk`](self) module).
-    walk_secret: [u8; 32],
-    /// The tunnel for local requests whose user named none, and until when it holds.
-    tunnel: Option<(u64, Instant)>,
-    /// Spread inserts' routes in flight, by route id: the id their shell knows.
-    spreads: std::collections::HashMap<RequestId, RequestId>,
-    /// Spread inserts in flight, by the id their shell knows.
-    spread_parents: std::collections::HashMap<RequestId, spread::Spread>,
-    /// Keys stored for an insert moments ago (sibling routes do not count twice).
-    recent: spread::Recent,
 }
 
 impl Router {
@@ -177,23 +167,15 @@ impl Router {
     ) -> Router {
         Router {
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
-            walk_secret: Router::walk_secret(rng_seed),
+            requests: Requests::new(rng_seed),
             config,
             location,
             peers: PeerTable::default(),
-            requests: BTreeMap::new(),
-            timers: BTreeSet::new(),
             seen: Seen::default(),
-            failures: failures::FailureTable::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            stats: RouterStats::default(),
             opennet: Opennet::default(),
             swapping: swapping::Swapping::default(),
-            tunnel: None,
-            spreads: Default::default(),
-            spread_parents: Default::default(),
-            recent: Default::default(),
         }
     }
 
@@ -293,7 +275,7 @@ impl Router {
     /// [`MAX_BAD_OFFERS`] is reported as misbehaving (the shell drops and bans it).
     pub fn dial_failed(&mut self, key: &NodeKey) {
         if let Some(peer) = self.opennet.dial_failed(&self.peers, key) {
-            self.misbehaved(peer, "offers of unreachable addresses");
+            self.with_requests(|r, cx| r.misbehaved(cx, peer, "offers of unreachable addresses"));
         }
     }
 
@@ -337,30 +319,9 @@ impl Router {
         if !self.peers.remove(peer) {
             return;
         }
-        self.failures.forget_peer(peer);
-        let ids: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.source == Some(peer) || r.waiting == Some(peer))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let Some(req) = self.requests.get_mut(&id) else {
-                continue;
-            };
-            if req.source == Some(peer) {
-                // Nobody to answer; the id stays in `seen` so late replies are quiet.
-                self.stop_waiting(id);
-                self.requests.remove(&id);
-            } else {
-                req.deadline = None;
-                req.free_next = true;
-                self.stop_waiting(id);
-                self.advance(now, id);
-            }
-        }
+        self.with_requests(|r, cx| r.peer_removed(cx, now, peer));
         self.with_opennet(|o, cx| o.peers_changed(cx, now));
-        self.tidy_timers();
+        self.requests.tidy_timers();
     }
 
     /// One round-trip sample of `peer`'s link (a ping answered, a handshake timed), for
@@ -420,34 +381,8 @@ impl Router {
         store: &mut impl BlockStore,
     ) -> RequestId {
         self.expire(now);
-        self.stats.local_requests += 1;
-        let id = self.fresh_id();
-        if let Some((block, _)) = store.get(&key) {
-            self.stats.local_hits += 1;
-            self.stats.local_requests_succeeded += 1;
-            self.events.push_back(Event::RequestFinished {
-                id,
-                key,
-                result: Ok(Fetched { block, from: None }),
-            });
-            return id;
-        }
-        let htl = self.clamp_htl(htl);
-        if self.walking() && htl == self.config.max_htl.0 {
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
-            self.begin_walk(
-                now,
-                id,
-                key,
-                Kind::Request,
-                None,
-                htl,
-                request::Walk::Step(tunnel),
-            );
-        } else {
-            self.begin(now, id, key, Kind::Request, None, htl);
-        }
-        self.tidy_timers();
+        let id = self.with_requests(|r, cx| r.start_request(cx, now, key, htl, tunnel, store));
+        self.requests.tidy_timers();
         id
     }
 
@@ -496,41 +431,15 @@ impl Router {
         tunnel: Option<u64>,
     ) -> RequestId {
         self.expire(now);
-        self.stats.local_inserts += 1;
-        let htl = self.clamp_htl(htl);
-        let replicas = replicas
-            .unwrap_or(self.config.replicas)
-            .clamp(1, MAX_REPLICAS);
-        self.offer_to_askers(now, key, &block, None);
-        let routes = self.config.insert_routes.min(replicas);
-        let full = htl == self.config.max_htl.0 && self.peers.routable() > 0;
-        if routes > 1 && full {
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
-            let id = self.start_spread(now, key, block, Htl(htl), replicas, routes, tunnel);
-            self.tidy_timers();
-            return id;
-        }
-        let id = self.fresh_id();
-        let mut kind = Kind::Insert {
+        let start = request::InsertStart {
+            key,
             block,
+            htl,
             replicas,
-            stored: 0,
-            resume: None,
+            tunnel,
         };
-        if self.walking() && full {
-            // The walk takes it away first; the node that ends it inserts from there.
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(now));
-            self.begin_walk(now, id, key, kind, None, htl, request::Walk::Step(tunnel));
-            self.tidy_timers();
-            return id;
-        }
-        if self.peers.routable() > 0
-            && !self.peers.any_closer(Location::of_key(&key), self.location)
-        {
-            kind.start_walk();
-        }
-        self.begin(now, id, key, kind, None, htl);
-        self.tidy_timers();
+        let id = self.with_requests(|r, cx| r.start_insert(cx, now, start));
+        self.requests.tidy_timers();
         id
     }
 
@@ -548,15 +457,21 @@ impl Router {
             return;
         }
         match msg {
-            Message::Request { id, key, htl } => self.on_request(now, from, id, key, htl, store),
-            Message::Walk { id, key, tunnel } => self.on_walk(now, from, id, key, tunnel, store),
+            Message::Request { id, key, htl } => {
+                self.with_requests(|r, cx| r.on_request(cx, now, from, id, key, htl, store))
+            }
+            Message::Walk { id, key, tunnel } => {
+                self.with_requests(|r, cx| r.on_walk(cx, now, from, id, key, tunnel, store))
+            }
             Message::InsertWalk {
                 id,
                 key,
                 tunnel,
                 replicas,
                 block,
-            } => self.on_insert_walk(now, from, id, key, tunnel, replicas, block, store),
+            } => self.with_requests(|r, cx| {
+                r.on_insert_walk(cx, now, from, id, key, tunnel, replicas, block, store)
+            }),
             Message::Insert {
                 id,
                 key,
@@ -564,8 +479,12 @@ impl Router {
                 replicas,
                 stored,
                 block,
-            } => self.on_insert(now, from, id, key, htl, replicas, stored, block, store),
-            Message::Data { id, block } => self.on_data(now, from, id, block, store),
+            } => self.with_requests(|r, cx| {
+                r.on_insert(cx, now, from, id, key, htl, replicas, stored, block, store)
+            }),
+            Message::Data { id, block } => {
+                self.with_requests(|r, cx| r.on_data(cx, now, from, id, block, store))
+            }
             Message::Announce {
                 id,
                 target,
@@ -593,7 +512,9 @@ impl Router {
             Message::Neighbours { locations } => {
                 self.with_opennet(|o, cx| o.on_neighbours(cx, from, locations.into_inner()))
             }
-            Message::Offer { key, block } => self.on_offer(now, from, key, block, store),
+            Message::Offer { key, block } => {
+                self.with_requests(|r, cx| r.on_offer(cx, now, from, key, block, store))
+            }
             Message::SwapRequest {
                 id,
                 hops,
@@ -634,34 +555,22 @@ impl Router {
             | Message::Ping { .. }
             | Message::Pong { .. }
             | Message::PeerInfo { .. } => {}
-            reply => self.on_reply(now, from, reply),
+            reply => self.with_requests(|r, cx| r.on_reply(cx, now, from, reply)),
         }
-        self.tidy_timers();
+        self.requests.tidy_timers();
     }
 
     /// Handles every timeout due at `now`. Harmless when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
-        while let Some(&(t, id)) = self.timers.first() {
-            if t > now {
-                break;
-            }
-            self.timers.pop_first();
-            if self
-                .requests
-                .get(&id)
-                .is_some_and(|r| r.deadline == Some(t))
-            {
-                self.on_timeout(now, id);
-            }
-        }
+        self.with_requests(|r, cx| r.handle_timeout(cx, now));
         if self.opennet.timeout(self.view()).is_some_and(|t| t <= now) {
             self.with_opennet(|o, cx| o.tick(cx, now));
         }
         // Does nothing with swapping off, and otherwise only what is due (a swap to
         // start, state past its ttl to forget).
         self.with_swapping(now, |s, cx| s.tick(cx, now));
-        self.tidy_timers();
+        self.requests.tidy_timers();
     }
 
     /// The next message to send, in order.
@@ -680,22 +589,17 @@ impl Router {
     /// router is never idle and never pays for it; an idle one pays a few allocations
     /// when work comes again.
     fn release_if_idle(&mut self) {
-        if self.transmits.is_empty()
-            && self.events.is_empty()
-            && self.requests.is_empty()
-            && self.timers.is_empty()
-        {
+        if self.transmits.is_empty() && self.events.is_empty() && self.requests.is_idle() {
             self.transmits = VecDeque::new();
             self.events = VecDeque::new();
-            self.requests = BTreeMap::new();
-            self.timers = BTreeSet::new();
+            self.requests.release();
         }
     }
 
     /// When [`Router::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let request = self.timers.first().map(|(t, _)| *t);
+        let request = self.requests.next_timeout();
         let swap = self.swapping.timeout(&self.config.swap);
         [request, self.opennet.timeout(self.view()), swap]
             .into_iter()
@@ -724,20 +628,8 @@ impl Router {
         RouterStats {
             opennet: self.opennet.stats().clone(),
             swap: self.swapping.stats().clone(),
-            ..self.stats.clone()
+            ..self.requests.stats().clone()
         }
-    }
-
-    fn clamp_htl(&self, htl: Option<Htl>) -> u8 {
-        htl.unwrap_or(self.config.max_htl)
-            .min(self.config.max_htl)
-            .0
-    }
-
-    /// A random id not in use here.
-    fn fresh_id(&mut self) -> RequestId {
-        let requests = &self.requests;
-        request::fresh_id(&mut self.rng, &self.seen, &|id| requests.contains_key(&id))
     }
 
     /// What every machine may read, even from `&self`.
@@ -753,6 +645,7 @@ impl Router {
     fn split(&mut self) -> (Machines<'_>, ctx::Ctx<'_>) {
         (
             Machines {
+                requests: &mut self.requests,
                 swapping: &mut self.swapping,
                 opennet: &mut self.opennet,
             },
@@ -762,7 +655,8 @@ impl Router {
                 peers: &mut self.peers,
                 rng: &mut self.rng,
                 seen: &mut self.seen,
-                requests: &self.requests,
+                requests: None,
+                opennet: None,
                 transmits: &mut self.transmits,
                 events: &mut self.events,
             },
@@ -777,6 +671,7 @@ impl Router {
         input: impl FnOnce(&mut swapping::Swapping, &mut ctx::Ctx) -> Option<Location>,
     ) {
         let (m, mut cx) = self.split();
+        cx.requests = Some(m.requests.in_flight());
         if let Some(location) = input(m.swapping, &mut cx) {
             self.move_to(now, location);
         }
@@ -785,7 +680,16 @@ impl Router {
     /// Hands one input to the opennet machine.
     fn with_opennet<T>(&mut self, input: impl FnOnce(&mut Opennet, &mut ctx::Ctx) -> T) -> T {
         let (m, mut cx) = self.split();
+        cx.requests = Some(m.requests.in_flight());
         input(m.opennet, &mut cx)
+    }
+
+    /// Hands one input to the requests machine, with the opennet machine lent for path
+    /// folding.
+    fn with_requests<T>(&mut self, input: impl FnOnce(&mut Requests, &mut ctx::Ctx) -> T) -> T {
+        let (m, mut cx) = self.split();
+        cx.opennet = Some(m.opennet);
+        input(m.requests, &mut cx)
     }
 
     /// Takes `location` and tells every peer (a swap moved this node).
@@ -826,26 +730,9 @@ impl Router {
         self.swapping.stats()
     }
 
-    /// Drops timer entries of requests that finished or moved on, up to the first live
-    /// one. Called at the end of every input.
-    fn tidy_timers(&mut self) {
-        while let Some(&(t, id)) = self.timers.first() {
-            if self
-                .requests
-                .get(&id)
-                .is_some_and(|r| r.deadline == Some(t))
-            {
-                break;
-            }
-            self.timers.pop_first();
-        }
-    }
-
-    /// Forgets ids older than the seen TTL.
+    /// Forgets ids older than the seen TTL, and failures past theirs.
     fn expire(&mut self, now: Instant) {
         self.seen.expire(now);
-        self.failures.expire(now);
-        // `recent` is pruned as it grows (`stored_for_insert`): stale entries say
-        // nothing, and most inputs are not inserts.
+        self.requests.expire(now);
     }
 }

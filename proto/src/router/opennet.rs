@@ -28,7 +28,7 @@
 use super::ctx::{Ctx, View};
 use super::peers::{decrement, PeerTable};
 use super::time::{far_past, later};
-use super::{Event, PeerId};
+use super::{Event, PeerId, RouterConfig};
 use crate::keys::NodeKey;
 use crate::message::{Htl, Message, PeerAddress, RequestId};
 use crate::ring::Location;
@@ -564,10 +564,10 @@ impl Opennet {
     }
 
     /// Records a data delivery by `peer` (the least-recently-successful clock).
-    pub(super) fn note_success(&mut self, cx: &mut Ctx, peer: PeerId) {
+    pub(super) fn note_success(&mut self, peers: &mut PeerTable, peer: PeerId) {
         self.clock += 1;
         let clock = self.clock;
-        if let Some(p) = cx.peers.get_mut(peer) {
+        if let Some(p) = peers.get_mut(peer) {
             p.last_success = clock;
         }
     }
@@ -1017,14 +1017,19 @@ impl Opennet {
     }
 
     /// The data source offers itself to the request's return path.
-    pub(super) fn offer_fold(&mut self, cx: &mut Ctx, to: PeerId, id: RequestId) {
-        if !cx.config.opennet.enabled {
+    pub(super) fn offer_fold(
+        &mut self,
+        config: &RouterConfig,
+        transmits: &mut VecDeque<(PeerId, Message)>,
+        to: PeerId,
+        id: RequestId,
+    ) {
+        if !config.opennet.enabled {
             return;
         }
         if let Some(address) = self.address {
             self.stats.fold_offers += 1;
-            cx.transmits
-                .push_back((to, Message::FoldOffer { id, address }));
+            transmits.push_back((to, Message::FoldOffer { id, address }));
         }
     }
 
@@ -1032,14 +1037,14 @@ impl Opennet {
     /// goes.
     pub(super) fn await_fold(
         &mut self,
-        cx: &mut Ctx,
+        config: &RouterConfig,
         now: Instant,
         id: RequestId,
         upstream: Option<PeerId>,
         received_htl: u8,
         data_from: PeerId,
     ) {
-        if !cx.config.opennet.enabled {
+        if !config.opennet.enabled {
             return;
         }
         if self.folds.len() >= MAX_FOLDS {

@@ -7,17 +7,20 @@
 //! user), removes the state and leaves the id in [`Seen`] so loops and late replies are
 //! recognised for `seen_ttl`.
 
+use super::ctx::Ctx;
+use super::failures::FailureTable;
 use super::peers::decrement;
+use super::spread::{Recent, Spread};
 use super::time::later;
 use super::{
     BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
-    Router,
+    RouterStats,
 };
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// Request or insert.
@@ -222,6 +225,242 @@ pub(super) fn fresh_id(
     }
 }
 
+/// The requests machine: the requests and inserts this node works on, their deadlines,
+/// the failure table, the anonymity walk's secret and tunnel, spread inserts and the
+/// counters of all of it. It takes each input with the router's [`Ctx`].
+#[derive(Clone, Debug)]
+pub(super) struct Requests {
+    pub(super) requests: BTreeMap<RequestId, Box<Req>>,
+    /// Deadlines in order. Entries whose request moved on are dropped lazily (see
+    /// `tidy_timers`), so the first entry is always the next real deadline.
+    pub(super) timers: BTreeSet<(Instant, RequestId)>,
+    pub(super) failures: FailureTable,
+    /// Keys this node's walk choices ([`super::walk`]).
+    pub(super) walk_secret: [u8; 32],
+    /// The tunnel for local requests whose user named none, and until when it holds.
+    pub(super) tunnel: Option<(u64, Instant)>,
+    /// Spread inserts' routes in flight, by route id: the id their shell knows.
+    pub(super) spreads: HashMap<RequestId, RequestId>,
+    /// Spread inserts in flight, by the id their shell knows.
+    pub(super) spread_parents: HashMap<RequestId, Spread>,
+    /// Keys stored for an insert moments ago (sibling routes do not count twice).
+    pub(super) recent: Recent,
+    pub(super) stats: RouterStats,
+}
+
+/// A local insert as its user asked for it.
+pub(super) struct InsertStart {
+    pub key: RoutingKey,
+    pub block: Block,
+    pub htl: Option<Htl>,
+    pub replicas: Option<u8>,
+    pub tunnel: Option<u64>,
+}
+
+impl Requests {
+    /// No requests yet; the walk keyed from `seed`.
+    pub(super) fn new(seed: u64) -> Requests {
+        Requests {
+            requests: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            failures: FailureTable::default(),
+            walk_secret: Requests::walk_secret(seed),
+            tunnel: None,
+            spreads: HashMap::new(),
+            spread_parents: HashMap::new(),
+            recent: Recent::default(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// The number of requests and inserts in flight.
+    pub(super) fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The requests in flight, by id (other machines draw ids none of them use).
+    pub(super) fn in_flight(&self) -> &BTreeMap<RequestId, Box<Req>> {
+        &self.requests
+    }
+
+    /// Counters of requests, inserts and the rest of this machine's work.
+    pub(super) fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// No request in flight and no deadline pending.
+    pub(super) fn is_idle(&self) -> bool {
+        self.requests.is_empty() && self.timers.is_empty()
+    }
+
+    /// Frees the maps of work in flight (see `Router::release_if_idle`).
+    pub(super) fn release(&mut self) {
+        self.requests = BTreeMap::new();
+        self.timers = BTreeSet::new();
+    }
+
+    /// The next deadline of a request.
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Forgets failures past their time. `recent` is pruned as it grows
+    /// (`stored_for_insert`): stale entries say nothing, and most inputs are not inserts.
+    pub(super) fn expire(&mut self, now: Instant) {
+        self.failures.expire(now);
+    }
+
+    /// Drops timer entries of requests that finished or moved on, up to the first live
+    /// one. Called at the end of every input.
+    pub(super) fn tidy_timers(&mut self) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(t))
+            {
+                break;
+            }
+            self.timers.pop_first();
+        }
+    }
+
+    /// A random id not in use here.
+    pub(super) fn fresh_id(&mut self, cx: &mut Ctx) -> RequestId {
+        let requests = &self.requests;
+        fresh_id(cx.rng, cx.seen, &|id| requests.contains_key(&id))
+    }
+
+    fn clamp_htl(&self, cx: &Ctx, htl: Option<Htl>) -> u8 {
+        htl.unwrap_or(cx.config.max_htl).min(cx.config.max_htl).0
+    }
+
+    /// Handles every request deadline due at `now`.
+    pub(super) fn handle_timeout(&mut self, cx: &mut Ctx, now: Instant) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(t))
+            {
+                self.on_timeout(cx, now, id);
+            }
+        }
+    }
+
+    /// A link went: requests it sent are abandoned, requests waiting on it move on.
+    pub(super) fn peer_removed(&mut self, cx: &mut Ctx, now: Instant, peer: PeerId) {
+        self.failures.forget_peer(peer);
+        let ids: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.source == Some(peer) || r.waiting == Some(peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(req) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            if req.source == Some(peer) {
+                // Nobody to answer; the id stays in `seen` so late replies are quiet.
+                self.stop_waiting(cx, id);
+                self.requests.remove(&id);
+            } else {
+                req.deadline = None;
+                req.free_next = true;
+                self.stop_waiting(cx, id);
+                self.advance(cx, now, id);
+            }
+        }
+    }
+
+    /// A request of this node's user (see `Router::start_request_in`).
+    pub(super) fn start_request(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        key: RoutingKey,
+        htl: Option<Htl>,
+        tunnel: Option<u64>,
+        store: &mut impl BlockStore,
+    ) -> RequestId {
+        self.stats.local_requests += 1;
+        let id = self.fresh_id(cx);
+        if let Some((block, _)) = store.get(&key) {
+            self.stats.local_hits += 1;
+            self.stats.local_requests_succeeded += 1;
+            cx.events.push_back(Event::RequestFinished {
+                id,
+                key,
+                result: Ok(Fetched { block, from: None }),
+            });
+            return id;
+        }
+        let htl = self.clamp_htl(cx, htl);
+        if self.walking(cx) && htl == cx.config.max_htl.0 {
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+            self.begin_walk(
+                cx,
+                now,
+                id,
+                key,
+                Kind::Request,
+                None,
+                htl,
+                Walk::Step(tunnel),
+            );
+        } else {
+            self.begin(cx, now, id, key, Kind::Request, None, htl);
+        }
+        id
+    }
+
+    /// An insert of this node's user (see `Router::start_insert_in`).
+    pub(super) fn start_insert(&mut self, cx: &mut Ctx, now: Instant, s: InsertStart) -> RequestId {
+        let InsertStart {
+            key,
+            block,
+            htl,
+            replicas,
+            tunnel,
+        } = s;
+        self.stats.local_inserts += 1;
+        let htl = self.clamp_htl(cx, htl);
+        let replicas = replicas
+            .unwrap_or(cx.config.replicas)
+            .clamp(1, MAX_REPLICAS);
+        self.offer_to_askers(cx, now, key, &block, None);
+        let routes = cx.config.insert_routes.min(replicas);
+        let full = htl == cx.config.max_htl.0 && cx.peers.routable() > 0;
+        if routes > 1 && full {
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+            return self.start_spread(cx, now, key, block, Htl(htl), replicas, routes, tunnel);
+        }
+        let id = self.fresh_id(cx);
+        let mut kind = Kind::Insert {
+            block,
+            replicas,
+            stored: 0,
+            resume: None,
+        };
+        if self.walking(cx) && full {
+            // The walk takes it away first; the node that ends it inserts from there.
+            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+            self.begin_walk(cx, now, id, key, kind, None, htl, Walk::Step(tunnel));
+            return id;
+        }
+        if cx.peers.routable() > 0 && !cx.peers.any_closer(Location::of_key(&key), cx.location) {
+            kind.start_walk();
+        }
+        self.begin(cx, now, id, key, kind, None, htl);
+        id
+    }
+}
+
 /// How a request ends at this node.
 pub(crate) enum Outcome {
     /// Verified data, from a peer or the store.
@@ -237,10 +476,12 @@ pub(crate) enum Outcome {
     Collision(Block),
 }
 
-impl Router {
+impl Requests {
     /// Creates the state for `id` and routes it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn begin(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         id: RequestId,
         key: RoutingKey,
@@ -248,13 +489,14 @@ impl Router {
         source: Option<PeerId>,
         received_htl: u8,
     ) {
-        self.begin_walk(now, id, key, kind, source, received_htl, Walk::None);
+        self.begin_walk(cx, now, id, key, kind, source, received_htl, Walk::None);
     }
 
     /// As [`Router::begin`], at a given place on the request's anonymity walk.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn begin_walk(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         id: RequestId,
         key: RoutingKey,
@@ -263,9 +505,9 @@ impl Router {
         received_htl: u8,
         walk: Walk,
     ) {
-        self.seen.insert(later(now, self.config.seen_ttl), id);
+        cx.seen.insert(later(now, cx.config.seen_ttl), id);
         if let Some(src) = source {
-            self.peers.add_load(src, true, kind.held_bytes());
+            cx.peers.add_load(src, true, kind.held_bytes());
         }
         let hops = u32::from(received_htl) + kind.extra_hops();
         self.requests.insert(
@@ -286,7 +528,7 @@ impl Router {
                 // own deadline (see `walk_step`).
                 answer_by: source
                     .filter(|_| !matches!(walk, Walk::Step(_)))
-                    .map(|_| later(now, self.config.hop_timeout.saturating_mul(hops))),
+                    .map(|_| later(now, cx.config.hop_timeout.saturating_mul(hops))),
                 accepted: false,
                 overloaded: false,
                 timed_out_last: false,
@@ -297,21 +539,21 @@ impl Router {
                 reply_id: None,
             }),
         );
-        self.advance(now, id);
+        self.advance(cx, now, id);
     }
 
     /// Sends `id` to the next peer, or finishes it if HTL or peers ran out.
-    pub(super) fn advance(&mut self, now: Instant, id: RequestId) {
+    pub(super) fn advance(&mut self, cx: &mut Ctx, now: Instant, id: RequestId) {
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
         if req.answer_by.is_some_and(|t| now >= t) {
             // Out of time: answer now with the hops left, before the upstream gives up.
-            return self.finish(id, Outcome::NoRoute);
+            return self.finish(cx, id, Outcome::NoRoute);
         }
         let mut id = id;
         if let Walk::Step(tunnel) = req.walk {
-            match self.walk_step(now, id, tunnel) {
+            match self.walk_step(cx, now, id, tunnel) {
                 Some(greedy) => id = greedy,
                 None => return,
             }
@@ -322,14 +564,14 @@ impl Router {
         // Decrement per attempt, as Freenet's request sender does: the first attempt by
         // the flags of the link the request came in on (the originator sends its start
         // HTL as is), later ones always, except right after a refusal.
-        let max = self.config.max_htl.0;
+        let max = cx.config.max_htl.0;
         if let Kind::Insert {
             replicas, stored, ..
         } = req.kind
         {
             if stored >= replicas {
                 // Enough nodes near the key hold it.
-                return self.finish(id, Outcome::InsertDone);
+                return self.finish(cx, id, Outcome::InsertDone);
             }
         }
         req.htl = if req.kind.replicating() {
@@ -342,7 +584,7 @@ impl Router {
             match req.source {
                 None => req.htl,
                 Some(src) => {
-                    let (at_max, at_one) = self
+                    let (at_max, at_one) = cx
                         .peers
                         .get(src)
                         .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
@@ -355,11 +597,11 @@ impl Router {
         req.free_next = false;
         if req.htl == 0 {
             match &mut req.kind {
-                Kind::Request => return self.finish_at(Some(now), id, Outcome::DataNotFound),
+                Kind::Request => return self.finish_at(cx, Some(now), id, Outcome::DataNotFound),
                 Kind::Insert { .. } if req.source.is_none() => {
                     // The originator's own HTL ran out (a start HTL of 0 or 1): it never
                     // stores its own user's blocks as a replica.
-                    return self.finish(id, Outcome::InsertDone);
+                    return self.finish(cx, id, Outcome::InsertDone);
                 }
                 Kind::Insert { block, .. } => {
                     // The approach ends here, at the closest node HTL let it reach: this
@@ -370,7 +612,7 @@ impl Router {
                         placement: Placement::Store,
                     };
                     let key = req.key;
-                    let again = self.stored_for_insert(now, key);
+                    let again = self.stored_for_insert(cx.config, now, key);
                     let Some(req) = self.requests.get_mut(&id) else {
                         return;
                     };
@@ -380,8 +622,8 @@ impl Router {
                     }
                     req.htl = 1;
                     self.stats.stored += 1;
-                    self.events.push_back(store);
-                    return self.advance(now, id);
+                    cx.events.push_back(store);
+                    return self.advance(cx, now, id);
                 }
             }
         }
@@ -409,24 +651,23 @@ impl Router {
             // Other peers' requests may fill only part of what a peer takes from us, so
             // this node's own user always has room downstream, and a peer flooding us
             // meets a refusal here instead of using up our share at every neighbour.
-            let window = self.config.max_inflight_per_peer.div_ceil(2) as u32;
-            exclude.extend(self.peers.forwarding_full(window));
+            let window = cx.config.max_inflight_per_peer.div_ceil(2) as u32;
+            exclude.extend(cx.peers.forwarding_full(window));
         }
         let side = req.next_side.take();
-        let peers = &self.peers;
+        let peers = &cx.peers;
         // Requests may trade some closeness for a quicker peer; inserts stay greedy so
         // the nodes that store a block are the ones requests converge on.
         // The last third of the hops go greedily, so a request that wandered for speed
         // still reaches the key before its HTL runs out.
         let factor = match req.kind {
-            Kind::Request if req.htl > self.config.max_htl.0 / 3 => (
-                self.config.latency_factor,
-                self.config.latency_progress_weight,
-            ),
+            Kind::Request if req.htl > cx.config.max_htl.0 / 3 => {
+                (cx.config.latency_factor, cx.config.latency_progress_weight)
+            }
             _ => (1.0, 0.0),
         };
         // A quicker peer must still bring the request nearer than this node is.
-        let own = self.location.distance(req.target);
+        let own = cx.location.distance(req.target);
         let pick = |exclude: &[PeerId]| {
             side.and_then(|cw| peers.closest_on_side(req.target, exclude, now, cw))
                 .or_else(|| peers.choose_below(req.target, exclude, now, factor, own))
@@ -439,7 +680,7 @@ impl Router {
             pick(&strict).or_else(|| pick(&exclude))
         };
         let Some(peer) = found else {
-            return self.finish_at(Some(now), id, Outcome::NoRoute);
+            return self.finish_at(cx, Some(now), id, Outcome::NoRoute);
         };
         if matches!(
             req.kind,
@@ -450,7 +691,7 @@ impl Router {
         ) {
             // The first chain of a split walk: the second takes the other side of the
             // peer that carries the first (the latest asked, if one refused).
-            let cw = self
+            let cw = cx
                 .peers
                 .get(peer)
                 .is_some_and(|p| p.location.is_clockwise_of(req.target));
@@ -459,9 +700,9 @@ impl Router {
         req.tried.push(peer);
         req.waiting = Some(peer);
         if req.source.is_some() {
-            self.peers.add_forwarded(peer, true);
+            cx.peers.add_forwarded(peer, true);
         }
-        let budget = self
+        let budget = cx
             .config
             .hop_timeout
             .saturating_mul(u32::from(req.htl) + 1 + req.kind.extra_hops());
@@ -497,17 +738,23 @@ impl Router {
                 }
             }
         };
-        self.transmits.push_back((peer, msg));
+        cx.transmits.push_back((peer, msg));
     }
 
     /// Ends `id` here: answers upstream or tells the local user, and drops the state.
-    pub(super) fn finish(&mut self, id: RequestId, outcome: Outcome) {
-        self.finish_at(None, id, outcome)
+    pub(super) fn finish(&mut self, cx: &mut Ctx, id: RequestId, outcome: Outcome) {
+        self.finish_at(cx, None, id, outcome)
     }
 
     /// [`Router::finish`], with the time when the failure table is to learn from it.
-    pub(super) fn finish_at(&mut self, now: Option<Instant>, id: RequestId, outcome: Outcome) {
-        self.stop_waiting(id);
+    pub(super) fn finish_at(
+        &mut self,
+        cx: &mut Ctx,
+        now: Option<Instant>,
+        id: RequestId,
+        outcome: Outcome,
+    ) {
+        self.stop_waiting(cx, id);
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
@@ -516,28 +763,28 @@ impl Router {
         if let (Some(now), Kind::Request, false) = (now, &req.kind, walking) {
             match &outcome {
                 Outcome::DataNotFound | Outcome::NoRoute => {
-                    let until = later(now, self.config.failure_ttl);
+                    let until = later(now, cx.config.failure_ttl);
                     self.failures
                         .record(req.key, until, req.received_htl, &req.tried, req.source);
                 }
                 Outcome::Data(block, from) => {
                     let skip = [*from, req.source];
-                    self.offer_to_askers(now, req.key, block, Some(&skip));
+                    self.offer_to_askers(cx, now, req.key, block, Some(&skip));
                 }
                 _ => {}
             }
         }
-        let max = self.config.max_htl.0;
+        let max = cx.config.max_htl.0;
         // The source knows the request by its walk's id when the walk ended here.
         let id = req.reply_id.unwrap_or(id);
         match req.source {
             Some(src) => {
-                self.peers.add_load(src, false, req.kind.held_bytes());
+                cx.peers.add_load(src, false, req.kind.held_bytes());
                 let reply = match (&req.kind, outcome) {
                     (Kind::Request, Outcome::Data(block, _)) => {
                         if req.received_htl <= max.saturating_sub(2) {
                             self.stats.cached += 1;
-                            self.events.push_back(Event::Store {
+                            cx.events.push_back(Event::Store {
                                 key: req.key,
                                 block: block.clone(),
                                 placement: Placement::Cache,
@@ -559,7 +806,7 @@ impl Router {
                         htl: Htl(req.htl),
                     },
                 };
-                self.transmits.push_back((src, reply));
+                cx.transmits.push_back((src, reply));
             }
             None => {
                 let event = match (&req.kind, outcome) {
@@ -601,46 +848,52 @@ impl Router {
                         };
                         // Counted, and reported as itself or as one route of a spread
                         // insert.
-                        return self.insert_finished(id, req.key, result);
+                        return self.insert_finished(cx, id, req.key, result);
                     }
                 };
-                self.events.push_back(event);
+                cx.events.push_back(event);
             }
         }
     }
 
     /// `id` no longer awaits an answer from the peer it was sent to; returns that peer.
-    pub(super) fn stop_waiting(&mut self, id: RequestId) -> Option<PeerId> {
+    pub(super) fn stop_waiting(&mut self, cx: &mut Ctx, id: RequestId) -> Option<PeerId> {
         let req = self.requests.get_mut(&id)?;
         let peer = req.waiting.take()?;
         if req.source.is_some() {
-            self.peers.add_forwarded(peer, false);
+            cx.peers.add_forwarded(peer, false);
         }
         Some(peer)
     }
 
     /// Whether `id` is being handled or was seen recently.
-    fn known(&self, id: RequestId) -> bool {
-        self.requests.contains_key(&id) || self.seen.contains(id)
+    fn known(&self, cx: &Ctx, id: RequestId) -> bool {
+        self.requests.contains_key(&id) || cx.seen.contains(id)
     }
 
     /// Loop and overload checks shared by requests and inserts (holding `bytes` while
     /// they run); true if accepted.
-    pub(super) fn admit(&mut self, now: Instant, from: PeerId, id: RequestId, bytes: u64) -> bool {
-        if self.known(id) {
+    pub(super) fn admit(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        from: PeerId,
+        id: RequestId,
+        bytes: u64,
+    ) -> bool {
+        if self.known(cx, id) {
             self.stats.rejected_loop += 1;
-            self.transmits
-                .push_back((from, Message::RejectedLoop { id }));
+            cx.transmits.push_back((from, Message::RejectedLoop { id }));
             return false;
         }
-        if !self.within_share(from, bytes) {
+        if !self.within_share(cx, from, bytes) {
             self.stats.rejected_overload += 1;
-            self.transmits
+            cx.transmits
                 .push_back((from, Message::RejectedOverload { id }));
-            let strikes = self.peers.strike(from, now, self.config.backoff);
-            if strikes == self.config.flood_rejections {
+            let strikes = cx.peers.strike(from, now, cx.config.backoff);
+            if strikes == cx.config.flood_rejections {
                 self.stats.flooders += 1;
-                self.misbehaved(from, "kept sending after overload rejections (a flood)");
+                self.misbehaved(cx, from, "kept sending after overload rejections (a flood)");
             }
             return false;
         }
@@ -652,14 +905,14 @@ impl Router {
     /// the per-peer cap; above its share, only while the node as a whole has room. So a
     /// peer that floods takes at most what the others leave unused, and the moment they
     /// need it back, its new requests are rejected and theirs are not.
-    fn within_share(&self, from: PeerId, bytes: u64) -> bool {
-        let c = &self.config;
-        let (n, b) = self.peers.load(from);
+    fn within_share(&self, cx: &Ctx, from: PeerId, bytes: u64) -> bool {
+        let c = &cx.config;
+        let (n, b) = cx.peers.load(from);
         if n >= c.max_inflight_per_peer {
             return false;
         }
-        let peers = self.peers.len().max(1);
-        let (total_n, total_b) = self.peers.total_load();
+        let peers = cx.peers.len().max(1);
+        let (total_n, total_b) = cx.peers.total_load();
         let count_ok = n < c.max_inflight / peers || total_n < c.max_inflight;
         let bytes_ok = bytes == 0
             || b + bytes <= c.max_inflight_bytes / peers as u64
@@ -667,8 +920,10 @@ impl Router {
         count_ok && bytes_ok
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_request(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -677,12 +932,12 @@ impl Router {
         store: &mut impl BlockStore,
     ) {
         self.stats.requests_received += 1;
-        if !self.admit(now, from, id, 0) {
+        if !self.admit(cx, now, from, id, 0) {
             return;
         }
-        let received = htl.0.min(self.config.max_htl.0);
+        let received = htl.0.min(cx.config.max_htl.0);
         if let Some((block, placement)) = store.get(&key) {
-            return self.serve(now, from, id, block, placement);
+            return self.serve(cx, now, from, id, block, placement);
         }
         if self
             .failures
@@ -696,30 +951,31 @@ impl Router {
             // another direction, so the asker's other peers may well reach the block,
             // and a `DataNotFound` would end its whole search here.
             self.failures.add_asker(&key, now, from);
-            self.seen.insert(later(now, self.config.seen_ttl), id);
+            cx.seen.insert(later(now, cx.config.seen_ttl), id);
             self.stats.recently_failed += 1;
-            self.transmits
+            cx.transmits
                 .push_back((from, Message::RouteNotFound { id, htl }));
             return;
         }
-        self.begin(now, id, key, Kind::Request, Some(from), received);
+        self.begin(cx, now, id, key, Kind::Request, Some(from), received);
     }
 
     /// The block under `key` is here now: offer it to the peers that asked for it here in
     /// vain recently (all but those in `skip`), and forget that it failed.
     pub(super) fn offer_to_askers(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         key: RoutingKey,
         block: &Block,
         skip: Option<&[Option<PeerId>]>,
     ) {
         for asker in self.failures.resolve(&key, now) {
-            if skip.is_some_and(|s| s.contains(&Some(asker))) || !self.peers.contains(asker) {
+            if skip.is_some_and(|s| s.contains(&Some(asker))) || !cx.peers.contains(asker) {
                 continue;
             }
             self.stats.offers_sent += 1;
-            self.transmits.push_back((
+            cx.transmits.push_back((
                 asker,
                 Message::Offer {
                     key,
@@ -733,6 +989,7 @@ impl Router {
     /// (the failure table), and only if it verifies; then cached and offered onwards.
     pub(super) fn on_offer(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         key: RoutingKey,
@@ -750,21 +1007,22 @@ impl Router {
         }
         if !store.verify(&key, &block) {
             self.stats.bad_blocks += 1;
-            return self.misbehaved(from, "an offered block that fails verification");
+            return self.misbehaved(cx, from, "an offered block that fails verification");
         }
         self.stats.offers_taken += 1;
         self.stats.cached += 1;
-        self.events.push_back(Event::Store {
+        cx.events.push_back(Event::Store {
             key,
             block: block.clone(),
             placement: Placement::Cache,
         });
-        self.offer_to_askers(now, key, &block, Some(&[Some(from)]));
+        self.offer_to_askers(cx, now, key, &block, Some(&[Some(from)]));
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_insert(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -776,16 +1034,16 @@ impl Router {
         store: &mut impl BlockStore,
     ) {
         self.stats.inserts_received += 1;
-        if stored > 0 && self.store_on_loop(id, from) {
+        if stored > 0 && self.store_on_loop(cx, id, from) {
             return;
         }
         // Loop and overload checks first: they are cheap, and a looping insert need not
         // be hashed again.
-        if !self.admit_insert(now, from, id, &key, &block, store) {
+        if !self.admit_insert(cx, now, from, id, &key, &block, store) {
             return;
         }
-        self.offer_to_askers(now, key, &block, Some(&[Some(from)]));
-        let max = self.config.max_htl.0;
+        self.offer_to_askers(cx, now, key, &block, Some(&[Some(from)]));
+        let max = cx.config.max_htl.0;
         let received = htl.0.min(max);
         let replicas = replicas.clamp(1, MAX_REPLICAS);
         let target = Location::of_key(&key);
@@ -793,9 +1051,9 @@ impl Router {
         // (the replica walk through the nodes nearest the key), or when it is a sink: no
         // peer closer to the key than itself. The sender counts among the peers: it is
         // connected, so `any_closer` sees it.
-        let keep = stored > 0 || !self.peers.any_closer(target, self.location);
+        let keep = stored > 0 || !cx.peers.any_closer(target, cx.location);
         // A copy made here moments ago by a sibling route does not count again.
-        let again = keep && self.stored_for_insert(now, key);
+        let again = keep && self.stored_for_insert(cx.config, now, key);
         // On a walk (so kept), this copy counts; a sink's first copy is counted below.
         let walked = if stored > 0 && !again {
             stored.saturating_add(1).min(replicas)
@@ -814,7 +1072,7 @@ impl Router {
                 Placement::Store => self.stats.stored += 1,
                 Placement::Cache => self.stats.cached += 1,
             }
-            self.events.push_back(Event::Store {
+            cx.events.push_back(Event::Store {
                 key,
                 block: block.clone(),
                 placement,
@@ -833,7 +1091,7 @@ impl Router {
                 kind.extend();
             }
         }
-        self.begin(now, id, key, kind, Some(from), received);
+        self.begin(cx, now, id, key, kind, Some(from), received);
     }
 
     /// The checks every insert from a peer passes, walking or not: loop and overload
@@ -843,8 +1101,10 @@ impl Router {
     /// copy was verified when it was stored, and a comparison costs a fraction of one
     /// (inserts come back to nodes that hold them: the walk, the replica walk).
     /// True if it may go on; otherwise it has been answered.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn admit_insert(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -852,14 +1112,14 @@ impl Router {
         block: &Block,
         store: &mut impl BlockStore,
     ) -> bool {
-        if !self.admit(now, from, id, crate::block::BLOCK_LEN as u64) {
+        if !self.admit(cx, now, from, id, crate::block::BLOCK_LEN as u64) {
             return false;
         }
         let held = store.get(key);
         let same = held.as_ref().is_some_and(|(h, _)| h == block);
         if !same && !store.verify(key, block) {
             self.stats.bad_blocks += 1;
-            self.misbehaved(from, "insert with a block that fails verification");
+            self.misbehaved(cx, from, "insert with a block that fails verification");
             return false;
         }
         if let Some((held, _)) = held {
@@ -867,8 +1127,8 @@ impl Router {
                 // Only a signed key can hold two different valid blocks: the first one
                 // published stays, and the inserter gets it back.
                 self.stats.collisions += 1;
-                self.seen.insert(later(now, self.config.seen_ttl), id);
-                self.transmits
+                cx.seen.insert(later(now, cx.config.seen_ttl), id);
+                cx.transmits
                     .push_back((from, Message::Data { id, block: held }));
                 return false;
             }
@@ -879,7 +1139,7 @@ impl Router {
     /// The replica walk of an insert this node forwarded on its approach came back here:
     /// store our own (verified) copy of the block and say `Stored`, so the walker counts
     /// this node. True if handled so.
-    fn store_on_loop(&mut self, id: RequestId, from: PeerId) -> bool {
+    fn store_on_loop(&mut self, cx: &mut Ctx, id: RequestId, from: PeerId) -> bool {
         let Some(req) = self.requests.get_mut(&id) else {
             return false;
         };
@@ -897,13 +1157,14 @@ impl Router {
             placement: Placement::Store,
         };
         self.stats.stored += 1;
-        self.events.push_back(event);
-        self.transmits.push_back((from, Message::Stored { id }));
+        cx.events.push_back(event);
+        cx.transmits.push_back((from, Message::Stored { id }));
         true
     }
 
     pub(super) fn on_data(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -911,29 +1172,29 @@ impl Router {
         store: &mut impl BlockStore,
     ) {
         let Some(req) = self.requests.get_mut(&id) else {
-            return self.unmatched(from, id);
+            return self.unmatched(cx, from, id);
         };
         if !req.tried.contains(&from) {
-            return self.misbehaved(from, "data for a request it was not sent");
+            return self.misbehaved(cx, from, "data for a request it was not sent");
         }
         let key = req.key;
         if let Kind::Insert { block: ours, .. } = &req.kind {
             // An insert answered with data: a collision further on, if the block is
             // valid under the key and not our own.
             if req.waiting != Some(from) || !store.verify(&key, &block) || block == *ours {
-                return self.misbehaved(from, "data for an insert that is no collision");
+                return self.misbehaved(cx, from, "data for an insert that is no collision");
             }
             self.stats.collisions += 1;
-            return self.finish(id, Outcome::Collision(block));
+            return self.finish(cx, id, Outcome::Collision(block));
         }
         if !store.verify(&key, &block) {
             self.stats.bad_blocks += 1;
-            self.misbehaved(from, "data that fails verification");
+            self.misbehaved(cx, from, "data that fails verification");
             if let Some(req) = self.requests.get_mut(&id) {
                 if req.waiting == Some(from) {
                     req.deadline = None;
-                    self.stop_waiting(id);
-                    self.advance(now, id);
+                    self.stop_waiting(cx, id);
+                    self.advance(cx, now, id);
                 }
             }
             return;
@@ -941,25 +1202,29 @@ impl Router {
         // Late data from a peer that timed out counts as much as the awaited answer.
         if let Some(req) = self.requests.get(&id) {
             let (source, received) = (req.source, req.received_htl);
-            self.with_opennet(|o, cx| o.note_success(cx, from));
-            self.peers.observe_outcome(from, true);
-            self.peers.recovered(from);
-            self.with_opennet(|o, cx| o.await_fold(cx, now, id, source, received, from));
+            if let Some(o) = cx.opennet.as_deref_mut() {
+                o.note_success(cx.peers, from);
+            }
+            cx.peers.observe_outcome(from, true);
+            cx.peers.recovered(from);
+            if let Some(o) = cx.opennet.as_deref_mut() {
+                o.await_fold(cx.config, now, id, source, received, from);
+            }
         }
-        self.finish_at(Some(now), id, Outcome::Data(block, Some(from)));
+        self.finish_at(cx, Some(now), id, Outcome::Data(block, Some(from)));
     }
 
     /// `DataNotFound`, `RouteNotFound`, `RejectedLoop`, `RejectedOverload`, `InsertReply`.
-    pub(super) fn on_reply(&mut self, now: Instant, from: PeerId, msg: Message) {
+    pub(super) fn on_reply(&mut self, cx: &mut Ctx, now: Instant, from: PeerId, msg: Message) {
         let Some(id) = msg.request_id() else {
             return;
         };
         let Some(req) = self.requests.get_mut(&id) else {
-            return self.unmatched(from, id);
+            return self.unmatched(cx, from, id);
         };
         if req.waiting != Some(from) {
             if !req.tried.contains(&from) {
-                self.misbehaved(from, "reply for a request it was not sent");
+                self.misbehaved(cx, from, "reply for a request it was not sent");
             }
             // Otherwise a late answer from a peer we gave up on: the request moved on.
             return;
@@ -967,9 +1232,9 @@ impl Router {
         let is_insert = matches!(req.kind, Kind::Insert { .. });
         if !matches!(msg, Message::RejectedOverload { .. }) {
             // Any real answer: the peer is working again.
-            self.peers.recovered(from);
+            cx.peers.recovered(from);
         }
-        self.stop_waiting(id);
+        self.stop_waiting(cx, id);
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
@@ -977,8 +1242,8 @@ impl Router {
         req.timed_out_last = false;
         match msg {
             Message::DataNotFound { .. } if !is_insert => {
-                self.peers.observe_outcome(from, false);
-                self.finish_at(Some(now), id, Outcome::DataNotFound)
+                cx.peers.observe_outcome(from, false);
+                self.finish_at(cx, Some(now), id, Outcome::DataNotFound)
             }
             Message::InsertReply { .. } if is_insert => {
                 if let Kind::Insert {
@@ -993,9 +1258,9 @@ impl Router {
                     *replicas = resume.take().unwrap_or(*replicas);
                     req.next_side = req.other_side;
                     req.accepted = true;
-                    self.advance(now, id);
+                    self.advance(cx, now, id);
                 } else {
-                    self.finish(id, Outcome::InsertDone)
+                    self.finish(cx, id, Outcome::InsertDone)
                 }
             }
             Message::Stored { .. } if req.kind.replicating() => {
@@ -1005,37 +1270,36 @@ impl Router {
                 }
                 req.accepted = true;
                 req.free_next = true;
-                self.advance(now, id);
+                self.advance(cx, now, id);
             }
             Message::RouteNotFound { htl, .. } => {
                 req.accepted = true;
                 req.htl = req.htl.min(htl.0);
-                self.advance(now, id);
+                self.advance(cx, now, id);
             }
             Message::RejectedLoop { .. } => {
                 req.free_next = true;
-                self.advance(now, id);
+                self.advance(cx, now, id);
             }
             Message::RejectedOverload { .. } => {
                 if !is_insert {
-                    self.peers.observe_outcome(from, false);
+                    cx.peers.observe_outcome(from, false);
                 }
                 req.overloaded = true;
                 req.free_next = true;
-                let c = &self.config;
-                self.peers
-                    .back_off_more(from, now, c.backoff, c.max_backoff);
-                self.advance(now, id);
+                let c = &cx.config;
+                cx.peers.back_off_more(from, now, c.backoff, c.max_backoff);
+                self.advance(cx, now, id);
             }
             _ => {
-                self.misbehaved(from, "reply of the wrong kind");
-                self.advance(now, id);
+                self.misbehaved(cx, from, "reply of the wrong kind");
+                self.advance(cx, now, id);
             }
         }
     }
 
-    pub(super) fn on_timeout(&mut self, now: Instant, id: RequestId) {
-        let Some(peer) = self.stop_waiting(id) else {
+    pub(super) fn on_timeout(&mut self, cx: &mut Ctx, now: Instant, id: RequestId) {
+        let Some(peer) = self.stop_waiting(cx, id) else {
             return;
         };
         let Some(req) = self.requests.get_mut(&id) else {
@@ -1045,31 +1309,29 @@ impl Router {
         if req.deadline_is_budget {
             // Our own time is up; the peer is not to blame.
             self.stats.budget_expired += 1;
-            return self.finish(id, Outcome::NoRoute);
+            return self.finish(cx, id, Outcome::NoRoute);
         }
         self.stats.timeouts += 1;
         req.timed_out_last = true;
         if matches!(req.kind, Kind::Request) {
-            self.peers.observe_outcome(peer, false);
+            cx.peers.observe_outcome(peer, false);
         }
-        let c = &self.config;
-        self.peers
-            .back_off_more(peer, now, c.backoff, c.max_backoff);
-        self.advance(now, id);
+        let c = &cx.config;
+        cx.peers.back_off_more(peer, now, c.backoff, c.max_backoff);
+        self.advance(cx, now, id);
     }
 
     /// A reply for an id with no state: quiet if the id was ours recently (a late reply),
     /// misbehaviour otherwise.
-    fn unmatched(&mut self, from: PeerId, id: RequestId) {
-        if !self.seen.contains(id) {
-            self.misbehaved(from, "reply for an unknown request");
+    fn unmatched(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
+        if !cx.seen.contains(id) {
+            self.misbehaved(cx, from, "reply for an unknown request");
         }
     }
 
-    pub(super) fn misbehaved(&mut self, peer: PeerId, reason: &'static str) {
+    pub(super) fn misbehaved(&mut self, cx: &mut Ctx, peer: PeerId, reason: &'static str) {
         self.stats.misbehaviour += 1;
-        self.events
-            .push_back(Event::PeerMisbehaved { peer, reason });
+        cx.events.push_back(Event::PeerMisbehaved { peer, reason });
     }
 }
 

@@ -19,9 +19,11 @@
 //! route has: a collision if any route met another block under the (signed) key, else
 //! successful when any route stored the block.
 
+use super::ctx::Ctx;
+use super::request::Requests;
 use super::request::{Kind, Walk};
 use super::time::later;
-use super::{Event, InsertFailure, InsertReport, Router};
+use super::{Event, InsertFailure, InsertReport, RouterConfig};
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, RequestId, MAX_REPLICAS};
@@ -107,15 +109,19 @@ impl Kind {
     }
 }
 
-impl Router {
+impl Requests {
     /// This node keeps `key` long-term for an insert now. True if it already did for
     /// another insert moments ago (a sibling route): this copy is not a new one.
-    pub(super) fn stored_for_insert(&mut self, now: Instant, key: RoutingKey) -> bool {
+    pub(super) fn stored_for_insert(
+        &mut self,
+        config: &RouterConfig,
+        now: Instant,
+        key: RoutingKey,
+    ) -> bool {
         let again = self.recent.holds(&key, now);
-        let window = self
-            .config
+        let window = config
             .hop_timeout
-            .saturating_mul(u32::from(self.config.max_htl.0) + 1 + u32::from(MAX_REPLICAS));
+            .saturating_mul(u32::from(config.max_htl.0) + 1 + u32::from(MAX_REPLICAS));
         self.recent.note(key, later(now, window));
         self.recent.expire(now);
         again
@@ -126,6 +132,7 @@ impl Router {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_spread(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         key: RoutingKey,
         block: Block,
@@ -134,9 +141,9 @@ impl Router {
         routes: u8,
         tunnel: u64,
     ) -> RequestId {
-        let parent = self.fresh_id();
+        let parent = self.fresh_id(cx);
         // Never handed to a peer; reserved so that no later id takes it.
-        self.seen.insert(later(now, self.config.seen_ttl), parent);
+        cx.seen.insert(later(now, cx.config.seen_ttl), parent);
         // The parent first: a route that ended at once would find no one to tell.
         self.spread_parents.insert(
             parent,
@@ -146,7 +153,7 @@ impl Router {
             },
         );
         for i in 0..routes {
-            let id = self.fresh_id();
+            let id = self.fresh_id(cx);
             let kind = Kind::Insert {
                 block: block.clone(),
                 replicas: share(replicas, routes, i),
@@ -155,7 +162,7 @@ impl Router {
             };
             self.spreads.insert(id, parent);
             let walk = Walk::Step(route_tunnel(tunnel, i));
-            self.begin_walk(now, id, key, kind, None, htl.0, walk);
+            self.begin_walk(cx, now, id, key, kind, None, htl.0, walk);
         }
         parent
     }
@@ -165,6 +172,7 @@ impl Router {
     /// is done.
     pub(super) fn insert_finished(
         &mut self,
+        cx: &mut Ctx,
         id: RequestId,
         key: RoutingKey,
         result: Result<InsertReport, InsertFailure>,
@@ -173,7 +181,7 @@ impl Router {
             if result.is_ok() {
                 self.stats.local_inserts_succeeded += 1;
             }
-            self.events
+            cx.events
                 .push_back(Event::InsertFinished { id, key, result });
             return;
         };
@@ -208,7 +216,7 @@ impl Router {
         if result.is_ok() {
             self.stats.local_inserts_succeeded += 1;
         }
-        self.events.push_back(Event::InsertFinished {
+        cx.events.push_back(Event::InsertFinished {
             id: parent,
             key,
             result,
@@ -231,19 +239,20 @@ mod tests {
     #[test]
     fn a_copy_counts_as_a_sibling_s_for_as_long_as_an_insert_may_run() {
         // Default hop timeout 2 s and HTL 18: an insert may run (18 + 1 + 16) × 2 s = 70 s.
-        let mut r = crate::router::Router::new(Default::default(), crate::ring::Location(0));
+        let mut r = super::Requests::new(0);
+        let config = crate::router::RouterConfig::default();
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        assert!(!r.stored_for_insert(t0, key(1)));
+        assert!(!r.stored_for_insert(&config, t0, key(1)));
         assert!(
-            r.stored_for_insert(at(69), key(1)),
+            r.stored_for_insert(&config, at(69), key(1)),
             "69 s on: a sibling's copy"
         );
         assert!(
-            !r.stored_for_insert(at(140), key(1)),
+            !r.stored_for_insert(&config, at(140), key(1)),
             "71 s after the last: a new one"
         );
-        assert!(!r.stored_for_insert(at(140), key(2)));
+        assert!(!r.stored_for_insert(&config, at(140), key(2)));
     }
 
     #[test]

@@ -21,9 +21,11 @@
 //! Each hop renames the tunnel for the next, so colluding nodes on one walk do not learn
 //! from the tunnel id that they are on the same one.
 
+use super::ctx::Ctx;
+use super::request::Requests;
 use super::request::{Kind, Walk};
 use super::time::later;
-use super::{PeerId, Router};
+use super::PeerId;
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Message, RequestId, MAX_REPLICAS};
@@ -55,7 +57,7 @@ pub(super) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Router {
+impl Requests {
     /// The secret that keys this node's walk choices, derived from its random seed.
     pub(super) fn walk_secret(seed: u64) -> [u8; 32] {
         let mut h = Sha256::new();
@@ -82,30 +84,30 @@ impl Router {
     }
 
     /// Whether requests start with a walk here.
-    pub(super) fn walking(&self) -> bool {
-        self.config.walk_probability > 0.0
+    pub(super) fn walking(&self, cx: &Ctx) -> bool {
+        cx.config.walk_probability > 0.0
     }
 
     /// Whether the walk of `tunnel` goes on from this node (the originator always takes
     /// one hop: `first`).
-    fn walk_goes_on(&self, tunnel: u64, first: bool) -> bool {
+    fn walk_goes_on(&self, cx: &Ctx, tunnel: u64, first: bool) -> bool {
         if first {
             return true;
         }
-        let p = self.config.walk_probability.clamp(0.0, 1.0);
+        let p = cx.config.walk_probability.clamp(0.0, 1.0);
         // u64::MAX as f64 rounds to 2^64; the cast saturates, so p = 1 never ends.
         (self.draw(tunnel).go_on as f64) < p * u64::MAX as f64
     }
 
     /// The tunnel for a local request whose user named none: one per `tunnel_lifetime`,
     /// so a burst of requests (a download) shares a walk.
-    pub(super) fn default_tunnel(&mut self, now: Instant) -> u64 {
+    pub(super) fn default_tunnel(&mut self, cx: &mut Ctx, now: Instant) -> u64 {
         use rand::Rng;
         match self.tunnel {
             Some((t, until)) if now < until => t,
             _ => {
-                let t = self.rng.gen();
-                self.tunnel = Some((t, later(now, self.config.tunnel_lifetime)));
+                let t = cx.rng.gen();
+                self.tunnel = Some((t, later(now, cx.config.tunnel_lifetime)));
                 t
             }
         }
@@ -115,9 +117,9 @@ impl Router {
     /// are not `exclude`d and not backed off (backed-off ones only if nothing else is
     /// left), so the choice moves only when the chosen peer goes, and a second try takes
     /// the tunnel's second choice.
-    fn walk_next(&self, tunnel: u64, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
+    fn walk_next(&self, cx: &Ctx, tunnel: u64, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
         let key = self.draw(tunnel).pick;
-        self.peers
+        cx.peers
             .iter()
             .filter(|p| p.routable && !exclude.contains(&p.id))
             .map(|p| {
@@ -142,6 +144,7 @@ impl Router {
     /// linked by their id; its answer goes upstream under the walk's id.
     pub(super) fn walk_step(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         id: RequestId,
         tunnel: u64,
@@ -149,27 +152,27 @@ impl Router {
         let req = self.requests.get(&id)?;
         let (source, tries, answered) = (req.source, req.tried.len(), req.accepted);
         if answered && source.is_some() {
-            self.finish(id, super::request::Outcome::NoRoute);
+            self.finish(cx, id, super::request::Outcome::NoRoute);
             return None;
         }
-        let go_on = tries > 0 || self.walk_goes_on(tunnel, source.is_none());
+        let go_on = tries > 0 || self.walk_goes_on(cx, tunnel, source.is_none());
         let mut exclude = req.tried.clone();
         exclude.extend(source);
         let next = if go_on && tries < WALK_TRIES {
-            self.walk_next(tunnel, &exclude, now)
+            self.walk_next(cx, tunnel, &exclude, now)
         } else {
             None
         };
         let Some(peer) = next else {
             if source.is_none() && tries > 0 {
                 // Every walk the originator tried came back without the block.
-                self.finish(id, super::request::Outcome::NoRoute);
+                self.finish(cx, id, super::request::Outcome::NoRoute);
                 return None;
             }
-            return Some(self.end_walk(now, id));
+            return Some(self.end_walk(cx, now, id));
         };
-        let max = self.config.max_htl.0;
-        let budget = self
+        let max = cx.config.max_htl.0;
+        let budget = cx
             .config
             .hop_timeout
             .saturating_mul(u32::from(max) + 1 + WALK_SLACK_HOPS);
@@ -182,7 +185,7 @@ impl Router {
         req.deadline = Some(deadline);
         self.timers.insert((deadline, id));
         if source.is_some() {
-            self.peers.add_forwarded(peer, true);
+            cx.peers.add_forwarded(peer, true);
             self.stats.walks_relayed += 1;
         } else {
             self.stats.walks_started += 1;
@@ -204,16 +207,16 @@ impl Router {
                 block: block.clone(),
             },
         };
-        self.transmits.push_back((peer, msg));
+        cx.transmits.push_back((peer, msg));
         None
     }
 
     /// The walk of `id` ends here: from now on it is routed as this node's own would be
     /// (full HTL, first attempt not decremented), under a fresh id at a relay. Returns
     /// the id to route under.
-    fn end_walk(&mut self, now: Instant, id: RequestId) -> RequestId {
-        let max = self.config.max_htl.0;
-        let sink = self.location;
+    fn end_walk(&mut self, cx: &mut Ctx, now: Instant, id: RequestId) -> RequestId {
+        let max = cx.config.max_htl.0;
+        let sink = cx.location;
         let Some(mut req) = self.requests.remove(&id) else {
             return id;
         };
@@ -222,17 +225,17 @@ impl Router {
         req.htl = max;
         req.received_htl = max;
         req.free_next = true;
-        let sink = !self.peers.any_closer(req.target, sink);
+        let sink = !cx.peers.any_closer(req.target, sink);
         let new_id = if req.source.is_some() {
             // Answer before the upstream walk step gives up on us.
             req.answer_by = Some(later(
                 now,
-                self.config.hop_timeout.saturating_mul(u32::from(max)),
+                cx.config.hop_timeout.saturating_mul(u32::from(max)),
             ));
             req.reply_id = Some(id);
-            let fresh = self.fresh_id();
-            self.seen.insert(later(now, self.config.seen_ttl), fresh);
-            self.events.push_back(super::Event::WalkEnded {
+            let fresh = self.fresh_id(cx);
+            cx.seen.insert(later(now, cx.config.seen_ttl), fresh);
+            cx.events.push_back(super::Event::WalkEnded {
                 walk: id,
                 greedy: fresh,
             });
@@ -243,14 +246,14 @@ impl Router {
         if let (Kind::Insert { block, .. }, Some(_), true) = (&req.kind, req.source, sink) {
             // An insert whose walk ends at a sink for its key: the first copy is here
             // (an originator's own copy is its shell's), and the replica walk starts.
-            self.events.push_back(super::Event::Store {
+            cx.events.push_back(super::Event::Store {
                 key: req.key,
                 block: block.clone(),
                 placement: super::Placement::Store,
             });
             self.stats.stored += 1;
             req.kind.start_walk();
-            if self.stored_for_insert(now, req.key) {
+            if self.stored_for_insert(cx.config, now, req.key) {
                 req.kind.extend();
             }
         }
@@ -259,8 +262,10 @@ impl Router {
     }
 
     /// A peer's request on its walk.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_walk(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -269,14 +274,15 @@ impl Router {
         store: &mut impl super::BlockStore,
     ) {
         self.stats.requests_received += 1;
-        if !self.admit(now, from, id, 0) {
+        if !self.admit(cx, now, from, id, 0) {
             return;
         }
         if let Some((block, placement)) = store.get(&key) {
-            return self.serve(now, from, id, block, placement);
+            return self.serve(cx, now, from, id, block, placement);
         }
-        let max = self.config.max_htl.0;
+        let max = cx.config.max_htl.0;
         self.begin_walk(
+            cx,
             now,
             id,
             key,
@@ -292,6 +298,7 @@ impl Router {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_insert_walk(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
@@ -302,7 +309,7 @@ impl Router {
         store: &mut impl super::BlockStore,
     ) {
         self.stats.inserts_received += 1;
-        if !self.admit_insert(now, from, id, &key, &block, store) {
+        if !self.admit_insert(cx, now, from, id, &key, &block, store) {
             return;
         }
         let kind = Kind::Insert {
@@ -311,27 +318,29 @@ impl Router {
             stored: 0,
             resume: None,
         };
-        let max = self.config.max_htl.0;
-        self.begin_walk(now, id, key, kind, Some(from), max, Walk::Step(tunnel));
+        let max = cx.config.max_htl.0;
+        self.begin_walk(cx, now, id, key, kind, Some(from), max, Walk::Step(tunnel));
     }
 
     /// Answers `id` from this node's storage.
     pub(super) fn serve(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         from: PeerId,
         id: RequestId,
         block: Block,
         placement: super::Placement,
     ) {
-        self.seen.insert(later(now, self.config.seen_ttl), id);
+        cx.seen.insert(later(now, cx.config.seen_ttl), id);
         match placement {
             super::Placement::Store => self.stats.served_from_store += 1,
             super::Placement::Cache => self.stats.served_from_cache += 1,
         }
-        self.transmits
-            .push_back((from, Message::Data { id, block }));
-        self.with_opennet(|o, cx| o.offer_fold(cx, from, id));
+        cx.transmits.push_back((from, Message::Data { id, block }));
+        if let Some(o) = cx.opennet.as_deref_mut() {
+            o.offer_fold(cx.config, cx.transmits, from, id);
+        }
     }
 }
 

@@ -41,7 +41,7 @@ fn an_idle_router_frees_its_queues_and_a_busy_one_keeps_them() {
         assert_eq!(drain(&mut r).len(), 1, "round {round}");
         assert!(events(&mut r).is_empty());
         assert!(r.transmits.capacity() > 0);
-        assert_eq!((r.requests.len(), r.timers.len()), (1, 1));
+        assert_eq!((r.requests.len(), r.requests.timers.len()), (1, 1));
         r.handle_message(
             now,
             PeerId(1),
@@ -59,7 +59,7 @@ fn an_idle_router_frees_its_queues_and_a_busy_one_keeps_them() {
             "round {round}: {done:?}"
         );
         drain(&mut r);
-        assert!(r.requests.is_empty() && r.timers.is_empty());
+        assert!(r.requests.requests.is_empty() && r.requests.timers.is_empty());
         assert_eq!((r.transmits.capacity(), r.events.capacity()), (0, 0));
     }
 }

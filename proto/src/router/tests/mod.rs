@@ -168,12 +168,17 @@ impl Net {
         if !r.config.opennet.enabled && !r.config.swap.enabled {
             assert_eq!(
                 r.poll_timeout(),
-                r.requests.values().filter_map(|q| q.deadline).min()
+                r.requests
+                    .requests
+                    .values()
+                    .filter_map(|q| q.deadline)
+                    .min()
             );
         }
         // The forwarded-request counts always agree with the requests themselves.
         for p in r.peers.iter() {
             let awaited = r
+                .requests
                 .requests
                 .values()
                 .filter(|q| q.source.is_some() && q.waiting == Some(p.id))

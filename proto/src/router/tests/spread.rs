@@ -47,7 +47,10 @@ fn a_spread_insert_leaves_by_its_own_first_hops_and_finishes_once() {
     // The answer comes when the last route is done, not the first.
     while net.step() {
         if net.insert_result(0, id).is_some() {
-            assert!(net.nodes[0].router.spreads.is_empty(), "a route still runs");
+            assert!(
+                net.nodes[0].router.requests.spreads.is_empty(),
+                "a route still runs"
+            );
         }
     }
     // One answer, under the id the caller got; the routes' own ids stay inside.
@@ -66,8 +69,8 @@ fn a_spread_insert_leaves_by_its_own_first_hops_and_finishes_once() {
     );
     assert_eq!(net.nodes[0].router.stats().local_inserts, 1);
     assert_eq!(net.nodes[0].router.stats().local_inserts_succeeded, 1);
-    assert!(net.nodes[0].router.spreads.is_empty());
-    assert!(net.nodes[0].router.spread_parents.is_empty());
+    assert!(net.nodes[0].router.requests.spreads.is_empty());
+    assert!(net.nodes[0].router.requests.spread_parents.is_empty());
     // The copies sit on several nodes even though every route met at the same few
     // (one route storing all seven would find seven; without the sibling rule the four
     // routes here counted their copies on three).
@@ -112,7 +115,7 @@ fn a_spread_insert_with_no_peer_taking_it_fails_once() {
     assert_eq!(finished, 1);
     assert!(net.insert_result(0, id).unwrap().is_err());
     assert_eq!(net.nodes[0].router.stats().local_inserts_succeeded, 0);
-    assert!(net.nodes[0].router.spread_parents.is_empty());
+    assert!(net.nodes[0].router.requests.spread_parents.is_empty());
 }
 
 #[test]
