@@ -267,7 +267,8 @@ impl Driver {
                     self.router.observe_rtt(peer, rtt);
                     let smoothed = self
                         .router
-                        .peer_timing(peer)
+                        .peers()
+                        .timing(peer)
                         .and_then(|(rtt, _)| rtt)
                         .map(|d| d.as_secs_f64() * 1e3);
                     if let Some(p) = self.peers.get_mut(&peer) {
@@ -375,7 +376,7 @@ impl Driver {
         }
         let (decision, origin) = if self.opennet.is_some() {
             self.router.link_decision(now, &key, hello.location, origin)
-        } else if self.router.peer_count() >= self.max_peers {
+        } else if self.router.peers().count() >= self.max_peers {
             (LinkDecision::Refuse, origin)
         } else {
             (LinkDecision::Accept, origin)

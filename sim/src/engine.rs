@@ -442,7 +442,7 @@ impl<'p> Sim<'p> {
     pub fn all_degrees(&self) -> Vec<usize> {
         self.nodes
             .iter()
-            .map(|n| n.router.routable_peer_count())
+            .map(|n| n.router.peers().routable())
             .collect()
     }
 
@@ -451,7 +451,7 @@ impl<'p> Sim<'p> {
         self.nodes
             .iter()
             .filter(|n| n.alive)
-            .map(|n| n.router.routable_peer_count())
+            .map(|n| n.router.peers().routable())
             .collect()
     }
 
@@ -752,14 +752,12 @@ impl<'p> Sim<'p> {
         let links = &self.graph.links[node as usize];
         let has = |x: Option<(u64, u32)>| x.is_some_and(|(_, j)| links.contains(&j));
         let full = |x: Option<(u64, u32)>| {
-            x.map_or(0, |(_, j)| {
-                self.nodes[j as usize].router.routable_peer_count()
-            })
+            x.map_or(0, |(_, j)| self.nodes[j as usize].router.peers().routable())
         };
         let st = &self.nodes[node as usize].router.stats().opennet;
         eprintln!(
             "check {node}: peers {} pred {} ({}) succ {} ({}) announces {} connects {}",
-            self.nodes[node as usize].router.routable_peer_count(),
+            self.nodes[node as usize].router.peers().routable(),
             has(pred),
             full(pred),
             has(succ),
@@ -805,7 +803,8 @@ impl<'p> Sim<'p> {
                     self.nodes[a as usize].router.dial_failed(&kb);
                 }
                 self.after(a);
-                if origin == PeerOrigin::Seed && self.nodes[a as usize].router.peer_count() == 0 {
+                if origin == PeerOrigin::Seed && self.nodes[a as usize].router.peers().count() == 0
+                {
                     // Nobody at all: try a seed again in a while, as veild's seed dialer does.
                     self.schedule(self.now + 10_000_000_000, Action::Bootstrap { node: a });
                 }
@@ -863,7 +862,7 @@ impl<'p> Sim<'p> {
                     .remove_peer(now, PeerId(u64::from(y)));
                 self.after(x);
                 if self.params.topology == crate::topology::Topology::Opennet
-                    && self.nodes[x as usize].router.peer_count() == 0
+                    && self.nodes[x as usize].router.peers().count() == 0
                 {
                     // Alone again: back to a seed, as veild's seed dialer does.
                     self.schedule(self.now + 10_000_000_000, Action::Bootstrap { node: x });

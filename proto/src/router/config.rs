@@ -23,6 +23,23 @@ pub enum HtlPolicy {
     },
 }
 
+impl HtlPolicy {
+    /// The HTL flags of a new link: whether a request arriving on it decrements at the
+    /// maximum and at 1.
+    pub(super) fn draw(&self, rng: &mut impl rand::Rng) -> (bool, bool) {
+        match *self {
+            HtlPolicy::Always => (true, true),
+            HtlPolicy::Probabilistic {
+                decrement_at_max,
+                decrement_at_one,
+            } => (
+                rng.gen_bool(super::probability(decrement_at_max)),
+                rng.gen_bool(super::probability(decrement_at_one)),
+            ),
+        }
+    }
+}
+
 impl Default for HtlPolicy {
     fn default() -> HtlPolicy {
         HtlPolicy::Probabilistic {
@@ -135,6 +152,13 @@ pub const DEFAULT_REPLICAS: u8 = 7;
 /// Default replicas for a document's top and index blocks, which every reader of the
 /// document needs: twice the data blocks' (docs/durability.md).
 pub const DEFAULT_INDEX_REPLICAS: u8 = 14;
+
+impl RouterConfig {
+    /// `htl`, or the maximum if none, capped at the maximum.
+    pub(super) fn clamp_htl(&self, htl: Option<Htl>) -> u8 {
+        htl.unwrap_or(self.max_htl).min(self.max_htl).0
+    }
+}
 
 impl Default for RouterConfig {
     fn default() -> RouterConfig {

@@ -97,9 +97,9 @@ pub use events::{
 };
 use opennet::Opennet;
 pub use opennet::{LinkDecision, OpennetConfig, OpennetStats, PeerOrigin, MAX_BAD_OFFERS};
-pub use peers::PeerMeta;
 use peers::PeerTable;
-use rand::{Rng, SeedableRng};
+pub use peers::{PeerMeta, Peers};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use request::{Requests, Seen};
 use std::collections::VecDeque;
@@ -234,7 +234,7 @@ impl Router {
         if let Some(a) = meta.address {
             self.opennet.linking(&a.key);
         }
-        let flags = self.draw_htl_flags();
+        let flags = self.config.htl_policy.draw(&mut self.rng);
         let clock = self.opennet.clock();
         let seed = meta.origin == PeerOrigin::Seed;
         self.peers
@@ -242,7 +242,7 @@ impl Router {
         if seed && self.config.opennet.enabled {
             self.opennet.seed_linked(now);
         }
-        self.with_swapping(now, |s, cx| {
+        self.with_swapping(|s, cx| {
             s.peer_added(cx, now, peer);
             None
         });
@@ -289,30 +289,6 @@ impl Router {
         self.opennet.has_room(self.view())
     }
 
-    /// How a peer was found, if it is connected.
-    pub fn peer_origin(&self, peer: PeerId) -> Option<PeerOrigin> {
-        self.peers.get(peer).map(|p| p.origin)
-    }
-
-    /// Whether a peer's link is routable (not transient).
-    pub fn peer_is_routable(&self, peer: PeerId) -> bool {
-        self.peers.get(peer).is_some_and(|p| p.routable)
-    }
-
-    /// The HTL flags of a new link.
-    fn draw_htl_flags(&mut self) -> (bool, bool) {
-        match self.config.htl_policy {
-            HtlPolicy::Always => (true, true),
-            HtlPolicy::Probabilistic {
-                decrement_at_max,
-                decrement_at_one,
-            } => (
-                self.rng.gen_bool(probability(decrement_at_max)),
-                self.rng.gen_bool(probability(decrement_at_one)),
-            ),
-        }
-    }
-
     /// Drops a link: requests it sent are abandoned, requests waiting on it move on.
     pub fn remove_peer(&mut self, now: Instant, peer: PeerId) {
         self.expire(now);
@@ -330,23 +306,10 @@ impl Router {
         self.peers.observe_rtt(peer, rtt);
     }
 
-    /// `peer`'s smoothed round-trip time and the decaying share of forwarded requests it
-    /// answered with data, if it is a peer (the RTT is `None` until a sample came).
-    pub fn peer_timing(&self, peer: PeerId) -> Option<(Option<Duration>, f32)> {
-        self.peers.get(peer).map(|p| {
-            let rtt = (p.rtt_us > 0).then(|| Duration::from_micros(u64::from(p.rtt_us)));
-            (rtt, p.success)
-        })
-    }
-
-    /// The number of connected peers.
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
-    /// The number of routable peers (transient links left out).
-    pub fn routable_peer_count(&self) -> usize {
-        self.peers.routable()
+    /// The peers, to look at: how each was found, whether it is routable, its round trip
+    /// and success, how many there are.
+    pub fn peers(&self) -> Peers<'_> {
+        Peers(&self.peers)
     }
 
     /// The number of requests and inserts this node is working on.
@@ -519,11 +482,11 @@ impl Router {
                 id,
                 hops,
                 commitment,
-            } => self.with_swapping(now, |s, cx| {
+            } => self.with_swapping(|s, cx| {
                 s.on_request(cx, now, from, id, hops, commitment);
                 None
             }),
-            Message::SwapCommit { id, commitment } => self.with_swapping(now, |s, cx| {
+            Message::SwapCommit { id, commitment } => self.with_swapping(|s, cx| {
                 s.on_commit(cx, from, id, commitment);
                 None
             }),
@@ -538,15 +501,18 @@ impl Router {
                     location,
                     peers: peers.into_inner(),
                 };
-                self.with_swapping(now, |s, cx| s.on_reveal(cx, from, id, them));
+                self.with_swapping(|s, cx| s.on_reveal(cx, from, id, them));
             }
             Message::LocationChanged { location } => {
-                self.on_location_changed(from, location);
+                // A peer moved. Only swapping nodes move, and only they listen.
+                if self.config.swap.enabled {
+                    self.peers.relocate(from, location);
+                }
                 // Our peers' view of where we lead has changed with it.
                 self.with_opennet(|o, cx| o.schedule_neighbours(cx, now));
             }
             Message::RejectedLoop { id } if self.swapping.is_swap(id) => {
-                self.with_swapping(now, |s, cx| {
+                self.with_swapping(|s, cx| {
                     s.on_loop(cx, from, id);
                     None
                 });
@@ -569,7 +535,7 @@ impl Router {
         }
         // Does nothing with swapping off, and otherwise only what is due (a swap to
         // start, state past its ttl to forget).
-        self.with_swapping(now, |s, cx| s.tick(cx, now));
+        self.with_swapping(|s, cx| s.tick(cx, now));
         self.requests.tidy_timers();
     }
 
@@ -667,14 +633,20 @@ impl Router {
     /// so.
     fn with_swapping(
         &mut self,
-        now: Instant,
         input: impl FnOnce(&mut swapping::Swapping, &mut ctx::Ctx) -> Option<Location>,
     ) {
         let (m, mut cx) = self.split();
         cx.requests = Some(m.requests.in_flight());
-        if let Some(location) = input(m.swapping, &mut cx) {
-            self.move_to(now, location);
+        let Some(location) = input(m.swapping, &mut cx) else {
+            return;
+        };
+        // The swap moved this node: take the location and tell every peer.
+        self.location = location;
+        for p in self.peers.iter() {
+            self.transmits
+                .push_back((p.id, Message::LocationChanged { location }));
         }
+        self.events.push_back(Event::LocationChanged { location });
     }
 
     /// Hands one input to the opennet machine.
@@ -692,27 +664,6 @@ impl Router {
         input(m.requests, &mut cx)
     }
 
-    /// Takes `location` and tells every peer (a swap moved this node).
-    fn move_to(&mut self, _now: Instant, location: Location) {
-        self.location = location;
-        let peers: Vec<PeerId> = self.peers.iter().map(|p| p.id).collect();
-        for p in peers {
-            self.transmits
-                .push_back((p, Message::LocationChanged { location }));
-        }
-        self.events.push_back(Event::LocationChanged { location });
-    }
-
-    /// A peer moved. Only swapping nodes move, and only they listen.
-    fn on_location_changed(&mut self, from: PeerId, location: Location) {
-        if !self.config.swap.enabled {
-            return;
-        }
-        if let Some(p) = self.peers.get_mut(from) {
-            p.location = location;
-        }
-    }
-
     /// Turns swapping on or off (a simulator's swap phase ends; a node stops taking
     /// part). Open swaps are forgotten; the counters stay.
     pub fn set_swapping(&mut self, on: bool) {
@@ -723,11 +674,6 @@ impl Router {
         if !on {
             self.swapping.forget_open();
         }
-    }
-
-    /// Swapping counters.
-    pub fn swap_stats(&self) -> &SwapStats {
-        self.swapping.stats()
     }
 
     /// Forgets ids older than the seen TTL, and failures past theirs.

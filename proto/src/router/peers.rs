@@ -96,6 +96,41 @@ fn cost(p: &Peer) -> u64 {
     (rtt / f64::from(p.success.max(SUCCESS_FLOOR))) as u64
 }
 
+/// A read-only look at a router's peers ([`super::Router::peers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Peers<'a>(pub(super) &'a PeerTable);
+
+impl Peers<'_> {
+    /// How a peer was found, if it is connected.
+    pub fn origin(&self, peer: PeerId) -> Option<PeerOrigin> {
+        self.0.get(peer).map(|p| p.origin)
+    }
+
+    /// Whether a peer's link is routable (not transient).
+    pub fn is_routable(&self, peer: PeerId) -> bool {
+        self.0.get(peer).is_some_and(|p| p.routable)
+    }
+
+    /// `peer`'s smoothed round-trip time and the decaying share of forwarded requests it
+    /// answered with data, if it is a peer (the RTT is `None` until a sample came).
+    pub fn timing(&self, peer: PeerId) -> Option<(Option<std::time::Duration>, f32)> {
+        self.0.get(peer).map(|p| {
+            let rtt = (p.rtt_us > 0).then(|| std::time::Duration::from_micros(u64::from(p.rtt_us)));
+            (rtt, p.success)
+        })
+    }
+
+    /// The number of connected peers.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The number of routable peers (transient links left out).
+    pub fn routable(&self) -> usize {
+        self.0.routable()
+    }
+}
+
 /// All links.
 #[derive(Clone, Debug, Default)]
 pub(super) struct PeerTable {
@@ -371,6 +406,32 @@ impl PeerTable {
         if let Some(p) = self.get_mut(id) {
             let x = if delivered { 1.0 } else { 0.0 };
             p.success += SUCCESS_GAIN * (x - p.success);
+        }
+    }
+
+    /// Fair sharing (as Freenet's load management): a peer below its share of the node's
+    /// capacity (capacity / peers), by count and by insert bytes, is always served up to
+    /// the per-peer cap; above its share, only while the node as a whole has room. So a
+    /// peer that floods takes at most what the others leave unused, and the moment they
+    /// need it back, its new requests are rejected and theirs are not.
+    pub fn within_share(&self, c: &super::RouterConfig, from: PeerId, bytes: u64) -> bool {
+        let (n, b) = self.load(from);
+        if n >= c.max_inflight_per_peer {
+            return false;
+        }
+        let peers = self.len().max(1);
+        let (total_n, total_b) = self.total_load();
+        let count_ok = n < c.max_inflight / peers || total_n < c.max_inflight;
+        let bytes_ok = bytes == 0
+            || b + bytes <= c.max_inflight_bytes / peers as u64
+            || total_b + bytes <= c.max_inflight_bytes;
+        count_ok && bytes_ok
+    }
+
+    /// `id` moved to `location` (a darknet peer swapped).
+    pub fn relocate(&mut self, id: PeerId, location: Location) {
+        if let Some(p) = self.get_mut(id) {
+            p.location = location;
         }
     }
 

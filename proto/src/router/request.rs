@@ -12,6 +12,7 @@ use super::failures::FailureTable;
 use super::peers::decrement;
 use super::spread::{Recent, Spread};
 use super::time::later;
+use super::walk::Walker;
 use super::{
     BlockStore, Event, Fetched, InsertFailure, InsertReport, PeerId, Placement, RequestFailure,
     RouterStats,
@@ -235,10 +236,8 @@ pub(super) struct Requests {
     /// `tidy_timers`), so the first entry is always the next real deadline.
     pub(super) timers: BTreeSet<(Instant, RequestId)>,
     pub(super) failures: FailureTable,
-    /// Keys this node's walk choices ([`super::walk`]).
-    pub(super) walk_secret: [u8; 32],
-    /// The tunnel for local requests whose user named none, and until when it holds.
-    pub(super) tunnel: Option<(u64, Instant)>,
+    /// The anonymity walk's choices ([`super::walk`]).
+    pub(super) walk: Walker,
     /// Spread inserts' routes in flight, by route id: the id their shell knows.
     pub(super) spreads: HashMap<RequestId, RequestId>,
     /// Spread inserts in flight, by the id their shell knows.
@@ -264,8 +263,7 @@ impl Requests {
             requests: BTreeMap::new(),
             timers: BTreeSet::new(),
             failures: FailureTable::default(),
-            walk_secret: Requests::walk_secret(seed),
-            tunnel: None,
+            walk: Walker::new(seed),
             spreads: HashMap::new(),
             spread_parents: HashMap::new(),
             recent: Recent::default(),
@@ -305,7 +303,7 @@ impl Requests {
     }
 
     /// Forgets failures past their time. `recent` is pruned as it grows
-    /// (`stored_for_insert`): stale entries say nothing, and most inputs are not inserts.
+    /// (`Recent::stored`): stale entries say nothing, and most inputs are not inserts.
     pub(super) fn expire(&mut self, now: Instant) {
         self.failures.expire(now);
     }
@@ -329,10 +327,6 @@ impl Requests {
     pub(super) fn fresh_id(&mut self, cx: &mut Ctx) -> RequestId {
         let requests = &self.requests;
         fresh_id(cx.rng, cx.seen, &|id| requests.contains_key(&id))
-    }
-
-    fn clamp_htl(&self, cx: &Ctx, htl: Option<Htl>) -> u8 {
-        htl.unwrap_or(cx.config.max_htl).min(cx.config.max_htl).0
     }
 
     /// Handles every request deadline due at `now`.
@@ -400,9 +394,9 @@ impl Requests {
             });
             return id;
         }
-        let htl = self.clamp_htl(cx, htl);
-        if self.walking(cx) && htl == cx.config.max_htl.0 {
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+        let htl = cx.config.clamp_htl(htl);
+        if super::walk::walking(cx.config) && htl == cx.config.max_htl.0 {
+            let tunnel = tunnel.unwrap_or_else(|| self.walk.default_tunnel(cx, now));
             self.begin_walk(
                 cx,
                 now,
@@ -429,7 +423,7 @@ impl Requests {
             tunnel,
         } = s;
         self.stats.local_inserts += 1;
-        let htl = self.clamp_htl(cx, htl);
+        let htl = cx.config.clamp_htl(htl);
         let replicas = replicas
             .unwrap_or(cx.config.replicas)
             .clamp(1, MAX_REPLICAS);
@@ -437,7 +431,7 @@ impl Requests {
         let routes = cx.config.insert_routes.min(replicas);
         let full = htl == cx.config.max_htl.0 && cx.peers.routable() > 0;
         if routes > 1 && full {
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+            let tunnel = tunnel.unwrap_or_else(|| self.walk.default_tunnel(cx, now));
             return self.start_spread(cx, now, key, block, Htl(htl), replicas, routes, tunnel);
         }
         let id = self.fresh_id(cx);
@@ -447,9 +441,9 @@ impl Requests {
             stored: 0,
             resume: None,
         };
-        if self.walking(cx) && full {
+        if super::walk::walking(cx.config) && full {
             // The walk takes it away first; the node that ends it inserts from there.
-            let tunnel = tunnel.unwrap_or_else(|| self.default_tunnel(cx, now));
+            let tunnel = tunnel.unwrap_or_else(|| self.walk.default_tunnel(cx, now));
             self.begin_walk(cx, now, id, key, kind, None, htl, Walk::Step(tunnel));
             return id;
         }
@@ -612,7 +606,7 @@ impl Requests {
                         placement: Placement::Store,
                     };
                     let key = req.key;
-                    let again = self.stored_for_insert(cx.config, now, key);
+                    let again = self.recent.stored(cx.config, now, key);
                     let Some(req) = self.requests.get_mut(&id) else {
                         return;
                     };
@@ -866,11 +860,6 @@ impl Requests {
         Some(peer)
     }
 
-    /// Whether `id` is being handled or was seen recently.
-    fn known(&self, cx: &Ctx, id: RequestId) -> bool {
-        self.requests.contains_key(&id) || cx.seen.contains(id)
-    }
-
     /// Loop and overload checks shared by requests and inserts (holding `bytes` while
     /// they run); true if accepted.
     pub(super) fn admit(
@@ -881,12 +870,12 @@ impl Requests {
         id: RequestId,
         bytes: u64,
     ) -> bool {
-        if self.known(cx, id) {
+        if self.requests.contains_key(&id) || cx.seen.contains(id) {
             self.stats.rejected_loop += 1;
             cx.transmits.push_back((from, Message::RejectedLoop { id }));
             return false;
         }
-        if !self.within_share(cx, from, bytes) {
+        if !cx.peers.within_share(cx.config, from, bytes) {
             self.stats.rejected_overload += 1;
             cx.transmits
                 .push_back((from, Message::RejectedOverload { id }));
@@ -898,26 +887,6 @@ impl Requests {
             return false;
         }
         true
-    }
-
-    /// Fair sharing (as Freenet's load management): a peer below its share of the node's
-    /// capacity (capacity / peers), by count and by insert bytes, is always served up to
-    /// the per-peer cap; above its share, only while the node as a whole has room. So a
-    /// peer that floods takes at most what the others leave unused, and the moment they
-    /// need it back, its new requests are rejected and theirs are not.
-    fn within_share(&self, cx: &Ctx, from: PeerId, bytes: u64) -> bool {
-        let c = &cx.config;
-        let (n, b) = cx.peers.load(from);
-        if n >= c.max_inflight_per_peer {
-            return false;
-        }
-        let peers = cx.peers.len().max(1);
-        let (total_n, total_b) = cx.peers.total_load();
-        let count_ok = n < c.max_inflight / peers || total_n < c.max_inflight;
-        let bytes_ok = bytes == 0
-            || b + bytes <= c.max_inflight_bytes / peers as u64
-            || total_b + bytes <= c.max_inflight_bytes;
-        count_ok && bytes_ok
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1053,7 +1022,7 @@ impl Requests {
         // connected, so `any_closer` sees it.
         let keep = stored > 0 || !cx.peers.any_closer(target, cx.location);
         // A copy made here moments ago by a sibling route does not count again.
-        let again = keep && self.stored_for_insert(cx.config, now, key);
+        let again = keep && self.recent.stored(cx.config, now, key);
         // On a walk (so kept), this copy counts; a sink's first copy is counted below.
         let walked = if stored > 0 && !again {
             stored.saturating_add(1).min(replicas)

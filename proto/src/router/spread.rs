@@ -48,6 +48,18 @@ pub(super) struct Recent {
 }
 
 impl Recent {
+    /// This node keeps `key` long-term for an insert now. True if it already did for
+    /// another insert moments ago (a sibling route): this copy is not a new one.
+    pub(super) fn stored(&mut self, config: &RouterConfig, now: Instant, key: RoutingKey) -> bool {
+        let again = self.holds(&key, now);
+        let window = config
+            .hop_timeout
+            .saturating_mul(u32::from(config.max_htl.0) + 1 + u32::from(MAX_REPLICAS));
+        self.note(key, later(now, window));
+        self.expire(now);
+        again
+    }
+
     /// Forgets what expired by `now`.
     fn expire(&mut self, now: Instant) {
         while let Some(&(t, key)) = self.order.front() {
@@ -110,23 +122,6 @@ impl Kind {
 }
 
 impl Requests {
-    /// This node keeps `key` long-term for an insert now. True if it already did for
-    /// another insert moments ago (a sibling route): this copy is not a new one.
-    pub(super) fn stored_for_insert(
-        &mut self,
-        config: &RouterConfig,
-        now: Instant,
-        key: RoutingKey,
-    ) -> bool {
-        let again = self.recent.holds(&key, now);
-        let window = config
-            .hop_timeout
-            .saturating_mul(u32::from(config.max_htl.0) + 1 + u32::from(MAX_REPLICAS));
-        self.recent.note(key, later(now, window));
-        self.recent.expire(now);
-        again
-    }
-
     /// Starts `routes` (≥ 2, at most `replicas`) routes of one local insert of `block`
     /// under `key`; returns the id the shell will hear of.
     #[allow(clippy::too_many_arguments)]
@@ -239,20 +234,20 @@ mod tests {
     #[test]
     fn a_copy_counts_as_a_sibling_s_for_as_long_as_an_insert_may_run() {
         // Default hop timeout 2 s and HTL 18: an insert may run (18 + 1 + 16) × 2 s = 70 s.
-        let mut r = super::Requests::new(0);
+        let mut r = Recent::default();
         let config = crate::router::RouterConfig::default();
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        assert!(!r.stored_for_insert(&config, t0, key(1)));
+        assert!(!r.stored(&config, t0, key(1)));
         assert!(
-            r.stored_for_insert(&config, at(69), key(1)),
+            r.stored(&config, at(69), key(1)),
             "69 s on: a sibling's copy"
         );
         assert!(
-            !r.stored_for_insert(&config, at(140), key(1)),
+            !r.stored(&config, at(140), key(1)),
             "71 s after the last: a new one"
         );
-        assert!(!r.stored_for_insert(&config, at(140), key(2)));
+        assert!(!r.stored(&config, at(140), key(2)));
     }
 
     #[test]

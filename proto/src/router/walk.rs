@@ -22,10 +22,11 @@
 //! from the tunnel id that they are on the same one.
 
 use super::ctx::Ctx;
+use super::peers::PeerTable;
 use super::request::Requests;
 use super::request::{Kind, Walk};
 use super::time::later;
-use super::PeerId;
+use super::{PeerId, RouterConfig};
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Message, RequestId, MAX_REPLICAS};
@@ -57,18 +58,32 @@ pub(super) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Requests {
-    /// The secret that keys this node's walk choices, derived from its random seed.
-    pub(super) fn walk_secret(seed: u64) -> [u8; 32] {
+/// The walk's choices at this node: a secret that keys them (so nobody else can predict
+/// where this node sends a tunnel) and the tunnel of the moment for local requests whose
+/// user named none.
+#[derive(Clone, Debug)]
+pub(super) struct Walker {
+    /// Keys this node's walk choices.
+    secret: [u8; 32],
+    /// The tunnel for local requests whose user named none, and until when it holds.
+    tunnel: Option<(u64, Instant)>,
+}
+
+impl Walker {
+    /// The walk's choices keyed from this node's random seed.
+    pub(super) fn new(seed: u64) -> Walker {
         let mut h = Sha256::new();
         h.update(b"veil walk secret");
         h.update(seed.to_le_bytes());
-        h.finalize().into()
+        Walker {
+            secret: h.finalize().into(),
+            tunnel: None,
+        }
     }
 
     fn draw(&self, tunnel: u64) -> Draw {
         let mut h = Sha256::new();
-        h.update(self.walk_secret);
+        h.update(self.secret);
         h.update(tunnel.to_le_bytes());
         let d: [u8; 32] = h.finalize().into();
         let word = |i: usize| {
@@ -83,18 +98,13 @@ impl Requests {
         }
     }
 
-    /// Whether requests start with a walk here.
-    pub(super) fn walking(&self, cx: &Ctx) -> bool {
-        cx.config.walk_probability > 0.0
-    }
-
     /// Whether the walk of `tunnel` goes on from this node (the originator always takes
     /// one hop: `first`).
-    fn walk_goes_on(&self, cx: &Ctx, tunnel: u64, first: bool) -> bool {
+    fn goes_on(&self, config: &RouterConfig, tunnel: u64, first: bool) -> bool {
         if first {
             return true;
         }
-        let p = cx.config.walk_probability.clamp(0.0, 1.0);
+        let p = config.walk_probability.clamp(0.0, 1.0);
         // u64::MAX as f64 rounds to 2^64; the cast saturates, so p = 1 never ends.
         (self.draw(tunnel).go_on as f64) < p * u64::MAX as f64
     }
@@ -117,9 +127,15 @@ impl Requests {
     /// are not `exclude`d and not backed off (backed-off ones only if nothing else is
     /// left), so the choice moves only when the chosen peer goes, and a second try takes
     /// the tunnel's second choice.
-    fn walk_next(&self, cx: &Ctx, tunnel: u64, exclude: &[PeerId], now: Instant) -> Option<PeerId> {
+    fn next(
+        &self,
+        peers: &PeerTable,
+        tunnel: u64,
+        exclude: &[PeerId],
+        now: Instant,
+    ) -> Option<PeerId> {
         let key = self.draw(tunnel).pick;
-        cx.peers
+        peers
             .iter()
             .filter(|p| p.routable && !exclude.contains(&p.id))
             .map(|p| {
@@ -129,7 +145,14 @@ impl Requests {
             .max()
             .map(|(_, _, id)| id)
     }
+}
 
+/// Whether requests start with a walk here.
+pub(super) fn walking(config: &RouterConfig) -> bool {
+    config.walk_probability > 0.0
+}
+
+impl Requests {
     /// A request `id` on its walk here. Returns `None` when it was passed on (or
     /// answered), or the id under which it is now to be routed greedily from here: the
     /// walk ended here (by the draw, for want of peers, or because its next hops could
@@ -155,11 +178,11 @@ impl Requests {
             self.finish(cx, id, super::request::Outcome::NoRoute);
             return None;
         }
-        let go_on = tries > 0 || self.walk_goes_on(cx, tunnel, source.is_none());
+        let go_on = tries > 0 || self.walk.goes_on(cx.config, tunnel, source.is_none());
         let mut exclude = req.tried.clone();
         exclude.extend(source);
         let next = if go_on && tries < WALK_TRIES {
-            self.walk_next(cx, tunnel, &exclude, now)
+            self.walk.next(cx.peers, tunnel, &exclude, now)
         } else {
             None
         };
@@ -176,7 +199,7 @@ impl Requests {
             .config
             .hop_timeout
             .saturating_mul(u32::from(max) + 1 + WALK_SLACK_HOPS);
-        let renamed = self.draw(tunnel).renamed;
+        let renamed = self.walk.draw(tunnel).renamed;
         let req = self.requests.get_mut(&id)?;
         req.tried.push(peer);
         req.waiting = Some(peer);
@@ -253,7 +276,7 @@ impl Requests {
             });
             self.stats.stored += 1;
             req.kind.start_walk();
-            if self.stored_for_insert(cx.config, now, req.key) {
+            if self.recent.stored(cx.config, now, req.key) {
                 req.kind.extend();
             }
         }

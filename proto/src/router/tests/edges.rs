@@ -272,13 +272,13 @@ fn what_the_shell_reads_back_is_what_it_set() {
     assert_eq!(r.config().rng_seed, 3);
     // A peer never timed has no round trip (not a zero one, which would make it look
     // the quickest of all), and starts trusted.
-    assert_eq!(r.peer_timing(PeerId(1)), Some((None, 1.0)));
+    assert_eq!(r.peers().timing(PeerId(1)), Some((None, 1.0)));
     r.observe_rtt(PeerId(1), Duration::from_millis(5));
     assert_eq!(
-        r.peer_timing(PeerId(1)),
+        r.peers().timing(PeerId(1)),
         Some((Some(Duration::from_millis(5)), 1.0))
     );
-    assert_eq!(r.peer_timing(PeerId(9)), None);
+    assert_eq!(r.peers().timing(PeerId(9)), None);
 }
 
 #[test]

@@ -909,10 +909,10 @@ fn overload_counts_against_a_peers_record_for_requests_only() {
     let (mut r, now, mut store, id, first, _) =
         asked(|r, now, s| r.start_request(now, key, None, s));
     r.handle_message(now, first, Message::RejectedOverload { id }, &mut store);
-    assert!(r.peer_timing(first).unwrap().1 < 1.0);
+    assert!(r.peers().timing(first).unwrap().1 < 1.0);
     let b = far_block();
     let (mut r, now, mut store, id, first, _) =
         asked(move |r, now, _| r.start_insert(now, b, None, None));
     r.handle_message(now, first, Message::RejectedOverload { id }, &mut store);
-    assert_eq!(r.peer_timing(first).unwrap().1, 1.0);
+    assert_eq!(r.peers().timing(first).unwrap().1, 1.0);
 }

@@ -47,7 +47,7 @@ fn a_quicker_peer_within_the_factor_takes_the_request() {
     let (mut r, now) = three(base, aware(1), [200, 20, 1]);
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(2));
     assert_eq!(
-        r.peer_timing(PeerId(2)).unwrap().0,
+        r.peers().timing(PeerId(2)).unwrap().0,
         Some(Duration::from_millis(20))
     );
     // Peer 2 slows down: smoothed samples bring it past peer 1's cost.
@@ -73,7 +73,7 @@ fn greedy_without_measurements_or_with_factor_one() {
     assert_eq!(first_hop(&mut r, now, key_at(base)), PeerId(1));
     // Samples for a peer that is not there change nothing.
     r.observe_rtt(PeerId(9), Duration::from_millis(1));
-    assert!(r.peer_timing(PeerId(9)).is_none());
+    assert!(r.peers().timing(PeerId(9)).is_none());
 }
 
 #[test]
@@ -163,6 +163,6 @@ fn a_quick_peer_that_never_delivers_loses_the_traffic() {
         (10..60).contains(&to_quick),
         "the quick peer kept {to_quick} requests"
     );
-    let (_, success) = r.peer_timing(PeerId(2)).unwrap();
+    let (_, success) = r.peers().timing(PeerId(2)).unwrap();
     assert!(success < 0.6, "{success}");
 }

@@ -207,11 +207,11 @@ fn announcement_finds_the_ring_neighbours() {
         1
     );
     // Nodes 11 and 12 know the newcomer as found by announcement.
-    let origin = net.nodes[11].router.peer_origin(PeerId(newcomer as u64));
+    let origin = net.nodes[11].router.peers().origin(PeerId(newcomer as u64));
     assert_eq!(origin, Some(PeerOrigin::Announcement));
     // With min_peers (2) others, the seed link is released: no longer routable, and
     // the shell was asked to close it.
-    assert!(!net.nodes[newcomer].router.peer_is_routable(PeerId(0)));
+    assert!(!net.nodes[newcomer].router.peers().is_routable(PeerId(0)));
     assert!(net.nodes[newcomer].router.stats().opennet.peers_dropped >= 1);
 }
 
@@ -340,7 +340,7 @@ fn a_full_node_replaces_the_least_recently_successful_opennet_peer() {
         Location(3 * STEP),
         meta(PeerOrigin::PathFolding, 5),
     );
-    assert_eq!(r.routable_peer_count(), 4);
+    assert_eq!(r.peers().routable(), 4);
     let t = later + Duration::from_secs(60);
     // Peer 5 delivers nothing; a far newcomer replaces it (the only droppable one).
     assert_eq!(
@@ -505,7 +505,7 @@ fn stabilisation_finds_a_missed_ring_neighbour() {
     assert!(due <= before + net.nodes[0].router.config().opennet.stabilize_interval);
     assert!(net.peers_of(0).contains(&1), "{:?}", net.peers_of(0));
     assert_eq!(
-        net.nodes[0].router.peer_origin(PeerId(1)),
+        net.nodes[0].router.peers().origin(PeerId(1)),
         Some(PeerOrigin::Announcement)
     );
 }

@@ -108,9 +108,9 @@ fn room_counts_routable_peers_and_pending_dials() {
     assert!(!r.has_room());
     // A transient link is no routable peer.
     link_transient(&mut r, now, 7, Location(3 << 40));
-    assert!(!r.peer_is_routable(PeerId(7)));
-    assert!(r.peer_is_routable(PeerId(1)));
-    assert!(!r.peer_is_routable(PeerId(99)));
+    assert!(!r.peers().is_routable(PeerId(7)));
+    assert!(r.peers().is_routable(PeerId(1)));
+    assert!(!r.peers().is_routable(PeerId(99)));
     // A dial that did not happen frees its place.
     r.connect_failed(&addr(11).key);
     assert!(r.has_room());
@@ -406,9 +406,9 @@ fn offers_of_ourselves_or_of_peers_are_not_dialled_and_a_seed_that_answers_is_ke
     link(&mut r, now, 2, Location(STEP), PeerOrigin::Inbound);
     assert!(!offered(&mut r, now, id, 0, Location(0)));
     assert!(!offered(&mut r, now, id, 2, Location(STEP)));
-    assert_eq!(r.peer_origin(PeerId(2)), Some(PeerOrigin::Inbound));
+    assert_eq!(r.peers().origin(PeerId(2)), Some(PeerOrigin::Inbound));
     assert!(!offered(&mut r, now, id, 1, Location(u64::MAX / 2)));
-    assert_eq!(r.peer_origin(PeerId(1)), Some(PeerOrigin::Announcement));
+    assert_eq!(r.peers().origin(PeerId(1)), Some(PeerOrigin::Announcement));
     assert_eq!(r.stats().opennet.connects, 0);
 }
 
@@ -495,7 +495,7 @@ fn the_seed_goes_at_exactly_min_peers_routable_others() {
     link(&mut r, now, 3, Location(2 * STEP), PeerOrigin::Announcement);
     link_transient(&mut r, now, 4, Location(3 * STEP));
     assert!(!released(&mut r), "one routable non-seed peer of two");
-    assert!(r.peer_is_routable(PeerId(1)));
+    assert!(r.peers().is_routable(PeerId(1)));
     r.add_peer_with(
         now,
         PeerId(5),
@@ -503,9 +503,9 @@ fn the_seed_goes_at_exactly_min_peers_routable_others() {
         meta(PeerOrigin::PathFolding, 5),
     );
     assert!(released(&mut r), "two of two");
-    assert!(!r.peer_is_routable(PeerId(1)));
-    assert!(!r.peer_is_routable(PeerId(2)));
-    assert_eq!(r.peer_origin(PeerId(1)), Some(PeerOrigin::Inbound));
+    assert!(!r.peers().is_routable(PeerId(1)));
+    assert!(!r.peers().is_routable(PeerId(2)));
+    assert_eq!(r.peers().origin(PeerId(1)), Some(PeerOrigin::Inbound));
     assert_eq!(r.stats().opennet.peers_dropped, 2);
 }
 

@@ -453,7 +453,7 @@ fn removing_a_peer_moves_its_requests_on_and_drops_its_own() {
         )]
     );
     assert_eq!(r.active_requests(), 1);
-    assert_eq!(r.peer_count(), 2);
+    assert_eq!(r.peers().count(), 2);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use super::*;
 use crate::message::BoundedVec;
 use crate::swap::Side;
+use rand::Rng;
 
 fn swap_cfg(seed: u64) -> RouterConfig {
     RouterConfig {
@@ -73,12 +74,12 @@ fn swapping_over_the_wire_untangles_a_friend_graph_like_the_offline_rule() {
     let started: u64 = net
         .nodes
         .iter()
-        .map(|n| n.router.swap_stats().started)
+        .map(|n| n.router.stats().swap.started)
         .sum();
     let refused: u64 = net
         .nodes
         .iter()
-        .map(|n| n.router.swap_stats().refused)
+        .map(|n| n.router.stats().swap.refused)
         .sum();
     assert_eq!(refused, 0);
     // About one swap per node per interval (1 s, jittered), minus the ones a node
@@ -170,8 +171,8 @@ fn a_reveal_that_breaks_its_commitment_moves_nobody() {
         out.as_slice(),
         [(PeerId(1), Message::SwapCommit { .. })]
     ));
-    assert_eq!(r.swap_stats().partnered, 1);
-    assert_eq!(r.swap_stats().relayed, 0);
+    assert_eq!(r.stats().swap.partnered, 1);
+    assert_eq!(r.stats().swap.relayed, 0);
     let at = r.location();
     let reveal = |peers: Vec<Location>| Message::SwapReveal {
         id,
@@ -183,7 +184,7 @@ fn a_reveal_that_breaks_its_commitment_moves_nobody() {
     r.handle_message(now, PeerId(1), reveal(vec![Location(1)]), &mut store);
     assert!(drain(&mut r).is_empty());
     assert_eq!(r.location(), at);
-    assert_eq!(r.swap_stats().refused, 1);
+    assert_eq!(r.stats().swap.refused, 1);
     // And the swap is over: the honest reveal, late, changes nothing either.
     r.handle_message(now, PeerId(1), reveal(honest.peers.clone()), &mut store);
     assert!(drain(&mut r).is_empty());
@@ -244,7 +245,7 @@ fn a_liar_moves_a_router_only_without_the_guard() {
         match guard {
             Some(_) => {
                 assert_eq!(r.location(), at, "the guard keeps the router in place");
-                assert_eq!(r.swap_stats().declined, 1);
+                assert_eq!(r.stats().swap.declined, 1);
             }
             None => assert_eq!(r.location(), liar.location, "without it, the lie wins"),
         }
@@ -280,12 +281,12 @@ fn a_node_on_top_of_a_known_location_draws_a_new_one() {
             r.handle_timeout(t);
             drain(&mut r);
         }
-        assert!(r.swap_stats().started >= 1);
+        assert!(r.stats().swap.started >= 1);
         if on {
-            assert_eq!(r.swap_stats().rerandomised, 1);
+            assert_eq!(r.stats().swap.rerandomised, 1);
             assert_ne!(r.location(), Location(0));
         } else {
-            assert_eq!(r.swap_stats().rerandomised, 0);
+            assert_eq!(r.stats().swap.rerandomised, 0);
             assert_eq!(r.location(), Location(0));
         }
     }
@@ -316,8 +317,8 @@ fn relays_keep_to_the_walk_and_non_swappers_ignore_it() {
         ),
         "{out:?}"
     );
-    assert_eq!(r.swap_stats().relayed, 1);
-    assert_eq!(r.swap_stats().partnered, 0);
+    assert_eq!(r.stats().swap.relayed, 1);
+    assert_eq!(r.stats().swap.partnered, 0);
     r.handle_message(
         now,
         PeerId(2),
@@ -405,7 +406,7 @@ fn relayed_swaps_are_bounded() {
         .filter(|(_, m)| matches!(m, Message::SwapRequest { .. }))
         .count();
     assert_eq!(relayed, MAX_SWAPS_RELAYED);
-    assert_eq!(r.swap_stats().relayed, MAX_SWAPS_RELAYED as u64);
+    assert_eq!(r.stats().swap.relayed, MAX_SWAPS_RELAYED as u64);
     // Once they expire, there is room again.
     let later = now + r.config().swap.ttl + Duration::from_millis(1);
     r.handle_timeout(later);
@@ -602,7 +603,7 @@ fn an_initiator_refuses_a_broken_reveal_declines_a_bad_swap_and_takes_a_good_one
             &mut store,
         );
         let out = drain(&mut r);
-        let stats = r.swap_stats();
+        let stats = r.stats().swap;
         assert_eq!(
             (stats.refused, stats.declined, stats.moved),
             counts,
@@ -630,14 +631,14 @@ fn swapping_turned_off_forgets_open_swaps_and_starts_none() {
     let (t, _, id, _) = own_swap(&mut r, now);
     r.set_swapping(false);
     assert!(!r.swapping.is_swap(id));
-    let started = r.swap_stats().started;
+    let started = r.stats().swap.started;
     let mut later = t;
     for _ in 0..50 {
         later += Duration::from_millis(100);
         r.handle_timeout(later);
     }
     assert!(drain(&mut r).is_empty());
-    assert_eq!(r.swap_stats().started, started);
+    assert_eq!(r.stats().swap.started, started);
     r.handle_message(
         later,
         PeerId(1),
@@ -649,5 +650,5 @@ fn swapping_turned_off_forgets_open_swaps_and_starts_none() {
     assert_eq!(r.peers.get(PeerId(1)).unwrap().location, Location(1 << 60));
     r.set_swapping(true);
     own_swap(&mut r, later);
-    assert_eq!(r.swap_stats().started, started + 1);
+    assert_eq!(r.stats().swap.started, started + 1);
 }
