@@ -720,6 +720,24 @@ mod tests {
         assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
     }
 
+    /// A greedy choice with no round trip measured yet is taken as it is: it never enters
+    /// the latency-aware comparison, where its unknown cost (zero) and the hop its
+    /// neighbour list adds would be weighed against measured peers.
+    #[test]
+    fn an_unmeasured_greedy_peer_is_taken_as_greedy() {
+        let now = t0();
+        // G (1) is nearest only through its neighbour list and unmeasured; P (2) is
+        // measured and quick, within the factor; Q (3) is slow and far, raising the
+        // typical hop to 100.5 ms. Weighed, G would cost that hop and P 1 ms.
+        let (mut t, target) = timed(&[(1, 4000, 0), (2, 1000, 1), (3, 1 << 50, 200)]);
+        t.set_neighbours(PeerId(1), vec![Location(target.0 + 500)]);
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(1)));
+        // Once measured, as quick as P, G is weighed, pays the hop its neighbour list
+        // adds, and P takes the request.
+        t.observe_rtt(PeerId(1), std::time::Duration::from_millis(1));
+        assert_eq!(t.choose(target, &[], now, (4.0, 0.0)), Some(PeerId(2)));
+    }
+
     /// A quicker peer must bring the request nearer than the choosing node is, and one
     /// that is near only through its own peer pays for the hop that adds.
     #[test]
