@@ -87,7 +87,6 @@ use crate::block::Block;
 use crate::keys::{NodeKey, RoutingKey};
 use crate::message::{Htl, Message, PeerAddress, RequestId};
 use crate::ring::Location;
-use crate::swap;
 pub use config::{
     HtlPolicy, RouterConfig, DARKNET_INSERT_ROUTES, DEFAULT_INDEX_REPLICAS, DEFAULT_LATENCY_FACTOR,
     DEFAULT_LATENCY_PROGRESS_WEIGHT, DEFAULT_REPLICAS, DEFAULT_WALK_PROBABILITY,
@@ -314,7 +313,7 @@ impl Router {
 
     /// The number of requests and inserts this node is working on.
     pub fn active_requests(&self) -> usize {
-        self.requests.len()
+        self.requests.in_flight().len()
     }
 
     /// Starts a request for `key` at `htl` (default and cap: the maximum). The local
@@ -420,89 +419,10 @@ impl Router {
             return;
         }
         match msg {
-            Message::Request { id, key, htl } => {
-                self.with_requests(|r, cx| r.on_request(cx, now, from, id, key, htl, store))
-            }
-            Message::Walk { id, key, tunnel } => {
-                self.with_requests(|r, cx| r.on_walk(cx, now, from, id, key, tunnel, store))
-            }
-            Message::InsertWalk {
-                id,
-                key,
-                tunnel,
-                replicas,
-                block,
-            } => self.with_requests(|r, cx| {
-                r.on_insert_walk(cx, now, from, id, key, tunnel, replicas, block, store)
-            }),
-            Message::Insert {
-                id,
-                key,
-                htl,
-                replicas,
-                stored,
-                block,
-            } => self.with_requests(|r, cx| {
-                r.on_insert(cx, now, from, id, key, htl, replicas, stored, block, store)
-            }),
-            Message::Data { id, block } => {
-                self.with_requests(|r, cx| r.on_data(cx, now, from, id, block, store))
-            }
-            Message::Announce {
-                id,
-                target,
-                address,
-                htl,
-            } => {
-                let a = opennet::Announce {
-                    id,
-                    target,
-                    address,
-                    htl,
-                };
-                self.with_opennet(|o, cx| o.on_announce(cx, now, from, a))
-            }
-            Message::AnnounceReply {
-                id,
-                address,
-                location,
-            } => {
-                self.with_opennet(|o, cx| o.on_announce_reply(cx, now, from, id, address, location))
-            }
-            Message::FoldOffer { id, address } => {
-                self.with_opennet(|o, cx| o.on_fold_offer(cx, now, from, id, address))
-            }
-            Message::Neighbours { locations } => {
-                self.with_opennet(|o, cx| o.on_neighbours(cx, from, locations.into_inner()))
-            }
-            Message::Offer { key, block } => {
-                self.with_requests(|r, cx| r.on_offer(cx, now, from, key, block, store))
-            }
-            Message::SwapRequest {
-                id,
-                hops,
-                commitment,
-            } => self.with_swapping(|s, cx| {
-                s.on_request(cx, now, from, id, hops, commitment);
-                None
-            }),
-            Message::SwapCommit { id, commitment } => self.with_swapping(|s, cx| {
-                s.on_commit(cx, from, id, commitment);
-                None
-            }),
-            Message::SwapReveal {
-                id,
-                nonce,
-                location,
-                peers,
-            } => {
-                let them = swap::Side {
-                    nonce,
-                    location,
-                    peers: peers.into_inner(),
-                };
-                self.with_swapping(|s, cx| s.on_reveal(cx, from, id, them));
-            }
+            Message::Hello(_)
+            | Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::PeerInfo { .. } => {}
             Message::LocationChanged { location } => {
                 // A peer moved. Only swapping nodes move, and only they listen.
                 if self.config.swap.enabled {
@@ -511,17 +431,21 @@ impl Router {
                 // Our peers' view of where we lead has changed with it.
                 self.with_opennet(|o, cx| o.schedule_neighbours(cx, now));
             }
-            Message::RejectedLoop { id } if self.swapping.is_swap(id) => {
-                self.with_swapping(|s, cx| {
-                    s.on_loop(cx, from, id);
-                    None
-                });
+            msg @ (Message::Announce { .. }
+            | Message::AnnounceReply { .. }
+            | Message::FoldOffer { .. }
+            | Message::Neighbours { .. }) => {
+                self.with_opennet(|o, cx| o.handle(cx, now, from, msg));
             }
-            Message::Hello(_)
-            | Message::Ping { .. }
-            | Message::Pong { .. }
-            | Message::PeerInfo { .. } => {}
-            reply => self.with_requests(|r, cx| r.on_reply(cx, now, from, reply)),
+            msg @ (Message::SwapRequest { .. }
+            | Message::SwapCommit { .. }
+            | Message::SwapReveal { .. }) => {
+                self.with_swapping(|s, cx| s.handle(cx, now, from, msg));
+            }
+            Message::RejectedLoop { id } if self.swapping.is_swap(id) => {
+                self.with_swapping(|s, cx| s.handle(cx, now, from, msg));
+            }
+            msg => self.with_requests(|r, cx| r.handle(cx, now, from, msg, store)),
         }
         self.requests.tidy_timers();
     }
@@ -555,10 +479,9 @@ impl Router {
     /// router is never idle and never pays for it; an idle one pays a few allocations
     /// when work comes again.
     fn release_if_idle(&mut self) {
-        if self.transmits.is_empty() && self.events.is_empty() && self.requests.is_idle() {
+        if self.transmits.is_empty() && self.events.is_empty() && self.requests.release_if_idle() {
             self.transmits = VecDeque::new();
             self.events = VecDeque::new();
-            self.requests.release();
         }
     }
 

@@ -335,6 +335,37 @@ pub struct OpennetStats {
 }
 
 impl Opennet {
+    /// An opennet message from `from`: an announcement, a reply to one, a fold offer or
+    /// a neighbour list.
+    pub(super) fn handle(&mut self, cx: &mut Ctx, now: Instant, from: PeerId, msg: Message) {
+        match msg {
+            Message::Announce {
+                id,
+                target,
+                address,
+                htl,
+            } => {
+                let a = Announce {
+                    id,
+                    target,
+                    address,
+                    htl,
+                };
+                self.on_announce(cx, now, from, a)
+            }
+            Message::AnnounceReply {
+                id,
+                address,
+                location,
+            } => self.on_announce_reply(cx, now, from, id, address, location),
+            Message::FoldOffer { id, address } => self.on_fold_offer(cx, now, from, id, address),
+            Message::Neighbours { locations } => {
+                self.on_neighbours(cx, from, locations.into_inner())
+            }
+            _ => {}
+        }
+    }
+
     /// Where this node can be dialled; opennet offers carry it.
     pub(super) fn set_address(&mut self, address: PeerAddress) {
         self.address = Some(address);

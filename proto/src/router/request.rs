@@ -271,11 +271,6 @@ impl Requests {
         }
     }
 
-    /// The number of requests and inserts in flight.
-    pub(super) fn len(&self) -> usize {
-        self.requests.len()
-    }
-
     /// The requests in flight, by id (other machines draw ids none of them use).
     pub(super) fn in_flight(&self) -> &BTreeMap<RequestId, Box<Req>> {
         &self.requests
@@ -286,15 +281,15 @@ impl Requests {
         &self.stats
     }
 
-    /// No request in flight and no deadline pending.
-    pub(super) fn is_idle(&self) -> bool {
-        self.requests.is_empty() && self.timers.is_empty()
-    }
-
-    /// Frees the maps of work in flight (see `Router::release_if_idle`).
-    pub(super) fn release(&mut self) {
-        self.requests = BTreeMap::new();
-        self.timers = BTreeSet::new();
+    /// With no request in flight and no deadline pending, frees the maps of work in
+    /// flight (see `Router::release_if_idle`). True if it was idle.
+    pub(super) fn release_if_idle(&mut self) -> bool {
+        let idle = self.requests.is_empty() && self.timers.is_empty();
+        if idle {
+            self.requests = BTreeMap::new();
+            self.timers = BTreeSet::new();
+        }
+        idle
     }
 
     /// The next deadline of a request.
@@ -327,6 +322,44 @@ impl Requests {
     pub(super) fn fresh_id(&mut self, cx: &mut Ctx) -> RequestId {
         let requests = &self.requests;
         fresh_id(cx.rng, cx.seen, &|id| requests.contains_key(&id))
+    }
+
+    /// A message from `from` about requests and inserts: one to route, data, an offer,
+    /// or a reply to one this node sent.
+    pub(super) fn handle(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        from: PeerId,
+        msg: Message,
+        store: &mut impl BlockStore,
+    ) {
+        match msg {
+            Message::Request { id, key, htl } => {
+                self.on_request(cx, now, from, id, key, htl, store)
+            }
+            Message::Walk { id, key, tunnel } => {
+                self.on_walk(cx, now, from, id, key, tunnel, store)
+            }
+            Message::InsertWalk {
+                id,
+                key,
+                tunnel,
+                replicas,
+                block,
+            } => self.on_insert_walk(cx, now, from, id, key, tunnel, replicas, block, store),
+            Message::Insert {
+                id,
+                key,
+                htl,
+                replicas,
+                stored,
+                block,
+            } => self.on_insert(cx, now, from, id, key, htl, replicas, stored, block, store),
+            Message::Data { id, block } => self.on_data(cx, now, from, id, block, store),
+            Message::Offer { key, block } => self.on_offer(cx, now, from, key, block, store),
+            reply => self.on_reply(cx, now, from, reply),
+        }
     }
 
     /// Handles every request deadline due at `now`.
@@ -455,6 +488,141 @@ impl Requests {
     }
 }
 
+/// The HTL of `req`'s next attempt. Decrement per attempt, as Freenet's request sender
+/// does: the first attempt by the flags of the link the request came in on (the
+/// originator sends its start HTL as is), later ones always, except right after a
+/// refusal.
+fn next_htl(req: &Req, cx: &Ctx) -> u8 {
+    let max = cx.config.max_htl.0;
+    if req.kind.replicating() {
+        // Once stored, the replica count bounds the walk instead, and every message of a
+        // walk carries HTL 1, so none tells where its walk began.
+        1
+    } else if req.free_next {
+        req.htl
+    } else if req.tried.is_empty() {
+        match req.source {
+            None => req.htl,
+            Some(src) => {
+                let (at_max, at_one) = cx
+                    .peers
+                    .get(src)
+                    .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
+                decrement(req.htl, max, at_max, at_one)
+            }
+        }
+    } else {
+        decrement(req.htl, max, true, true)
+    }
+}
+
+/// The peer `req` goes to next: the closest untried one (on the side the replica walk
+/// asks for, if any), a quicker one for requests while HTL is high, peers that failed
+/// the key lately only if nothing else is left, and none whose forwarding window is full
+/// for another node's request.
+fn next_hop(req: &mut Req, failures: &FailureTable, cx: &Ctx, now: Instant) -> Option<PeerId> {
+    let mut exclude = req.tried.clone();
+    if req.reply_id.is_none() {
+        // The sender knows the id: it would refuse it as a loop. A walk that ended here
+        // goes on under a fresh id, which the walk's last hop does not know, so greedy
+        // routing may lead back through it (in a sparse network it can be the only way
+        // on).
+        exclude.extend(req.source);
+    }
+    let mut avoid = Vec::new();
+    if matches!(req.kind, Kind::Request) {
+        // Peers that just failed this key are not asked again for a while; the local
+        // user's request (asked again, it means it) only tries them last.
+        if let Some(f) = failures.get(&req.key, now) {
+            if req.source.is_some() {
+                exclude.extend(f.failed.iter().copied());
+            } else {
+                avoid.extend(f.failed.iter().copied());
+            }
+        }
+    }
+    if req.source.is_some() {
+        // Other peers' requests may fill only part of what a peer takes from us, so this
+        // node's own user always has room downstream, and a peer flooding us meets a
+        // refusal here instead of using up our share at every neighbour.
+        let window = cx.config.max_inflight_per_peer.div_ceil(2) as u32;
+        exclude.extend(cx.peers.forwarding_full(window));
+    }
+    let side = req.next_side.take();
+    let peers = &cx.peers;
+    // Requests may trade some closeness for a quicker peer; inserts stay greedy so the
+    // nodes that store a block are the ones requests converge on. The last third of the
+    // hops go greedily, so a request that wandered for speed still reaches the key
+    // before its HTL runs out.
+    let factor = match req.kind {
+        Kind::Request if req.htl > cx.config.max_htl.0 / 3 => {
+            (cx.config.latency_factor, cx.config.latency_progress_weight)
+        }
+        _ => (1.0, 0.0),
+    };
+    // A quicker peer must still bring the request nearer than this node is.
+    let own = cx.location.distance(req.target);
+    let target = req.target;
+    let pick = |exclude: &[PeerId]| {
+        side.and_then(|cw| peers.closest_on_side(target, exclude, now, cw))
+            .or_else(|| peers.choose_below(target, exclude, now, factor, own))
+    };
+    let found = if avoid.is_empty() {
+        pick(&exclude)
+    } else {
+        let mut strict = exclude.clone();
+        strict.extend(avoid);
+        pick(&strict).or_else(|| pick(&exclude))
+    }?;
+    if matches!(
+        req.kind,
+        Kind::Insert {
+            resume: Some(_),
+            ..
+        }
+    ) {
+        // The first chain of a split walk: the second takes the other side of the peer
+        // that carries the first (the latest asked, if one refused).
+        let cw = cx
+            .peers
+            .get(found)
+            .is_some_and(|p| p.location.is_clockwise_of(req.target));
+        req.other_side = Some(!cw);
+    }
+    Some(found)
+}
+
+/// Why this node's user's request `req` failed, as its user is told.
+fn request_failure(req: &Req, outcome: &Outcome) -> RequestFailure {
+    match outcome {
+        Outcome::DataNotFound => RequestFailure::DataNotFound,
+        _ if req.timed_out_last => RequestFailure::TimedOut,
+        _ if req.overloaded && !req.accepted => RequestFailure::Overloaded,
+        // Peers took it and every route it could reach ran out without the block: to its
+        // user, the block is not there.
+        _ if req.accepted => RequestFailure::DataNotFound,
+        _ => RequestFailure::RouteNotFound,
+    }
+}
+
+/// How this node's user's insert `req` ended, as its user is told.
+fn insert_result(req: &Req, outcome: &Outcome) -> Result<InsertReport, InsertFailure> {
+    let done = matches!(outcome, Outcome::InsertDone);
+    if matches!(outcome, Outcome::Collision(_)) {
+        Err(InsertFailure::Collision)
+    } else if done || req.accepted {
+        Ok(InsertReport {
+            route_exhausted: !done,
+        })
+    } else if req.timed_out_last {
+        Err(InsertFailure::TimedOut)
+    } else if req.overloaded {
+        Err(InsertFailure::Overloaded)
+    } else {
+        Err(InsertFailure::RouteNotFound)
+    }
+}
+
 /// How a request ends at this node.
 pub(crate) enum Outcome {
     /// Verified data, from a peer or the store.
@@ -543,7 +711,7 @@ impl Requests {
         };
         if req.answer_by.is_some_and(|t| now >= t) {
             // Out of time: answer now with the hops left, before the upstream gives up.
-            return self.finish(cx, id, Outcome::NoRoute);
+            return self.finish(cx, None, id, Outcome::NoRoute);
         }
         let mut id = id;
         if let Walk::Step(tunnel) = req.walk {
@@ -555,142 +723,69 @@ impl Requests {
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
-        // Decrement per attempt, as Freenet's request sender does: the first attempt by
-        // the flags of the link the request came in on (the originator sends its start
-        // HTL as is), later ones always, except right after a refusal.
-        let max = cx.config.max_htl.0;
         if let Kind::Insert {
             replicas, stored, ..
         } = req.kind
         {
             if stored >= replicas {
                 // Enough nodes near the key hold it.
-                return self.finish(cx, id, Outcome::InsertDone);
+                return self.finish(cx, None, id, Outcome::InsertDone);
             }
         }
-        req.htl = if req.kind.replicating() {
-            // Once stored, the replica count bounds the walk instead, and every message
-            // of a walk carries HTL 1, so none tells where its walk began.
-            1
-        } else if req.free_next {
-            req.htl
-        } else if req.tried.is_empty() {
-            match req.source {
-                None => req.htl,
-                Some(src) => {
-                    let (at_max, at_one) = cx
-                        .peers
-                        .get(src)
-                        .map_or((true, true), |p| (p.decrement_at_max, p.decrement_at_one));
-                    decrement(req.htl, max, at_max, at_one)
-                }
-            }
-        } else {
-            decrement(req.htl, max, true, true)
-        };
+        req.htl = next_htl(req, cx);
         req.free_next = false;
         if req.htl == 0 {
-            match &mut req.kind {
-                Kind::Request => return self.finish_at(cx, Some(now), id, Outcome::DataNotFound),
-                Kind::Insert { .. } if req.source.is_none() => {
-                    // The originator's own HTL ran out (a start HTL of 0 or 1): it never
-                    // stores its own user's blocks as a replica.
-                    return self.finish(cx, id, Outcome::InsertDone);
+            return self.out_of_hops(cx, now, id);
+        }
+        let Some(peer) = next_hop(req, &self.failures, cx, now) else {
+            return self.finish(cx, Some(now), id, Outcome::NoRoute);
+        };
+        self.send_attempt(cx, now, id, peer);
+    }
+
+    /// `id`'s HTL ran out here: a request has not found its key; an insert's approach
+    /// ends, and this node holds the first copy (unless it is its own user's).
+    fn out_of_hops(&mut self, cx: &mut Ctx, now: Instant, id: RequestId) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        match &mut req.kind {
+            Kind::Request => self.finish(cx, Some(now), id, Outcome::DataNotFound),
+            Kind::Insert { .. } if req.source.is_none() => {
+                // The originator's own HTL ran out (a start HTL of 0 or 1): it never
+                // stores its own user's blocks as a replica.
+                self.finish(cx, None, id, Outcome::InsertDone)
+            }
+            Kind::Insert { block, .. } => {
+                // The approach ends here, at the closest node HTL let it reach: this
+                // node holds the first copy and the replica walk starts.
+                let store = Event::Store {
+                    key: req.key,
+                    block: block.clone(),
+                    placement: Placement::Store,
+                };
+                let key = req.key;
+                let again = self.recent.stored(cx.config, now, key);
+                let Some(req) = self.requests.get_mut(&id) else {
+                    return;
+                };
+                req.kind.start_walk();
+                if again {
+                    req.kind.extend();
                 }
-                Kind::Insert { block, .. } => {
-                    // The approach ends here, at the closest node HTL let it reach: this
-                    // node holds the first copy and the replica walk starts.
-                    let store = Event::Store {
-                        key: req.key,
-                        block: block.clone(),
-                        placement: Placement::Store,
-                    };
-                    let key = req.key;
-                    let again = self.recent.stored(cx.config, now, key);
-                    let Some(req) = self.requests.get_mut(&id) else {
-                        return;
-                    };
-                    req.kind.start_walk();
-                    if again {
-                        req.kind.extend();
-                    }
-                    req.htl = 1;
-                    self.stats.stored += 1;
-                    cx.events.push_back(store);
-                    return self.advance(cx, now, id);
-                }
+                req.htl = 1;
+                self.stats.stored += 1;
+                cx.events.push_back(store);
+                self.advance(cx, now, id)
             }
         }
-        let mut exclude = req.tried.clone();
-        if req.reply_id.is_none() {
-            // The sender knows the id: it would refuse it as a loop. A walk that ended
-            // here goes on under a fresh id, which the walk's last hop does not know, so
-            // greedy routing may lead back through it (in a sparse network it can be the
-            // only way on).
-            exclude.extend(req.source);
-        }
-        let mut avoid = Vec::new();
-        if matches!(req.kind, Kind::Request) {
-            // Peers that just failed this key are not asked again for a while; the local
-            // user's request (asked again, it means it) only tries them last.
-            if let Some(f) = self.failures.get(&req.key, now) {
-                if req.source.is_some() {
-                    exclude.extend(f.failed.iter().copied());
-                } else {
-                    avoid.extend(f.failed.iter().copied());
-                }
-            }
-        }
-        if req.source.is_some() {
-            // Other peers' requests may fill only part of what a peer takes from us, so
-            // this node's own user always has room downstream, and a peer flooding us
-            // meets a refusal here instead of using up our share at every neighbour.
-            let window = cx.config.max_inflight_per_peer.div_ceil(2) as u32;
-            exclude.extend(cx.peers.forwarding_full(window));
-        }
-        let side = req.next_side.take();
-        let peers = &cx.peers;
-        // Requests may trade some closeness for a quicker peer; inserts stay greedy so
-        // the nodes that store a block are the ones requests converge on.
-        // The last third of the hops go greedily, so a request that wandered for speed
-        // still reaches the key before its HTL runs out.
-        let factor = match req.kind {
-            Kind::Request if req.htl > cx.config.max_htl.0 / 3 => {
-                (cx.config.latency_factor, cx.config.latency_progress_weight)
-            }
-            _ => (1.0, 0.0),
+    }
+
+    /// Sends `id` to `peer` and waits for its answer until the deadline its HTL allows.
+    fn send_attempt(&mut self, cx: &mut Ctx, now: Instant, id: RequestId, peer: PeerId) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
         };
-        // A quicker peer must still bring the request nearer than this node is.
-        let own = cx.location.distance(req.target);
-        let pick = |exclude: &[PeerId]| {
-            side.and_then(|cw| peers.closest_on_side(req.target, exclude, now, cw))
-                .or_else(|| peers.choose_below(req.target, exclude, now, factor, own))
-        };
-        let found = if avoid.is_empty() {
-            pick(&exclude)
-        } else {
-            let mut strict = exclude.clone();
-            strict.extend(avoid);
-            pick(&strict).or_else(|| pick(&exclude))
-        };
-        let Some(peer) = found else {
-            return self.finish_at(cx, Some(now), id, Outcome::NoRoute);
-        };
-        if matches!(
-            req.kind,
-            Kind::Insert {
-                resume: Some(_),
-                ..
-            }
-        ) {
-            // The first chain of a split walk: the second takes the other side of the
-            // peer that carries the first (the latest asked, if one refused).
-            let cw = cx
-                .peers
-                .get(peer)
-                .is_some_and(|p| p.location.is_clockwise_of(req.target));
-            req.other_side = Some(!cw);
-        }
         req.tried.push(peer);
         req.waiting = Some(peer);
         if req.source.is_some() {
@@ -736,12 +831,8 @@ impl Requests {
     }
 
     /// Ends `id` here: answers upstream or tells the local user, and drops the state.
-    pub(super) fn finish(&mut self, cx: &mut Ctx, id: RequestId, outcome: Outcome) {
-        self.finish_at(cx, None, id, outcome)
-    }
-
-    /// [`Router::finish`], with the time when the failure table is to learn from it.
-    pub(super) fn finish_at(
+    /// With `now`, the failure table learns from a request's end.
+    pub(super) fn finish(
         &mut self,
         cx: &mut Ctx,
         now: Option<Instant>,
@@ -768,86 +859,71 @@ impl Requests {
                 _ => {}
             }
         }
-        let max = cx.config.max_htl.0;
         // The source knows the request by its walk's id when the walk ended here.
         let id = req.reply_id.unwrap_or(id);
         match req.source {
-            Some(src) => {
-                cx.peers.add_load(src, false, req.kind.held_bytes());
-                let reply = match (&req.kind, outcome) {
-                    (Kind::Request, Outcome::Data(block, _)) => {
-                        if req.received_htl <= max.saturating_sub(2) {
-                            self.stats.cached += 1;
-                            cx.events.push_back(Event::Store {
-                                key: req.key,
-                                block: block.clone(),
-                                placement: Placement::Cache,
-                            });
-                        }
-                        Message::Data { id, block }
-                    }
-                    (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
-                    (Kind::Insert { .. }, Outcome::InsertDone) => Message::InsertReply { id },
-                    (Kind::Insert { .. }, Outcome::Collision(block)) => Message::Data { id, block },
-                    // A replica walk that can go no further has stored what it could:
-                    // its end, not a dead end for the approach upstream (whose HTL a
-                    // `RouteNotFound` carrying the walk's HTL 1 would cut short).
-                    (kind @ Kind::Insert { .. }, _) if kind.replicating() => {
-                        Message::InsertReply { id }
-                    }
-                    _ => Message::RouteNotFound {
-                        id,
-                        htl: Htl(req.htl),
-                    },
-                };
-                cx.transmits.push_back((src, reply));
-            }
-            None => {
-                let event = match (&req.kind, outcome) {
-                    (Kind::Request, Outcome::Data(block, from)) => {
-                        self.stats.local_requests_succeeded += 1;
-                        Event::RequestFinished {
-                            id,
-                            key: req.key,
-                            result: Ok(Fetched { block, from }),
-                        }
-                    }
-                    (Kind::Request, outcome) => Event::RequestFinished {
-                        id,
-                        key: req.key,
-                        result: Err(match outcome {
-                            Outcome::DataNotFound => RequestFailure::DataNotFound,
-                            _ if req.timed_out_last => RequestFailure::TimedOut,
-                            _ if req.overloaded && !req.accepted => RequestFailure::Overloaded,
-                            // Peers took it and every route it could reach ran out without
-                            // the block: to its user, the block is not there.
-                            _ if req.accepted => RequestFailure::DataNotFound,
-                            _ => RequestFailure::RouteNotFound,
-                        }),
-                    },
-                    (Kind::Insert { .. }, outcome) => {
-                        let done = matches!(outcome, Outcome::InsertDone);
-                        let result = if matches!(outcome, Outcome::Collision(_)) {
-                            Err(InsertFailure::Collision)
-                        } else if done || req.accepted {
-                            Ok(InsertReport {
-                                route_exhausted: !done,
-                            })
-                        } else if req.timed_out_last {
-                            Err(InsertFailure::TimedOut)
-                        } else if req.overloaded {
-                            Err(InsertFailure::Overloaded)
-                        } else {
-                            Err(InsertFailure::RouteNotFound)
-                        };
-                        // Counted, and reported as itself or as one route of a spread
-                        // insert.
-                        return self.insert_finished(cx, id, req.key, result);
-                    }
-                };
-                cx.events.push_back(event);
-            }
+            Some(src) => self.answer_upstream(cx, src, id, &req, outcome),
+            None => self.tell_user(cx, id, &req, outcome),
         }
+    }
+
+    /// Answers the peer that sent `req` (as `id`), caching data that passes on its way
+    /// back unless it is near its originator.
+    fn answer_upstream(
+        &mut self,
+        cx: &mut Ctx,
+        src: PeerId,
+        id: RequestId,
+        req: &Req,
+        outcome: Outcome,
+    ) {
+        let max = cx.config.max_htl.0;
+        cx.peers.add_load(src, false, req.kind.held_bytes());
+        let reply = match (&req.kind, outcome) {
+            (Kind::Request, Outcome::Data(block, _)) => {
+                if req.received_htl <= max.saturating_sub(2) {
+                    self.stats.cached += 1;
+                    cx.events.push_back(Event::Store {
+                        key: req.key,
+                        block: block.clone(),
+                        placement: Placement::Cache,
+                    });
+                }
+                Message::Data { id, block }
+            }
+            (Kind::Request, Outcome::DataNotFound) => Message::DataNotFound { id },
+            (Kind::Insert { .. }, Outcome::InsertDone) => Message::InsertReply { id },
+            (Kind::Insert { .. }, Outcome::Collision(block)) => Message::Data { id, block },
+            // A replica walk that can go no further has stored what it could: its end,
+            // not a dead end for the approach upstream (whose HTL a `RouteNotFound`
+            // carrying the walk's HTL 1 would cut short).
+            (kind @ Kind::Insert { .. }, _) if kind.replicating() => Message::InsertReply { id },
+            _ => Message::RouteNotFound {
+                id,
+                htl: Htl(req.htl),
+            },
+        };
+        cx.transmits.push_back((src, reply));
+    }
+
+    /// Tells this node's user how its request or insert `id` ended.
+    fn tell_user(&mut self, cx: &mut Ctx, id: RequestId, req: &Req, outcome: Outcome) {
+        let result = match (&req.kind, outcome) {
+            (Kind::Request, Outcome::Data(block, from)) => {
+                self.stats.local_requests_succeeded += 1;
+                Ok(Fetched { block, from })
+            }
+            (Kind::Request, outcome) => Err(request_failure(req, &outcome)),
+            (Kind::Insert { .. }, outcome) => {
+                // Counted, and reported as itself or as one route of a spread insert.
+                return self.insert_finished(cx, id, req.key, insert_result(req, &outcome));
+            }
+        };
+        cx.events.push_back(Event::RequestFinished {
+            id,
+            key: req.key,
+            result,
+        });
     }
 
     /// `id` no longer awaits an answer from the peer it was sent to; returns that peer.
@@ -1141,7 +1217,10 @@ impl Requests {
         store: &mut impl BlockStore,
     ) {
         let Some(req) = self.requests.get_mut(&id) else {
-            return self.unmatched(cx, from, id);
+            if !cx.seen.contains(id) {
+                self.misbehaved(cx, from, "reply for an unknown request");
+            }
+            return;
         };
         if !req.tried.contains(&from) {
             return self.misbehaved(cx, from, "data for a request it was not sent");
@@ -1154,7 +1233,7 @@ impl Requests {
                 return self.misbehaved(cx, from, "data for an insert that is no collision");
             }
             self.stats.collisions += 1;
-            return self.finish(cx, id, Outcome::Collision(block));
+            return self.finish(cx, None, id, Outcome::Collision(block));
         }
         if !store.verify(&key, &block) {
             self.stats.bad_blocks += 1;
@@ -1180,7 +1259,7 @@ impl Requests {
                 o.await_fold(cx.config, now, id, source, received, from);
             }
         }
-        self.finish_at(cx, Some(now), id, Outcome::Data(block, Some(from)));
+        self.finish(cx, Some(now), id, Outcome::Data(block, Some(from)));
     }
 
     /// `DataNotFound`, `RouteNotFound`, `RejectedLoop`, `RejectedOverload`, `InsertReply`.
@@ -1189,7 +1268,10 @@ impl Requests {
             return;
         };
         let Some(req) = self.requests.get_mut(&id) else {
-            return self.unmatched(cx, from, id);
+            if !cx.seen.contains(id) {
+                self.misbehaved(cx, from, "reply for an unknown request");
+            }
+            return;
         };
         if req.waiting != Some(from) {
             if !req.tried.contains(&from) {
@@ -1212,7 +1294,7 @@ impl Requests {
         match msg {
             Message::DataNotFound { .. } if !is_insert => {
                 cx.peers.observe_outcome(from, false);
-                self.finish_at(cx, Some(now), id, Outcome::DataNotFound)
+                self.finish(cx, Some(now), id, Outcome::DataNotFound)
             }
             Message::InsertReply { .. } if is_insert => {
                 if let Kind::Insert {
@@ -1229,7 +1311,7 @@ impl Requests {
                     req.accepted = true;
                     self.advance(cx, now, id);
                 } else {
-                    self.finish(cx, id, Outcome::InsertDone)
+                    self.finish(cx, None, id, Outcome::InsertDone)
                 }
             }
             Message::Stored { .. } if req.kind.replicating() => {
@@ -1278,7 +1360,7 @@ impl Requests {
         if req.deadline_is_budget {
             // Our own time is up; the peer is not to blame.
             self.stats.budget_expired += 1;
-            return self.finish(cx, id, Outcome::NoRoute);
+            return self.finish(cx, None, id, Outcome::NoRoute);
         }
         self.stats.timeouts += 1;
         req.timed_out_last = true;
@@ -1292,12 +1374,6 @@ impl Requests {
 
     /// A reply for an id with no state: quiet if the id was ours recently (a late reply),
     /// misbehaviour otherwise.
-    fn unmatched(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
-        if !cx.seen.contains(id) {
-            self.misbehaved(cx, from, "reply for an unknown request");
-        }
-    }
-
     pub(super) fn misbehaved(&mut self, cx: &mut Ctx, peer: PeerId, reason: &'static str) {
         self.stats.misbehaviour += 1;
         cx.events.push_back(Event::PeerMisbehaved { peer, reason });

@@ -205,6 +205,41 @@ impl Swapping {
         [self.next, expiry].into_iter().flatten().min()
     }
 
+    /// A swap message from `from` (a `RejectedLoop` only if it is for a swap). Returns a
+    /// location to move to when a swap says so.
+    pub(super) fn handle(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        from: PeerId,
+        msg: Message,
+    ) -> Option<Location> {
+        match msg {
+            Message::SwapRequest {
+                id,
+                hops,
+                commitment,
+            } => self.on_request(cx, now, from, id, hops, commitment),
+            Message::SwapCommit { id, commitment } => self.on_commit(cx, from, id, commitment),
+            Message::SwapReveal {
+                id,
+                nonce,
+                location,
+                peers,
+            } => {
+                let them = Side {
+                    nonce,
+                    location,
+                    peers: peers.into_inner(),
+                };
+                return self.on_reveal(cx, from, id, them);
+            }
+            Message::RejectedLoop { id } => self.on_loop(cx, from, id),
+            _ => {}
+        }
+        None
+    }
+
     /// Swapping upkeep: forget expired swaps, start one when due. Returns a location to
     /// move to (a crowded node draws a fresh one).
     pub(super) fn tick(&mut self, cx: &mut Ctx, now: Instant) -> Option<Location> {
@@ -254,7 +289,7 @@ impl Swapping {
     }
 
     /// A swap request from `from`: relay its walk, or partner it.
-    pub(super) fn on_request(
+    fn on_request(
         &mut self,
         cx: &mut Ctx,
         now: Instant,
@@ -343,7 +378,7 @@ impl Swapping {
 
     /// The walk of swap `id` reached a node it had passed: go on through another peer,
     /// or hand the loop back when none is left.
-    pub(super) fn on_loop(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
+    fn on_loop(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId) {
         if self.relays.contains_key(&id) {
             self.relay_loop(cx, from, id);
             return;
@@ -417,13 +452,7 @@ impl Swapping {
     }
 
     /// The partner's commitment reached the initiator: reveal.
-    pub(super) fn on_commit(
-        &mut self,
-        cx: &mut Ctx,
-        from: PeerId,
-        id: RequestId,
-        commitment: [u8; 32],
-    ) {
+    fn on_commit(&mut self, cx: &mut Ctx, from: PeerId, id: RequestId, commitment: [u8; 32]) {
         if self.relay(cx, from, id, Message::SwapCommit { id, commitment }) {
             return;
         }
@@ -447,7 +476,7 @@ impl Swapping {
 
     /// The other end's reveal: check it against its commitment, reveal in turn (the
     /// partner) and decide. Returns the location to move to when the swap says so.
-    pub(super) fn on_reveal(
+    fn on_reveal(
         &mut self,
         cx: &mut Ctx,
         from: PeerId,

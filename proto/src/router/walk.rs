@@ -175,7 +175,7 @@ impl Requests {
         let req = self.requests.get(&id)?;
         let (source, tries, answered) = (req.source, req.tried.len(), req.accepted);
         if answered && source.is_some() {
-            self.finish(cx, id, super::request::Outcome::NoRoute);
+            self.finish(cx, None, id, super::request::Outcome::NoRoute);
             return None;
         }
         let go_on = tries > 0 || self.walk.goes_on(cx.config, tunnel, source.is_none());
@@ -189,7 +189,7 @@ impl Requests {
         let Some(peer) = next else {
             if source.is_none() && tries > 0 {
                 // Every walk the originator tried came back without the block.
-                self.finish(cx, id, super::request::Outcome::NoRoute);
+                self.finish(cx, None, id, super::request::Outcome::NoRoute);
                 return None;
             }
             return Some(self.end_walk(cx, now, id));

@@ -41,7 +41,10 @@ fn an_idle_router_frees_its_queues_and_a_busy_one_keeps_them() {
         assert_eq!(drain(&mut r).len(), 1, "round {round}");
         assert!(events(&mut r).is_empty());
         assert!(r.transmits.capacity() > 0);
-        assert_eq!((r.requests.len(), r.requests.timers.len()), (1, 1));
+        assert_eq!(
+            (r.requests.in_flight().len(), r.requests.timers.len()),
+            (1, 1)
+        );
         r.handle_message(
             now,
             PeerId(1),
