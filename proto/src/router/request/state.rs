@@ -1,0 +1,259 @@
+//! A request's state at one node: what it is ([`Kind`]), where it stands ([`Req`]), its
+//! place on the anonymity walk ([`Walk`]), how it ends ([`Outcome`]), and the ids seen
+//! here lately ([`Seen`]).
+
+use crate::block::Block;
+use crate::keys::RoutingKey;
+use crate::message::RequestId;
+use crate::ring::Location;
+use crate::router::PeerId;
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+/// Request or insert.
+#[derive(Clone, Debug)]
+pub(in crate::router) enum Kind {
+    Request,
+    /// An insert carries its (verified) block along, the number of nodes that should
+    /// store it and how many on its path so far do (this node included).
+    Insert {
+        block: Block,
+        replicas: u8,
+        stored: u8,
+        /// At the node that holds the first copy: the whole walk's target, to resume
+        /// after the first side's chain (see [`Kind::start_walk`]).
+        resume: Option<u8>,
+    },
+}
+
+impl Kind {
+    /// Hops this request may still take beyond its HTL: an insert's replica walk.
+    pub(in crate::router) fn extra_hops(&self) -> u32 {
+        match self {
+            Kind::Request => 0,
+            Kind::Insert {
+                replicas,
+                stored,
+                resume,
+                ..
+            } => u32::from(resume.unwrap_or(*replicas).saturating_sub(*stored)),
+        }
+    }
+
+    /// This node holds the first copy. The walk goes on in two chains, one on each side
+    /// of the key: a single chain always takes the closest peer not yet visited, which
+    /// past the first few steps is the next node outwards on the side it started, so
+    /// it would leave the other side's nearest nodes bare. The first chain (towards the
+    /// closest peer) is asked for half the rest; when it reports back, the second goes
+    /// to the other side for the remainder.
+    pub(in crate::router) fn start_walk(&mut self) {
+        if let Kind::Insert {
+            replicas,
+            stored,
+            resume,
+            ..
+        } = self
+        {
+            *stored = 1;
+            if *replicas >= 3 {
+                *resume = Some(*replicas);
+                *replicas = 1 + (*replicas - 1).div_ceil(2);
+            }
+        }
+    }
+
+    /// Bytes this request holds while it runs here (an insert's block).
+    pub(in crate::router) fn held_bytes(&self) -> u64 {
+        match self {
+            Kind::Request => 0,
+            Kind::Insert { .. } => crate::block::BLOCK_LEN as u64,
+        }
+    }
+
+    /// An insert that nodes near its key are storing: HTL no longer counts.
+    pub(in crate::router) fn replicating(&self) -> bool {
+        matches!(self, Kind::Insert { stored, .. } if *stored > 0)
+    }
+}
+
+/// One request or insert this node is working on.
+#[derive(Clone, Debug)]
+pub(in crate::router) struct Req {
+    pub key: RoutingKey,
+    pub target: Location,
+    pub kind: Kind,
+    /// The peer that sent it, or `None` for the local user.
+    pub source: Option<PeerId>,
+    /// HTL as received (as started, for local ones): decides caching.
+    pub received_htl: u8,
+    /// HTL of the last attempt sent (before the first: as received). Each attempt
+    /// decrements it, so HTL bounds the nodes a request visits, backtracking included.
+    pub htl: u8,
+    /// The next attempt is free: the last peer refused (loop, overload, gone) without
+    /// spending any of the request's hops.
+    pub free_next: bool,
+    /// Peers tried so far; the source is excluded separately.
+    pub tried: Vec<PeerId>,
+    /// The peer whose answer is awaited, and until when.
+    pub waiting: Option<PeerId>,
+    pub deadline: Option<Instant>,
+    /// The deadline is the answer budget below, not the peer's own timeout.
+    pub deadline_is_budget: bool,
+    /// When this node must have answered its upstream: `hop_timeout × h` after accepting
+    /// at HTL `h` (none for local requests). The upstream waits one `hop_timeout`
+    /// longer, so a live node always answers before its upstream gives up on it, and
+    /// slow subtrees are cut rather than explored twice.
+    pub answer_by: Option<Instant>,
+    /// Some peer took the request (answered other than loop, overload or timeout).
+    pub accepted: bool,
+    /// Some peer rejected for overload.
+    pub overloaded: bool,
+    /// The last try ended in a timeout.
+    pub timed_out_last: bool,
+    /// An insert on its approach that its own replica walk came back to: this node
+    /// stored the block then and answered `Stored` (once).
+    pub stored_on_loop: bool,
+    /// The replica walk's next attempt must go to a peer on this side of the key (true:
+    /// clockwise), if there is one.
+    pub next_side: Option<bool>,
+    /// The side the second chain of a split walk takes.
+    pub other_side: Option<bool>,
+    /// Where the request is on its anonymity walk ([`super::walk`]).
+    pub walk: Walk,
+    /// The id the source knows it by, when this node routes it under another (a walk
+    /// that ended here).
+    pub reply_id: Option<RequestId>,
+}
+
+/// A request's anonymity walk, at one node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(in crate::router) enum Walk {
+    /// No walk: routed greedily as it came.
+    None,
+    /// On its walk: this node passes it on along the tunnel (or ends the walk).
+    Step(u64),
+    /// The walk ended here: routed greedily from here, as this node's own would be.
+    End,
+}
+
+/// Most ids remembered at once, whatever the TTL (about 50 MB).
+const MAX_SEEN: usize = 1 << 20;
+
+/// Ids seen recently, forgotten after the TTL: a set for lookups and a queue in arrival
+/// order for expiry (time never goes backwards, so the queue stays sorted). The set is
+/// a hash set with the standard library's randomly keyed SipHash, so ids a peer picks
+/// cannot be made to collide; it is never iterated, so nothing depends on its order.
+/// Memory is bounded by `MAX_SEEN` either way (a hash set keeps its capacity after a
+/// flood of ids has expired; a B-tree gave it back).
+#[derive(Clone, Debug)]
+pub(in crate::router) struct Seen {
+    ids: HashSet<RequestId>,
+    order: VecDeque<(Instant, RequestId)>,
+    cap: usize,
+}
+
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen {
+            ids: HashSet::new(),
+            order: VecDeque::new(),
+            cap: MAX_SEEN,
+        }
+    }
+}
+
+impl Seen {
+    pub fn contains(&self, id: RequestId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    pub fn insert(&mut self, expires: Instant, id: RequestId) {
+        if self.ids.insert(id) {
+            if self.order.len() >= self.cap {
+                // A flood of fresh ids must not grow memory without bound: forget the
+                // oldest early (it can only weaken loop detection for very old ids).
+                if let Some((_, old)) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+            self.order.push_back((expires, id));
+        }
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.order.front() {
+            if t > now {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&id);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A random id that neither a request of this node's (`in_use`) nor a message seen here
+/// uses.
+pub(in crate::router) fn fresh_id(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    seen: &Seen,
+    in_use: &dyn Fn(RequestId) -> bool,
+) -> RequestId {
+    use rand::Rng;
+    loop {
+        let id = RequestId(rng.gen());
+        if !in_use(id) && !seen.contains(id) {
+            return id;
+        }
+    }
+}
+
+/// How a request ends at this node.
+pub(in crate::router) enum Outcome {
+    /// Verified data, from a peer or the store.
+    Data(Block, Option<PeerId>),
+    /// A request ran out of HTL, or a peer said so.
+    DataNotFound,
+    /// An insert ran its course.
+    InsertDone,
+    /// No peer left to try with HTL remaining.
+    NoRoute,
+    /// An insert met a different block under its key (a signed-key collision): that
+    /// block goes back to the inserter, and nothing is stored.
+    Collision(Block),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_is_bounded_and_expires_in_order() {
+        use std::time::Duration;
+        let t0 = Instant::now();
+        let mut seen = Seen {
+            cap: 3,
+            ..Seen::default()
+        };
+        for i in 0..5u64 {
+            seen.insert(t0 + Duration::from_secs(i), RequestId(i));
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(!seen.contains(RequestId(1)) && seen.contains(RequestId(2)));
+        seen.expire(t0 + Duration::from_secs(3));
+        assert!(!seen.contains(RequestId(3)) && seen.contains(RequestId(4)));
+        assert_eq!(seen.len(), 1);
+        // Emptied, then one id again: it still expires on time, not before.
+        seen.expire(t0 + Duration::from_secs(4));
+        assert_eq!(seen.len(), 0);
+        seen.insert(t0 + Duration::from_secs(9), RequestId(9));
+        seen.expire(t0 + Duration::from_secs(8));
+        assert!(seen.contains(RequestId(9)));
+        seen.expire(t0 + Duration::from_secs(9));
+        assert_eq!(seen.len(), 0);
+    }
+}
