@@ -76,6 +76,7 @@ mod failures;
 mod opennet;
 mod peers;
 mod request;
+mod seen;
 mod spread;
 mod swapping;
 #[cfg(test)]
@@ -100,7 +101,8 @@ use peers::PeerTable;
 pub use peers::{PeerMeta, Peers};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use request::{Requests, Seen};
+use request::Requests;
+use seen::Seen;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -559,7 +561,7 @@ impl Router {
         input: impl FnOnce(&mut swapping::Swapping, &mut ctx::Ctx) -> Option<Location>,
     ) {
         let (m, mut cx) = self.split();
-        cx.requests = Some(m.requests.in_flight());
+        cx.requests = Some(&*m.requests);
         let Some(location) = input(m.swapping, &mut cx) else {
             return;
         };
@@ -575,7 +577,7 @@ impl Router {
     /// Hands one input to the opennet machine.
     fn with_opennet<T>(&mut self, input: impl FnOnce(&mut Opennet, &mut ctx::Ctx) -> T) -> T {
         let (m, mut cx) = self.split();
-        cx.requests = Some(m.requests.in_flight());
+        cx.requests = Some(&*m.requests);
         input(m.opennet, &mut cx)
     }
 

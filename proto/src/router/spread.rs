@@ -19,14 +19,10 @@
 //! route has: a collision if any route met another block under the (signed) key, else
 //! successful when any route stored the block.
 
-use super::ctx::Ctx;
-use super::request::Requests;
-use super::request::{Kind, Walk};
 use super::time::later;
-use super::{Event, InsertFailure, InsertReport, RouterConfig};
-use crate::block::Block;
+use super::{InsertFailure, InsertReport, RouterConfig};
 use crate::keys::RoutingKey;
-use crate::message::{Htl, RequestId, MAX_REPLICAS};
+use crate::message::MAX_REPLICAS;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
@@ -88,135 +84,21 @@ impl Recent {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Spread {
     /// Routes still running.
-    left: u8,
+    pub(super) left: u8,
     /// The best success a route reported (exhausted only if every successful one was).
-    ok: Option<InsertReport>,
+    pub(super) ok: Option<InsertReport>,
     /// The failure to report if no route succeeded (a collision outranks the rest).
-    err: Option<InsertFailure>,
+    pub(super) err: Option<InsertFailure>,
 }
 
 /// The tunnel of route `i` of an upload on `tunnel`: distinct per route, fixed per upload.
-fn route_tunnel(tunnel: u64, i: u8) -> u64 {
+pub(super) fn route_tunnel(tunnel: u64, i: u8) -> u64 {
     super::walk::mix(tunnel ^ super::walk::mix(u64::from(i) + 1))
 }
 
 /// Copies route `i` of `routes` stores, so that the routes store `replicas` in all.
-fn share(replicas: u8, routes: u8, i: u8) -> u8 {
+pub(super) fn share(replicas: u8, routes: u8, i: u8) -> u8 {
     replicas / routes + u8::from(i < replicas % routes)
-}
-
-impl Kind {
-    /// One more copy for this insert to find room for: the node it is at already held
-    /// the block from a sibling route and does not count.
-    pub(super) fn extend(&mut self) {
-        if let Kind::Insert {
-            replicas, resume, ..
-        } = self
-        {
-            match resume {
-                Some(total) => *total = total.saturating_add(1).min(MAX_REPLICAS),
-                None => *replicas = replicas.saturating_add(1).min(MAX_REPLICAS),
-            }
-        }
-    }
-}
-
-impl Requests {
-    /// Starts `routes` (≥ 2, at most `replicas`) routes of one local insert of `block`
-    /// under `key`; returns the id the shell will hear of.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_spread(
-        &mut self,
-        cx: &mut Ctx,
-        now: Instant,
-        key: RoutingKey,
-        block: Block,
-        htl: Htl,
-        replicas: u8,
-        routes: u8,
-        tunnel: u64,
-    ) -> RequestId {
-        let parent = self.fresh_id(cx);
-        // Never handed to a peer; reserved so that no later id takes it.
-        cx.seen.insert(later(now, cx.config.seen_ttl), parent);
-        // The parent first: a route that ended at once would find no one to tell.
-        self.spread_parents.insert(
-            parent,
-            Spread {
-                left: routes,
-                ..Spread::default()
-            },
-        );
-        for i in 0..routes {
-            let id = self.fresh_id(cx);
-            let kind = Kind::Insert {
-                block: block.clone(),
-                replicas: share(replicas, routes, i),
-                stored: 0,
-                resume: None,
-            };
-            self.spreads.insert(id, parent);
-            let walk = Walk::Step(route_tunnel(tunnel, i));
-            self.begin_walk(cx, now, id, key, kind, None, htl.0, walk);
-        }
-        parent
-    }
-
-    /// A local insert finished with `result`: reported as it is, or, for a route of a
-    /// spread insert, counted towards its parent, which is reported when its last route
-    /// is done.
-    pub(super) fn insert_finished(
-        &mut self,
-        cx: &mut Ctx,
-        id: RequestId,
-        key: RoutingKey,
-        result: Result<InsertReport, InsertFailure>,
-    ) {
-        let Some(parent) = self.spreads.remove(&id) else {
-            if result.is_ok() {
-                self.stats.local_inserts_succeeded += 1;
-            }
-            cx.events
-                .push_back(Event::InsertFinished { id, key, result });
-            return;
-        };
-        let Some(spread) = self.spread_parents.get_mut(&parent) else {
-            return;
-        };
-        spread.left = spread.left.saturating_sub(1);
-        match result {
-            Ok(report) => {
-                let exhausted = spread.ok.is_none_or(|r| r.route_exhausted);
-                spread.ok = Some(InsertReport {
-                    route_exhausted: exhausted && report.route_exhausted,
-                });
-            }
-            Err(InsertFailure::Collision) => spread.err = Some(InsertFailure::Collision),
-            Err(e) => {
-                spread.err.get_or_insert(e);
-            }
-        }
-        if spread.left > 0 {
-            return;
-        }
-        let Some(spread) = self.spread_parents.remove(&parent) else {
-            return;
-        };
-        let result = match (spread.err, spread.ok) {
-            (Some(InsertFailure::Collision), _) => Err(InsertFailure::Collision),
-            (_, Some(report)) => Ok(report),
-            (Some(e), None) => Err(e),
-            (None, None) => Err(InsertFailure::RouteNotFound),
-        };
-        if result.is_ok() {
-            self.stats.local_inserts_succeeded += 1;
-        }
-        cx.events.push_back(Event::InsertFinished {
-            id: parent,
-            key,
-            result,
-        });
-    }
 }
 
 #[cfg(test)]

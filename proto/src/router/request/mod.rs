@@ -4,7 +4,7 @@
 //! A request's life at one node: `begin` creates its [`Req`](state::Req); `advance` sends it to the
 //! closest untried peer or, with nothing left, finishes it; replies and timeouts either
 //! finish it or call `advance` again. `finish` answers upstream (or tells the local
-//! user), removes the state and leaves the id in [`Seen`](state::Seen) so loops and late replies are
+//! user), removes the state and leaves the id in [`Seen`](crate::router::seen::Seen) so loops and late replies are
 //! recognised for `seen_ttl`.
 //!
 //! The machine's state and its inputs from the router are here; the steps are in
@@ -14,16 +14,19 @@
 mod incoming;
 mod replies;
 mod route;
+mod spread;
 mod state;
+mod walk;
 
-pub(in crate::router) use state::{fresh_id, Kind, Outcome, Req, Seen, Walk};
+pub(in crate::router) use state::{Kind, Req, Walk};
 
 use crate::block::Block;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, Message, RequestId, MAX_REPLICAS};
 use crate::ring::Location;
-use crate::router::ctx::Ctx;
+use crate::router::ctx::{Ctx, IdsInUse};
 use crate::router::failures::FailureTable;
+use crate::router::seen::fresh_id;
 use crate::router::spread::{Recent, Spread};
 use crate::router::walk::Walker;
 use crate::router::{BlockStore, Event, Fetched, PeerId, RouterStats};
@@ -58,6 +61,12 @@ pub(in crate::router) struct InsertStart {
     pub htl: Option<Htl>,
     pub replicas: Option<u8>,
     pub tunnel: Option<u64>,
+}
+
+impl IdsInUse for Requests {
+    fn in_use(&self, id: RequestId) -> bool {
+        self.requests.contains_key(&id)
+    }
 }
 
 impl Requests {

@@ -4,10 +4,9 @@
 
 use crate::block::Block;
 use crate::keys::RoutingKey;
-use crate::message::RequestId;
+use crate::message::{RequestId, MAX_REPLICAS};
 use crate::ring::Location;
 use crate::router::PeerId;
-use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 /// Request or insert.
@@ -136,82 +135,6 @@ pub(in crate::router) enum Walk {
     End,
 }
 
-/// Most ids remembered at once, whatever the TTL (about 50 MB).
-const MAX_SEEN: usize = 1 << 20;
-
-/// Ids seen recently, forgotten after the TTL: a set for lookups and a queue in arrival
-/// order for expiry (time never goes backwards, so the queue stays sorted). The set is
-/// a hash set with the standard library's randomly keyed SipHash, so ids a peer picks
-/// cannot be made to collide; it is never iterated, so nothing depends on its order.
-/// Memory is bounded by `MAX_SEEN` either way (a hash set keeps its capacity after a
-/// flood of ids has expired; a B-tree gave it back).
-#[derive(Clone, Debug)]
-pub(in crate::router) struct Seen {
-    ids: HashSet<RequestId>,
-    order: VecDeque<(Instant, RequestId)>,
-    cap: usize,
-}
-
-impl Default for Seen {
-    fn default() -> Seen {
-        Seen {
-            ids: HashSet::new(),
-            order: VecDeque::new(),
-            cap: MAX_SEEN,
-        }
-    }
-}
-
-impl Seen {
-    pub fn contains(&self, id: RequestId) -> bool {
-        self.ids.contains(&id)
-    }
-
-    pub fn insert(&mut self, expires: Instant, id: RequestId) {
-        if self.ids.insert(id) {
-            if self.order.len() >= self.cap {
-                // A flood of fresh ids must not grow memory without bound: forget the
-                // oldest early (it can only weaken loop detection for very old ids).
-                if let Some((_, old)) = self.order.pop_front() {
-                    self.ids.remove(&old);
-                }
-            }
-            self.order.push_back((expires, id));
-        }
-    }
-
-    pub fn expire(&mut self, now: Instant) {
-        while let Some(&(t, id)) = self.order.front() {
-            if t > now {
-                break;
-            }
-            self.order.pop_front();
-            self.ids.remove(&id);
-        }
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-}
-
-/// A random id that neither a request of this node's (`in_use`) nor a message seen here
-/// uses.
-pub(in crate::router) fn fresh_id(
-    rng: &mut rand_chacha::ChaCha8Rng,
-    seen: &Seen,
-    in_use: &dyn Fn(RequestId) -> bool,
-) -> RequestId {
-    use rand::Rng;
-    loop {
-        let id = RequestId(rng.gen());
-        if !in_use(id) && !seen.contains(id) {
-            return id;
-        }
-    }
-}
-
 /// How a request ends at this node.
 pub(in crate::router) enum Outcome {
     /// Verified data, from a peer or the store.
@@ -227,33 +150,18 @@ pub(in crate::router) enum Outcome {
     Collision(Block),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seen_is_bounded_and_expires_in_order() {
-        use std::time::Duration;
-        let t0 = Instant::now();
-        let mut seen = Seen {
-            cap: 3,
-            ..Seen::default()
-        };
-        for i in 0..5u64 {
-            seen.insert(t0 + Duration::from_secs(i), RequestId(i));
+impl Kind {
+    /// One more copy for this insert to find room for: the node it is at already held
+    /// the block from a sibling route and does not count.
+    pub(in crate::router) fn extend(&mut self) {
+        if let Kind::Insert {
+            replicas, resume, ..
+        } = self
+        {
+            match resume {
+                Some(total) => *total = total.saturating_add(1).min(MAX_REPLICAS),
+                None => *replicas = replicas.saturating_add(1).min(MAX_REPLICAS),
+            }
         }
-        assert_eq!(seen.len(), 3);
-        assert!(!seen.contains(RequestId(1)) && seen.contains(RequestId(2)));
-        seen.expire(t0 + Duration::from_secs(3));
-        assert!(!seen.contains(RequestId(3)) && seen.contains(RequestId(4)));
-        assert_eq!(seen.len(), 1);
-        // Emptied, then one id again: it still expires on time, not before.
-        seen.expire(t0 + Duration::from_secs(4));
-        assert_eq!(seen.len(), 0);
-        seen.insert(t0 + Duration::from_secs(9), RequestId(9));
-        seen.expire(t0 + Duration::from_secs(8));
-        assert!(seen.contains(RequestId(9)));
-        seen.expire(t0 + Duration::from_secs(9));
-        assert_eq!(seen.len(), 0);
     }
 }
