@@ -166,6 +166,15 @@ pub enum DecodeError {
     /// Writing the output failed.
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
+    /// A file or directory to save into could not be made or put in place.
+    #[error("cannot create {}", .path.display())]
+    Create {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The URI names a path inside a document that is not a directory.
     #[error("the URI has a path but its document is not a directory")]
     NotADirectory,

@@ -17,6 +17,7 @@
 //! - `api` (feature `api`, on with the default `cli`): the client of `veild`'s HTTP
 //!   API, and how to find the node.
 //! - [`paths`]: the default data directory.
+//! - [`save`]: a fetched document onto the reader's disk, with `veil get`'s guarantees.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod format;
 pub mod keepalive;
 pub mod keyword;
 pub mod paths;
+pub mod save;
 pub mod segment;
 pub mod signed;
 pub mod source;

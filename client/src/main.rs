@@ -1104,24 +1104,6 @@ struct GetOptions {
     max_size: u64,
 }
 
-/// A publisher's file name made safe to create here: no directories, not hidden (leading
-/// dots become `_`), else `veil-document`.
-fn safe_name(name: Option<&str>) -> String {
-    match name {
-        Some(n) if veil_client::format::check_path(n).is_ok() && !n.contains('/') => {
-            let shown = n.trim_start_matches('.');
-            if shown.is_empty() {
-                "veil-document".into()
-            } else if shown.len() < n.len() {
-                format!("_{shown}")
-            } else {
-                n.to_string()
-            }
-        }
-        _ => "veil-document".into(),
-    }
-}
-
 /// `4G`, `512M`, `64k`, `1000`: bytes.
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -1179,13 +1161,7 @@ async fn get(
             finish(bar);
         }
         Resolved::File(_, top) => {
-            if top.meta.size > opts.max_size {
-                return Err(veil_client::DecodeError::TooLarge {
-                    size: top.meta.size,
-                    limit: opts.max_size,
-                }
-                .into());
-            }
+            veil_client::save::check_size(&top, opts.max_size)?;
             // The name in a URI is only a label: say so when it differs from the one the
             // document carries, so a misleading link does not go unnoticed.
             if let (Some(said), Some(is)) = (&uri.name, &top.meta.name) {
@@ -1218,38 +1194,25 @@ async fn get(
                     .await?;
                 }
                 Some(path) => {
-                    // `-o newdir/`: a directory to be, made here.
-                    if path.as_os_str().to_string_lossy().ends_with('/') && !path.exists() {
-                        std::fs::create_dir_all(path)
-                            .with_context(|| format!("cannot create {}", path.display()))?;
-                    }
-                    let path = if path.is_dir() {
-                        path.join(safe_name(top.meta.name.as_deref()))
-                    } else {
-                        path.to_path_buf()
+                    // The library's save: no file replaced unless --force, written under a
+                    // temporary name and renamed when whole; an interrupt drops the save,
+                    // which removes what it wrote.
+                    let save_opts = veil_client::save::SaveOptions {
+                        overwrite: opts.force,
+                        max_bytes: opts.max_size,
                     };
-                    if path.exists() && !opts.force {
-                        return Err(veil_client::DecodeError::Exists(path).into());
+                    let save = veil_client::save::save_file(
+                        client.clone(),
+                        top,
+                        path,
+                        &save_opts,
+                        tick,
+                        heal.clone(),
+                    );
+                    tokio::select! {
+                        r = save => { r?; }
+                        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
                     }
-                    // Written beside its place under a temporary name and renamed there
-                    // only when whole: a failed fetch destroys nothing and leaves nothing.
-                    let partial = veil_client::dir::partial_name(&path);
-                    let mut file = tokio::fs::File::create(&partial)
-                        .await
-                        .with_context(|| format!("cannot create {}", partial.display()))?;
-                    let res = tokio::select! {
-                        r = write_body_healing(client.clone(), top, DEFAULT_WINDOW, &mut file, tick, heal.clone()) => {
-                            r.map(drop).map_err(anyhow::Error::from)
-                        }
-                        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-                    };
-                    drop(file);
-                    if let Err(e) = res {
-                        let _ = std::fs::remove_file(&partial);
-                        return Err(e);
-                    }
-                    std::fs::rename(&partial, &path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
                 }
             }
             finish(bar);

@@ -143,6 +143,15 @@ pub struct Setting {
     pub healing: bool,
 }
 
+impl Setting {
+    /// The four settings a churn run compares: 1 and `replicas` copies, each without and
+    /// with healing.
+    pub fn all(replicas: u8) -> [Setting; 4] {
+        [(1, false), (1, true), (replicas, false), (replicas, true)]
+            .map(|(replicas, healing)| Setting { replicas, healing })
+    }
+}
+
 /// Success in one time bin.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Bin {

@@ -161,6 +161,26 @@ pub fn run(params: &Params) -> Result<Report, params::InvalidParams> {
     complete(Started::new(params))
 }
 
+/// The `run` command's simulation: a latency-aware run is repeated greedily on the same
+/// network, seed and workload (its inserts, the same either way, run once), and the
+/// baseline's success, hops and fetch latencies go into the summary beside its own; any
+/// other run is simulated once.
+pub fn run_with_baseline(params: &Params) -> Result<Report, params::InvalidParams> {
+    if params.routing != params::Routing::LatencyAware {
+        return run(params);
+    }
+    let (mut report, greedy) = run_beside_greedy(params)?;
+    let g = greedy.summary;
+    let s = &mut report.summary;
+    // Both runs have ended: the process's peak covers the baseline's too.
+    s.peak_rss_bytes = metrics::peak_rss().or(s.peak_rss_bytes);
+    s.greedy_success_rate = Some(g.success_rate);
+    s.greedy_fetch_latency_ms_p50 = Some(g.fetch_latency_ms_p50);
+    s.greedy_fetch_latency_ms_p95 = Some(g.fetch_latency_ms_p95);
+    s.greedy_mean_hops = Some(g.mean_hops);
+    Ok(report)
+}
+
 /// Runs `params` and, beside it, the same network, seed and workload routed greedily
 /// (the baseline latency-aware routing is read against): `(run, greedy)`.
 ///

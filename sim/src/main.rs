@@ -371,137 +371,12 @@ fn invalid(e: veil_sim::params::InvalidParams) -> anyhow::Error {
 
 fn real_main() -> Result<()> {
     match Cli::parse().command {
-        Command::Run { nodes, common } => {
-            let params = common.params(nodes)?;
-            params.validate()?;
-            let (mut report, greedy) = if params.routing == Routing::LatencyAware {
-                // Beside it: the same network, seed and workload, routed greedily (its
-                // inserts, the same either way, run once; docs/sim.md).
-                let (r, g) = veil_sim::run_beside_greedy(&params).map_err(invalid)?;
-                (r, Some(g))
-            } else {
-                (one(&params)?, None)
-            };
-            if let Some(g) = greedy {
-                let g = g.summary;
-                let s = &mut report.summary;
-                // Both runs have ended: the process's peak covers the baseline's too.
-                s.peak_rss_bytes = veil_sim::metrics::peak_rss().or(s.peak_rss_bytes);
-                s.greedy_success_rate = Some(g.success_rate);
-                s.greedy_fetch_latency_ms_p50 = Some(g.fetch_latency_ms_p50);
-                s.greedy_fetch_latency_ms_p95 = Some(g.fetch_latency_ms_p95);
-                s.greedy_mean_hops = Some(g.mean_hops);
-            }
-            output::write_run(&common.out, &report.summary, &report.records)?;
-            let s = &report.summary;
-            println!(
-                "fetch latency ({} links, {} routing, factor {}): median {:.0} ms, p95 {:.0} ms",
-                s.latency_model,
-                s.routing,
-                s.latency_factor,
-                s.fetch_latency_ms_p50,
-                s.fetch_latency_ms_p95
-            );
-            if let (Some(ok), Some(p50), Some(p95), Some(hops)) = (
-                s.greedy_success_rate,
-                s.greedy_fetch_latency_ms_p50,
-                s.greedy_fetch_latency_ms_p95,
-                s.greedy_mean_hops,
-            ) {
-                println!(
-                    "greedy routing (same network and requests): success {ok:.4}, {hops:.2} \
-                     mean hops, median {p50:.0} ms, p95 {p95:.0} ms; latency-aware: success \
-                     {:.4}, {:.2} mean hops, median {:.2}× greedy's",
-                    s.success_rate,
-                    s.mean_hops,
-                    s.fetch_latency_ms_p50 / p50.max(1e-9)
-                );
-            }
-            print!("{}", output::table(std::slice::from_ref(s)));
-            println!(
-                "storage: {} replicas, {:.1} blocks per node; keys with a live copy {:.4}; \
-                 requests failed although a copy lived {:.4}",
-                s.replicas, s.store_blocks_per_node, s.keys_with_live_copy, s.failed_with_live_copy
-            );
-            if let (Some(ok), Some(len)) =
-                (s.unmitigated_success_rate, s.unmitigated_mean_link_length)
-            {
-                println!(
-                    "pitch black: {:.1}% of nodes lie in swaps; success {:.4} with the guard \
-                     (mean link length {:.4}), {ok:.4} without (mean link length {len:.4})",
-                    s.attackers * 100.0,
-                    s.success_rate,
-                    s.mean_link_length
-                );
-            }
-            if let (Some(ok), Some(hops)) = (s.plain_success_rate, s.plain_mean_hops) {
-                println!(
-                    "plain swapping (same friends, same swaps; routed by the friends' own \
-                     locations, each insert by one route): success {ok:.4}, {hops:.2} mean hops"
-                );
-            }
-            if let (Some(n), Some(ok), Some(top)) = (
-                s.documents_checked,
-                s.document_success_rate,
-                s.top_block_success_rate,
-            ) {
-                println!(
-                    "documents: {n} of {} blocks each fetched whole; {ok:.4} could be rebuilt \
-                     (top blocks found {top:.4}; top and index blocks on {} replicas)",
-                    s.blocks_per_doc.unwrap_or(0),
-                    s.index_replicas.unwrap_or(0)
-                );
-            }
-            println!(
-                "{} events at {:.0} events/s; files in {}",
-                report.summary.events,
-                report.summary.events_per_sec,
-                common.out.display()
-            );
-        }
+        Command::Run { nodes, common } => cmd_run(nodes, &common),
         Command::Warmup {
             nodes,
             warmups,
             common,
-        } => {
-            if warmups.is_empty() {
-                bail!("--warmups needs at least one length");
-            }
-            let mut rows = Vec::new();
-            for &w in &warmups {
-                let params = Params {
-                    topology: Topology::Opennet,
-                    warmup: w,
-                    ..common.params(nodes)?
-                };
-                params.validate()?;
-                let report = one(&params)?;
-                eprintln!(
-                    "veil-sim: warm-up {w}: success {:.4}, {:.2} hops (ideal {:.2}), {:.1} s",
-                    report.summary.success_rate,
-                    report.summary.mean_hops,
-                    report.summary.ideal_mean_hops.unwrap_or(f64::NAN),
-                    report.summary.wall_seconds
-                );
-                let dir = common.out.join(format!("w{w}"));
-                output::write_run(&dir, &report.summary, &report.records)
-                    .with_context(|| format!("writing the warm-up {w} run"))?;
-                rows.push(report.summary);
-            }
-            output::write_warmup(&common.out, &rows)?;
-            println!("warmup/node  success  mean-hops  ideal-hops  mean-degree");
-            for r in &rows {
-                println!(
-                    "{:>11}  {:>7.4}  {:>9.2}  {:>10.2}  {:>11.1}",
-                    r.warmup_per_node,
-                    r.success_rate,
-                    r.mean_hops,
-                    r.ideal_mean_hops.unwrap_or(f64::NAN),
-                    r.mean_degree
-                );
-            }
-            println!("files in {}", common.out.display());
-        }
+        } => cmd_warmup(nodes, &warmups, &common),
         Command::Anonymity {
             nodes,
             adversary_fraction,
@@ -512,7 +387,6 @@ fn real_main() -> Result<()> {
             tunnel,
             common,
         } => {
-            let params = common.network(nodes);
             let walk = if common.walk_probability > 0.0 {
                 common.walk_probability
             } else {
@@ -527,45 +401,18 @@ fn real_main() -> Result<()> {
                 walk_probability: walk,
                 tunnel_per_request: tunnel == TunnelChoice::PerRequest,
             };
-            let started = std::time::Instant::now();
-            let summary = match veil_sim::anonymity::run(&params, &a) {
-                Ok(s) => s,
-                Err(e) => bail!("{e}"),
-            };
-            output::write_json(&common.out, "summary.json", &summary)?;
-            print!("{}", veil_sim::anonymity::table(&summary));
-            println!(
-                "{} downloads of {} blocks on {} nodes in {:.1} s; files in {}",
-                downloads,
-                blocks_per_download,
-                nodes,
-                started.elapsed().as_secs_f64(),
-                common.out.display()
-            );
+            cmd_anonymity(nodes, &a, &common)
         }
         Command::Search {
             sizes,
             searches,
             entries,
             common,
-        } => {
-            if sizes.is_empty() {
-                bail!("--sizes needs at least one size");
-            }
-            let s = veil_sim::search::SearchParams { searches, entries };
-            let mut rows = Vec::new();
-            for &n in &sizes {
-                let row = match veil_sim::search::run(&common.network(n), &s) {
-                    Ok(r) => r,
-                    Err(e) => bail!("{e}"),
-                };
-                eprintln!("veil-sim: {n} nodes done in {:.1} s", row.wall_seconds);
-                rows.push(row);
-                output::write_json(&common.out, "search.json", &rows)?;
-            }
-            print!("{}", veil_sim::search::table(&rows));
-            println!("files in {}", common.out.display());
-        }
+        } => cmd_search(
+            &sizes,
+            veil_sim::search::SearchParams { searches, entries },
+            &common,
+        ),
         Command::Churn {
             nodes,
             sizes,
@@ -575,84 +422,238 @@ fn real_main() -> Result<()> {
             placement_events,
             common,
         } => {
-            let params = common.params(nodes)?;
-            params.validate()?;
-            if sizes.iter().any(|&n| n < 2) {
-                bail!("--sizes must all be at least 2");
-            }
-            let mut placement = Vec::new();
-            for &n in &sizes {
-                for r in [1, usize::from(params.replicas)] {
-                    placement.push(veil_sim::churn::placement(
-                        n,
-                        r,
-                        placement_keys,
-                        placement_events,
-                        params.seed,
-                    ));
-                }
-            }
-            print!("{}", veil_sim::churn::placement_table(&placement));
-            let settings = [
-                veil_sim::churn::Setting {
-                    replicas: 1,
-                    healing: false,
-                },
-                veil_sim::churn::Setting {
-                    replicas: 1,
-                    healing: true,
-                },
-                veil_sim::churn::Setting {
-                    replicas: params.replicas,
-                    healing: false,
-                },
-                veil_sim::churn::Setting {
-                    replicas: params.replicas,
-                    healing: true,
-                },
-            ];
-            let mut rows = Vec::new();
-            let mut waves = None;
-            for s in settings {
-                let (r, w) = match veil_sim::churn::recovery(&params, s, wave, bins) {
-                    Ok(x) => x,
-                    Err(e) => bail!("{e}"),
-                };
-                eprintln!(
-                    "veil-sim: {} replicas, healing {}: done",
-                    s.replicas,
-                    if s.healing { "on" } else { "off" }
-                );
-                rows.push(r);
-                waves = Some(w);
-            }
-            let waves = waves.context("no recovery run")?;
-            print!("{}", veil_sim::churn::recovery_table(&rows, &waves));
-            output::write_churn(&common.out, &placement, &waves, &rows)?;
-            println!("files in {}", common.out.display());
+            let placement = (placement_keys, placement_events);
+            cmd_churn(nodes, &sizes, (wave, bins), placement, &common)
         }
-        Command::Sweep { sizes, common } => {
-            if sizes.is_empty() {
-                bail!("--sizes needs at least one size");
-            }
-            let mut rows = Vec::new();
-            for &n in &sizes {
-                let params = common.params(n)?;
-                params.validate()?;
-                let report = one(&params)?;
-                eprintln!(
-                    "veil-sim: {n} nodes done in {:.1} s ({:.0} events/s)",
-                    report.summary.wall_seconds, report.summary.events_per_sec
-                );
-                let dir = common.out.join(format!("n{n}"));
-                output::write_run(&dir, &report.summary, &report.records)
-                    .with_context(|| format!("writing the {n}-node run"))?;
-                rows.push(report.summary);
-            }
-            output::write_sweep(&common.out, &rows)?;
-            print!("{}", output::table(&rows));
-            println!("files in {}", common.out.display());
+        Command::Sweep { sizes, common } => cmd_sweep(&sizes, &common),
+    }
+}
+
+/// `run`: one network, with its greedy baseline when routing is latency-aware.
+fn cmd_run(nodes: usize, common: &Common) -> Result<()> {
+    let params = common.params(nodes)?;
+    params.validate()?;
+    let report = veil_sim::run_with_baseline(&params).map_err(invalid)?;
+    output::write_run(&common.out, &report.summary, &report.records)?;
+    print_run(&report.summary);
+    println!(
+        "{} events at {:.0} events/s; files in {}",
+        report.summary.events,
+        report.summary.events_per_sec,
+        common.out.display()
+    );
+    Ok(())
+}
+
+/// The lines `run` prints: latency, the table, storage, and what the run's options add.
+fn print_run(s: &veil_sim::metrics::Summary) {
+    println!(
+        "fetch latency ({} links, {} routing, factor {}): median {:.0} ms, p95 {:.0} ms",
+        s.latency_model,
+        s.routing,
+        s.latency_factor,
+        s.fetch_latency_ms_p50,
+        s.fetch_latency_ms_p95
+    );
+    if let (Some(ok), Some(p50), Some(p95), Some(hops)) = (
+        s.greedy_success_rate,
+        s.greedy_fetch_latency_ms_p50,
+        s.greedy_fetch_latency_ms_p95,
+        s.greedy_mean_hops,
+    ) {
+        println!(
+            "greedy routing (same network and requests): success {ok:.4}, {hops:.2} \
+             mean hops, median {p50:.0} ms, p95 {p95:.0} ms; latency-aware: success \
+             {:.4}, {:.2} mean hops, median {:.2}× greedy's",
+            s.success_rate,
+            s.mean_hops,
+            s.fetch_latency_ms_p50 / p50.max(1e-9)
+        );
+    }
+    print!("{}", output::table(std::slice::from_ref(s)));
+    println!(
+        "storage: {} replicas, {:.1} blocks per node; keys with a live copy {:.4}; \
+         requests failed although a copy lived {:.4}",
+        s.replicas, s.store_blocks_per_node, s.keys_with_live_copy, s.failed_with_live_copy
+    );
+    if let (Some(ok), Some(len)) = (s.unmitigated_success_rate, s.unmitigated_mean_link_length) {
+        println!(
+            "pitch black: {:.1}% of nodes lie in swaps; success {:.4} with the guard \
+             (mean link length {:.4}), {ok:.4} without (mean link length {len:.4})",
+            s.attackers * 100.0,
+            s.success_rate,
+            s.mean_link_length
+        );
+    }
+    if let (Some(ok), Some(hops)) = (s.plain_success_rate, s.plain_mean_hops) {
+        println!(
+            "plain swapping (same friends, same swaps; routed by the friends' own \
+             locations, each insert by one route): success {ok:.4}, {hops:.2} mean hops"
+        );
+    }
+    if let (Some(n), Some(ok), Some(top)) = (
+        s.documents_checked,
+        s.document_success_rate,
+        s.top_block_success_rate,
+    ) {
+        println!(
+            "documents: {n} of {} blocks each fetched whole; {ok:.4} could be rebuilt \
+             (top blocks found {top:.4}; top and index blocks on {} replicas)",
+            s.blocks_per_doc.unwrap_or(0),
+            s.index_replicas.unwrap_or(0)
+        );
+    }
+}
+
+/// `warmup`: opennet networks grown with each warm-up length.
+fn cmd_warmup(nodes: usize, warmups: &[usize], common: &Common) -> Result<()> {
+    if warmups.is_empty() {
+        bail!("--warmups needs at least one length");
+    }
+    let mut rows = Vec::new();
+    for &w in warmups {
+        let params = Params {
+            topology: Topology::Opennet,
+            warmup: w,
+            ..common.params(nodes)?
+        };
+        params.validate()?;
+        let report = one(&params)?;
+        eprintln!(
+            "veil-sim: warm-up {w}: success {:.4}, {:.2} hops (ideal {:.2}), {:.1} s",
+            report.summary.success_rate,
+            report.summary.mean_hops,
+            report.summary.ideal_mean_hops.unwrap_or(f64::NAN),
+            report.summary.wall_seconds
+        );
+        let dir = common.out.join(format!("w{w}"));
+        output::write_run(&dir, &report.summary, &report.records)
+            .with_context(|| format!("writing the warm-up {w} run"))?;
+        rows.push(report.summary);
+    }
+    output::write_warmup(&common.out, &rows)?;
+    println!("warmup/node  success  mean-hops  ideal-hops  mean-degree");
+    for r in &rows {
+        println!(
+            "{:>11}  {:>7.4}  {:>9.2}  {:>10.2}  {:>11.1}",
+            r.warmup_per_node,
+            r.success_rate,
+            r.mean_hops,
+            r.ideal_mean_hops.unwrap_or(f64::NAN),
+            r.mean_degree
+        );
+    }
+    println!("files in {}", common.out.display());
+    Ok(())
+}
+
+/// `anonymity`: passive adversaries against whole downloads, with the walk and without.
+fn cmd_anonymity(nodes: usize, a: &veil_sim::anonymity::AnonParams, common: &Common) -> Result<()> {
+    let params = common.network(nodes);
+    let started = std::time::Instant::now();
+    let summary = match veil_sim::anonymity::run(&params, a) {
+        Ok(s) => s,
+        Err(e) => bail!("{e}"),
+    };
+    output::write_json(&common.out, "summary.json", &summary)?;
+    print!("{}", veil_sim::anonymity::table(&summary));
+    println!(
+        "{} downloads of {} blocks on {} nodes in {:.1} s; files in {}",
+        a.downloads,
+        a.blocks_per_download,
+        nodes,
+        started.elapsed().as_secs_f64(),
+        common.out.display()
+    );
+    Ok(())
+}
+
+/// `search`: keyword searches at each size, beside a flood on the same graph.
+fn cmd_search(sizes: &[usize], s: veil_sim::search::SearchParams, common: &Common) -> Result<()> {
+    if sizes.is_empty() {
+        bail!("--sizes needs at least one size");
+    }
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let row = match veil_sim::search::run(&common.network(n), &s) {
+            Ok(r) => r,
+            Err(e) => bail!("{e}"),
+        };
+        eprintln!("veil-sim: {n} nodes done in {:.1} s", row.wall_seconds);
+        rows.push(row);
+        output::write_json(&common.out, "search.json", &rows)?;
+    }
+    print!("{}", veil_sim::search::table(&rows));
+    println!("files in {}", common.out.display());
+    Ok(())
+}
+
+/// `churn`: what joins and leaves move (the placement table at each size), then the
+/// recovery runs through a wave of leaves and one of joins.
+fn cmd_churn(
+    nodes: usize,
+    sizes: &[usize],
+    (wave, bins): (f64, usize),
+    (placement_keys, placement_events): (usize, usize),
+    common: &Common,
+) -> Result<()> {
+    let params = common.params(nodes)?;
+    params.validate()?;
+    if sizes.iter().any(|&n| n < 2) {
+        bail!("--sizes must all be at least 2");
+    }
+    let mut placement = Vec::new();
+    for &n in sizes {
+        for r in [1, usize::from(params.replicas)] {
+            let row =
+                veil_sim::churn::placement(n, r, placement_keys, placement_events, params.seed);
+            placement.push(row);
         }
     }
+    print!("{}", veil_sim::churn::placement_table(&placement));
+    let mut rows = Vec::new();
+    let mut waves = None;
+    for s in veil_sim::churn::Setting::all(params.replicas) {
+        let (r, w) = match veil_sim::churn::recovery(&params, s, wave, bins) {
+            Ok(x) => x,
+            Err(e) => bail!("{e}"),
+        };
+        eprintln!(
+            "veil-sim: {} replicas, healing {}: done",
+            s.replicas,
+            if s.healing { "on" } else { "off" }
+        );
+        rows.push(r);
+        waves = Some(w);
+    }
+    let waves = waves.context("no recovery run")?;
+    print!("{}", veil_sim::churn::recovery_table(&rows, &waves));
+    output::write_churn(&common.out, &placement, &waves, &rows)?;
+    println!("files in {}", common.out.display());
+    Ok(())
+}
+
+/// `sweep`: the same settings at several sizes.
+fn cmd_sweep(sizes: &[usize], common: &Common) -> Result<()> {
+    if sizes.is_empty() {
+        bail!("--sizes needs at least one size");
+    }
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let params = common.params(n)?;
+        params.validate()?;
+        let report = one(&params)?;
+        eprintln!(
+            "veil-sim: {n} nodes done in {:.1} s ({:.0} events/s)",
+            report.summary.wall_seconds, report.summary.events_per_sec
+        );
+        let dir = common.out.join(format!("n{n}"));
+        output::write_run(&dir, &report.summary, &report.records)
+            .with_context(|| format!("writing the {n}-node run"))?;
+        rows.push(report.summary);
+    }
+    output::write_sweep(&common.out, &rows)?;
+    print!("{}", output::table(&rows));
+    println!("files in {}", common.out.display());
     Ok(())
 }

@@ -89,13 +89,13 @@ pub struct RouterConfig {
     /// Seed of the router's random generator (request ids, per-link HTL flags).
     pub rng_seed: u64,
     /// Nodes near its key that an insert is stored on, unless its originator asks for
-    /// another number (capped at [`MAX_REPLICAS`]). Default [`DEFAULT_REPLICAS`].
+    /// another number (capped at [`MAX_REPLICAS`](crate::message::MAX_REPLICAS)). Default [`DEFAULT_REPLICAS`].
     pub replicas: u8,
     /// Opennet: announcement, path folding and peer replacement (off by default).
     pub opennet: OpennetConfig,
     /// Darknet location swapping (off by default).
     pub swap: SwapConfig,
-    /// The anonymity walk ([`walk`](self) module; docs/anonymity.md): the chance that a
+    /// The anonymity walk (the `walk` module; docs/anonymity.md): the chance that a
     /// node on a request's walk passes it on rather than ending it (Crowds' forwarding
     /// probability; the originator always takes the first hop). 0 turns the walk off.
     /// Default [`DEFAULT_WALK_PROBABILITY`].
@@ -110,7 +110,7 @@ pub struct RouterConfig {
     /// Latency-aware next hops: a request may go to any peer whose distance to the key is
     /// within this factor of the closest peer's (and below this node's own, so every
     /// hop makes progress), and goes to the one with the best
-    /// measured round trip and success among them ([`Router::observe_rtt`] feeds the
+    /// measured round trip and success among them ([`Router::observe_rtt`](crate::router::Router::observe_rtt) feeds the
     /// round trips). 1.0 is pure greedy routing. Inserts always route greedily, so
     /// where blocks are stored does not change. Default [`DEFAULT_LATENCY_FACTOR`].
     pub latency_factor: f64,

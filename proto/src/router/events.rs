@@ -88,7 +88,7 @@ pub enum InsertFailure {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// A request started by [`Router::start_request`] finished.
+    /// A request started by [`Router::start_request`](crate::router::Router::start_request) finished.
     RequestFinished {
         /// Its id.
         id: RequestId,
@@ -97,7 +97,7 @@ pub enum Event {
         /// The block or why not.
         result: Result<Fetched, RequestFailure>,
     },
-    /// An insert started by [`Router::start_insert`] finished.
+    /// An insert started by [`Router::start_insert`](crate::router::Router::start_insert) finished.
     InsertFinished {
         /// Its id.
         id: RequestId,
@@ -124,8 +124,8 @@ pub enum Event {
         reason: &'static str,
     },
     /// Opennet: dial this node, and offer the link with this origin to
-    /// [`Router::link_decision`] once it is up. On failure, tell
-    /// [`Router::connect_failed`].
+    /// [`Router::link_decision`](crate::router::Router::link_decision) once it is up. On failure, tell
+    /// [`Router::connect_failed`](crate::router::Router::connect_failed).
     Connect {
         /// Where to dial.
         address: crate::message::PeerAddress,
@@ -146,7 +146,7 @@ pub enum Event {
         /// The id of the greedy search from here.
         greedy: RequestId,
     },
-    /// Opennet: close this link (then call [`Router::remove_peer`]).
+    /// Opennet: close this link (then call [`Router::remove_peer`](crate::router::Router::remove_peer)).
     Disconnect {
         /// The peer.
         peer: PeerId,

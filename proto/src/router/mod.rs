@@ -25,6 +25,16 @@
 //! base instant plus a virtual offset: 16 bytes, plain integer arithmetic, and nothing
 //! in the router ever compares against the real clock. Time must never go backwards.
 //!
+//! # Layout
+//! `Router` composes machines, each owning its state and counters: `request` (requests
+//! and inserts, with the walk's steps and spread inserts), `opennet` (announcement,
+//! path folding, link replacement, neighbour lists), `swapping` (darknet location
+//! swaps), `peers` (the peer table and next-hop choice), `walk` (the walk's keyed
+//! choices) and `failures` (the failure table). A machine takes each input with a
+//! `ctx::Ctx` (the shared state lent for that input) and meets another only through a
+//! narrow trait of `ctx` (`IdsInUse`, `PathFolding`). A new behaviour is a new machine or
+//! a change inside one (docs/routing.md, "Adding a routing behaviour").
+//!
 //! # Rules (see docs/routing.md for the reasoning)
 //! - Each request or insert has per-node state keyed by its random [`RequestId`]. A node
 //!   forwards to the connected peer closest to the key's location that it has not tried
@@ -352,7 +362,7 @@ impl Router {
 
     /// Starts an insert of `block` (already verified by the caller) at `htl` (default
     /// and cap: the maximum), to be stored on `replicas` nodes near its key (default
-    /// [`RouterConfig::replicas`], at most [`MAX_REPLICAS`]). The end comes as
+    /// [`RouterConfig::replicas`], at most [`MAX_REPLICAS`](crate::message::MAX_REPLICAS)). The end comes as
     /// [`Event::InsertFinished`]. The router emits no `Store` for it: the shell keeps its
     /// own user's blocks as it sees fit (`veild` and `veil-sim` keep them long-term).
     /// When no peer is closer to the key than this node, that kept copy counts as the

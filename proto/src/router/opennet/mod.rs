@@ -1,7 +1,7 @@
 //! Opennet: how a node that knows one seed finds its place, and how the network keeps
 //! reshaping itself into a small world. All of it is sans-IO, like the rest of the
 //! router: the shell dials what [`Event::Connect`] names, closes what
-//! [`Event::Disconnect`] names, and asks [`Router::link_decision`] before it keeps a new
+//! [`Event::Disconnect`] names, and asks [`Router::link_decision`](crate::router::Router::link_decision) before it keeps a new
 //! link.
 //!
 //! - Announcement. While it has fewer than `min_peers` routable peers, a node sends an
@@ -91,7 +91,7 @@ pub enum LinkDecision {
     /// Keep it as a routable peer.
     Accept,
     /// Keep it, and close this peer's link to make room (call
-    /// [`Router::remove_peer`] for it first).
+    /// [`Router::remove_peer`](crate::router::Router::remove_peer) for it first).
     Replace(PeerId),
     /// Keep it as a transient, non-routable link: it carries what the peer asks (its
     /// announcement) and the router asks for it to be closed after `transient_ttl`.
