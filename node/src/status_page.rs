@@ -12,7 +12,7 @@
 use crate::gateway::html_escape;
 use crate::history::{deltas, Sample};
 use crate::loopback::is_loopback_host_on;
-use crate::node::NodeHandle;
+use crate::node::{NodeHandle, Status};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -49,8 +49,21 @@ pub(crate) async fn page(
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     let peers = node.peers();
+    let body = render(&status, &peers, &node.history().samples(), query.refresh);
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(body),
+    )
+        .into_response()
+}
+
+/// The rows of the peer table.
+fn peer_rows(peers: &[crate::PeerInfo]) -> String {
     let mut rows = String::new();
-    for p in peers.iter() {
+    for p in peers {
         let _ = write!(
             rows,
             "<tr><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
@@ -63,6 +76,33 @@ pub(crate) async fn page(
             p.rtt_ms.map_or("–".to_string(), |ms| format!("{ms:.1} ms"))
         );
     }
+    rows
+}
+
+/// The page's refresh tag and the line that says how it refreshes (off unless asked).
+fn refresh_parts(refresh: Option<u32>) -> (String, String) {
+    match refresh.map(|s| s.clamp(5, 3600)) {
+        Some(secs) => (
+            format!("<meta http-equiv=\"refresh\" content=\"{secs}\">"),
+            format!("Refreshes every {secs} s (<a href=\"/\">stop</a>)."),
+        ),
+        None => (
+            String::new(),
+            format!(
+                "<a href=\"/?refresh={REFRESH_SECS}\">Refresh every {REFRESH_SECS} s</a> (off by default, so what you type stays)."
+            ),
+        ),
+    }
+}
+
+/// The status page itself.
+fn render(
+    status: &Status,
+    peers: &[crate::PeerInfo],
+    samples: &[Sample],
+    refresh: Option<u32>,
+) -> String {
+    let rows = peer_rows(peers);
     let dots: Vec<(f64, &str, bool)> = peers
         .iter()
         .map(|p| {
@@ -74,26 +114,13 @@ pub(crate) async fn page(
         })
         .collect();
     let ring = ring_svg(status.location, &dots);
-    let samples = node.history().samples();
-    let charts = charts(&samples);
+    let charts = charts(samples);
     let u = status.store;
     let r = &status.requests;
     let d = &status.defence;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let refresh = query.refresh.map(|s| s.clamp(5, 3600));
-    let (meta, refresh_note) = match refresh {
-        Some(secs) => (
-            format!("<meta http-equiv=\"refresh\" content=\"{secs}\">"),
-            format!("Refreshes every {secs} s (<a href=\"/\">stop</a>)."),
-        ),
-        None => (
-            String::new(),
-            format!(
-                "<a href=\"/?refresh={REFRESH_SECS}\">Refresh every {REFRESH_SECS} s</a> (off by default, so what you type stays)."
-            ),
-        ),
-    };
-    let body = format!(
+    let (meta, refresh_note) = refresh_parts(refresh);
+    format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
 {meta}<title>veild</title></head><body>\
 <h1>veild</h1>\
@@ -142,15 +169,7 @@ pub(crate) async fn page(
         bn = d.peers_banned,
         he = d.handshakes_evicted,
         ae = d.api_connections_evicted,
-    );
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        Html(body),
     )
-        .into_response()
 }
 
 /// The colour of a peer found by `origin`.

@@ -106,18 +106,7 @@ impl Requests {
                 self.finish(cx, Some(now), id, Outcome::DataNotFound)
             }
             Message::InsertReply { .. } if is_insert => {
-                if let Kind::Insert {
-                    replicas,
-                    stored,
-                    resume: resume @ Some(_),
-                    ..
-                } = &mut req.kind
-                {
-                    // The first chain of the walk is done: the second, on the other side.
-                    *stored = *replicas;
-                    *replicas = resume.take().unwrap_or(*replicas);
-                    req.next_side = req.other_side;
-                    req.accepted = true;
+                if req.start_second_chain() {
                     self.advance(cx, now, id);
                 } else {
                     self.finish(cx, None, id, Outcome::InsertDone)

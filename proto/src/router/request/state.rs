@@ -124,6 +124,28 @@ pub(in crate::router) struct Req {
     pub reply_id: Option<RequestId>,
 }
 
+impl Req {
+    /// An insert's reply came back. If it ended the first chain of a split replica walk,
+    /// the second chain starts, on the other side of the key: true (the insert goes on).
+    /// Otherwise the insert is done: false.
+    pub(in crate::router) fn start_second_chain(&mut self) -> bool {
+        let Kind::Insert {
+            replicas,
+            stored,
+            resume: resume @ Some(_),
+            ..
+        } = &mut self.kind
+        else {
+            return false;
+        };
+        *stored = *replicas;
+        *replicas = resume.take().unwrap_or(*replicas);
+        self.next_side = self.other_side;
+        self.accepted = true;
+        true
+    }
+}
+
 /// A request's anonymity walk, at one node.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(in crate::router) enum Walk {
