@@ -571,7 +571,7 @@ impl Router {
         input: impl FnOnce(&mut swapping::Swapping, &mut ctx::Ctx) -> Option<Location>,
     ) {
         let (m, mut cx) = self.split();
-        cx.requests = Some(&*m.requests);
+        cx.requests = Some(m.requests.in_flight());
         let Some(location) = input(m.swapping, &mut cx) else {
             return;
         };
@@ -587,7 +587,7 @@ impl Router {
     /// Hands one input to the opennet machine.
     fn with_opennet<T>(&mut self, input: impl FnOnce(&mut Opennet, &mut ctx::Ctx) -> T) -> T {
         let (m, mut cx) = self.split();
-        cx.requests = Some(&*m.requests);
+        cx.requests = Some(m.requests.in_flight());
         input(m.opennet, &mut cx)
     }
 

@@ -63,9 +63,10 @@ pub(in crate::router) struct InsertStart {
     pub tunnel: Option<u64>,
 }
 
-impl IdsInUse for Requests {
+/// The requests in flight, by id, are the ids other machines must not draw.
+impl IdsInUse for BTreeMap<RequestId, Box<Req>> {
     fn in_use(&self, id: RequestId) -> bool {
-        self.requests.contains_key(&id)
+        self.contains_key(&id)
     }
 }
 
