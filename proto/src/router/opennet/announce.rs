@@ -251,6 +251,8 @@ impl Opennet {
         send_reply(cx, from, a.id, own, here);
     }
 
+    /// An offer for announcement `id`: passed back towards its newcomer, or, for our
+    /// own announcement, dialled if we want the peer.
     pub(in crate::router) fn on_announce_reply(
         &mut self,
         cx: &mut Ctx,

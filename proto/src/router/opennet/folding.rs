@@ -12,6 +12,10 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 impl Opennet {
+    /// The data source's offer for request `id`, from the peer that delivered its data.
+    /// A relay of the return path that is not near the originator dials it if it wants
+    /// the peer; otherwise the offer goes upstream, with this node's own address in its
+    /// place at `fold_replace_probability`. The originator takes none.
     pub(in crate::router) fn on_fold_offer(
         &mut self,
         cx: &mut Ctx,

@@ -166,7 +166,7 @@ impl Requests {
         self.begin_walk(cx, now, id, key, kind, source, received_htl, Walk::None);
     }
 
-    /// As [`Router::begin`], at a given place on the request's anonymity walk.
+    /// As [`Requests::begin`], at a given place on the request's anonymity walk.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::router) fn begin_walk(
         &mut self,
